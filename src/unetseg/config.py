@@ -1,0 +1,257 @@
+"""Typed training configuration: every default in one place, saved per run as ``config.yaml``.
+
+Each field becomes a ``unetseg train`` flag (``--base-width 32``); a YAML file given with ``--config``
+sets any of them by section (``model: {base_width: 32}``). Unknown keys and bad values are errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .errors import UnetsegError
+
+
+def _f(default: Any, help: str, choices: tuple | None = None) -> Any:
+    meta = {"help": help, "choices": choices}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    path: str = _f("", "dataset folder (<root>/{train,valid|val,test}/{images,masks}) or dataset YAML")
+    size: list[int] | None = _f(
+        [256, 256], "network input HxW (e.g. 256 or 384x640); none with resize_mode=pad"
+    )
+    resize_mode: str = _f(
+        "resize",
+        "resize: stretch to size; letterbox: keep aspect and pad to size; pad: native size padded "
+        "to a multiple of 32",
+        ("resize", "letterbox", "pad"),
+    )
+    crop: list[int] | None = _f(None, "random training crop HxW taken after resizing (none: whole image)")
+    val_fraction: float = _f(0.15, "share of train held out for validation when no valid split exists")
+    test_fraction: float = _f(0.15, "share of train held out for test when only a train split exists")
+    normalize: str = _f(
+        "auto",
+        "auto: ImageNet statistics for pretrained encoders, else the train split's mean/std",
+        ("auto", "dataset", "imagenet", "none"),
+    )
+    channels: int | None = _f(None, "model input channels, 1 or 3 (default: from the first train image)")
+    workers: int = _f(-1, "data loader worker processes (-1: one per spare core)")
+
+
+@dataclass
+class ModelConfig:
+    arch: str = _f("classic", "classic (our U-Net) or a segmentation_models_pytorch architecture: unet, ...")
+    encoder: str = _f("resnet34", "smp encoder name (efficientnet-b3, resnet34, mobilenet_v2, ...)")
+    encoder_weights: str | None = _f(None, "none, imagenet (needs the internet) or a local weights file")
+    depth: int = _f(4, "classic U-Net: number of down-sampling steps")
+    base_width: int = _f(32, "classic U-Net: channels of the first level (doubled at each step)")
+    batch_norm: bool = _f(True, "classic U-Net: batch normalisation after each convolution")
+    dropout: float = _f(0.1, "classic U-Net: dropout at the bottleneck and in the decoder")
+    attention: bool = _f(False, "classic U-Net: attention gates on the skip connections (Oktay et al.)")
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = _f(True, "augment training images (never validation)")
+    hflip: float = _f(0.5, "probability of a horizontal flip")
+    vflip: float = _f(0.0, "probability of a vertical flip")
+    rotate: float = _f(15.0, "maximum rotation in degrees")
+    scale: float = _f(0.1, "maximum relative zoom in or out")
+    affine_p: float = _f(0.5, "probability of the rotation/scale transform")
+    brightness: float = _f(0.2, "maximum relative brightness change")
+    contrast: float = _f(0.2, "maximum relative contrast change")
+    color_p: float = _f(0.5, "probability of the brightness/contrast change")
+
+
+@dataclass
+class TrainConfig:
+    name: str = _f("", "run name; the run folder is <runs_dir>/<name>[-N] (default: dataset folder name)")
+    runs_dir: str = _f("runs", "parent folder of run folders")
+    loss: str = _f("auto", "bce, dice, jaccard, focal, ce, lovasz, tversky or a weighted sum "
+                   "(0.5*bce+0.5*dice); auto: bce+dice for binary, ce+dice for multi-class")
+    optimizer: str = _f("adamw", "optimizer", ("adam", "adamw", "sgd"))
+    lr: float = _f(1e-3, "learning rate")
+    weight_decay: float = _f(1e-4, "weight decay")
+    batch_size: int = _f(8, "batch size")
+    epochs: int = _f(50, "maximum epochs")
+    max_time: float | None = _f(None, "stop training after this many minutes")
+    scheduler: str = _f("plateau", "learning-rate schedule", ("plateau", "cosine", "none"))
+    patience: int = _f(10, "early stopping: epochs without improvement of the monitor (0: off)")
+    monitor: str = _f("val_iou", "metric that picks the best model", ("val_iou", "val_loss"))
+    threshold: float = _f(0.5, "binary: probability above which a pixel is foreground")
+    seed: int = _f(0, "random seed for splits, initialisation and augmentation")
+    accelerator: str = _f("auto", "Lightning accelerator: auto, cpu, gpu, ...")
+    devices: str = _f("auto", "Lightning devices: auto, 1, 4, ...")
+    precision: str = _f("32-true", "Lightning precision: 32-true, 16-mixed, bf16-mixed")
+    channels_last: bool = _f(True, "channels_last memory format (faster convolutions on CPU)")
+    val_grid: int = _f(4, "validation images drawn in the per-epoch prediction grid")
+    progress: bool = _f(True, "show a progress bar")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> Config:
+        cfg = cls()
+        cfg.update(data, source)
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Config:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise UnetsegError(f"{path}: cannot read config: {_one_line(e)}") from e
+        if not isinstance(data, dict):
+            raise UnetsegError(f"{path}: a config must be a mapping of sections")
+        return cls.from_dict(data, str(path))
+
+    def update(self, data: dict[str, Any], source: str = "config") -> None:
+        """Set fields from ``{section: {key: value}}``, checking names and types."""
+        for section, values in data.items():
+            if section not in SECTIONS:
+                raise UnetsegError(f"{source}: unknown section {section!r} (expected {', '.join(SECTIONS)})")
+            if not isinstance(values, dict):
+                raise UnetsegError(f"{source}: section {section!r} must be a mapping")
+            obj = getattr(self, section)
+            names = {f.name: f for f in dataclasses.fields(obj)}
+            for key, value in values.items():
+                if key not in names:
+                    raise UnetsegError(
+                        f"{source}: unknown key {section}.{key} (known: {', '.join(names)})"
+                    )
+                setattr(obj, key, coerce(names[key], value, f"{source}: {section}.{key}"))
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "augment": AugmentConfig,
+    "train": TrainConfig,
+}
+
+
+def parse_size(text: str | int | list | tuple | None) -> list[int] | None:
+    """``256`` -> [256, 256]; ``384x640`` -> [384, 640]; ``none`` -> None."""
+    if text is None or (isinstance(text, str) and text.lower() in ("", "none", "null")):
+        return None
+    if isinstance(text, int):
+        return [text, text]
+    if isinstance(text, list | tuple):
+        values = [int(v) for v in text]
+    else:
+        values = [int(v) for v in str(text).lower().replace(",", "x").split("x")]
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) <= 0:
+        raise ValueError(f"expected HxW, got {text!r}")
+    return values
+
+
+def coerce(f: dataclasses.Field, value: Any, where: str) -> Any:
+    """Convert ``value`` to the field's type; raise a one-line error naming ``where``."""
+    hint = typing.get_type_hints(_owner(f))[f.name]
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and typing.get_origin(base) is list:
+        base = list
+    try:
+        if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
+            if not optional:
+                raise ValueError("a value is required")
+            return None
+        if base is list or typing.get_origin(base) is list:
+            out: Any = parse_size(value)
+        elif base is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
+                    raise ValueError("expected true or false")
+                out = value.lower() in ("true", "yes", "1")
+            else:
+                out = bool(value)
+        elif base is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError("expected an integer")
+            out = int(value)
+        elif base is float:
+            out = float(value)
+        else:
+            out = str(value)
+    except (TypeError, ValueError) as e:
+        raise UnetsegError(f"{where}: bad value {value!r}: {e}") from e
+    choices = f.metadata.get("choices")
+    if choices and out not in choices:
+        raise UnetsegError(f"{where}: {out!r} is not one of {', '.join(choices)}")
+    return out
+
+
+def _owner(f: dataclasses.Field) -> type:
+    for cls in SECTIONS.values():
+        if any(g is f for g in dataclasses.fields(cls)):
+            return cls
+    raise KeyError(f.name)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one ``--flag`` per config field, grouped by section; unset flags stay ``None``."""
+    for section, cls in SECTIONS.items():
+        group = parser.add_argument_group(f"{section} options")
+        for f in dataclasses.fields(cls):
+            if section == "data" and f.name == "path":
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            if section == "augment" and f.name != "enabled":
+                flag = "--aug-" + f.name.replace("_", "-")
+            elif section == "augment":
+                flag = "--augment"
+            dest = f"{section}.{f.name}"
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            help_text = f"{f.metadata['help']} [default: {default}]"
+            hint = typing.get_type_hints(cls)[f.name]
+            if hint is bool:
+                group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
+                                   help=help_text)
+            else:
+                group.add_argument(flag, dest=dest, default=None, metavar=f.name.upper(), help=help_text,
+                                   choices=f.metadata.get("choices"))
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Collect the flags the user set into ``{section: {key: value}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in vars(args).items():
+        if "." in key and value is not None:
+            section, name = key.split(".", 1)
+            out.setdefault(section, {})[name] = value
+    return out
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())
+
+
+Mode = Literal["binary", "multiclass"]

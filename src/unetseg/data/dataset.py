@@ -1,0 +1,78 @@
+"""The torch Dataset of (image, mask) pairs and the normalisation statistics of a split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import albumentations as A
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import UnetsegError
+from .io import MaskDecoder, read_image, read_mask_raw
+from .spec import Pair
+from .transforms import fit_image, fit_mask, normalize, plan_placement
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How raw images become network input; stored in the model file so prediction matches training."""
+
+    channels: int
+    size: tuple[int, int] | None
+    mode: str
+    divisor: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, object]:
+        placement = plan_placement(image.shape[:2], self.size, self.mode, self.divisor)
+        return fit_image(image, placement), placement
+
+
+class SegmentationDataset(Dataset):
+    """Reads, fits, augments and normalises image/mask pairs; masks come back as uint8 indices."""
+
+    def __init__(self, pairs: list[Pair], decoder: MaskDecoder, spec: InputSpec,
+                 augment: A.Compose | None = None) -> None:
+        self.pairs, self.decoder, self.spec, self.augment = pairs, decoder, spec, augment
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        pair = self.pairs[index]
+        image = read_image(pair.image, self.spec.channels)
+        mask = self.decoder.decode(read_mask_raw(pair.mask), pair.mask)
+        if image.shape[:2] != mask.shape:
+            raise UnetsegError(f"{pair.image}: image is {image.shape[1]}x{image.shape[0]} but its mask "
+                               f"{pair.mask.name} is {mask.shape[1]}x{mask.shape[0]} (width x height)")
+        placement = plan_placement(image.shape[:2], self.spec.size, self.spec.mode, self.spec.divisor)
+        image, mask = fit_image(image, placement), fit_mask(mask, placement)
+        if self.augment is not None:
+            out = self.augment(image=image, mask=mask)
+            image, mask = out["image"], out["mask"]
+            if image.ndim == 2:
+                image = image[:, :, None]
+        return {
+            "image": normalize(image, self.spec.mean, self.spec.std),
+            "mask": torch.from_numpy(np.ascontiguousarray(mask)),
+            "index": torch.tensor(index),
+        }
+
+
+def mean_std(pairs: list[Pair], channels: int, limit: int = 64) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation over up to ``limit`` evenly spaced images."""
+    step = max(1, len(pairs) // limit)
+    total = np.zeros(channels)
+    squares = np.zeros(channels)
+    count = 0
+    for pair in pairs[::step][:limit]:
+        image = read_image(pair.image, channels).reshape(-1, channels).astype(np.float64)
+        total += image.sum(0)
+        squares += (image**2).sum(0)
+        count += image.shape[0]
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 1e-12))
+    return [round(float(v), 6) for v in mean], [round(float(max(v, 1e-3)), 6) for v in std]

@@ -1,0 +1,291 @@
+"""Finding a dataset's files: folder layouts, dataset YAML, pairing by stem, splits, classes.
+
+A dataset is either a folder laid out as the course notebooks do it::
+
+    <root>/train/{images,masks}  <root>/valid|val/{images,masks}  <root>/test/{images,masks}
+    (or just <root>/{images,masks}: one train split, divided by seeded fractions)
+
+or a YAML file that names the folders and the classes (see README, "Dataset YAML").
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ..errors import UnetsegError
+from .io import IMAGE_EXTENSIONS, MaskDecoder, image_size, read_mask_raw
+
+log = logging.getLogger(__name__)
+
+SPLIT_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid", "test": "test"}
+YAML_KEYS = {"root", "name", "train", "valid", "val", "validation", "test", "classes", "ignore_index",
+             "palette", "mask_suffix", "mask_mode", "allow_unpaired"}
+
+# Distinct colours for drawing classes (class 0 first); a dataset palette takes precedence.
+DEFAULT_COLOURS = [
+    (0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128),
+    (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0),
+    (255, 215, 180), (0, 0, 128), (128, 128, 128),
+]
+
+
+@dataclass(frozen=True)
+class Pair:
+    image: Path
+    mask: Path
+
+
+@dataclass
+class DatasetInfo:
+    """A resolved dataset: file pairs per split and how to decode its masks."""
+
+    name: str
+    source: Path
+    splits: dict[str, list[Pair]]
+    classes: list[str]
+    decoder: MaskDecoder
+    colours: list[tuple[int, int, int]] = field(default_factory=list)
+
+    @property
+    def binary(self) -> bool:
+        return self.decoder.mode == "binary"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def split(self, name: str) -> list[Pair]:
+        key = SPLIT_ALIASES.get(name, name)
+        pairs = self.splits.get(key, [])
+        if not pairs:
+            raise UnetsegError(f"{self.source}: split {name!r} is empty or missing")
+        return pairs
+
+
+@dataclass
+class _Layout:
+    root: Path
+    dirs: dict[str, tuple[Path, Path]]
+    classes: list[str] | None = None
+    ignore_index: Any = None
+    palette: list[tuple[int, int, int]] | None = None
+    mask_suffix: str = ""
+    mask_mode: str = "auto"
+    allow_unpaired: bool = False
+    name: str = ""
+
+
+def load_dataset(path: str | Path, seed: int = 0, val_fraction: float = 0.15,
+                 test_fraction: float = 0.15) -> DatasetInfo:
+    """Resolve a dataset folder or YAML into file pairs per split, classes and a mask decoder."""
+    path = Path(path)
+    if not path.exists():
+        raise UnetsegError(f"{path}: dataset not found")
+    layout = _read_yaml(path) if path.is_file() else _discover_folder(path)
+    splits = {
+        split: pair_files(img_dir, mask_dir, layout.mask_suffix, layout.allow_unpaired)
+        for split, (img_dir, mask_dir) in layout.dirs.items()
+    }
+    if not splits.get("train"):
+        raise UnetsegError(f"{path}: the train split is empty or missing")
+    splits = split_fractions(splits, seed, val_fraction, test_fraction, path)
+    decoder, classes = _make_decoder(layout, splits["train"], path)
+    if layout.palette:
+        colours = [tuple(c) for c in layout.palette]
+    else:
+        colours = [DEFAULT_COLOURS[i % len(DEFAULT_COLOURS)] for i in range(len(classes))]
+    return DatasetInfo(layout.name or path.stem if path.is_file() else path.name, path, splits, classes,
+                       decoder, colours)
+
+
+def _discover_folder(root: Path) -> _Layout:
+    if (root / "dataset.yaml").is_file():
+        return _read_yaml(root / "dataset.yaml")
+    dirs: dict[str, tuple[Path, Path]] = {}
+    for child in sorted(root.iterdir()):
+        split = SPLIT_ALIASES.get(child.name.lower())
+        if split and child.is_dir() and (child / "images").is_dir():
+            if split in dirs:
+                raise UnetsegError(f"{root}: both {dirs[split][0].parent.name}/ and {child.name}/ look like "
+                                   f"the {split} split")
+            dirs[split] = (child / "images", child / "masks")
+    if not dirs and (root / "images").is_dir():
+        dirs["train"] = (root / "images", root / "masks")
+    if not dirs:
+        raise UnetsegError(
+            f"{root}: no dataset layout found (expected train/images + train/masks, images/ + masks/, "
+            "or a dataset YAML)"
+        )
+    for img_dir, mask_dir in dirs.values():
+        if not mask_dir.is_dir():
+            raise UnetsegError(f"{mask_dir}: mask folder missing beside {img_dir}")
+    return _Layout(root=root, dirs=dirs, name=root.name)
+
+
+def _read_yaml(path: Path) -> _Layout:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise UnetsegError(f"{path}: cannot read dataset YAML: {' '.join(str(e).split())}") from e
+    if not isinstance(data, dict):
+        raise UnetsegError(f"{path}: a dataset YAML must be a mapping")
+    unknown = set(data) - YAML_KEYS
+    if unknown:
+        raise UnetsegError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} "
+                           f"(known: {', '.join(sorted(YAML_KEYS))})")
+    root = (path.parent / str(data.get("root", "."))).resolve()
+    if not root.is_dir():
+        raise UnetsegError(f"{path}: root folder {root} not found")
+    dirs: dict[str, tuple[Path, Path]] = {}
+    for key, split in SPLIT_ALIASES.items():
+        if key not in data:
+            continue
+        entry = data[key]
+        if not isinstance(entry, dict) or "images" not in entry or "masks" not in entry:
+            raise UnetsegError(f"{path}: {key} must give 'images' and 'masks' folders")
+        img_dir, mask_dir = root / str(entry["images"]), root / str(entry["masks"])
+        for d in (img_dir, mask_dir):
+            if not d.is_dir():
+                raise UnetsegError(f"{path}: {key} folder {d} not found")
+        dirs[split] = (img_dir, mask_dir)
+    classes = data.get("classes")
+    if isinstance(classes, dict):
+        classes = [str(classes[k]) for k in sorted(classes)]
+    elif classes is not None:
+        if not isinstance(classes, list) or len(classes) < 1:
+            raise UnetsegError(f"{path}: classes must be a list of names")
+        classes = [str(c) for c in classes]
+    palette = data.get("palette")
+    if palette is not None:
+        if isinstance(palette, dict):
+            if classes is None:
+                classes = [str(k) for k in palette]
+            palette = [palette[c] for c in classes] if all(c in palette for c in classes) else None
+        ok = isinstance(palette, list) and all(isinstance(c, list | tuple) and len(c) == 3 for c in palette)
+        if not ok or (classes and len(palette) != len(classes)):
+            raise UnetsegError(f"{path}: palette must give one [R, G, B] colour per class")
+        palette = [tuple(int(v) for v in c) for c in palette]
+    ignore = data.get("ignore_index")
+    if isinstance(ignore, list):
+        ignore = tuple(int(v) for v in ignore)
+    return _Layout(root=root, dirs=dirs, classes=classes, ignore_index=ignore, palette=palette,
+                   mask_suffix=str(data.get("mask_suffix", "")),
+                   mask_mode=str(data.get("mask_mode", "auto")),
+                   allow_unpaired=bool(data.get("allow_unpaired", False)),
+                   name=str(data.get("name", path.stem)))
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+                  and not p.name.startswith("."))
+
+
+def _by_stem(files: list[Path], suffix: str = "") -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for f in files:
+        stem = f.stem
+        if suffix:
+            if not stem.endswith(suffix):
+                continue
+            stem = stem[: -len(suffix)]
+        if stem in out:
+            raise UnetsegError(f"{f}: two files share the stem {stem!r} ({out[stem].name} and {f.name})")
+        out[stem] = f
+    return out
+
+
+def pair_files(images_dir: Path, masks_dir: Path, mask_suffix: str = "",
+               allow_unpaired: bool = False) -> list[Pair]:
+    """Pair images with masks by file stem (never by sort order); unpaired files are an error."""
+    images = _by_stem(list_images(images_dir))
+    masks = _by_stem(list_images(masks_dir), mask_suffix)
+    lonely_images = sorted(set(images) - set(masks))
+    lonely_masks = sorted(set(masks) - set(images))
+    if (lonely_images or lonely_masks) and not allow_unpaired:
+        first = images[lonely_images[0]] if lonely_images else masks[lonely_masks[0]]
+        what = f"has no mask in {masks_dir}" if lonely_images else f"has no image in {images_dir}"
+        more = len(lonely_images) + len(lonely_masks) - 1
+        extra = f" ({more} more unpaired file{'s' if more != 1 else ''})" if more else ""
+        raise UnetsegError(f"{first}: {what}{extra}; set allow_unpaired: true in a dataset YAML to skip them")
+    if lonely_images or lonely_masks:
+        log.warning("%s: skipped %d image(s) without mask and %d mask(s) without image",
+                    images_dir, len(lonely_images), len(lonely_masks))
+    return [Pair(images[s], masks[s]) for s in sorted(set(images) & set(masks))]
+
+
+def split_fractions(splits: dict[str, list[Pair]], seed: int, val_fraction: float, test_fraction: float,
+                    source: Path) -> dict[str, list[Pair]]:
+    """Hold out valid (and test, if missing too) from train by seeded fractions."""
+    out = dict(splits)
+    need = [s for s, frac in (("valid", val_fraction), ("test", test_fraction))
+            if not out.get(s) and frac > 0 and not (s == "test" and out.get("valid"))]
+    if not need:
+        return out
+    train = sorted(out["train"], key=lambda p: p.image.stem)
+    order = np.random.default_rng(seed).permutation(len(train))
+    fractions = {"valid": val_fraction, "test": test_fraction}
+    counts = {s: max(1, round(len(train) * fractions[s])) for s in need}
+    if sum(counts.values()) >= len(train):
+        raise UnetsegError(f"{source}: {len(train)} training pairs are too few to hold out "
+                           f"{' and '.join(need)} splits")
+    start = 0
+    for s in need:
+        out[s] = [train[i] for i in sorted(order[start:start + counts[s]])]
+        start += counts[s]
+    out["train"] = [train[i] for i in sorted(order[start:])]
+    return out
+
+
+def _make_decoder(layout: _Layout, train: list[Pair], source: Path) -> tuple[MaskDecoder, list[str]]:
+    classes, mode, ignore = layout.classes, layout.mask_mode, layout.ignore_index
+    if layout.palette:
+        return MaskDecoder("palette", len(layout.palette), ignore, tuple(layout.palette)), list(classes or [])
+    if mode == "auto":
+        if classes is not None:
+            mode = "binary" if len(classes) <= 2 else "index"
+        else:
+            values: set[int] = set()
+            for pair in train:
+                raw = read_mask_raw(pair.mask)
+                if raw.ndim == 3:
+                    raise UnetsegError(f"{pair.mask}: colour mask but the dataset has no palette; name the "
+                                       "class colours in a dataset YAML (palette:)")
+                values.update(np.unique(raw).tolist())
+            values.discard(ignore)
+            if values <= {0, 1} or values <= {0, 255}:
+                mode = "binary"
+            else:
+                mode = "index"
+                classes = [f"class{i}" for i in range(int(max(values)) + 1)]
+                log.warning("%s: no class names given; found %d classes from mask values", source, len(classes))
+    if mode == "binary":
+        names = classes if classes and len(classes) == 2 else ["background", (classes or ["foreground"])[-1]]
+        return MaskDecoder("binary", 2, ignore), names
+    if mode == "index":
+        if not classes:
+            raise UnetsegError(f"{source}: mask_mode index needs a classes list")
+        return MaskDecoder("index", len(classes), ignore), classes
+    raise UnetsegError(f"{source}: unknown mask_mode {mode!r} (auto, binary, index or palette)")
+
+
+def check_pairs(pairs: list[Pair], decoder: MaskDecoder) -> np.ndarray:
+    """Decode every mask and compare sizes with its image; return pixel counts per class.
+
+    Fails on the first bad pair with a one-line error, before any training starts.
+    """
+    counts = np.zeros(decoder.num_classes, dtype=np.int64)
+    for pair in pairs:
+        mask = decoder.decode(read_mask_raw(pair.mask), pair.mask)
+        size = image_size(pair.image)
+        if size != mask.shape[:2]:
+            raise UnetsegError(f"{pair.image}: image is {size[1]}x{size[0]} but its mask {pair.mask.name} is "
+                               f"{mask.shape[1]}x{mask.shape[0]} (width x height)")
+        counts += np.bincount(mask[mask != 255].ravel(), minlength=decoder.num_classes)[: decoder.num_classes]
+    return counts

@@ -1,0 +1,77 @@
+"""Segmentation losses and their weighted sums, built from segmentation_models_pytorch.
+
+``"bce+jaccard"`` and ``"0.7*ce+0.3*dice"`` are sums; binary models use sigmoid outputs (one channel),
+multi-class models softmax. Pixels marked ``IGNORE`` in the target count in no loss.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .data.io import IGNORE
+from .errors import UnetsegError
+
+LOSS_NAMES = ("bce", "dice", "jaccard", "focal", "ce", "lovasz", "tversky")
+BINARY_ONLY, MULTICLASS_ONLY = {"bce"}, {"ce"}
+
+
+def parse_loss(spec: str, binary: bool) -> list[tuple[float, str]]:
+    """``"0.5*bce+dice"`` -> [(0.5, "bce"), (1.0, "dice")], checked against the task."""
+    if spec == "auto":
+        spec = "bce+dice" if binary else "ce+dice"
+    terms = []
+    for part in spec.replace(" ", "").lower().split("+"):
+        weight, _, name = part.rpartition("*")
+        try:
+            w = float(weight) if weight else 1.0
+        except ValueError:
+            raise UnetsegError(f"loss {spec!r}: bad weight {weight!r}") from None
+        if name not in LOSS_NAMES:
+            raise UnetsegError(f"loss {spec!r}: unknown term {name!r} (known: {', '.join(LOSS_NAMES)})")
+        if binary and name in MULTICLASS_ONLY:
+            raise UnetsegError(f"loss {spec!r}: ce is for multi-class data; use bce for binary masks")
+        if not binary and name in BINARY_ONLY:
+            raise UnetsegError(f"loss {spec!r}: bce is for binary masks; use ce for multi-class data")
+        terms.append((w, name))
+    return terms
+
+
+def _make(name: str, mode: str) -> nn.Module:
+    from segmentation_models_pytorch import losses as L
+
+    if name == "bce":
+        return L.SoftBCEWithLogitsLoss(ignore_index=IGNORE)
+    if name == "ce":
+        return nn.CrossEntropyLoss(ignore_index=IGNORE)
+    if name == "dice":
+        return L.DiceLoss(mode, ignore_index=IGNORE)
+    if name == "jaccard":
+        return L.JaccardLoss(mode, ignore_index=IGNORE)
+    if name == "focal":
+        return L.FocalLoss(mode, ignore_index=IGNORE)
+    if name == "lovasz":
+        return L.LovaszLoss(mode, ignore_index=IGNORE)
+    return L.TverskyLoss(mode, ignore_index=IGNORE)
+
+
+class SegmentationLoss(nn.Module):
+    """Weighted sum of losses on logits (N, C, H, W) and uint8 class-index targets (N, H, W)."""
+
+    def __init__(self, spec: str, binary: bool) -> None:
+        super().__init__()
+        self.binary = binary
+        self.terms = parse_loss(spec, binary)
+        mode = "binary" if binary else "multiclass"
+        self.losses = nn.ModuleList(_make(name, mode) for _, name in self.terms)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = target.unsqueeze(1).float() if self.binary else target.long()
+        total = logits.new_zeros(())
+        for (weight, _), loss in zip(self.terms, self.losses, strict=True):
+            total = total + weight * loss(logits, target)
+        return total
+
+    @property
+    def description(self) -> str:
+        return "+".join(f"{w:g}*{n}" if w != 1 else n for w, n in self.terms)

@@ -1,0 +1,76 @@
+"""Segmentation metrics from per-image, per-class confusion counts.
+
+Counts (tp, fp, tn, fn) come from torchmetrics with ignored pixels left out; every score is computed
+from them. Over a split, counts are summed over all pixels before dividing (micro over images), so an
+image with an empty mask adds only its false positives. A class with no pixels in the truth nor the
+prediction of the whole split has no score (NaN) and is left out of the means. For a single image
+(per-image IoU), an empty truth predicted empty scores 1.0.
+
+Binary tasks report the foreground class; multi-class tasks report the mean over classes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torchmetrics.functional.classification import multiclass_stat_scores
+
+from .data.io import IGNORE
+
+SCORES = ("iou", "dice", "precision", "recall")
+
+
+def confusion_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(N, H, W) predicted and true class indices -> (N, C, 4) counts tp, fp, tn, fn."""
+    stats = multiclass_stat_scores(pred.long(), target.long(), num_classes=num_classes, average=None,
+                                   multidim_average="samplewise", ignore_index=IGNORE, validate_args=False)
+    return stats[..., :4].reshape(pred.shape[0], num_classes, 4)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.maximum(den, 1), np.nan)
+
+
+def scores_from_counts(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """(C, 4) counts -> per-class iou, dice, precision, recall (NaN where undefined)."""
+    tp, fp, _tn, fn = (counts[:, i].astype(np.float64) for i in range(4))
+    return {
+        "iou": _ratio(tp, tp + fp + fn),
+        "dice": _ratio(2 * tp, 2 * tp + fp + fn),
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+    }
+
+
+def summarize(counts: np.ndarray, class_names: list[str], binary: bool) -> dict:
+    """Headline scores, pixel accuracy and per-class scores from (C, 4) counts summed over a split."""
+    per = scores_from_counts(counts)
+    valid = counts[:, 0].sum() + counts[:, 3].sum()  # every valid pixel is a tp or fn of its true class
+    out: dict = {"accuracy": _clean(counts[:, 0].sum() / valid if valid else math.nan)}
+    for name in SCORES:
+        out[name] = _clean(per[name][1] if binary else _nanmean(per[name]))
+    out["per_class"] = {
+        cls: {name: _clean(per[name][i]) for name in SCORES}
+        for i, cls in enumerate(class_names)
+    }
+    return out
+
+
+def image_iou(counts: np.ndarray, binary: bool) -> float:
+    """IoU of one image from its (C, 4) counts: foreground IoU (binary) or mean over classes present
+    in truth or prediction; 1.0 where nothing is present and nothing predicted."""
+    iou = scores_from_counts(counts)["iou"]
+    value = iou[1] if binary else _nanmean(iou)
+    return 1.0 if math.isnan(value) else float(value)
+
+
+def _nanmean(x: np.ndarray) -> float:
+    return float(np.nanmean(x)) if np.isfinite(x).any() else math.nan
+
+
+def _clean(x: float) -> float | None:
+    x = float(x)
+    return None if math.isnan(x) else round(x, 6)

@@ -1,0 +1,117 @@
+"""The model file: one safetensors file holding the weights and, in its header, JSON metadata with
+everything prediction needs (architecture, channels, classes, input size, normalisation, threshold).
+
+Loading parses JSON and tensors only; no pickle, no code from the file runs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from . import __version__
+from .data.dataset import InputSpec
+from .errors import UnetsegError
+from .fileio import atomic_write
+from .models import create_model
+
+FORMAT = "unetseg-model"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference, with what its training decided about inputs and outputs."""
+
+    model: nn.Module
+    meta: dict[str, Any]
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def binary(self) -> bool:
+        return bool(self.meta["binary"])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.meta.get("threshold", 0.5))
+
+    @property
+    def colours(self) -> list[tuple[int, int, int]]:
+        return [tuple(c) for c in self.meta["colours"]]
+
+    @property
+    def input_spec(self) -> InputSpec:
+        i = self.meta["input"]
+        size = tuple(i["size"]) if i.get("size") else None
+        return InputSpec(int(i["channels"]), size, i["mode"], int(i["divisor"]), tuple(i["mean"]),
+                         tuple(i["std"]))
+
+
+def build_meta(model_cfg: dict, classes: list[str], binary: bool, colours: list, spec: InputSpec,
+               threshold: float, training: dict | None = None) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "unetseg_version": __version__,
+        "model": dict(model_cfg),
+        "classes": list(classes),
+        "binary": binary,
+        "colours": [list(map(int, c)) for c in colours],
+        "input": {"channels": spec.channels, "size": list(spec.size) if spec.size else None, "mode": spec.mode,
+                  "divisor": spec.divisor, "mean": list(spec.mean), "std": list(spec.std)},
+        "threshold": threshold,
+        "training": training or {},
+    }
+
+
+def save_model_file(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
+    """Write weights and metadata atomically."""
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    header = {"format": FORMAT, "meta": json.dumps(meta)}
+    return atomic_write(path, lambda p: save_file(tensors, str(p), metadata=header))
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UnetsegError(f"{path}: model file not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UnetsegError(f"{path}: not a unetseg model file (not safetensors: {' '.join(str(e).split())})") from e
+    if header.get("format") != FORMAT or "meta" not in header:
+        raise UnetsegError(f"{path}: not a unetseg model file (safetensors without unetseg metadata)")
+    try:
+        meta = json.loads(header["meta"])
+    except json.JSONDecodeError as e:
+        raise UnetsegError(f"{path}: corrupt unetseg metadata ({e})") from e
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise UnetsegError(f"{path}: made by a newer unetseg (format {meta['format_version']}); upgrade unetseg")
+    return meta
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the model from its metadata and load its weights (no code from the file runs)."""
+    from safetensors.torch import load_file
+
+    meta = read_meta(path)
+    outputs = 1 if meta["binary"] else len(meta["classes"])
+    model = create_model(meta["model"], int(meta["input"]["channels"]), outputs)
+    try:
+        state = load_file(str(path), device=str(device))
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, SafetensorError) as e:
+        raise UnetsegError(f"{path}: weights do not match the {meta['model']['arch']} model it describes "
+                           f"({' '.join(str(e).split())[:200]})") from e
+    return LoadedModel(model.to(device).eval(), meta)

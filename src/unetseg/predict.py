@@ -1,0 +1,200 @@
+"""Inference: batching, restoring outputs to the original image size, post-processing, and files."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .data.dataset import InputSpec
+from .data.io import IMAGE_EXTENSIONS, MaskDecoder, read_image, read_mask_raw
+from .data.spec import list_images
+from .data.transforms import normalize, restore
+from .errors import UnetsegError
+from .fileio import atomic_write, write_json, write_png
+from .modelfile import LoadedModel, load_model
+from .postprocess import PostProcess, mask_to_polygons, postprocess_mask
+from .viz import overlay, to_uint8_rgb
+
+
+class InferenceDataset(Dataset):
+    """Images (and, for evaluation, decoded masks) prepared for the network."""
+
+    def __init__(self, images: list[Path], spec: InputSpec, masks: list[Path] | None = None,
+                 decoder: MaskDecoder | None = None) -> None:
+        self.images, self.spec, self.masks, self.decoder = images, spec, masks, decoder
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        image = read_image(self.images[i], self.spec.channels)
+        fitted, placement = self.spec.prepare(image)
+        item: dict[str, Any] = {"image": normalize(fitted, self.spec.mean, self.spec.std),
+                                "placement": placement, "index": i}
+        if self.masks is not None and self.decoder is not None:
+            mask = self.decoder.decode(read_mask_raw(self.masks[i]), self.masks[i])
+            if mask.shape != image.shape[:2]:
+                raise UnetsegError(f"{self.images[i]}: image is {image.shape[1]}x{image.shape[0]} but its mask "
+                                   f"{self.masks[i].name} is {mask.shape[1]}x{mask.shape[0]} (width x height)")
+            item["mask"] = mask
+        return item
+
+
+def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    out = {k: [it[k] for it in items] for k in items[0]}
+    out["image"] = torch.stack(out["image"])
+    return out
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclass
+class Predictor:
+    """Runs a loaded model over images and returns class probabilities at each image's original size."""
+
+    loaded: LoadedModel
+    device: str = "auto"
+    batch_size: int = 4
+    workers: int = 0
+    channels_last: bool = True
+    _device: torch.device = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._device = resolve_device(self.device)
+        self.loaded.model.to(self._device).eval()
+        if self.channels_last:
+            self.loaded.model.to(memory_format=torch.channels_last)
+
+    def loader(self, dataset: InferenceDataset) -> DataLoader:
+        # Native-size (pad) inputs differ in shape, so they go one at a time.
+        bs = 1 if self.loaded.input_spec.mode == "pad" else self.batch_size
+        return DataLoader(dataset, batch_size=bs, num_workers=self.workers, collate_fn=_collate)
+
+    @torch.inference_mode()
+    def run(self, dataset: InferenceDataset) -> Iterator[tuple[dict[str, Any], torch.Tensor]]:
+        """Yield (item, probabilities (C, H, W)) for each image, in order."""
+        for batch in self.loader(dataset):
+            x = batch["image"].to(self._device)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            logits = self.loaded.model(x).float()
+            for j in range(x.shape[0]):
+                probs = self.activate(restore(logits[j], batch["placement"][j]))
+                yield {k: v[j] for k, v in batch.items() if k != "image"}, probs.cpu()
+
+    def activate(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits) if self.loaded.binary else torch.softmax(logits, dim=0)
+
+    def to_classes(self, probs: torch.Tensor, threshold: float | None = None) -> np.ndarray:
+        """Probabilities -> uint8 class-index mask."""
+        if self.loaded.binary:
+            t = self.loaded.threshold if threshold is None else threshold
+            return (probs[0] > t).numpy().astype(np.uint8)
+        return probs.argmax(0).numpy().astype(np.uint8)
+
+
+def resolve_inputs(spec: str | Path | list) -> list[Path]:
+    """A file, a folder (its images) or a glob pattern -> image paths."""
+    if isinstance(spec, list):
+        return [Path(p) for p in spec]
+    path = Path(spec)
+    if path.is_dir():
+        files = list_images(path)
+    elif path.is_file():
+        files = [path]
+    else:
+        files = sorted(Path(p) for p in glob.glob(str(spec), recursive=True)
+                       if Path(p).suffix.lower() in IMAGE_EXTENSIONS and Path(p).is_file())
+        if not files and not glob.has_magic(str(spec)):
+            raise UnetsegError(f"{spec}: no such file or folder")
+    if not files:
+        raise UnetsegError(f"{spec}: no images found")
+    return files
+
+
+@dataclass
+class PredictResult:
+    output: Path
+    masks: list[Path]
+
+
+def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: str | Path, *,
+            threshold: float | None = None, postprocess: PostProcess | None = None, overlays: bool = False,
+            probabilities: bool = False, contours: bool = False, overwrite: bool = False,
+            device: str = "auto", batch_size: int = 4, workers: int = 0) -> PredictResult:
+    """Write a mask PNG per input image (at its original size) and optional extras into ``output``.
+
+    Masks: binary 0/255, multi-class an indexed PNG whose value is the class and whose palette draws it.
+    Extras: ``overlays/<stem>.png``, ``probabilities/<stem>.png`` (binary, 0-255) or ``.npy`` (float16
+    C x H x W), ``contours/<stem>.json``. Existing files are kept unless ``overwrite``.
+    """
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    files = resolve_inputs(inputs)
+    out = Path(output)
+    stems: dict[str, Path] = {}
+    for f in files:
+        if f.stem in stems:
+            raise UnetsegError(f"{f}: same name as {stems[f.stem]}; their outputs would collide")
+        stems[f.stem] = f
+    targets = _targets(out, [f.stem for f in files], loaded.binary, overlays, probabilities, contours)
+    if not overwrite:
+        existing = [t for t in targets if t.exists()]
+        if existing:
+            raise UnetsegError(f"{existing[0]}: already exists ({len(existing)} output files would be "
+                               "replaced); choose another --output or pass --overwrite")
+    pp = postprocess or PostProcess()
+    predictor = Predictor(loaded, device=device, batch_size=batch_size, workers=workers)
+    palette = [list(c) for c in loaded.colours]
+    written = []
+    for item, probs in predictor.run(InferenceDataset(files, loaded.input_spec)):
+        src = files[item["index"]]
+        mask = postprocess_mask(predictor.to_classes(probs, threshold), pp, loaded.binary)
+        written.append(write_mask(out / f"{src.stem}.png", mask, loaded.binary, palette))
+        if overlays:
+            image = to_uint8_rgb(read_image(src))
+            write_png(out / "overlays" / f"{src.stem}.png", overlay(image, mask, loaded.colours, loaded.binary))
+        if probabilities:
+            _write_probabilities(out / "probabilities", src.stem, probs, loaded.binary)
+        if contours:
+            write_json(out / "contours" / f"{src.stem}.json", {
+                "image": str(src), "height": mask.shape[0], "width": mask.shape[1],
+                "objects": mask_to_polygons(mask, loaded.classes, loaded.binary)}, indent=None)
+    return PredictResult(out, written)
+
+
+def write_mask(path: Path, mask: np.ndarray, binary: bool, palette: list[list[int]]) -> Path:
+    if binary:
+        return write_png(path, (mask * 255).astype(np.uint8))
+    return write_png(path, mask, palette=palette)
+
+
+def _write_probabilities(folder: Path, stem: str, probs: torch.Tensor, binary: bool) -> None:
+    if binary:
+        write_png(folder / f"{stem}.png", (probs[0].numpy() * 255 + 0.5).astype(np.uint8))
+    else:
+        atomic_write(folder / f"{stem}.npy", lambda p: np.save(p, probs.numpy().astype(np.float16)))
+
+
+def _targets(out: Path, stems: list[str], binary: bool, overlays: bool, probabilities: bool,
+             contours: bool) -> list[Path]:
+    paths = []
+    for s in stems:
+        paths.append(out / f"{s}.png")
+        if overlays:
+            paths.append(out / "overlays" / f"{s}.png")
+        if probabilities:
+            paths.append(out / "probabilities" / f"{s}{'.png' if binary else '.npy'}")
+        if contours:
+            paths.append(out / "contours" / f"{s}.json")
+    return paths

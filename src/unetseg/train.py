@@ -1,0 +1,384 @@
+"""Training on PyTorch Lightning: the LightningModule, the run folder, and ``train()``.
+
+A run folder ``<runs_dir>/<name>[-N]/`` holds::
+
+    config.yaml            the resolved configuration (rerun with --config)
+    dataset.json           classes, input normalisation and the exact files of each split
+    metrics.csv            one row per epoch; history.png plots it
+    val_predictions/       a grid of validation predictions per epoch
+    weights/best.safetensors, weights/last.safetensors   model files (see modelfile.py)
+    weights/last.ckpt      full training state for --resume
+    tensorboard/           TensorBoard logs
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .config import Config
+from .data.dataset import InputSpec, SegmentationDataset, mean_std
+from .data.io import MaskDecoder, image_channels
+from .data.spec import DatasetInfo, Pair, check_pairs, load_dataset
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_augment, check_size
+from .errors import UnetsegError
+from .fileio import new_run_dir, write_json, write_text
+from .losses import SegmentationLoss
+from .metrics import confusion_counts, summarize
+from .modelfile import build_meta, save_model_file
+from .models import create_model, load_encoder_weights, output_stride
+from .viz import colourize, panel, plot_history, save_rgb, stack_rows, to_uint8_rgb
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_model: Path
+    last_model: Path
+    best_score: float | None
+    best_epoch: int | None
+    epochs_run: int
+    interrupted: bool
+
+
+def predict_classes(logits: torch.Tensor, binary: bool, threshold: float) -> torch.Tensor:
+    """Logits (N, C, H, W) -> class indices (N, H, W)."""
+    if binary:
+        return (torch.sigmoid(logits[:, 0]) > threshold).long()
+    return logits.argmax(dim=1)
+
+
+class SegmentationTask(L.LightningModule):
+    """Loss, optimisation and per-epoch validation metrics around any segmentation network."""
+
+    def __init__(self, model: nn.Module, cfg: Config, classes: list[str], binary: bool,
+                 spec: InputSpec) -> None:
+        super().__init__()
+        self.model, self.cfg, self.classes, self.binary, self.spec = model, cfg, classes, binary, spec
+        self.loss_fn = SegmentationLoss(cfg.train.loss, binary)
+        self.channels_last = cfg.train.channels_last
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self._reset_epoch_state()
+        self.last_val: dict[str, Any] = {}
+        self.grid_samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def _reset_epoch_state(self) -> None:
+        self._train_loss = [0.0, 0]
+        self._val_loss = [0.0, 0]
+        self._val_counts = torch.zeros(len(self.classes), 4, dtype=torch.long)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.loss_fn(self(batch["image"]), batch["mask"])
+        if not torch.isfinite(loss):
+            lr = self.optimizers().param_groups[0]["lr"]
+            raise UnetsegError(
+                f"training loss became {loss.item()} at epoch {self.current_epoch + 1}, step {self.global_step}: "
+                f"training diverged; lower the learning rate (--lr, now {lr:g}) or check the images for NaN"
+            )
+        n = batch["image"].shape[0]
+        self._train_loss[0] += loss.item() * n
+        self._train_loss[1] += n
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._train_loss = [0.0, 0]
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_loss = [0.0, 0]
+        self._val_counts = torch.zeros(len(self.classes), 4, dtype=torch.long)
+        self.grid_samples = []
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits = self(batch["image"])
+        mask = batch["mask"]
+        n = mask.shape[0]
+        self._val_loss[0] += self.loss_fn(logits, mask).item() * n
+        self._val_loss[1] += n
+        pred = predict_classes(logits, self.binary, self.cfg.train.threshold)
+        self._val_counts += confusion_counts(pred, mask, len(self.classes)).sum(0).cpu()
+        if len(self.grid_samples) < self.cfg.train.val_grid:
+            images = batch["image"].float().cpu().numpy().transpose(0, 2, 3, 1)
+            images = images * np.asarray(self.spec.std, np.float32) + np.asarray(self.spec.mean, np.float32)
+            for i in range(min(n, self.cfg.train.val_grid - len(self.grid_samples))):
+                self.grid_samples.append((images[i], mask[i].cpu().numpy(), pred[i].cpu().numpy().astype(np.uint8)))
+
+    def on_validation_epoch_end(self) -> None:
+        counts = self._val_counts.to(self.device)
+        loss = torch.tensor(self._val_loss, dtype=torch.float64, device=self.device)
+        if self.trainer.world_size > 1:
+            counts = self.all_gather(counts).sum(0)
+            loss = self.all_gather(loss).sum(0)
+        summary = summarize(counts.cpu().numpy(), self.classes, self.binary)
+        val_loss = float(loss[0] / max(loss[1], 1))
+        self.last_val = {"val_loss": val_loss, **{f"val_{k}": v for k, v in summary.items() if k != "per_class"},
+                         "per_class": summary["per_class"]}
+        metrics = {"val_loss": val_loss}
+        for key in ("iou", "dice", "precision", "recall", "accuracy"):
+            value = summary[key]
+            # An undefined score (no foreground anywhere in truth or prediction) monitors as 0.
+            metrics[f"val_{key}"] = 0.0 if value is None else value
+        for cls, scores in summary["per_class"].items():
+            if scores["iou"] is not None:
+                metrics[f"val_iou/{cls}"] = scores["iou"]
+        self.log("val_iou", metrics.pop("val_iou"), prog_bar=True)
+        self.log_dict(metrics)
+
+    @property
+    def train_loss(self) -> float:
+        return self._train_loss[0] / self._train_loss[1] if self._train_loss[1] else math.nan
+
+    def configure_optimizers(self) -> Any:
+        t = self.cfg.train
+        params = self.model.parameters()
+        if t.optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+        elif t.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=t.lr, momentum=0.9, weight_decay=t.weight_decay, nesterov=True)
+        else:
+            opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+        if t.scheduler == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, t.epochs), eta_min=t.lr * 0.01)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        if t.scheduler == "plateau":
+            mode = "max" if t.monitor == "val_iou" else "min"
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=0.5,
+                                                               patience=max(1, t.patience // 3))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": t.monitor}}
+        return opt
+
+
+class RunRecorder(Callback):
+    """After each validation: metrics.csv, history.png, the prediction grid, best and last model files."""
+
+    def __init__(self, run_dir: Path, meta: dict[str, Any], monitor: str) -> None:
+        self.run_dir, self.meta, self.monitor = run_dir, meta, monitor
+        self.maximize = monitor != "val_loss"
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.started = time.monotonic()
+        self.elapsed_before = 0.0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "elapsed": self._elapsed()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch = state.get("best"), state.get("best_epoch")
+        self.elapsed_before = float(state.get("elapsed", 0.0))
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.started
+
+    def on_validation_end(self, trainer: L.Trainer, task: SegmentationTask) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        epoch = trainer.current_epoch + 1
+        val = task.last_val
+        row = {"epoch": epoch, "train_loss": _fmt(task.train_loss)}
+        row.update({k: _fmt(v) for k, v in val.items() if k != "per_class"})
+        if not task.binary:
+            row.update({f"iou_{c}": _fmt(s["iou"]) for c, s in val["per_class"].items()})
+        row["lr"] = _fmt(trainer.optimizers[0].param_groups[0]["lr"])
+        row["time_s"] = round(self._elapsed(), 1)
+        rows = _append_csv(self.run_dir / "metrics.csv", row)
+        plot_history(rows, self.run_dir / "history.png")
+        self._save_grid(task, epoch)
+
+        weights = self.run_dir / "weights"
+        training = {"epoch": epoch, "metrics": {k: v for k, v in val.items() if k != "per_class"}}
+        meta = {**self.meta, "training": training}
+        save_model_file(weights / "last.safetensors", task.model, meta)
+        score = val.get(self.monitor)
+        if score is not None and (self.best is None or (score > self.best if self.maximize else score < self.best)):
+            self.best, self.best_epoch = float(score), epoch
+            save_model_file(weights / "best.safetensors", task.model, meta)
+
+    def _save_grid(self, task: SegmentationTask, epoch: int) -> None:
+        if not task.grid_samples:
+            return
+        colours = [tuple(c) for c in self.meta["colours"]]
+        rows = [panel([to_uint8_rgb(img), colourize(truth, colours), colourize(pred, colours)],
+                      ["image", "truth", f"prediction (epoch {epoch})"], height=160)
+                for img, truth, pred in task.grid_samples]
+        save_rgb(self.run_dir / "val_predictions" / f"epoch_{epoch:03d}.png", stack_rows(rows))
+
+
+def _fmt(x: Any) -> Any:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    return round(float(x), 6)
+
+
+def _append_csv(path: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rewrite metrics.csv with ``row`` replacing any row of the same epoch (a resumed run)."""
+    rows: list[dict[str, Any]] = []
+    if path.exists():
+        with path.open(newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < row["epoch"]]
+    rows.append(row)
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buf.getvalue())
+    return rows
+
+
+def _workers(n: int) -> int:
+    return max(0, min(4, (os.cpu_count() or 1) - 1)) if n < 0 else n
+
+
+def resolve_input(cfg: Config, info: DatasetInfo) -> InputSpec:
+    """Channels, size and normalisation for this dataset and model."""
+    train = info.split("train")
+    channels = cfg.data.channels or image_channels(train[0].image)
+    if channels not in (1, 3):
+        raise UnetsegError(f"--channels must be 1 or 3, not {channels}")
+    divisor = output_stride(vars(cfg.model))
+    check_size(cfg.data.size, cfg.data.resize_mode, divisor)
+    if cfg.data.crop and (cfg.data.crop[0] % divisor or cfg.data.crop[1] % divisor):
+        raise UnetsegError(f"crop {cfg.data.crop[0]}x{cfg.data.crop[1]} is not divisible by {divisor}")
+    norm = cfg.data.normalize
+    if norm == "auto":
+        norm = "imagenet" if cfg.model.encoder_weights and channels == 3 else "dataset"
+    if norm == "imagenet":
+        mean, std = (list(IMAGENET_MEAN), list(IMAGENET_STD)) if channels == 3 else ([0.449], [0.226])
+    elif norm == "dataset":
+        mean, std = mean_std(train, channels)
+    else:
+        mean, std = [0.0] * channels, [1.0] * channels
+    size = tuple(cfg.data.size) if cfg.data.size and cfg.data.resize_mode != "pad" else None
+    return InputSpec(channels, size, cfg.data.resize_mode, divisor, tuple(mean), tuple(std))
+
+
+def _dataset_record(info: DatasetInfo, spec: InputSpec) -> dict[str, Any]:
+    d = info.decoder
+    return {
+        "source": str(info.source), "name": info.name, "classes": info.classes, "binary": info.binary,
+        "colours": [list(c) for c in info.colours],
+        "decoder": {"mode": d.mode, "num_classes": d.num_classes, "ignore_value": d.ignore_value,
+                    "palette": d.palette},
+        "input": {"channels": spec.channels, "size": spec.size, "mode": spec.mode, "divisor": spec.divisor,
+                  "mean": spec.mean, "std": spec.std},
+        "splits": {s: [[str(p.image), str(p.mask)] for p in pairs] for s, pairs in info.splits.items()},
+    }
+
+
+def _info_from_record(rec: dict[str, Any], source: Path) -> tuple[DatasetInfo, InputSpec]:
+    d = rec["decoder"]
+    ignore = tuple(d["ignore_value"]) if isinstance(d["ignore_value"], list) else d["ignore_value"]
+    palette = tuple(tuple(c) for c in d["palette"]) if d["palette"] else None
+    decoder = MaskDecoder(d["mode"], d["num_classes"], ignore, palette)
+    splits = {s: [Pair(Path(i), Path(m)) for i, m in pairs] for s, pairs in rec["splits"].items()}
+    info = DatasetInfo(rec["name"], source, splits, rec["classes"], decoder, [tuple(c) for c in rec["colours"]])
+    i = rec["input"]
+    spec = InputSpec(i["channels"], tuple(i["size"]) if i["size"] else None, i["mode"], i["divisor"],
+                     tuple(i["mean"]), tuple(i["std"]))
+    return info, spec
+
+
+def train(config: Config | dict | None = None, resume: str | Path | None = None,
+          overrides: dict[str, dict[str, Any]] | None = None) -> TrainResult:
+    """Train a model; return the run folder and its model files.
+
+    ``config``: a Config or ``{section: {key: value}}``. ``resume``: a run folder to continue from its
+    last checkpoint, with the same data and settings (``overrides`` may raise ``train.epochs`` or
+    ``train.max_time``).
+    """
+    if resume is not None:
+        run_dir = Path(resume)
+        ckpt = run_dir / "weights" / "last.ckpt"
+        if not ckpt.is_file():
+            raise UnetsegError(f"{run_dir}: no weights/last.ckpt to resume from")
+        cfg = Config.from_yaml(run_dir / "config.yaml")
+        allowed = {"epochs", "max_time", "patience", "progress"}
+        bad = {f"{s}.{k}" for s, kv in (overrides or {}).items() for k in kv if s != "train" or k not in allowed}
+        if bad:
+            raise UnetsegError(f"--resume keeps the run's settings; cannot change {', '.join(sorted(bad))}")
+        cfg.update(overrides or {}, "command line")
+        import json
+
+        info, spec = _info_from_record(json.loads((run_dir / "dataset.json").read_text()), Path(cfg.data.path))
+    else:
+        cfg = config if isinstance(config, Config) else Config.from_dict(config or {})
+        if overrides:
+            cfg.update(overrides, "command line")
+        if not cfg.data.path:
+            raise UnetsegError("no dataset given (--data PATH)")
+        info = load_dataset(cfg.data.path, cfg.train.seed, cfg.data.val_fraction, cfg.data.test_fraction)
+        counts = check_pairs(info.split("train") + info.split("valid"), info.decoder)
+        log.info("classes: %s", ", ".join(f"{c} {n / max(counts.sum(), 1):.1%}"
+                                          for c, n in zip(info.classes, counts, strict=True)))
+        spec = resolve_input(cfg, info)
+        ckpt = None
+        run_dir = new_run_dir(cfg.train.runs_dir, cfg.train.name or info.name)
+        write_text(run_dir / "config.yaml", cfg.to_yaml())
+        write_json(run_dir / "dataset.json", _dataset_record(info, spec))
+
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    outputs = 1 if info.binary else info.num_classes
+    model_cfg = vars(cfg.model)
+    model = create_model(model_cfg, spec.channels, outputs)
+    if ckpt is None:
+        load_encoder_weights(model, model_cfg, spec.channels)
+    task = SegmentationTask(model, cfg, info.classes, info.binary, spec)
+
+    workers = _workers(cfg.data.workers)
+    train_ds = SegmentationDataset(info.split("train"), info.decoder, spec, build_augment(cfg.augment, cfg.data.crop))
+    val_ds = SegmentationDataset(info.split("valid"), info.decoder, spec)
+    bs = cfg.train.batch_size
+    loader_args = {"num_workers": workers, "persistent_workers": workers > 0}
+    train_loader = DataLoader(train_ds, batch_size=bs, shuffle=True, drop_last=len(train_ds) > bs, **loader_args)
+    # Native-size (pad) inputs differ in shape from image to image, so they validate one at a time.
+    val_loader = DataLoader(val_ds, batch_size=1 if spec.mode == "pad" else bs, **loader_args)
+
+    meta = build_meta(model_cfg, info.classes, info.binary, info.colours, spec, cfg.train.threshold)
+    recorder = RunRecorder(run_dir, meta, cfg.train.monitor)
+    callbacks: list[Callback] = [
+        recorder,
+        ModelCheckpoint(dirpath=run_dir / "weights", filename="last", monitor=None, save_top_k=1,
+                        enable_version_counter=False),
+    ]
+    if cfg.train.patience > 0:
+        callbacks.append(EarlyStopping(cfg.train.monitor, patience=cfg.train.patience,
+                                       mode="max" if cfg.train.monitor == "val_iou" else "min"))
+    devices: Any = cfg.train.devices if cfg.train.devices == "auto" else int(cfg.train.devices)
+    trainer = L.Trainer(
+        max_epochs=cfg.train.epochs,
+        max_time=timedelta(minutes=cfg.train.max_time) if cfg.train.max_time else None,
+        accelerator=cfg.train.accelerator, devices=devices, precision=cfg.train.precision,
+        callbacks=callbacks, logger=TensorBoardLogger(str(run_dir), name="tensorboard", version=""),
+        enable_progress_bar=cfg.train.progress, enable_model_summary=False, num_sanity_val_steps=0,
+        log_every_n_steps=max(1, min(50, len(train_loader))), default_root_dir=str(run_dir),
+    )
+    trainer.fit(task, train_loader, val_loader, ckpt_path=str(ckpt) if ckpt else None)
+    best = run_dir / "weights" / "best.safetensors"
+    if not best.exists():
+        raise UnetsegError(f"{run_dir}: training ended before the first validation; no model was saved")
+    return TrainResult(run_dir, best, run_dir / "weights" / "last.safetensors", recorder.best,
+                       recorder.best_epoch, trainer.current_epoch, trainer.interrupted)
