@@ -55,7 +55,7 @@ def remove_small_components(fg: np.ndarray, min_size: int) -> np.ndarray:
 def fill_holes(fg: np.ndarray) -> np.ndarray:
     """Fill background regions not connected to the image border."""
     h, w = fg.shape
-    outside = np.pad(~fg, 1).astype(np.uint8)
+    outside = np.pad(~fg, 1, constant_values=True).astype(np.uint8)
     flood = np.zeros((h + 4, w + 4), np.uint8)
     cv2.floodFill(outside, flood, (0, 0), 2)
     return fg | (outside[1:-1, 1:-1] == 1)
@@ -95,7 +95,7 @@ def _absorb_small_regions(mask: np.ndarray, min_size: int) -> np.ndarray:
 
 
 def mask_to_polygons(mask: np.ndarray, classes: list[str], binary: bool) -> list[dict]:
-    """One entry per connected region: class, area and outer polygon with its holes, in (x, y) pixels."""
+    """One entry per connected region: class, area in pixels, outer polygon and holes as (x, y) pixel centres."""
     objects = []
     targets = [1] if binary else [int(c) for c in np.unique(mask) if c < len(classes)]
     for c in targets:
@@ -108,9 +108,10 @@ def mask_to_polygons(mask: np.ndarray, classes: list[str], binary: bool) -> list
             if hierarchy[i][3] != -1:  # a hole; reported with its outer contour
                 continue
             holes = [contours[j] for j in range(len(contours)) if hierarchy[j][3] == i]
-            area = cv2.contourArea(contour) - sum(cv2.contourArea(h) for h in holes)
+            inside = cv2.drawContours(np.zeros_like(region), [contour], -1, 1, thickness=cv2.FILLED)
+            area = int((region & inside).sum())  # pixels of the region, holes excluded
             objects.append({
-                "class": classes[c], "class_index": c, "area": float(area),
+                "class": classes[c], "class_index": c, "area": area,
                 "polygon": contour[:, 0, :].tolist(),
                 "holes": [h[:, 0, :].tolist() for h in holes],
             })

@@ -71,14 +71,16 @@ def load_encoder_weights(model: nn.Module, model_cfg: dict[str, Any], in_channel
     path = Path(str(source)).expanduser()
     if path.is_file():
         state = _read_state_dict(path)
+        own = encoder.state_dict()
         state = {k.removeprefix("encoder."): v for k, v in state.items()}
-        result = encoder.load_state_dict(state, strict=False)
-        loaded = len(state) - len(result.unexpected_keys)
-        if loaded == 0:
-            raise UnetsegError(f"{path}: no tensor names match encoder {model_cfg['encoder']}")
-        if result.missing_keys:
-            log.warning("%s: %d encoder tensors not in the file (first: %s)", path, len(result.missing_keys),
-                        result.missing_keys[0])
+        matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        if not matched:
+            raise UnetsegError(f"{path}: no tensor names and shapes match encoder {model_cfg['encoder']}")
+        missing = [k for k in own if k not in matched]
+        if missing:
+            log.warning("%s: %d of %d encoder tensors not in the file (first: %s)", path, len(missing), len(own),
+                        missing[0])
+        encoder.load_state_dict({**own, **matched})
         return
     if path.suffix or os.sep in str(source):
         raise UnetsegError(f"{source}: encoder weights file not found")
