@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -303,12 +304,13 @@ def _info_from_record(rec: dict[str, Any], source: Path) -> tuple[DatasetInfo, I
 
 
 def train(config: Config | dict | None = None, resume: str | Path | None = None,
-          overrides: dict[str, dict[str, Any]] | None = None) -> TrainResult:
+          overrides: dict[str, dict[str, Any]] | None = None,
+          callbacks: list[Callback] | None = None) -> TrainResult:
     """Train a model; return the run folder and its model files.
 
     ``config``: a Config or ``{section: {key: value}}``. ``resume``: a run folder to continue from its
     last checkpoint, with the same data and settings (``overrides`` may raise ``train.epochs`` or
-    ``train.max_time``).
+    ``train.max_time``). ``callbacks``: extra Lightning callbacks.
     """
     if resume is not None:
         run_dir = Path(resume)
@@ -359,7 +361,8 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
 
     meta = build_meta(model_cfg, info.classes, info.binary, info.colours, spec, cfg.train.threshold)
     recorder = RunRecorder(run_dir, meta, cfg.train.monitor)
-    callbacks: list[Callback] = [
+    callbacks = [
+        *(callbacks or []),
         recorder,
         ModelCheckpoint(dirpath=run_dir / "weights", filename="last", monitor=None, save_top_k=1,
                         enable_version_counter=False),
@@ -376,7 +379,10 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
         enable_progress_bar=cfg.train.progress, enable_model_summary=False, num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(50, len(train_loader))), default_root_dir=str(run_dir),
     )
-    trainer.fit(task, train_loader, val_loader, ckpt_path=str(ckpt) if ckpt else None)
+    with warnings.catch_warnings():
+        # Resuming writes into the run's own checkpoint folder, which Lightning warns about.
+        warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+        trainer.fit(task, train_loader, val_loader, ckpt_path=str(ckpt) if ckpt else None)
     best = run_dir / "weights" / "best.safetensors"
     if not best.exists():
         raise UnetsegError(f"{run_dir}: training ended before the first validation; no model was saved")

@@ -1,0 +1,199 @@
+"""End to end through the CLI: train -> evaluate -> predict, resume, and every bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from unetseg.cli import main
+
+TINY = ["--arch", "classic", "--depth", "3", "--base-width", "8", "--batch-size", "4", "--no-progress",
+        "--workers", "0", "--val-grid", "2"]
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_binary_train_evaluate_predict_and_resume(binary_data: Path, tmp_path: Path, capsys) -> None:
+    runs = tmp_path / "runs"
+    code, out, err = run(["train", "--data", str(binary_data), "--size", "64", "--epochs", "2", "--lr", "3e-3",
+                          "--runs-dir", str(runs), "--name", "calls", *TINY], capsys)
+    assert code == 0, err
+    run_dir = runs / "calls"
+    for name in ("config.yaml", "dataset.json", "metrics.csv", "history.png", "weights/best.safetensors",
+                 "weights/last.safetensors", "weights/last.ckpt", "val_predictions/epoch_002.png",
+                 "test/metrics.json", "test/per_image.csv"):
+        assert (run_dir / name).exists(), name
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    with (run_dir / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    columns = {"train_loss", "val_loss", "val_iou", "val_dice", "val_precision", "val_recall", "val_accuracy"}
+    assert columns <= set(rows[0])
+
+    # A second run never overwrites the first.
+    code, _, err = run(["train", "--data", str(binary_data), "--size", "64", "--epochs", "1", "--runs-dir",
+                        str(runs), "--name", "calls", "--no-test", *TINY], capsys)
+    assert code == 0, err
+    assert (runs / "calls-2" / "weights" / "best.safetensors").exists()
+
+    # Resume continues the first run from its last checkpoint.
+    code, out, err = run(["train", "--resume", str(run_dir), "--epochs", "3", "--no-test"], capsys)
+    assert code == 0, err
+    with (run_dir / "metrics.csv").open() as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2", "3"]
+
+    model = run_dir / "weights" / "best.safetensors"
+    code, out, err = run(["evaluate", "--model", str(model), "--data", str(binary_data), "--split", "test",
+                          "--output", str(tmp_path / "eval")], capsys)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["images"] == 6 and 0 <= metrics["iou"] <= 1
+    assert {"iou", "dice", "precision", "recall", "accuracy", "per_class"} <= set(metrics)
+    assert len(list((tmp_path / "eval" / "figures").glob("*.png"))) == 6
+    assert "IoU" in out
+
+    # Predict at the original size, from a folder of images of another size.
+    bigger = tmp_path / "bigger"
+    bigger.mkdir()
+    for p in sorted((binary_data / "test" / "images").glob("*.png"))[:2]:
+        cv2.imwrite(str(bigger / p.name), cv2.resize(cv2.imread(str(p)), (97, 75)))
+    out_dir = tmp_path / "pred"
+    code, out, err = run(["predict", "--model", str(model), "--input", str(bigger), "--output", str(out_dir),
+                          "--overlays", "--probabilities", "--contours", "--min-size", "3", "--fill-holes"], capsys)
+    assert code == 0, err
+    masks = sorted(out_dir.glob("*.png"))
+    assert len(masks) == 2
+    for m in masks:
+        array = np.array(Image.open(m))
+        assert array.shape == (75, 97) and set(np.unique(array)) <= {0, 255}
+        assert (out_dir / "overlays" / m.name).exists() and (out_dir / "probabilities" / m.name).exists()
+        assert "objects" in json.loads((out_dir / "contours" / f"{m.stem}.json").read_text())
+
+    # Existing outputs are kept unless --overwrite.
+    code, _, err = run(["predict", "--model", str(model), "--input", str(bigger), "--output", str(out_dir)],
+                       capsys)
+    assert_one_line_error(code, err, "already exists", "--overwrite")
+
+
+def test_camvid_multiclass_end_to_end(camvid: Path, tmp_path: Path, capsys) -> None:
+    runs = tmp_path / "runs"
+    code, out, err = run(["train", "--data", str(camvid), "--arch", "unet", "--encoder", "resnet18",
+                          "--size", "96x128", "--crop", "64x64", "--epochs", "1", "--batch-size", "8",
+                          "--runs-dir", str(runs), "--name", "camvid", "--no-test", "--no-progress",
+                          "--workers", "0"], capsys)
+    assert code == 0, err
+    model = runs / "camvid" / "weights" / "best.safetensors"
+    code, out, err = run(["evaluate", "--model", str(model), "--data", str(camvid), "--figures", "2",
+                          "--output", str(tmp_path / "eval")], capsys)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["images"] == 40 and len(metrics["per_class"]) == 11 and "pedestrian" in metrics["per_class"]
+    assert 0 < metrics["accuracy"] <= 1
+    assert len(list((tmp_path / "eval" / "figures").glob("*.png"))) == 2
+    with (tmp_path / "eval" / "per_image.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == 40
+
+    images = Path(json.loads((runs / "camvid" / "dataset.json").read_text())["splits"]["test"][0][0]).parent
+    code, out, err = run(["predict", "--model", str(model), "--input", str(images / "0001TP_008*.png"),
+                          "--output", str(tmp_path / "pred")], capsys)
+    assert code == 0, err
+    masks = sorted((tmp_path / "pred").glob("*.png"))
+    assert masks
+    mask = Image.open(masks[0])
+    assert mask.mode == "P" and mask.size == (480, 360) and np.array(mask).max() <= 10
+
+
+# --- bad input: one line naming the file, exit code 2, nothing half-written ---------------------------
+
+
+def _train(data: Path, tmp_path: Path, capsys, *extra: str) -> tuple[int, str, str]:
+    return run(["train", "--data", str(data), "--size", "64", "--epochs", "1", "--runs-dir",
+                str(tmp_path / "runs"), "--no-test", *TINY, *extra], capsys)
+
+
+def test_truncated_image(binary_data: Path, tmp_path: Path, capsys) -> None:
+    victim = binary_data / "train" / "images" / "train3.png"
+    victim.write_bytes(victim.read_bytes()[:200])
+    code, _, err = _train(binary_data, tmp_path, capsys)
+    assert_one_line_error(code, err, "train3.png", "not a readable image")
+
+
+def test_image_without_mask(binary_data: Path, tmp_path: Path, capsys) -> None:
+    (binary_data / "valid" / "masks" / "valid2.png").unlink()
+    code, _, err = _train(binary_data, tmp_path, capsys)
+    assert_one_line_error(code, err, "valid2.png", "has no mask")
+    assert not (tmp_path / "runs").exists(), "a run folder was made for a dataset that fails its checks"
+
+
+def test_mask_without_image(binary_data: Path, tmp_path: Path, capsys) -> None:
+    (binary_data / "train" / "images" / "train5.png").unlink()
+    code, _, err = _train(binary_data, tmp_path, capsys)
+    assert_one_line_error(code, err, "train5.png", "has no image")
+
+
+def test_mask_values_outside_the_classes(binary_data: Path, tmp_path: Path, capsys) -> None:
+    mask = binary_data / "valid" / "masks" / "valid1.png"
+    array = np.array(Image.open(mask))
+    array[0, 0] = 7
+    Image.fromarray(array).save(mask)
+    code, _, err = _train(binary_data, tmp_path, capsys)
+    assert_one_line_error(code, err, "valid1.png", "mask values [7] outside the classes")
+
+
+def test_image_mask_size_mismatch(binary_data: Path, tmp_path: Path, capsys) -> None:
+    image = binary_data / "train" / "images" / "train0.png"
+    Image.fromarray(np.zeros((64, 50), np.uint8)).save(image)
+    code, _, err = _train(binary_data, tmp_path, capsys)
+    assert_one_line_error(code, err, "train0.png", "image is 50x64 but its mask")
+
+
+def test_empty_split(binary_data: Path, tmp_path: Path, capsys) -> None:
+    for f in (binary_data / "train" / "images").glob("*.png"):
+        f.unlink()
+    for f in (binary_data / "train" / "masks").glob("*.png"):
+        f.unlink()
+    code, _, err = _train(binary_data, tmp_path, capsys)
+    assert_one_line_error(code, err, str(binary_data), "train split is empty")
+
+
+def test_model_file_that_is_not_ours(binary_data: Path, tmp_path: Path, capsys) -> None:
+    fake = tmp_path / "model.safetensors"
+    fake.write_bytes(b"PK\x03\x04 definitely a zip file")
+    code, _, err = run(["predict", "--model", str(fake), "--input", str(binary_data / "test" / "images"),
+                        "--output", str(tmp_path / "out")], capsys)
+    assert_one_line_error(code, err, "model.safetensors", "not a unetseg model file")
+    assert not (tmp_path / "out").exists()
+
+
+def test_nan_loss_stops_training(binary_data: Path, tmp_path: Path, capsys) -> None:
+    image = binary_data / "train" / "images" / "train0.png"
+    nan_image = np.full((64, 64), np.nan, np.float32)
+    cv2.imwrite(str(image.with_suffix(".tiff")), nan_image)
+    image.unlink()
+    code, _, err = _train(binary_data, tmp_path, capsys, "--normalize", "none", "--batch-size", "24")
+    assert_one_line_error(code, err, "training loss became nan", "lower the learning rate")
+
+
+def test_unknown_config_key(binary_data: Path, tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("model: {arch: classic, widht: 8}\n")
+    code, _, err = run(["train", "--data", str(binary_data), "--config", str(cfg)], capsys)
+    assert_one_line_error(code, err, "cfg.yaml", "unknown key model.widht")
