@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from unetseg.cli import configure_logging
 from unetseg.config import Config
 from unetseg.evaluate import evaluate
 from unetseg.fileio import write_json
@@ -50,6 +51,7 @@ def main() -> None:
     p.add_argument("--runs-dir", default=str(ROOT / "runs" / "bench"))
     p.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "train_camvid.json"))
     args = p.parse_args()
+    configure_logging()
 
     cfg = Config.from_dict({
         "data": {"path": str(ROOT / "examples" / "camvid-mini.yaml"), "resize_mode": "pad", "size": None,

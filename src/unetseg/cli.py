@@ -215,15 +215,19 @@ def error_line(e: BaseException) -> str:
     return " ".join(text.split())
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
-    # Lightning's start-up banner (GPU/TPU availability, tips) repeats what the run folder records.
+def configure_logging(quiet: bool = False) -> None:
+    """Our messages on stderr; Lightning's start-up banner (hardware, tips) only as warnings."""
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
         logging.getLogger(name).propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.quiet)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -13,8 +13,10 @@ A run folder ``<runs_dir>/<name>[-N]/`` holds::
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
+import json
 import logging
 import math
 import os
@@ -286,7 +288,8 @@ def _dataset_record(info: DatasetInfo, spec: InputSpec) -> dict[str, Any]:
                     "palette": d.palette},
         "input": {"channels": spec.channels, "size": spec.size, "mode": spec.mode, "divisor": spec.divisor,
                   "mean": spec.mean, "std": spec.std},
-        "splits": {s: [[str(p.image), str(p.mask)] for p in pairs] for s, pairs in info.splits.items()},
+        "splits": {s: [[str(p.image.resolve()), str(p.mask.resolve())] for p in pairs]
+                   for s, pairs in info.splits.items()},
     }
 
 
@@ -323,24 +326,20 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
         if bad:
             raise UnetsegError(f"--resume keeps the run's settings; cannot change {', '.join(sorted(bad))}")
         cfg.update(overrides or {}, "command line")
-        import json
-
         info, spec = _info_from_record(json.loads((run_dir / "dataset.json").read_text()), Path(cfg.data.path))
     else:
-        cfg = config if isinstance(config, Config) else Config.from_dict(config or {})
+        cfg = copy.deepcopy(config) if isinstance(config, Config) else Config.from_dict(config or {})
         if overrides:
             cfg.update(overrides, "command line")
         if not cfg.data.path:
             raise UnetsegError("no dataset given (--data PATH)")
+        cfg.data.path = str(Path(cfg.data.path).resolve())  # the run resumes from any directory
         info = load_dataset(cfg.data.path, cfg.train.seed, cfg.data.val_fraction, cfg.data.test_fraction)
         counts = check_pairs(info.split("train") + info.split("valid"), info.decoder)
         log.info("classes: %s", ", ".join(f"{c} {n / max(counts.sum(), 1):.1%}"
                                           for c, n in zip(info.classes, counts, strict=True)))
         spec = resolve_input(cfg, info)
         ckpt = None
-        run_dir = new_run_dir(cfg.train.runs_dir, cfg.train.name or info.name)
-        write_text(run_dir / "config.yaml", cfg.to_yaml())
-        write_json(run_dir / "dataset.json", _dataset_record(info, spec))
 
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     outputs = 1 if info.binary else info.num_classes
@@ -348,6 +347,10 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
     model = create_model(model_cfg, spec.channels, outputs)
     if ckpt is None:
         load_encoder_weights(model, model_cfg, spec.channels)
+        # The run folder appears only once data and model are known to be good.
+        run_dir = new_run_dir(cfg.train.runs_dir, cfg.train.name or info.name)
+        write_text(run_dir / "config.yaml", cfg.to_yaml())
+        write_json(run_dir / "dataset.json", _dataset_record(info, spec))
     task = SegmentationTask(model, cfg, info.classes, info.binary, spec)
 
     workers = _workers(cfg.data.workers)
