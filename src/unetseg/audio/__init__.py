@@ -1,0 +1,1 @@
+"""Bird sound: recordings -> spectrogram images, annotations <-> masks and events, denoising."""
