@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .audio.cli import add_audio_commands
 from .config import Config, add_config_arguments, overrides_from_args
 from .errors import UnetsegError
 
@@ -81,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=12, help="training epochs [default: 12]")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     p.set_defaults(func=cmd_demo)
+
+    add_audio_commands(sub)
 
     p = sub.add_parser("info", help="print what a model file holds")
     p.add_argument("model", help="model file")

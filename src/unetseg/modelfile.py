@@ -58,7 +58,9 @@ class LoadedModel:
 
 
 def build_meta(model_cfg: dict, classes: list[str], binary: bool, colours: list, spec: InputSpec,
-               threshold: float, training: dict | None = None) -> dict[str, Any]:
+               threshold: float, training: dict | None = None,
+               spectrogram: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything prediction needs; ``spectrogram``: how audio became the training images, if it did."""
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -71,6 +73,7 @@ def build_meta(model_cfg: dict, classes: list[str], binary: bool, colours: list,
                   "divisor": spec.divisor, "mean": list(spec.mean), "std": list(spec.std)},
         "threshold": threshold,
         "training": training or {},
+        "spectrogram": spectrogram,
     }
 
 

@@ -93,6 +93,17 @@ class Predictor:
                 probs = self.activate(restore(logits[j], batch["placement"][j]))
                 yield {k: v[j] for k, v in batch.items() if k != "image"}, probs.cpu()
 
+    @torch.inference_mode()
+    def probabilities(self, images: list[np.ndarray]) -> list[torch.Tensor]:
+        """Class probabilities (C, H, W) for in-memory float images (H, W, C) in [0, 1], in one batch."""
+        spec = self.loaded.input_spec
+        prepared = [spec.prepare(img) for img in images]
+        x = torch.stack([normalize(fitted, spec.mean, spec.std) for fitted, _ in prepared]).to(self._device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits = self.loaded.model(x).float()
+        return [self.activate(restore(logits[j], p)).cpu() for j, (_, p) in enumerate(prepared)]
+
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits) if self.loaded.binary else torch.softmax(logits, dim=0)
 

@@ -283,6 +283,7 @@ def _dataset_record(info: DatasetInfo, spec: InputSpec) -> dict[str, Any]:
     d = info.decoder
     return {
         "source": str(info.source), "name": info.name, "classes": info.classes, "binary": info.binary,
+        "spectrogram": info.spectrogram,
         "colours": [list(c) for c in info.colours],
         "decoder": {"mode": d.mode, "num_classes": d.num_classes, "ignore_value": d.ignore_value,
                     "palette": d.palette},
@@ -299,7 +300,8 @@ def _info_from_record(rec: dict[str, Any], source: Path) -> tuple[DatasetInfo, I
     palette = tuple(tuple(c) for c in d["palette"]) if d["palette"] else None
     decoder = MaskDecoder(d["mode"], d["num_classes"], ignore, palette)
     splits = {s: [Pair(Path(i), Path(m)) for i, m in pairs] for s, pairs in rec["splits"].items()}
-    info = DatasetInfo(rec["name"], source, splits, rec["classes"], decoder, [tuple(c) for c in rec["colours"]])
+    info = DatasetInfo(rec["name"], source, splits, rec["classes"], decoder, [tuple(c) for c in rec["colours"]],
+                       rec.get("spectrogram"))
     i = rec["input"]
     spec = InputSpec(i["channels"], tuple(i["size"]) if i["size"] else None, i["mode"], i["divisor"],
                      tuple(i["mean"]), tuple(i["std"]))
@@ -362,7 +364,8 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
     # Native-size (pad) inputs differ in shape from image to image, so they validate one at a time.
     val_loader = DataLoader(val_ds, batch_size=1 if spec.mode == "pad" else bs, **loader_args)
 
-    meta = build_meta(model_cfg, info.classes, info.binary, info.colours, spec, cfg.train.threshold)
+    meta = build_meta(model_cfg, info.classes, info.binary, info.colours, spec, cfg.train.threshold,
+                      spectrogram=info.spectrogram)
     recorder = RunRecorder(run_dir, meta, cfg.train.monitor)
     callbacks = [
         *(callbacks or []),
@@ -387,6 +390,9 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
         warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
         trainer.fit(task, train_loader, val_loader, ckpt_path=str(ckpt) if ckpt else None)
     best = run_dir / "weights" / "best.safetensors"
+    if not best.exists() and trainer.global_step > 0 and not trainer.interrupted:
+        log.warning("the time budget ended inside the first epoch; validating the model as it stands")
+        trainer.validate(task, val_loader, verbose=False)
     if not best.exists():
         raise UnetsegError(f"{run_dir}: training ended before the first validation; no model was saved")
     return TrainResult(run_dir, best, run_dir / "weights" / "last.safetensors", recorder.best,

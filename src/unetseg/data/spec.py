@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 SPLIT_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid", "test": "test"}
 YAML_KEYS = {"root", "name", "train", "valid", "val", "validation", "test", "classes", "ignore_index",
-             "palette", "mask_suffix", "mask_mode", "allow_unpaired"}
+             "palette", "mask_suffix", "mask_mode", "allow_unpaired", "spectrogram"}
 
 # Distinct colours for drawing classes (class 0 first); a dataset palette takes precedence.
 DEFAULT_COLOURS = [
@@ -52,6 +52,7 @@ class DatasetInfo:
     classes: list[str]
     decoder: MaskDecoder
     colours: list[tuple[int, int, int]] = field(default_factory=list)
+    spectrogram: dict[str, Any] | None = None  # audio datasets: how their images were made
 
     @property
     def binary(self) -> bool:
@@ -80,6 +81,7 @@ class _Layout:
     mask_mode: str = "auto"
     allow_unpaired: bool = False
     name: str = ""
+    spectrogram: dict[str, Any] | None = None
 
 
 def load_dataset(path: str | Path, seed: int = 0, val_fraction: float = 0.15,
@@ -102,12 +104,19 @@ def load_dataset(path: str | Path, seed: int = 0, val_fraction: float = 0.15,
     else:
         colours = [DEFAULT_COLOURS[i % len(DEFAULT_COLOURS)] for i in range(len(classes))]
     return DatasetInfo(layout.name or path.stem if path.is_file() else path.name, path, splits, classes,
-                       decoder, colours)
+                       decoder, colours, layout.spectrogram)
 
 
 def _discover_folder(root: Path) -> _Layout:
     if (root / "dataset.yaml").is_file():
-        return _read_yaml(root / "dataset.yaml")
+        layout = _read_yaml(root / "dataset.yaml")
+        layout.name = layout.name if layout.name != "dataset" else root.name
+        layout.dirs = layout.dirs or _discover_dirs(root)  # a YAML may give classes only
+        return layout
+    return _Layout(root=root, dirs=_discover_dirs(root), name=root.name)
+
+
+def _discover_dirs(root: Path) -> dict[str, tuple[Path, Path]]:
     dirs: dict[str, tuple[Path, Path]] = {}
     for child in sorted(root.iterdir()):
         split = SPLIT_ALIASES.get(child.name.lower())
@@ -126,7 +135,7 @@ def _discover_folder(root: Path) -> _Layout:
     for img_dir, mask_dir in dirs.values():
         if not mask_dir.is_dir():
             raise UnetsegError(f"{mask_dir}: mask folder missing beside {img_dir}")
-    return _Layout(root=root, dirs=dirs, name=root.name)
+    return dirs
 
 
 def _read_yaml(path: Path) -> _Layout:
@@ -179,7 +188,7 @@ def _read_yaml(path: Path) -> _Layout:
                    mask_suffix=str(data.get("mask_suffix", "")),
                    mask_mode=str(data.get("mask_mode", "auto")),
                    allow_unpaired=bool(data.get("allow_unpaired", False)),
-                   name=str(data.get("name", path.stem)))
+                   name=str(data.get("name", path.stem)), spectrogram=data.get("spectrogram"))
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -1,0 +1,260 @@
+"""``unetseg audio ...``: spectrogram, dataset, mix, detect, evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import UnetsegError
+
+SPECTROGRAM_FLAGS = {  # flag -> (field, type, help)
+    "--sample-rate": ("sample_rate", int, "resample to this rate (0: keep each file's rate)"),
+    "--n-fft": ("n_fft", int, "FFT length"),
+    "--win-length": ("win_length", int, "window length in samples (default: n_fft)"),
+    "--hop": ("hop_length", int, "hop between frames in samples"),
+    "--stft-window": ("window", str, "STFT window name (hann, hamming, blackman, ...)"),
+    "--scale": ("scale", str, "db, magnitude or power"),
+    "--axis": ("axis", str, "linear or mel"),
+    "--n-mels": ("n_mels", int, "mel bands (axis mel)"),
+    "--fmin": ("fmin", float, "lowest frequency (Hz)"),
+    "--fmax": ("fmax", float, "highest frequency (Hz)"),
+    "--db-floor": ("db_floor", float, "dB (re full scale) drawn black (scale db)"),
+}
+
+
+def add_spectrogram_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("spectrogram (a preset, then any setting changed)")
+    g.add_argument("--preset", default="default", help="default (22.05 kHz, n_fft 512, hop 128, dB) or "
+                   "birdsoundsdenoising (the dataset's images exactly)")
+    for flag, (_, typ, help_text) in SPECTROGRAM_FLAGS.items():
+        g.add_argument(flag, type=typ, default=None, help=help_text)
+    g.add_argument("--two-sided", action=argparse.BooleanOptionalAction, default=None,
+                   help="two-sided (fftshift-ed) spectrum")
+    g.add_argument("--channel", type=int, default=None, help="channel to read (default: mix to mono)")
+
+
+def spectrogram_from_args(args: argparse.Namespace) -> Any:
+    from .spectrogram import preset
+
+    changes = {field: getattr(args, flag[2:].replace("-", "_"))
+               for flag, (field, _, _) in SPECTROGRAM_FLAGS.items()
+               if getattr(args, flag[2:].replace("-", "_")) is not None}
+    if args.two_sided is not None:
+        changes["two_sided"] = args.two_sided
+    if changes.get("sample_rate") == 0:
+        changes["sample_rate"] = None
+    return preset(args.preset, **changes)
+
+
+def add_audio_commands(sub: argparse._SubParsersAction) -> None:
+    audio = sub.add_parser("audio", help="bird sound: spectrograms, datasets, detection, denoising")
+    asub = audio.add_subparsers(dest="audio_command", required=True)
+
+    p = asub.add_parser("spectrogram", help="audio -> spectrogram PNG + JSON pixel mapping; optional denoising")
+    p.add_argument("--input", required=True, help="an audio file or a folder of them")
+    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--start-sample", type=int, default=0, help="skip this many samples (after resampling)")
+    p.add_argument("--duration", type=float, default=None, help="seconds to keep")
+    p.add_argument("--mask", help="with --denoise: a mask image of the same STFT (0 = remove)")
+    p.add_argument("--denoise", help="write audio with the STFT zeroed where --mask is 0, to this WAV")
+    add_spectrogram_args(p)
+    p.set_defaults(func=cmd_spectrogram)
+
+    p = asub.add_parser("dataset", help="recordings + annotations -> a train/valid/test image dataset")
+    p.add_argument("--audio", required=True, help="a recording or a folder of recordings")
+    p.add_argument("--annotations", help="one annotation file for all recordings (with a file column), or a "
+                   "folder of <recording>.txt|.csv|.selections.txt (default: beside the recordings)")
+    p.add_argument("--output", required=True, help="new dataset folder")
+    p.add_argument("--classes", help="comma-separated labels that become classes 1..N (default: every label "
+                   "merged into one class)")
+    p.add_argument("--energetic", action="store_true", help="keep only energetic pixels inside each box")
+    _window_args(p)
+    add_spectrogram_args(p)
+    p.set_defaults(func=cmd_dataset)
+
+    p = asub.add_parser("mix", help="clean recordings + background recordings -> a denoising benchmark")
+    p.add_argument("--clean", required=True, nargs="+", help="clean recordings or folders")
+    p.add_argument("--noise", required=True, nargs="+", help="background recordings or folders")
+    p.add_argument("--output", required=True, help="new dataset folder")
+    p.add_argument("--snrs", default="-5,0,5,10", help="mixture SNRs in dB [default: -5,0,5,10]")
+    p.add_argument("--local-snr", type=float, default=0.0, help="ideal mask: clean/noise power ratio (dB) a "
+                   "pixel needs [default: 0]")
+    p.add_argument("--floor-db", type=float, default=6.0, help="ideal mask: dB above the clean recording's "
+                   "median in that row [default: 6]")
+    _window_args(p)
+    add_spectrogram_args(p)
+    p.set_defaults(func=cmd_mix)
+
+    p = asub.add_parser("detect", help="model + recordings -> events (Raven/Audacity/CSV), denoised audio")
+    p.add_argument("--model", required=True, help="model file trained on spectrogram windows")
+    p.add_argument("--input", required=True, help="a recording or a folder of recordings")
+    p.add_argument("--output", required=True, help="folder for the event files")
+    p.add_argument("--format", default="raven", choices=("raven", "audacity", "csv"), help="[default: raven]")
+    p.add_argument("--min-duration", type=float, default=0.01, help="seconds [default: 0.01]")
+    p.add_argument("--min-bandwidth", type=float, default=0.0, help="Hz [default: 0]")
+    p.add_argument("--merge-gap", type=float, default=0.01, help="join events closer than this (s) [default: 0.01]")
+    p.add_argument("--threshold", type=float, help="binary: probability cut-off [default: the model's]")
+    p.add_argument("--overlap", type=int, help="columns shared by neighbouring windows [default: a quarter]")
+    p.add_argument("--save-mask", action="store_true", help="also write the whole recording's mask PNG")
+    p.add_argument("--denoise", help="denoised WAV (one input) or folder (a folder of inputs)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_detect)
+
+    p = asub.add_parser("evaluate", help="event metrics against reference annotations; SDR of denoised audio")
+    p.add_argument("--reference", help="reference annotation file")
+    p.add_argument("--estimate", help="estimated events (e.g. from audio detect)")
+    p.add_argument("--audio", help="the recording (for its duration)")
+    p.add_argument("--collar", type=float, default=0.05, help="onset tolerance (s) [default: 0.05]")
+    p.add_argument("--ignore-labels", action="store_true", help="match events whatever their labels")
+    p.add_argument("--clean", help="clean reference audio for SDR")
+    p.add_argument("--denoised", help="denoised audio for SDR")
+    p.add_argument("--output", help="also write the metrics to this JSON file")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def _window_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--window", type=int, default=256, help="columns per image [default: 256]")
+    p.add_argument("--overlap", type=int, default=64, help="columns shared by neighbouring images [default: 64]")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split by recording [default: 0]")
+
+
+def cmd_spectrogram(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from ..fileio import write_json, write_png
+    from .datasets import list_recordings
+    from .io import check_not_silent, load_audio
+    from .spectrogram import masked_inverse, spectrogram_image, stft
+
+    cfg = spectrogram_from_args(args)
+    files = list_recordings(args.input)
+    if args.denoise and (len(files) != 1 or not args.mask):
+        raise UnetsegError("--denoise needs --mask and a single --input file")
+    out = Path(args.output)
+    for f in files:
+        y, sr = load_audio(f, cfg.sample_rate, args.channel)
+        check_not_silent(y, f)
+        stop = len(y) if args.duration is None else args.start_sample + int(round(args.duration * sr))
+        y = y[args.start_sample:stop]
+        image, mapping = spectrogram_image(y, sr, cfg, args.start_sample)
+        write_png(out / f"{f.stem}.png", image)
+        write_json(out / f"{f.stem}.json", {"recording": str(f), **mapping.to_dict()})
+        print(f"{out / f.stem}.png: {image.shape[0]} x {image.shape[1]} ({len(y) / sr:.2f} s at {sr} Hz)")
+        if args.denoise:
+            mask = np.asarray(Image.open(args.mask).convert("L")) > 127
+            if mask.shape != image.shape:
+                raise UnetsegError(f"{args.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but the spectrogram is "
+                                   f"{image.shape[1]}x{image.shape[0]}")
+            _write_wav(Path(args.denoise), masked_inverse(stft(y, cfg), mask, cfg, sr), sr)
+            print(f"denoised audio: {args.denoise}")
+    return 0
+
+
+def _write_wav(path: Path, y: Any, sr: int) -> None:
+    import soundfile as sf
+
+    from ..fileio import atomic_write
+
+    atomic_write(path, lambda p: sf.write(str(p), y, sr, format="WAV", subtype="FLOAT"))
+
+
+def cmd_dataset(args: argparse.Namespace) -> int:
+    from .datasets import build_annotated_dataset
+
+    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    built = build_annotated_dataset(args.audio, args.annotations, args.output, spectrogram_from_args(args),
+                                    args.window, args.overlap, classes, args.energetic, args.seed,
+                                    channel=args.channel)
+    print(f"dataset {built.root}: classes {', '.join(built.classes)}; images per split {built.windows}")
+    return 0
+
+
+def cmd_mix(args: argparse.Namespace) -> int:
+    from .datasets import build_mixture_dataset, list_recordings
+
+    try:
+        snrs = tuple(float(v) for v in args.snrs.split(","))
+    except ValueError:
+        raise UnetsegError(f"--snrs {args.snrs!r}: expected comma-separated numbers") from None
+    clean = [f for src in args.clean for f in list_recordings(src)]
+    noise = [f for src in args.noise for f in list_recordings(src)]
+    built = build_mixture_dataset(clean, noise, args.output, spectrogram_from_args(args), snrs, args.window,
+                                  args.overlap, args.local_snr, args.floor_db, args.seed)
+    print(f"mixtures {built.root}: SNRs {snrs} dB; images per split {built.windows}")
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from ..fileio import write_png
+    from ..modelfile import load_model
+    from .annotations import SUFFIXES, write_events
+    from .datasets import list_recordings
+    from .detect import DetectOptions, detect_recording
+
+    files = list_recordings(args.input)
+    loaded = load_model(args.model)
+    out = Path(args.output)
+    single = Path(args.input).is_file()
+    targets = {f: out / f"{f.stem}{SUFFIXES[args.format]}" for f in files}
+    denoised = {f: (Path(args.denoise) if single else Path(args.denoise) / f"{f.stem}.denoised.wav")
+                for f in files} if args.denoise else {}
+    if not args.overwrite:
+        for p in [*targets.values(), *denoised.values()]:
+            if p.exists():
+                raise UnetsegError(f"{p}: already exists; choose another --output or pass --overwrite")
+    options = DetectOptions(args.min_duration, args.min_bandwidth, args.merge_gap, args.threshold,
+                            overlap=args.overlap)
+    for f in files:
+        if f in denoised:
+            denoised[f].parent.mkdir(parents=True, exist_ok=True)
+        result = detect_recording(loaded, f, options, denoise=denoised.get(f), keep_mask=args.save_mask,
+                                  device=args.device)
+        events = [replace(e, file=f.name) for e in result.events]
+        write_events(targets[f], events, args.format)
+        if result.mask is not None:
+            write_png(out / f"{f.stem}.mask.png", (result.mask * (255 if loaded.binary else 1)).astype("uint8"))
+        print(f"{f}: {len(events)} events in {result.duration:.1f} s -> {targets[f]}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..fileio import write_json
+    from .annotations import check_within, read_annotations
+    from .io import audio_info, load_audio
+    from .metrics import event_scores, frame_scores, sdr, segment_error_rate
+
+    report: dict[str, Any] = {}
+    if args.reference or args.estimate:
+        if not (args.reference and args.estimate):
+            raise UnetsegError("event metrics need both --reference and --estimate")
+        ref, est = read_annotations(args.reference), read_annotations(args.estimate)
+        if args.audio:
+            info = audio_info(args.audio)
+            duration = len(load_audio(args.audio)[0]) / info.sample_rate
+            check_within(ref, duration, info.sample_rate / 2, args.reference)
+        else:
+            duration = max([e.end for e in ref + est], default=0.0)
+        report["events"] = event_scores(ref, est, args.collar, ignore_labels=args.ignore_labels)
+        report["frames"] = frame_scores(ref, est, duration, ignore_labels=args.ignore_labels)
+        report["segments"] = segment_error_rate(ref, est, duration, ignore_labels=args.ignore_labels)
+        report["reference_events"], report["estimated_events"] = len(ref), len(est)
+    if args.clean or args.denoised:
+        if not (args.clean and args.denoised):
+            raise UnetsegError("SDR needs both --clean and --denoised")
+        clean, sr1 = load_audio(args.clean)
+        den, sr2 = load_audio(args.denoised)
+        if sr1 != sr2:
+            den, _ = load_audio(args.denoised, sr1)
+        report["sdr_db"] = sdr(clean, den)
+    if not report:
+        raise UnetsegError("nothing to evaluate: give --reference/--estimate and/or --clean/--denoised")
+    print(json.dumps(report, indent=2))
+    if args.output:
+        write_json(args.output, report)
+    return 0
+

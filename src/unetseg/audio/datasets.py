@@ -1,0 +1,271 @@
+"""Recordings -> image datasets that ``unetseg train`` reads.
+
+``build_annotated_dataset``: recordings + annotations -> spectrogram windows with masks painted from the
+annotations. ``build_mixture_dataset``: clean recordings + real background recordings -> noisy
+spectrogram windows at chosen SNRs with ideal-binary-mask targets, keeping the noisy and clean audio.
+
+Both cut recordings into windows of ``window`` columns with ``overlap`` columns shared (the last window
+ends at the recording's end), split by recording so no recording feeds two splits, and write::
+
+    <out>/dataset.yaml                       classes and the spectrogram settings
+    <out>/<split>/images/<name>.png          the window's spectrogram
+    <out>/<split>/images/<name>.json         its pixel -> time/frequency mapping (and mixture facts)
+    <out>/<split>/masks/<name>.png           class-index mask (0/255 for one class)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ..errors import UnetsegError
+from ..fileio import write_json, write_png, write_text
+from .annotations import Event, check_within, events_by_file, read_annotations
+from .io import AUDIO_EXTENSIONS, check_not_silent, load_audio
+from .masks import events_to_mask
+from .spectrogram import SpectrogramConfig, SpectrogramMapping, spectrogram_image, spectrogram_rows, stft
+
+log = logging.getLogger(__name__)
+
+ANNOTATION_SUFFIXES = (".selections.txt", ".Table.1.selections.txt", ".txt", ".csv")
+
+
+def list_recordings(source: str | Path | list) -> list[Path]:
+    if isinstance(source, list):
+        return [Path(p) for p in source]
+    path = Path(source)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise UnetsegError(f"{path}: no such file or folder")
+    found = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+    if not found:
+        raise UnetsegError(f"{path}: no audio files found ({', '.join(AUDIO_EXTENSIONS)})")
+    return found
+
+
+def window_starts(n_columns: int, window: int, overlap: int) -> list[int]:
+    """Column starts of windows covering ``n_columns``; the last window ends at the last column."""
+    if n_columns < window:
+        return []
+    step = max(1, window - overlap)
+    starts = list(range(0, n_columns - window + 1, step))
+    if starts[-1] + window < n_columns:
+        starts.append(n_columns - window)
+    return starts
+
+
+def split_recordings(names: list[str], seed: int, val_fraction: float, test_fraction: float) -> dict[str, str]:
+    """Recording -> split, seeded; every split gets a recording when there are three or more."""
+    order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
+    n = len(order)
+    n_test = max(1, round(n * test_fraction)) if n >= 3 and test_fraction > 0 else 0
+    n_val = max(1, round(n * val_fraction)) if n >= 3 and val_fraction > 0 else 0
+    out = {name: "test" for name in order[:n_test]}
+    out.update({name: "valid" for name in order[n_test:n_test + n_val]})
+    out.update({name: "train" for name in order[n_test + n_val:]})
+    return out
+
+
+def _write_dataset_yaml(out: Path, classes: list[str], cfg: SpectrogramConfig, extra: dict | None = None) -> None:
+    data = {"name": out.name, "classes": classes, "spectrogram": cfg.to_dict(), **(extra or {})}
+    write_text(out / "dataset.yaml", yaml.safe_dump(data, sort_keys=False))
+
+
+def _write_window(out: Path, split: str, name: str, image: np.ndarray, mask: np.ndarray, binary: bool,
+                  sidecar: dict) -> None:
+    write_png(out / split / "images" / f"{name}.png", image)
+    write_png(out / split / "masks" / f"{name}.png", (mask * 255).astype(np.uint8) if binary else mask)
+    write_json(out / split / "images" / f"{name}.json", sidecar)
+
+
+def _fresh_output(out: Path) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise UnetsegError(f"{out}: output folder exists and is not empty; choose a new one")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _window_mapping(mapping: SpectrogramMapping, start: int) -> SpectrogramMapping:
+    """The mapping of a window that starts ``start`` columns into the recording's image."""
+    return SpectrogramMapping(mapping.sample_rate, mapping.start_sample + start * mapping.hop_length,
+                              mapping.hop_length, mapping.win_length, mapping.row_hz, mapping.config)
+
+
+@dataclass
+class BuiltDataset:
+    root: Path
+    classes: list[str]
+    windows: dict[str, int]
+    recordings: dict[str, str]
+
+
+def _annotations_for(recording: Path, annotations: Path | None, table: dict[str | None, list[Event]] | None
+                     ) -> list[Event]:
+    if table is not None:  # one file for many recordings: match its file column by stem
+        stems = {Path(k).stem: v for k, v in table.items() if k}
+        if None in table and len(table) == 1:
+            return table[None]
+        return stems.get(recording.stem, [])
+    folder = annotations if annotations is not None and annotations.is_dir() else recording.parent
+    for suffix in ANNOTATION_SUFFIXES:
+        candidate = folder / f"{recording.stem}{suffix}"
+        if candidate.is_file():
+            return read_annotations(candidate)
+    raise UnetsegError(f"{recording}: no annotation file {recording.stem}{{{','.join(ANNOTATION_SUFFIXES)}}} in "
+                       f"{folder}")
+
+
+def build_annotated_dataset(recordings: str | Path | list, annotations: str | Path | None, output: str | Path,
+                            cfg: SpectrogramConfig, window: int = 256, overlap: int = 64,
+                            classes: list[str] | None = None, energetic: bool = False, seed: int = 0,
+                            val_fraction: float = 0.15, test_fraction: float = 0.15,
+                            channel: int | None = None) -> BuiltDataset:
+    """Recordings + annotations -> a train/valid/test folder dataset of spectrogram windows.
+
+    ``annotations``: one file with a file column covering all recordings (onset/offset CSV), a folder
+    holding ``<recording stem>.txt|.csv|.selections.txt``, or None for such files beside the recordings.
+    ``classes`` None merges every label into one class; else listed labels become classes 1..N and other
+    labels are left out. ``energetic`` keeps only the energetic pixels inside each box.
+    """
+    files = list_recordings(recordings)
+    out = Path(output)
+    ann = Path(annotations) if annotations else None
+    table = events_by_file(read_annotations(ann)) if ann is not None and ann.is_file() else None
+    per_file = {f: _annotations_for(f, ann, table) for f in files}
+    for f, evs in per_file.items():
+        if not evs:
+            log.warning("%s: no annotations; its windows have empty masks", f)
+    names = classes if classes else ["call"]
+    _fresh_output(out)
+    assignment = split_recordings([f.stem for f in files], seed, val_fraction, test_fraction)
+    counts = {"train": 0, "valid": 0, "test": 0}
+    for f in files:
+        y, sr = load_audio(f, cfg.sample_rate, channel)
+        check_not_silent(y, f)
+        check_within(per_file[f], len(y) / sr, sr / 2, f)
+        image, mapping = spectrogram_image(y, sr, cfg)
+        starts = window_starts(image.shape[1], window, overlap)
+        if not starts:
+            raise UnetsegError(f"{f}: {len(y) / sr:.2f} s is shorter than one window of {window} columns "
+                               f"({((window - 1) * cfg.hop_length + cfg.win) / sr:.2f} s)")
+        mask = events_to_mask(per_file[f], mapping, image.shape, classes, image if energetic else None)
+        split = assignment[f.stem]
+        for s in starts:
+            name = f"{f.stem}_{s:07d}"
+            sidecar = {"recording": str(f.resolve()), **_window_mapping(mapping, s).to_dict()}
+            _write_window(out, split, name, image[:, s:s + window], mask[:, s:s + window], classes is None, sidecar)
+            counts[split] += 1
+    _write_dataset_yaml(out, ["background", *names], cfg)
+    return BuiltDataset(out, ["background", *names], counts, assignment)
+
+
+def snr_scale(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> float:
+    """Gain for ``noise`` so that 10 log10(P_clean / P_noise) = ``snr_db``."""
+    p_clean = float(np.mean(clean.astype(np.float64) ** 2))
+    p_noise = float(np.mean(noise.astype(np.float64) ** 2))
+    if p_noise <= 0:
+        raise UnetsegError("background recording is silent")
+    return float(np.sqrt(p_clean / (p_noise * 10 ** (snr_db / 10))))
+
+
+def ideal_binary_mask(clean: np.ndarray, noise: np.ndarray, cfg: SpectrogramConfig, sr: int,
+                      local_snr_db: float = 0.0, floor_db: float = 6.0) -> np.ndarray:
+    """Ideal binary mask (image rows x columns) of a clean signal in additive noise.
+
+    A pixel is 1 where the clean power exceeds the noise power by ``local_snr_db`` (the local SNR
+    criterion) and exceeds the clean recording's own median power in that frequency row by ``floor_db``
+    (so the clean file's background hiss is not "bird").
+    """
+    pc = spectrogram_rows(stft(clean, cfg), cfg, sr) ** 2
+    pn = spectrogram_rows(stft(noise, cfg), cfg, sr) ** 2
+    floor = np.median(pc, axis=1, keepdims=True)
+    mask = (pc > pn * 10 ** (local_snr_db / 10)) & (pc > floor * 10 ** (floor_db / 10))
+    return mask[::-1].astype(np.uint8)
+
+
+def _noise_stream(noise_files: list[Path], sr: int, length: int, rng: np.random.Generator,
+                  cache: dict[Path, np.ndarray]) -> tuple[np.ndarray, list[str]]:
+    """``length`` samples of background: shuffled recordings joined end to end from a random offset."""
+    pieces, used, total = [], [], 0
+    order = [noise_files[i] for i in rng.permutation(len(noise_files))]
+    first = True
+    while total < length:
+        for f in order:
+            if f not in cache:
+                cache[f] = load_audio(f, sr)[0]
+            y = cache[f]
+            if first:
+                y = y[int(rng.integers(0, max(1, len(y) // 2))):]
+                first = False
+            pieces.append(y)
+            used.append(f.name)
+            total += len(y)
+            if total >= length:
+                break
+    return np.concatenate(pieces)[:length], used
+
+
+def build_mixture_dataset(clean: str | Path | list, noise: str | Path | list, output: str | Path,
+                          cfg: SpectrogramConfig, snrs: tuple[float, ...] = (-5.0, 0.0, 5.0, 10.0),
+                          window: int = 256, overlap: int = 64, local_snr_db: float = 0.0, floor_db: float = 6.0,
+                          seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15,
+                          keep_audio: bool = True) -> BuiltDataset:
+    """Mix each clean recording with real background at every SNR in ``snrs``; targets are ideal binary
+    masks of the clean signal. Clean and background recordings are each split by recording, so test
+    mixtures use birds and backgrounds never seen in training. Noisy and clean audio per mixture are kept
+    (``<split>/audio/<mixture>_{noisy,clean}.wav``) for SDR.
+    """
+    import soundfile as sf
+
+    if cfg.two_sided or cfg.axis != "linear":
+        raise UnetsegError("mixtures need a one-sided linear spectrogram (ideal masks are computed per STFT bin)")
+    clean_files, noise_files = list_recordings(clean), list_recordings(noise)
+    out = Path(output)
+    _fresh_output(out)
+    sr = cfg.sample_rate
+    if sr is None:
+        raise UnetsegError("mixtures need a fixed sample rate in the spectrogram settings")
+    rng = np.random.default_rng(seed)
+    clean_split = split_recordings([f.stem for f in clean_files], seed, val_fraction, test_fraction)
+    noise_split = split_recordings([f.stem for f in noise_files], seed + 1, val_fraction, test_fraction)
+    pools = {s: [f for f in noise_files if noise_split[f.stem] == s] or noise_files for s in ("train", "valid", "test")}
+    cache: dict[Path, np.ndarray] = {}
+    counts = {"train": 0, "valid": 0, "test": 0}
+    for f in clean_files:
+        y, _ = load_audio(f, sr)
+        check_not_silent(y, f)
+        split = clean_split[f.stem]
+        for snr in snrs:
+            background, used = _noise_stream(pools[split], sr, len(y), rng, cache)
+            background = background * snr_scale(y, background, snr)
+            noisy = y + background
+            peak = float(np.abs(noisy).max())
+            if peak > 0.99:  # keep the mixture within full scale; SNR is unchanged
+                y_s, background, noisy = y * 0.99 / peak, background * 0.99 / peak, noisy * 0.99 / peak
+            else:
+                y_s = y
+            image, mapping = spectrogram_image(noisy, sr, cfg)
+            mask = ideal_binary_mask(y_s, background, cfg, sr, local_snr_db, floor_db)
+            mix = f"{f.stem}_snr{snr:+g}"
+            if keep_audio:
+                audio_dir = out / split / "audio"
+                audio_dir.mkdir(parents=True, exist_ok=True)
+                sf.write(str(audio_dir / f"{mix}_noisy.wav"), noisy.astype(np.float32), sr, subtype="FLOAT")
+                sf.write(str(audio_dir / f"{mix}_clean.wav"), y_s.astype(np.float32), sr, subtype="FLOAT")
+            starts = window_starts(image.shape[1], window, overlap)
+            if not starts:
+                raise UnetsegError(f"{f}: shorter than one window of {window} columns")
+            for s in starts:
+                sidecar = {"recording": str(f.resolve()), "mixture": mix, "snr_db": snr, "noise": used,
+                           "local_snr_db": local_snr_db, "floor_db": floor_db, **_window_mapping(mapping, s).to_dict()}
+                _write_window(out, split, f"{mix}_{s:07d}", image[:, s:s + window], mask[:, s:s + window], True,
+                              sidecar)
+                counts[split] += 1
+    _write_dataset_yaml(out, ["background", "bird"], cfg, {"mask_mode": "binary"})
+    write_json(out / "mixtures.json", {"snrs": list(snrs), "local_snr_db": local_snr_db, "floor_db": floor_db,
+                                       "clean_split": clean_split, "noise_split": noise_split})
+    return BuiltDataset(out, ["background", "bird"], counts, clean_split)

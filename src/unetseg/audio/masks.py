@@ -1,0 +1,112 @@
+"""Events <-> masks on a spectrogram image, as pure functions of its pixel mapping.
+
+Column j stands for the time ``mapping.column_time(j)`` (the centre of its STFT frame) and spans one hop;
+row i for the frequency ``mapping.row_hz[i]``. A two-sided spectrum shows each band twice (positive and
+negative frequencies): boxes are painted in both halves and events are read from the positive half.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .annotations import Event
+from .spectrogram import SpectrogramMapping
+
+
+def class_index(label: str, classes: list[str] | None) -> int | None:
+    """Class of a label: 1 when all labels merge into one class, else its position in ``classes`` (+1),
+    or None for a label that is not listed (skipped)."""
+    if classes is None:
+        return 1
+    return classes.index(label) + 1 if label in classes else None
+
+
+def event_columns(e: Event, mapping: SpectrogramMapping, n_cols: int) -> slice:
+    times = mapping.column_time(np.arange(n_cols))
+    inside = np.nonzero((times >= e.begin) & (times <= e.end))[0]
+    return slice(int(inside[0]), int(inside[-1]) + 1) if inside.size else slice(0, 0)
+
+
+def event_rows(e: Event, mapping: SpectrogramMapping) -> np.ndarray:
+    hz = np.abs(np.asarray(mapping.row_hz))
+    low = -np.inf if e.low is None else e.low
+    high = np.inf if e.high is None else e.high
+    return (hz >= low) & (hz <= high)
+
+
+def events_to_mask(events: list[Event], mapping: SpectrogramMapping, shape: tuple[int, int],
+                   classes: list[str] | None = None, image: np.ndarray | None = None) -> np.ndarray:
+    """uint8 class mask: boxes for events with a band, time bands (all rows) for time-only events.
+
+    With ``image``, only the energetic pixels of each box are kept (Otsu's threshold within the box), so
+    the mask follows the call's shape. Overlapping events: later ones paint over earlier ones.
+    """
+    mask = np.zeros(shape, np.uint8)
+    for e in events:
+        c = class_index(e.label, classes)
+        if c is None:
+            continue
+        cols = event_columns(e, mapping, shape[1])
+        if cols.stop <= cols.start:
+            continue
+        rows = event_rows(e, mapping)
+        box = np.zeros(shape, bool)
+        box[rows, cols] = True
+        if image is not None and box.any():
+            values = image[box]
+            if values.max() > values.min():
+                threshold, _ = cv2.threshold(values.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+                box &= image > threshold
+        mask[box] = c
+    return mask
+
+
+def close_time_gaps(active: np.ndarray, gap_columns: int) -> np.ndarray:
+    """Join runs of active columns separated by at most ``gap_columns`` empty ones, per row."""
+    if gap_columns <= 0:
+        return active
+    kernel = np.ones((1, gap_columns + 1), np.uint8)
+    padded = np.pad(active.astype(np.uint8), ((0, 0), (gap_columns + 1, gap_columns + 1)))
+    closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, kernel)
+    return closed[:, gap_columns + 1:-gap_columns - 1].astype(bool)
+
+
+def mask_to_events(mask: np.ndarray, mapping: SpectrogramMapping, class_names: list[str],
+                   probabilities: np.ndarray | None = None, min_duration: float = 0.0, min_bandwidth: float = 0.0,
+                   merge_gap: float = 0.0, column_offset: int = 0) -> list[Event]:
+    """Connected regions of each class -> events with time span, band, label and mean probability.
+
+    ``mask``: class indices (0 = background) for rows x columns; ``probabilities``: (classes, rows, columns)
+    where class 0 is background, or (rows, columns) for a binary model. ``column_offset`` places the
+    mask's first column in the recording. ``merge_gap`` (s) joins regions of a class closer in time.
+    """
+    hz = np.asarray(mapping.row_hz)
+    positive = hz >= 0
+    step = np.abs(np.diff(hz)).min() if len(hz) > 1 else 0.0
+    gap = int(round(merge_gap / mapping.column_seconds))
+    half = mapping.column_seconds / 2
+    events = []
+    for c in range(1, len(class_names)):
+        active = (mask == c) & positive[:, None]
+        if not active.any():
+            continue
+        joined = close_time_gaps(active, gap)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(joined.astype(np.uint8), connectivity=8)
+        for k in range(1, n):
+            x, y, w, h = (int(v) for v in stats[k, :4])
+            begin = mapping.column_time(column_offset + x) - half
+            end = mapping.column_time(column_offset + x + w - 1) + half
+            low, high = hz[y + h - 1] - step / 2, hz[y] + step / 2
+            if end - begin < min_duration or high - low < min_bandwidth:
+                continue
+            pixels = (labels == k) & active
+            if probabilities is None:
+                score = 1.0
+            elif probabilities.ndim == 2:
+                score = float(probabilities[pixels].mean())
+            else:
+                score = float(probabilities[c][pixels].mean())
+            events.append(Event(round(float(begin), 6), round(float(end), 6), round(float(max(low, 0.0)), 3),
+                                round(float(high), 3), class_names[c], round(score, 4)))
+    return sorted(events, key=lambda e: (e.begin, e.label))
