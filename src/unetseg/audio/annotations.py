@@ -19,6 +19,7 @@ OFFSET_COLUMNS = ("offset_s", "offset", "end time (s)", "end_time", "end", "end_
 LOW_COLUMNS = ("low freq (hz)", "low_freq", "low_hz", "f_low", "fmin", "min_freq")
 HIGH_COLUMNS = ("high freq (hz)", "high_freq", "high_hz", "f_high", "fmax", "max_freq")
 LABEL_COLUMNS = ("label", "class", "species", "annotation", "call_type", "sound_type", "name", "code")
+SCORE_COLUMNS = ("score", "confidence", "probability")
 FILE_COLUMNS = ("notated_path", "file", "filename", "audio_file", "begin file", "begin path", "recording", "path")
 
 
@@ -115,6 +116,7 @@ def _read_table(path: Path, text: str, delimiter: str, label_column: str | None)
     else:
         label = _find(columns, LABEL_COLUMNS)
     file_col = _find(columns, FILE_COLUMNS)
+    score = _find(columns, SCORE_COLUMNS)
     events = []
     for n, row in enumerate(reader, 2):
         where = f"{path}:{n}"
@@ -125,6 +127,7 @@ def _read_table(path: Path, text: str, delimiter: str, label_column: str | None)
             _float(row[low], where) if low and row[low] not in ("", None) else None,
             _float(row[high], where) if high and row[high] not in ("", None) else None,
             str(row[label]).strip() if label else "",
+            _float(row[score], where) if score and row[score] not in ("", None) else None,
             file=Path(str(row[file_col])).name if file_col and row[file_col] else None,
         ))
     return _checked(events, path)

@@ -79,7 +79,7 @@ def add_audio_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clean", required=True, nargs="+", help="clean recordings or folders")
     p.add_argument("--noise", required=True, nargs="+", help="background recordings or folders")
     p.add_argument("--output", required=True, help="new dataset folder")
-    p.add_argument("--snrs", default="-5,0,5,10", help="mixture SNRs in dB [default: -5,0,5,10]")
+    p.add_argument("--snrs", default="-5,0,5,10", help="mixture SNRs in dB, e.g. --snrs=-5,0,5,10 [default: -5,0,5,10]")
     p.add_argument("--local-snr", type=float, default=0.0, help="ideal mask: clean/noise power ratio (dB) a "
                    "pixel needs [default: 0]")
     p.add_argument("--floor-db", type=float, default=6.0, help="ideal mask: dB above the clean recording's "

@@ -1,0 +1,286 @@
+"""Bird sound: spectrograms, the BirdSoundsDenoising reproduction, annotation formats, masks <-> events,
+dataset and mixture builders, streaming detection and denoising, event metrics, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from unetseg.audio.annotations import Event, format_audacity, format_raven, read_annotations
+from unetseg.audio.io import audio_info, load_audio
+from unetseg.audio.masks import events_to_mask, mask_to_events
+from unetseg.audio.metrics import event_scores, frame_scores, sdr, segment_error_rate
+from unetseg.audio.spectrogram import SpectrogramMapping, preset, spectrogram_image
+from unetseg.cli import main
+from unetseg.errors import UnetsegError
+
+from .conftest import shared
+from .test_e2e import assert_one_line_error, run
+
+
+@pytest.fixture
+def bsd() -> Path:
+    return shared("birdsounds-denoising-example")
+
+
+@pytest.fixture(scope="module")
+def birds() -> Path:
+    return shared("bird-audio")
+
+
+def test_birdsoundsdenoising_image_and_denoised_audio_reproduced(bsd: Path, tmp_path: Path, capsys) -> None:
+    """Our image of XC41136.wav matches the dataset's XC41136.png, and masking our STFT with
+    XC41136_mask.png gives the dataset's XC41136_denoised.wav. The dataset's MP3 decoder starts 528
+    samples after libsndfile's (see shared/notes); 3032 frames span 194,112 samples = 4.044 s."""
+    assert audio_info(bsd / "XC41136.wav").format == "MP3"  # an MP3 stream named .wav, read by content
+    code, _, err = run(["audio", "spectrogram", "--input", str(bsd / "XC41136.wav"), "--output", str(tmp_path),
+                        "--preset", "birdsoundsdenoising", "--start-sample", "528", "--duration", "4.044",
+                        "--mask", str(bsd / "XC41136_mask.png"), "--denoise", str(tmp_path / "den.wav")], capsys)
+    assert code == 0, err
+    ours = np.asarray(Image.open(tmp_path / "XC41136.png"), dtype=np.float64)
+    theirs = np.asarray(Image.open(bsd / "XC41136.png").convert("L"), dtype=np.float64)
+    assert ours.shape == theirs.shape == (1024, 3032)
+    assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] >= 0.99
+    assert np.abs(ours - theirs).mean() < 0.5  # grey levels
+    ref, sr = sf.read(bsd / "XC41136_denoised.wav")
+    den, sr2 = sf.read(tmp_path / "den.wav")
+    assert sr == sr2 == 48000 and len(den) == len(ref) == 194112
+    # The measure: correlation at lag 0 and the SNR of our audio against theirs.
+    assert np.corrcoef(den, ref)[0, 1] >= 0.999
+    assert sdr(ref, den) >= 30.0
+    mapping = json.loads((tmp_path / "XC41136.json").read_text())
+    assert mapping["first_column_s"] == pytest.approx((528 + 64) / 48000)
+    assert mapping["row_hz"][0] == pytest.approx(24000 - 46.875) and mapping["row_hz"][511] == 0
+
+
+def test_spectrogram_mapping_and_mel_axis(birds: Path) -> None:
+    y, sr = load_audio(birds / "spinetail" / "spinetail.wav", 22050)
+    image, mapping = spectrogram_image(y[: sr * 2], sr, preset("default"))
+    assert image.shape[0] == 256 and image.dtype == np.uint8
+    assert mapping.row_hz[0] > mapping.row_hz[-1] == 0  # high frequencies on top
+    assert mapping.column_time(0) == pytest.approx(256 / sr)
+    mel, mel_map = spectrogram_image(y[: sr * 2], sr, preset("default", axis="mel", n_mels=64, fmax=11025.0))
+    assert mel.shape == (64, image.shape[1]) and mel_map.row_hz[0] > mel_map.row_hz[-1]
+
+
+def test_annotation_formats(birds: Path, tmp_path: Path) -> None:
+    spinetail = read_annotations(birds / "spinetail" / "spinetail.txt")  # Audacity with frequency lines
+    assert len(spinetail) == 18 and {e.label for e in spinetail} == {"SP", "CRER"}
+    assert spinetail[0].low == pytest.approx(6441.064453) and spinetail[0].high == pytest.approx(12296.577148)
+    finch = read_annotations(birds / "bengalese-finch-gy6or6" / "annotations_generic.csv")  # onset/offset CSV
+    assert len(finch) == 601 and finch[0].low is None and finch[0].file.endswith(".cbin")
+    plain = tmp_path / "plain.txt"  # Audacity without frequency lines
+    plain.write_text("0.5\t1.25\tsong\n2\t2.5\tcall\n")
+    assert [(e.begin, e.end, e.label, e.low) for e in read_annotations(plain)] == [(0.5, 1.25, "song", None),
+                                                                                   (2.0, 2.5, "call", None)]
+    raven = tmp_path / "r.selections.txt"
+    raven.write_text(format_raven(spinetail[:3]))
+    again = read_annotations(raven)
+    assert [(e.label, round(e.begin, 3), round(e.high, 0)) for e in again] == \
+           [(e.label, round(e.begin, 3), round(e.high, 0)) for e in spinetail[:3]]
+    audacity = tmp_path / "a.txt"
+    audacity.write_text(format_audacity(spinetail[:3]))
+    assert [round(e.low, 1) for e in read_annotations(audacity)] == [round(e.low, 1) for e in spinetail[:3]]
+    species = tmp_path / "species.selections.txt"  # any label column
+    species.write_text("Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\t"
+                       "Species\n1\tSpectrogram 1\t1\t0.1\t0.4\t1000\t4000\tWren\n")
+    assert read_annotations(species)[0].label == "Wren"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,when,until\nx,1,2\n")
+    with pytest.raises(UnetsegError, match=r"bad\.csv: no onset/offset columns among name, when, until"):
+        read_annotations(bad)
+
+
+def test_boxes_time_bands_energy_and_back_to_events(birds: Path) -> None:
+    y, sr = load_audio(birds / "spinetail" / "spinetail.wav", 22050)
+    image, mapping = spectrogram_image(y, sr, preset("default"))
+    events = read_annotations(birds / "spinetail" / "spinetail.txt")
+    boxes = events_to_mask(events, mapping, image.shape, classes=["SP", "CRER"])
+    energetic = events_to_mask(events, mapping, image.shape, classes=["SP", "CRER"], image=image)
+    assert 0 < (energetic > 0).sum() < (boxes > 0).sum() and ((energetic > 0) <= (boxes > 0)).all()
+    band = events_to_mask([Event(1.0, 1.5)], mapping, image.shape)  # time-only: every row
+    cols = np.nonzero(band.any(axis=0))[0]
+    assert band[:, cols].all() and len(cols) == pytest.approx(0.5 / mapping.column_seconds, abs=2)
+    first = events_to_mask(events[:1], mapping, image.shape, classes=["SP", "CRER"])
+    (back,) = mask_to_events(first, mapping, ["background", "SP", "CRER"])
+    assert back.label == "SP"
+    assert abs(back.begin - events[0].begin) <= mapping.column_seconds
+    assert abs(back.end - events[0].end) <= mapping.column_seconds
+    assert abs(back.low - events[0].low) <= sr / 512  # one row
+
+
+def test_event_metrics_on_known_cases() -> None:
+    ref = [Event(1.0, 2.0, label="a"), Event(3.0, 3.5, label="a"), Event(5.0, 6.0, label="b")]
+    est = [Event(1.03, 2.1, label="a"), Event(3.2, 3.5, label="a"), Event(5.0, 6.0, label="a")]
+    assert event_scores(ref, est, collar=0.05)["tp"] == 1
+    assert event_scores(ref, est, collar=0.05, ignore_labels=True)["tp"] == 2
+    frames = frame_scores(ref, est, 7.0, ignore_labels=True)
+    assert frames["recall"] == pytest.approx((0.97 + 0.3 + 1.0) / 2.5, abs=0.005)
+    seg = segment_error_rate(ref, [], 7.0)
+    assert seg["error_rate"] == 1.0 and seg["deletions"] == 3
+    t = np.linspace(0, 1, 8000)
+    clean = np.sin(2 * np.pi * 440 * t)
+    assert sdr(clean, clean + 0.1 * clean) == pytest.approx(20.0, abs=0.01)
+
+
+def test_dataset_from_recordings_and_annotations(birds: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "finch"
+    code, stdout, err = run(["audio", "dataset", "--audio", str(birds / "bengalese-finch-gy6or6" / "wav"),
+                             "--annotations", str(birds / "bengalese-finch-gy6or6" / "annotations_generic.csv"),
+                             "--output", str(out)], capsys)
+    assert code == 0, err
+    splits = {}
+    for split in ("train", "valid", "test"):
+        images = sorted((out / split / "images").glob("*.png"))
+        assert images, split
+        splits[split] = {p.stem.rsplit("_", 1)[0] for p in images}
+        sidecar = json.loads(images[0].with_suffix(".json").read_text())
+        assert {"sample_rate", "row_hz", "first_column_s", "column_s", "recording"} <= set(sidecar)
+        assert np.asarray(Image.open(out / split / "masks" / images[0].name)).max() in (0, 255)
+    assert not (splits["train"] & splits["test"]) and not (splits["train"] & splits["valid"])  # by recording
+    masks = [np.asarray(Image.open(p)) for p in (out / "train" / "masks").glob("*.png")]
+    assert 0.05 < np.mean([m.mean() / 255 for m in masks]) < 0.8  # syllables cover part of the time
+    spin = tmp_path / "spin"
+    code, _, err = run(["audio", "dataset", "--audio", str(birds / "spinetail" / "spinetail.wav"), "--output",
+                        str(spin), "--classes", "SP,CRER", "--energetic", "--window", "128", "--overlap", "0"],
+                       capsys)
+    assert code == 0, err
+    values = set()
+    for p in (spin / "train" / "masks").glob("*.png"):
+        values |= set(np.unique(np.asarray(Image.open(p))).tolist())
+    assert values == {0, 1, 2}
+
+
+def test_mixtures_keep_audio_at_the_requested_snr(birds: Path, tmp_path: Path, capsys) -> None:
+    soundscapes = shared("soundscapes")
+    clean = sorted((birds / "birdsongrec-bird0" / "Wave").glob("*.wav"))[:3]
+    noise = sorted(soundscapes.glob("*.wav"))[:3]
+    out = tmp_path / "mix"
+    code, _, err = run(["audio", "mix", "--clean", *map(str, clean), "--noise", *map(str, noise), "--output",
+                        str(out), "--snrs=-5,10"], capsys)
+    assert code == 0, err
+    noisy = sorted(out.glob("*/audio/*_snr-5_noisy.wav"))
+    assert len(noisy) == 3
+    for path in noisy:
+        y, _ = sf.read(path)
+        c, _ = sf.read(str(path).replace("_noisy", "_clean"))
+        snr = 10 * np.log10(np.mean(c**2) / np.mean((y - c) ** 2))
+        assert snr == pytest.approx(-5.0, abs=0.01)
+    sidecars = [json.loads(p.read_text()) for p in out.glob("*/images/*.json")]
+    assert {s["snr_db"] for s in sidecars} == {-5.0, 10.0}
+    fg = {s: [] for s in (-5.0, 10.0)}
+    for p in out.glob("*/masks/*.png"):
+        snr = json.loads((p.parent.parent / "images" / p.with_suffix(".json").name).read_text())["snr_db"]
+        fg[snr].append(np.asarray(Image.open(p)).mean() / 255)
+    assert np.mean(fg[10.0]) > np.mean(fg[-5.0]) > 0  # louder noise hides more of the bird
+
+
+@pytest.fixture(scope="module")
+def finch_model(birds: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("finch")
+    assert main(["audio", "dataset", "--audio", str(birds / "bengalese-finch-gy6or6" / "wav"), "--annotations",
+                 str(birds / "bengalese-finch-gy6or6" / "annotations_generic.csv"), "--output",
+                 str(root / "data")]) == 0
+    assert main(["train", "--data", str(root / "data"), "--size", "256", "--arch", "classic", "--depth", "3",
+                 "--base-width", "8", "--epochs", "1", "--batch-size", "8", "--no-progress", "--workers", "0",
+                 "--runs-dir", str(root / "runs"), "--name", "finch", "--no-test"]) == 0
+    return root / "runs" / "finch" / "weights" / "best.safetensors"
+
+
+def test_detect_events_and_denoise_then_evaluate(finch_model: Path, birds: Path, tmp_path: Path, capsys) -> None:
+    wav = birds / "bengalese-finch-gy6or6" / "wav" / "gy6or6_baseline_230312_0808.138.wav"
+    out = tmp_path / "det"
+    code, _, err = run(["audio", "detect", "--model", str(finch_model), "--input", str(wav), "--output", str(out),
+                        "--denoise", str(tmp_path / "den.wav"), "--save-mask"], capsys)
+    assert code == 0, err
+    table = out / f"{wav.stem}.selections.txt"
+    header = table.read_text().splitlines()[0].split("\t")
+    assert header[:7] == ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)",
+                          "High Freq (Hz)"]
+    events = read_annotations(table)
+    clean, sr = load_audio(wav, 22050)
+    duration = len(clean) / sr
+    assert events and all(0 <= e.begin < e.end <= duration + 0.01 for e in events)
+    assert all(e.score is not None and 0 <= e.score <= 1 and e.label == "call" for e in events)
+    den, sr2 = sf.read(tmp_path / "den.wav")
+    assert sr2 == sr and abs(len(den) - len(clean)) < 512
+    mask = np.asarray(Image.open(out / f"{wav.stem}.mask.png"))
+    assert mask.shape[0] == 256 and set(np.unique(mask)) <= {0, 255}
+    for fmt, suffix in (("audacity", ".labels.txt"), ("csv", ".events.csv")):
+        code, _, err = run(["audio", "detect", "--model", str(finch_model), "--input", str(wav), "--output",
+                            str(out), "--format", fmt], capsys)
+        assert code == 0, err
+        assert len(read_annotations(out / f"{wav.stem}{suffix}")) == len(events)
+    reference = tmp_path / "ref.csv"
+    rows = [e for e in read_annotations(birds / "bengalese-finch-gy6or6" / "annotations_generic.csv")
+            if e.file and e.file.startswith(wav.stem)]
+    reference.write_text("onset_s,offset_s,label\n" + "".join(f"{e.begin},{e.end},{e.label}\n" for e in rows))
+    code, stdout, err = run(["audio", "evaluate", "--reference", str(reference), "--estimate", str(table),
+                             "--audio", str(wav), "--ignore-labels", "--clean", str(wav), "--denoised",
+                             str(tmp_path / "den.wav")], capsys)
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert {"events", "frames", "segments", "sdr_db"} <= set(report)
+    assert report["reference_events"] == len(rows)
+
+
+def test_detection_is_the_same_whatever_the_block_size(finch_model: Path, birds: Path, tmp_path: Path) -> None:
+    from unetseg.audio.detect import DetectOptions, detect_recording
+    from unetseg.modelfile import load_model
+
+    model = load_model(finch_model)
+    wav = birds / "bengalese-finch-gy6or6" / "wav" / "gy6or6_baseline_230312_0813.163.wav"
+    small = detect_recording(model, wav, DetectOptions(block_seconds=0.7, threshold=0.3),
+                             denoise=tmp_path / "a.wav", keep_mask=True)
+    whole = detect_recording(model, wav, DetectOptions(block_seconds=600, threshold=0.3),
+                             denoise=tmp_path / "b.wav", keep_mask=True)
+    assert small.events == whole.events and (small.mask == whole.mask).all()
+    assert np.array_equal(sf.read(tmp_path / "a.wav")[0], sf.read(tmp_path / "b.wav")[0])
+
+
+# --- bad input -------------------------------------------------------------------------------------------
+
+
+def test_bad_audio_inputs(finch_model: Path, birds: Path, tmp_path: Path, capsys) -> None:
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, np.float32), 22050)
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(22050 * 3, np.float32), 22050)
+    short = tmp_path / "short.wav"
+    sf.write(short, (np.random.default_rng(0).standard_normal(2000) * 0.1).astype(np.float32), 22050)
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
+    det = ["audio", "detect", "--model", str(finch_model), "--output", str(tmp_path / "o"), "--input"]
+    code, _, err = run([*det, str(empty)], capsys)
+    assert_one_line_error(code, err, "empty.wav", "empty")
+    code, _, err = run([*det, str(short)], capsys)
+    assert_one_line_error(code, err, "short.wav", "fewer than one model window")
+    code, _, err = run([*det, str(corrupt)], capsys)
+    assert_one_line_error(code, err, "corrupt.wav", "not a readable audio file")
+    ann = tmp_path / "silent.txt"
+    ann.write_text("0.5\t1.0\tcall\n")
+    code, _, err = run(["audio", "dataset", "--audio", str(silent), "--output", str(tmp_path / "d1")], capsys)
+    assert_one_line_error(code, err, "silent.wav", "silent")
+    columns = tmp_path / "cols"
+    columns.mkdir()
+    (columns / "spinetail.csv").write_text("who,from,to\nSP,0.1,0.2\n")
+    code, _, err = run(["audio", "dataset", "--audio", str(birds / "spinetail" / "spinetail.wav"), "--annotations",
+                        str(columns), "--output", str(tmp_path / "d2")], capsys)
+    assert_one_line_error(code, err, "spinetail.csv", "no onset/offset columns")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "spinetail.txt").write_text("1.0\t2.0\tSP\n25.0\t26.0\tSP\n")
+    code, _, err = run(["audio", "dataset", "--audio", str(birds / "spinetail" / "spinetail.wav"), "--annotations",
+                        str(outside), "--output", str(tmp_path / "d3")], capsys)
+    assert_one_line_error(code, err, "spinetail.wav", "beyond the recording's end")
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir()), "detect left partial output"
+
+
+def test_mapping_round_trips_through_json() -> None:
+    m = SpectrogramMapping(22050, 1280, 128, 512, [100.0, 50.0, 0.0], preset("default").to_dict())
+    assert SpectrogramMapping.from_dict(json.loads(json.dumps(m.to_dict()))) == m
