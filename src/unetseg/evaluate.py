@@ -31,6 +31,7 @@ class EvalResult:
     output: Path
     metrics: dict[str, Any]
     per_image: list[dict[str, Any]]
+    counts: list[np.ndarray]  # per image, (classes, 4): tp, fp, tn, fn - to regroup scores (e.g. by SNR)
 
 
 def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "test",
@@ -55,7 +56,7 @@ def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "te
     predictor = Predictor(loaded, device=device, batch_size=batch_size, workers=workers)
     dataset = InferenceDataset([p.image for p in pairs], loaded.input_spec, [p.mask for p in pairs], info.decoder)
     total = np.zeros((info.num_classes, 4), np.int64)
-    rows = []
+    rows, per_image_counts = [], []
     for item, probs in predictor.run(dataset):
         pair = pairs[item["index"]]
         truth = item["mask"]
@@ -63,6 +64,7 @@ def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "te
         counts = confusion_counts(torch.from_numpy(pred)[None], torch.from_numpy(truth)[None],
                                   info.num_classes)[0].numpy()
         total += counts
+        per_image_counts.append(counts)
         iou = image_iou(counts, loaded.binary)
         dice = scores_from_counts(counts)["dice"]
         valid = counts[:, 0].sum() + counts[:, 3].sum()
@@ -84,7 +86,7 @@ def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "te
     writer.writeheader()
     writer.writerows(rows)
     write_text(out / "per_image.csv", buf.getvalue())
-    return EvalResult(out, metrics, rows)
+    return EvalResult(out, metrics, rows, per_image_counts)
 
 
 def _score(per_class: np.ndarray, binary: bool) -> float | str:

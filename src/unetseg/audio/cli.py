@@ -210,8 +210,6 @@ def cmd_detect(args: argparse.Namespace) -> int:
     options = DetectOptions(args.min_duration, args.min_bandwidth, args.merge_gap, args.threshold,
                             overlap=args.overlap)
     for f in files:
-        if f in denoised:
-            denoised[f].parent.mkdir(parents=True, exist_ok=True)
         result = detect_recording(loaded, f, options, denoise=denoised.get(f), keep_mask=args.save_mask,
                                   device=args.device)
         events = [replace(e, file=f.name) for e in result.events]

@@ -143,6 +143,7 @@ class Denoiser:
             fmax = cfg.fmax if cfg.fmax is not None else sr / 2
             keep = (hz >= cfg.fmin) & (hz < fmax)
         self.keep = keep
+        path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = path.with_name(f".{path.name}.partial")
         self.path = path
         self.file = sf.SoundFile(str(self.tmp), "w", samplerate=sr, channels=1, subtype="FLOAT", format="WAV")
