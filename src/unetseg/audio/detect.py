@@ -25,6 +25,7 @@ from .masks import mask_to_events
 from .spectrogram import (
     SpectrogramConfig,
     SpectrogramMapping,
+    masked_frames,
     n_frames,
     row_frequencies,
     spectrogram_rows,
@@ -131,18 +132,7 @@ class Denoiser:
     def __init__(self, path: Path, cfg: SpectrogramConfig, sr: int) -> None:
         import soundfile as sf
 
-        from .spectrogram import bin_to_row
-
         self.cfg, self.sr, self.w = cfg, sr, window_array(cfg)
-        self.rows = bin_to_row(cfg, sr)
-        keep = np.zeros(len(self.rows), bool)
-        if cfg.two_sided:
-            keep[:] = True
-        else:
-            hz = np.arange(len(self.rows)) * sr / cfg.n_fft
-            fmax = cfg.fmax if cfg.fmax is not None else sr / 2
-            keep = (hz >= cfg.fmin) & (hz < fmax)
-        self.keep = keep
         path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = path.with_name(f".{path.name}.partial")
         self.path = path
@@ -152,13 +142,7 @@ class Denoiser:
         self.written = 0  # samples written
 
     def push(self, S: np.ndarray, mask: np.ndarray, first_frame: int) -> None:
-        gain = mask.astype(np.float64)[self.rows] * self.keep[:, None]
-        masked = S * gain
-        if self.cfg.two_sided:
-            x = np.fft.ifft(np.fft.ifftshift(masked, axes=0), axis=0).real
-        else:
-            x = np.fft.irfft(masked, n=self.cfg.n_fft, axis=0)
-        x = x[: self.cfg.win] * self.w[:, None]
+        x = masked_frames(S, mask, self.cfg, self.sr)
         hop, win = self.cfg.hop_length, self.cfg.win
         end = (first_frame + S.shape[1] - 1) * hop + win
         grow = end - self.written - len(self.ola)

@@ -221,10 +221,10 @@ def bin_to_row(cfg: SpectrogramConfig, sr: int) -> np.ndarray:
     return (len(ascending) - 1 - idx).astype(np.int64)
 
 
-def masked_inverse(S: np.ndarray, mask: np.ndarray, cfg: SpectrogramConfig, sr: int) -> np.ndarray:
-    """Zero the complex STFT where ``mask`` (image rows x frames, top row first) is 0 - or weight it by a
-    soft mask in [0, 1] - and invert by weighted overlap-add (normalised by the summed squared window).
-    Bins outside the image's frequency range are zeroed."""
+def masked_frames(S: np.ndarray, mask: np.ndarray, cfg: SpectrogramConfig, sr: int) -> np.ndarray:
+    """Windowed time frames (win x frames) of the STFT zeroed where ``mask`` (image rows x frames, top row
+    first) is 0, or weighted by a soft mask in [0, 1]; bins outside the image's frequency range are zeroed.
+    Overlap-adding them and dividing by the summed squared window inverts the STFT."""
     if mask.shape[1] != S.shape[1]:
         raise UnetsegError(f"mask has {mask.shape[1]} columns but the STFT {S.shape[1]} frames")
     gain = mask.astype(np.float64)[bin_to_row(cfg, sr)]
@@ -237,8 +237,13 @@ def masked_inverse(S: np.ndarray, mask: np.ndarray, cfg: SpectrogramConfig, sr: 
         x = np.fft.ifft(np.fft.ifftshift(masked, axes=0), axis=0).real
     else:
         x = np.fft.irfft(masked, n=cfg.n_fft, axis=0)
+    return x[: cfg.win] * window_array(cfg)[:, None]
+
+
+def masked_inverse(S: np.ndarray, mask: np.ndarray, cfg: SpectrogramConfig, sr: int) -> np.ndarray:
+    """Mask the complex STFT (see ``masked_frames``) and invert it by weighted overlap-add."""
+    x = masked_frames(S, mask, cfg, sr)
     w = window_array(cfg)
-    x = x[: cfg.win] * w[:, None]
     total = (S.shape[1] - 1) * cfg.hop_length + cfg.win
     out = np.zeros(total)
     norm = np.zeros(total)
