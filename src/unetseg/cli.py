@@ -30,6 +30,9 @@ def _add_postprocess(p: argparse.ArgumentParser) -> None:
 
 def _add_runtime(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto [default: auto]")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
+                   help="torch (channels_last) or onnxruntime (CPU) [default: torch]")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for inference [default: all]")
     p.add_argument("--batch-size", type=int, default=4, help="images per forward pass [default: 4]")
     p.add_argument("--workers", type=int, default=0, help="image reading processes [default: 0]")
 
@@ -83,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("export", help="export a model file to ONNX or TorchScript (normalisation included)")
+    p.add_argument("--model", required=True, help="model file")
+    p.add_argument("--format", default="onnx", choices=("onnx", "torchscript"), help="[default: onnx]")
+    p.add_argument("--output", help="[default: beside the model, .onnx or .torchscript.pt]")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    p.set_defaults(func=cmd_export)
+
     add_audio_commands(sub)
 
     p = sub.add_parser("info", help="print what a model file holds")
@@ -133,7 +143,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     ev = evaluate(args.model, args.data, args.split, args.output, threshold=args.threshold,
                   postprocess=_postprocess(args), figures=args.figures, seed=args.seed, device=args.device,
-                  batch_size=args.batch_size, workers=args.workers)
+                  batch_size=args.batch_size, workers=args.workers, backend=args.backend, threads=args.threads)
     print_metrics(ev.metrics, ev.output)
     return 0
 
@@ -144,9 +154,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     res = predict(args.model, args.input, args.output, threshold=args.threshold, postprocess=_postprocess(args),
                   overlays=args.overlays, probabilities=args.probabilities, contours=args.contours,
-                  overwrite=args.overwrite, device=args.device, batch_size=args.batch_size, workers=args.workers)
+                  overwrite=args.overwrite, device=args.device, batch_size=args.batch_size, workers=args.workers,
+                  backend=args.backend, threads=args.threads)
     took = time.perf_counter() - start
     print(f"{len(res.masks)} masks written to {res.output} ({len(res.masks) / took:.1f} images/s)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    res = export(args.model, args.output, args.format, args.overwrite)
+    print(f"{res.path}: raw float32 pixels (N, C, H, W, 0-255) in, probabilities out; dynamic batch and size; "
+          f"max |export - torch| = {res.max_abs_diff:.2e}")
     return 0
 
 

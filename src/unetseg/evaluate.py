@@ -38,7 +38,8 @@ def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "te
              output: str | Path | None = None, *, threshold: float | None = None,
              postprocess: PostProcess | None = None, figures: int | None = None, runs_dir: str | Path = "runs",
              seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15, device: str = "auto",
-             batch_size: int = 4, workers: int = 0) -> EvalResult:
+             batch_size: int = 4, workers: int = 0, backend: str = "torch",
+             threads: int | None = None) -> EvalResult:
     """Score ``model`` on one split of ``data``; ``figures`` limits the per-image figures (None: all).
 
     Splits held out from a train-only dataset are re-derived with the same ``seed`` and fractions
@@ -53,7 +54,8 @@ def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "te
     out = Path(output) if output else new_run_dir(runs_dir, f"eval-{info.name}-{split}")
     out.mkdir(parents=True, exist_ok=True)
     pp = postprocess or PostProcess()
-    predictor = Predictor(loaded, device=device, batch_size=batch_size, workers=workers)
+    predictor = Predictor(loaded, device=device, batch_size=batch_size, workers=workers, backend=backend,
+                          threads=threads)
     dataset = InferenceDataset([p.image for p in pairs], loaded.input_spec, [p.mask for p in pairs], info.decoder)
     total = np.zeros((info.num_classes, 4), np.int64)
     rows, per_image_counts = [], []

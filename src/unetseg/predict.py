@@ -68,13 +68,28 @@ class Predictor:
     batch_size: int = 4
     workers: int = 0
     channels_last: bool = True
+    backend: str = "torch"  # or "onnxruntime" (CPU)
+    threads: int | None = None
     _device: torch.device = field(init=False)
+    _forward: Any = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        if self.backend == "onnxruntime":
+            from .export import OnnxBackend
+
+            self._device, self.channels_last = torch.device("cpu"), False
+            self.loaded.model.to(self._device).eval()
+            self._forward = OnnxBackend(self.loaded, self.threads)
+            return
+        if self.backend != "torch":
+            raise UnetsegError(f"unknown backend {self.backend!r} (torch or onnxruntime)")
         self._device = resolve_device(self.device)
         self.loaded.model.to(self._device).eval()
         if self.channels_last:
             self.loaded.model.to(memory_format=torch.channels_last)
+        self._forward = self.loaded.model
 
     def loader(self, dataset: InferenceDataset) -> DataLoader:
         # Native-size (pad) inputs differ in shape, so they go one at a time.
@@ -88,7 +103,7 @@ class Predictor:
             x = batch["image"].to(self._device)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            logits = self.loaded.model(x).float()
+            logits = self._forward(x).float()
             for j in range(x.shape[0]):
                 probs = self.activate(restore(logits[j], batch["placement"][j]))
                 yield {k: v[j] for k, v in batch.items() if k != "image"}, probs.cpu()
@@ -101,7 +116,7 @@ class Predictor:
         x = torch.stack([normalize(fitted, spec.mean, spec.std) for fitted, _ in prepared]).to(self._device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        logits = self.loaded.model(x).float()
+        logits = self._forward(x).float()
         return [self.activate(restore(logits[j], p)).cpu() for j, (_, p) in enumerate(prepared)]
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
@@ -143,7 +158,8 @@ class PredictResult:
 def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: str | Path, *,
             threshold: float | None = None, postprocess: PostProcess | None = None, overlays: bool = False,
             probabilities: bool = False, contours: bool = False, overwrite: bool = False,
-            device: str = "auto", batch_size: int = 4, workers: int = 0) -> PredictResult:
+            device: str = "auto", batch_size: int = 4, workers: int = 0, backend: str = "torch",
+            threads: int | None = None) -> PredictResult:
     """Write a mask PNG per input image (at its original size) and optional extras into ``output``.
 
     Masks: binary 0/255, multi-class an indexed PNG whose value is the class and whose palette draws it.
@@ -165,7 +181,8 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
             raise UnetsegError(f"{existing[0]}: already exists ({len(existing)} output files would be "
                                "replaced); choose another --output or pass --overwrite")
     pp = postprocess or PostProcess()
-    predictor = Predictor(loaded, device=device, batch_size=batch_size, workers=workers)
+    predictor = Predictor(loaded, device=device, batch_size=batch_size, workers=workers, backend=backend,
+                          threads=threads)
     palette = [list(c) for c in loaded.colours]
     written = []
     for item, probs in predictor.run(InferenceDataset(files, loaded.input_spec)):

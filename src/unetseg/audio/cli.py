@@ -102,6 +102,8 @@ def add_audio_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--denoise", help="denoised WAV (one input) or folder (a folder of inputs)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--device", default="auto")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"), help="[default: torch]")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads [default: all]")
     p.set_defaults(func=cmd_detect)
 
     p = asub.add_parser("evaluate", help="event metrics against reference annotations; SDR of denoised audio")
@@ -211,7 +213,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
                             overlap=args.overlap)
     for f in files:
         result = detect_recording(loaded, f, options, denoise=denoised.get(f), keep_mask=args.save_mask,
-                                  device=args.device)
+                                  device=args.device, backend=args.backend, threads=args.threads)
         events = [replace(e, file=f.name) for e in result.events]
         write_events(targets[f], events, args.format)
         if result.mask is not None:

@@ -211,7 +211,8 @@ def _columns(path: Path, cfg: SpectrogramConfig, block_seconds: float, channel: 
 
 def detect_recording(loaded: LoadedModel, path: str | Path, options: DetectOptions | None = None,
                      spectrogram: SpectrogramConfig | None = None, denoise: str | Path | None = None,
-                     keep_mask: bool = False, channel: int | None = None, device: str = "auto") -> DetectResult:
+                     keep_mask: bool = False, channel: int | None = None, device: str = "auto",
+                     backend: str = "torch", threads: int | None = None) -> DetectResult:
     """Events (and optionally denoised audio and the full mask) of one recording of any length."""
     options = options or DetectOptions()
     path = Path(path)
@@ -220,7 +221,7 @@ def detect_recording(loaded: LoadedModel, path: str | Path, options: DetectOptio
     width = options.window or (spec.size[1] if spec.size else 256)
     overlap = options.overlap if options.overlap is not None else width // 4
     step = max(1, width - overlap)
-    predictor = Predictor(loaded, device=device, batch_size=options.batch_size)
+    predictor = Predictor(loaded, device=device, batch_size=options.batch_size, backend=backend, threads=threads)
     threshold = loaded.threshold if options.threshold is None else options.threshold
     weights = np.minimum(np.arange(1, width + 1), np.arange(width, 0, -1)).astype(np.float32)
 

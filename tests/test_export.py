@@ -1,0 +1,60 @@
+"""Export with normalisation inside the graph, parity with torch, and the onnxruntime backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unetseg.data.dataset import InputSpec
+from unetseg.errors import UnetsegError
+from unetseg.export import RawPixelModel, export, run_exported
+from unetseg.modelfile import build_meta, load_model, save_model_file
+from unetseg.models import create_model
+from unetseg.predict import predict
+
+from .test_models import CLASSIC
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    model = create_model(CLASSIC, 3, 4).eval()
+    meta = build_meta(CLASSIC, ["bg", "a", "b", "c"], False, [(0, 0, 0), (255, 0, 0), (0, 255, 0), (0, 0, 255)],
+                      InputSpec(3, (64, 96), "resize", 8, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)), 0.5)
+    return save_model_file(tmp_path / "m.safetensors", model, meta)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_parity_with_raw_pixels_and_dynamic_shapes(model_file: Path, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"m.{fmt}"
+    result = export(model_file, out, fmt)
+    print(f"{fmt}: max abs difference {result.max_abs_diff:.2e}")
+    assert result.max_abs_diff < 1e-4
+    module = RawPixelModel(load_model(model_file)).eval()
+    x = torch.rand(1, 3, 40, 72) * 255  # another batch size and spatial size than the export's example
+    with torch.no_grad():
+        expected = module(x).numpy()
+    got = run_exported(out, fmt, x.numpy())
+    assert got.shape == (1, 4, 40, 72) and np.abs(got - expected).max() < 1e-4
+    assert np.allclose(got.sum(axis=1), 1, atol=1e-5)  # softmax inside the graph
+    with pytest.raises(UnetsegError, match="already exists"):
+        export(model_file, out, fmt)
+
+
+def test_onnxruntime_backend_predicts_the_same_masks(model_file: Path, tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray((rng.random((50 + 7 * i, 80, 3)) * 255).astype(np.uint8)).save(images / f"{i}.png")
+    predict(model_file, images, tmp_path / "torch", backend="torch")
+    predict(model_file, images, tmp_path / "ort", backend="onnxruntime", threads=1)
+    for i in range(3):
+        a = np.asarray(Image.open(tmp_path / "torch" / f"{i}.png"))
+        b = np.asarray(Image.open(tmp_path / "ort" / f"{i}.png"))
+        assert a.shape == b.shape == (50 + 7 * i, 80)
+        assert (a == b).mean() > 0.999
