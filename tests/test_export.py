@@ -58,3 +58,49 @@ def test_onnxruntime_backend_predicts_the_same_masks(model_file: Path, tmp_path:
         b = np.asarray(Image.open(tmp_path / "ort" / f"{i}.png"))
         assert a.shape == b.shape == (50 + 7 * i, 80)
         assert (a == b).mean() > 0.999
+
+
+@pytest.fixture
+def native_model(tmp_path: Path) -> Path:
+    """A model that predicts at native size (pad mode), as for large images."""
+    torch.manual_seed(1)
+    model = create_model(CLASSIC, 3, 1).eval()
+    meta = build_meta(CLASSIC, ["bg", "fg"], True, [(0, 0, 0), (255, 0, 0)],
+                      InputSpec(3, None, "pad", 8, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)), 0.5)
+    return save_model_file(tmp_path / "native.safetensors", model, meta)
+
+
+def _smooth_image(h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = 0.5 + 0.5 * np.sin(xx / 9.0) * np.cos(yy / 13.0)
+    return np.stack([r, np.roll(r, 17, axis=1), r[::-1]], axis=2).astype(np.float32)
+
+
+@pytest.mark.parametrize("blend", ["gaussian", "linear"])
+def test_tiled_prediction_has_no_seams(native_model: Path, blend: str) -> None:
+    from unetseg.predict import Predictor
+
+    image = _smooth_image(360, 520)
+    loaded = load_model(native_model)
+    whole = Predictor(loaded, device="cpu").probabilities([image])[0]
+    tiled = Predictor(loaded, device="cpu", tile=192, tile_overlap=0.5, blend=blend).probabilities([image])[0]
+    diff = (whole - tiled).abs()[0]
+    print(f"{blend}: mean |whole - tiled| {diff.mean():.2e}, max {diff.max():.2e}")
+    assert tiled.shape == whole.shape == (1, 360, 520)
+    assert diff.mean() < 5e-3
+    # A seam would show as a ridge of differences where tiles meet: every row and column stays tiny.
+    assert diff.mean(dim=0).max() < 1e-3 and diff.mean(dim=1).max() < 1e-3
+    assert diff.max() < 0.02
+    assert ((whole > 0.5) == (tiled > 0.5)).float().mean() > 0.99
+
+
+def test_flip_tta_averages_three_views(native_model: Path) -> None:
+    from unetseg.predict import Predictor
+
+    image = _smooth_image(64, 96)
+    loaded = load_model(native_model)
+    plain = Predictor(loaded, device="cpu").probabilities([image])[0]
+    tta = Predictor(loaded, device="cpu", tta=True).probabilities([image])[0]
+    flipped = Predictor(loaded, device="cpu").probabilities([image[:, ::-1].copy()])[0].flip(2)
+    assert tta.shape == plain.shape and not torch.allclose(tta, plain)
+    assert ((tta - plain).abs().mean() < (flipped - plain).abs().mean() + 1e-6)

@@ -33,6 +33,11 @@ def _add_runtime(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
                    help="torch (channels_last) or onnxruntime (CPU) [default: torch]")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for inference [default: all]")
+    p.add_argument("--tile", type=int, default=None, metavar="PX",
+                   help="sliding-window tiles of PX x PX for larger (native-size) inputs")
+    p.add_argument("--tile-overlap", type=float, default=0.25, help="share of a tile its neighbours overlap")
+    p.add_argument("--blend", default="gaussian", choices=("gaussian", "linear"), help="tile blending")
+    p.add_argument("--tta", action="store_true", help="average predictions over horizontal and vertical flips")
     p.add_argument("--batch-size", type=int, default=4, help="images per forward pass [default: 4]")
     p.add_argument("--workers", type=int, default=0, help="image reading processes [default: 0]")
 
@@ -143,7 +148,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     ev = evaluate(args.model, args.data, args.split, args.output, threshold=args.threshold,
                   postprocess=_postprocess(args), figures=args.figures, seed=args.seed, device=args.device,
-                  batch_size=args.batch_size, workers=args.workers, backend=args.backend, threads=args.threads)
+                  batch_size=args.batch_size, workers=args.workers, backend=args.backend, threads=args.threads,
+                  tile=args.tile, tile_overlap=args.tile_overlap, blend=args.blend, tta=args.tta)
     print_metrics(ev.metrics, ev.output)
     return 0
 
@@ -155,7 +161,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     res = predict(args.model, args.input, args.output, threshold=args.threshold, postprocess=_postprocess(args),
                   overlays=args.overlays, probabilities=args.probabilities, contours=args.contours,
                   overwrite=args.overwrite, device=args.device, batch_size=args.batch_size, workers=args.workers,
-                  backend=args.backend, threads=args.threads)
+                  backend=args.backend, threads=args.threads, tile=args.tile, tile_overlap=args.tile_overlap,
+                  blend=args.blend, tta=args.tta)
     took = time.perf_counter() - start
     print(f"{len(res.masks)} masks written to {res.output} ({len(res.masks) / took:.1f} images/s)")
     return 0

@@ -38,8 +38,9 @@ def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "te
              output: str | Path | None = None, *, threshold: float | None = None,
              postprocess: PostProcess | None = None, figures: int | None = None, runs_dir: str | Path = "runs",
              seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15, device: str = "auto",
-             batch_size: int = 4, workers: int = 0, backend: str = "torch",
-             threads: int | None = None) -> EvalResult:
+             batch_size: int = 4, workers: int = 0, backend: str = "torch", threads: int | None = None,
+             tile: int | None = None, tile_overlap: float = 0.25, blend: str = "gaussian",
+             tta: bool = False) -> EvalResult:
     """Score ``model`` on one split of ``data``; ``figures`` limits the per-image figures (None: all).
 
     Splits held out from a train-only dataset are re-derived with the same ``seed`` and fractions
@@ -55,7 +56,7 @@ def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "te
     out.mkdir(parents=True, exist_ok=True)
     pp = postprocess or PostProcess()
     predictor = Predictor(loaded, device=device, batch_size=batch_size, workers=workers, backend=backend,
-                          threads=threads)
+                          threads=threads, tile=tile, tile_overlap=tile_overlap, blend=blend, tta=tta)
     dataset = InferenceDataset([p.image for p in pairs], loaded.input_spec, [p.mask for p in pairs], info.decoder)
     total = np.zeros((info.num_classes, 4), np.int64)
     rows, per_image_counts = [], []

@@ -53,6 +53,50 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def blend_weights(size: tuple[int, int], kind: str = "gaussian") -> torch.Tensor:
+    """Per-pixel weights of one tile: a Gaussian (sigma = size / 8, as nnU-Net) or a linear ramp, both
+    highest at the centre, so overlapping tiles hand over smoothly instead of meeting at a seam."""
+    axes = []
+    for n in size:
+        pos = torch.arange(n, dtype=torch.float32) - (n - 1) / 2
+        if kind == "gaussian":
+            axes.append(torch.exp(-0.5 * (pos / (n / 8)) ** 2))
+        elif kind == "linear":
+            axes.append(1 - pos.abs() / (n / 2 + 1))
+        else:
+            raise UnetsegError(f"unknown blending {kind!r} (gaussian or linear)")
+    return torch.clamp(axes[0][:, None] * axes[1][None, :], min=1e-3)
+
+
+def tile_starts(length: int, tile: int, step: int) -> list[int]:
+    """Tile starts covering ``length``; the last tile ends at the end."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile + 1, step))
+    if starts[-1] + tile < length:
+        starts.append(length - tile)
+    return starts
+
+
+def sliding_window(forward: Any, x: torch.Tensor, tile: int, overlap: float = 0.25,
+                   blend: str = "gaussian") -> torch.Tensor:
+    """Logits of (N, C, H, W) input from overlapping ``tile`` x ``tile`` windows, blended."""
+    _, _, h, w = x.shape
+    th, tw = min(tile, h), min(tile, w)
+    step_h, step_w = max(1, int(th * (1 - overlap))), max(1, int(tw * (1 - overlap)))
+    weights = blend_weights((th, tw), blend).to(x.device)
+    out = norm = None
+    for top in tile_starts(h, th, step_h):
+        for left in tile_starts(w, tw, step_w):
+            logits = forward(x[:, :, top:top + th, left:left + tw]).float()
+            if out is None:
+                out = torch.zeros((x.shape[0], logits.shape[1], h, w), device=logits.device)
+                norm = torch.zeros((h, w), device=logits.device)
+            out[:, :, top:top + th, left:left + tw] += logits * weights
+            norm[top:top + th, left:left + tw] += weights
+    return out / norm
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -70,10 +114,17 @@ class Predictor:
     channels_last: bool = True
     backend: str = "torch"  # or "onnxruntime" (CPU)
     threads: int | None = None
+    tile: int | None = None  # sliding-window tiles of this size for larger inputs
+    tile_overlap: float = 0.25
+    blend: str = "gaussian"
+    tta: bool = False  # average over horizontal and vertical flips
     _device: torch.device = field(init=False)
     _forward: Any = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.tile and self.tile % self.loaded.input_spec.divisor:
+            raise UnetsegError(f"tile {self.tile} is not divisible by the model's stride "
+                               f"{self.loaded.input_spec.divisor}")
         if self.threads:
             torch.set_num_threads(self.threads)
         if self.backend == "onnxruntime":
@@ -93,7 +144,7 @@ class Predictor:
 
     def loader(self, dataset: InferenceDataset) -> DataLoader:
         # Native-size (pad) inputs differ in shape, so they go one at a time.
-        bs = 1 if self.loaded.input_spec.mode == "pad" else self.batch_size
+        bs = 1 if self.loaded.input_spec.mode == "pad" or self.tile else self.batch_size
         return DataLoader(dataset, batch_size=bs, num_workers=self.workers, collate_fn=_collate)
 
     @torch.inference_mode()
@@ -103,7 +154,7 @@ class Predictor:
             x = batch["image"].to(self._device)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            logits = self._forward(x).float()
+            logits = self.logits(x)
             for j in range(x.shape[0]):
                 probs = self.activate(restore(logits[j], batch["placement"][j]))
                 yield {k: v[j] for k, v in batch.items() if k != "image"}, probs.cpu()
@@ -116,8 +167,21 @@ class Predictor:
         x = torch.stack([normalize(fitted, spec.mean, spec.std) for fitted, _ in prepared]).to(self._device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        logits = self._forward(x).float()
+        logits = self.logits(x)
         return [self.activate(restore(logits[j], p)).cpu() for j, (_, p) in enumerate(prepared)]
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Network logits, tiled and flip-averaged as configured."""
+
+        def once(t: torch.Tensor) -> torch.Tensor:
+            if self.tile and max(t.shape[2:]) > self.tile:
+                return sliding_window(self._forward, t, self.tile, self.tile_overlap, self.blend)
+            return self._forward(t).float()
+
+        out = once(x)
+        if self.tta:
+            out = (out + once(x.flip(3)).flip(3) + once(x.flip(2)).flip(2)) / 3
+        return out
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits) if self.loaded.binary else torch.softmax(logits, dim=0)
@@ -159,7 +223,8 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
             threshold: float | None = None, postprocess: PostProcess | None = None, overlays: bool = False,
             probabilities: bool = False, contours: bool = False, overwrite: bool = False,
             device: str = "auto", batch_size: int = 4, workers: int = 0, backend: str = "torch",
-            threads: int | None = None) -> PredictResult:
+            threads: int | None = None, tile: int | None = None, tile_overlap: float = 0.25,
+            blend: str = "gaussian", tta: bool = False) -> PredictResult:
     """Write a mask PNG per input image (at its original size) and optional extras into ``output``.
 
     Masks: binary 0/255, multi-class an indexed PNG whose value is the class and whose palette draws it.
@@ -182,7 +247,7 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
                                "replaced); choose another --output or pass --overwrite")
     pp = postprocess or PostProcess()
     predictor = Predictor(loaded, device=device, batch_size=batch_size, workers=workers, backend=backend,
-                          threads=threads)
+                          threads=threads, tile=tile, tile_overlap=tile_overlap, blend=blend, tta=tta)
     palette = [list(c) for c in loaded.colours]
     written = []
     for item, probs in predictor.run(InferenceDataset(files, loaded.input_spec)):
