@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlays", action="store_true", help="also write the mask over the image")
     p.add_argument("--probabilities", action="store_true", help="also write probability maps")
     p.add_argument("--contours", action="store_true", help="also write region polygons as JSON")
+    p.add_argument("--coco-results", metavar="FILE", help="also write COCO results json (RLE per class and region)")
+    p.add_argument("--coco-json", metavar="FILE", help="COCO json of the inputs, for image and category ids")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     _add_postprocess(p)
     _add_runtime(p)
@@ -162,7 +164,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                   overlays=args.overlays, probabilities=args.probabilities, contours=args.contours,
                   overwrite=args.overwrite, device=args.device, batch_size=args.batch_size, workers=args.workers,
                   backend=args.backend, threads=args.threads, tile=args.tile, tile_overlap=args.tile_overlap,
-                  blend=args.blend, tta=args.tta)
+                  blend=args.blend, tta=args.tta, coco_results=args.coco_results, coco_json=args.coco_json)
     took = time.perf_counter() - start
     print(f"{len(res.masks)} masks written to {res.output} ({len(res.masks) / took:.1f} images/s)")
     return 0

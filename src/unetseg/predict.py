@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,12 +225,15 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
             probabilities: bool = False, contours: bool = False, overwrite: bool = False,
             device: str = "auto", batch_size: int = 4, workers: int = 0, backend: str = "torch",
             threads: int | None = None, tile: int | None = None, tile_overlap: float = 0.25,
-            blend: str = "gaussian", tta: bool = False) -> PredictResult:
+            blend: str = "gaussian", tta: bool = False, coco_results: str | Path | None = None,
+            coco_json: str | Path | None = None) -> PredictResult:
     """Write a mask PNG per input image (at its original size) and optional extras into ``output``.
 
     Masks: binary 0/255, multi-class an indexed PNG whose value is the class and whose palette draws it.
     Extras: ``overlays/<stem>.png``, ``probabilities/<stem>.png`` (binary, 0-255) or ``.npy`` (float16
-    C x H x W), ``contours/<stem>.json``. Existing files are kept unless ``overwrite``.
+    C x H x W), ``contours/<stem>.json``, and ``coco_results``: one COCO results file (an RLE per class
+    and region) whose image and category ids come from ``coco_json`` when given (matched by file name and
+    class name), else from the input order and class index. Existing files are kept unless ``overwrite``.
     """
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     files = resolve_inputs(inputs)
@@ -240,6 +244,10 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
             raise UnetsegError(f"{f}: same name as {stems[f.stem]}; their outputs would collide")
         stems[f.stem] = f
     targets = _targets(out, [f.stem for f in files], loaded.binary, overlays, probabilities, contours)
+    if coco_results:
+        targets.append(Path(coco_results))
+    image_ids, category_ids = _coco_ids(files, loaded.classes, coco_json)
+    results: list[dict] = []
     if not overwrite:
         existing = [t for t in targets if t.exists()]
         if existing:
@@ -259,11 +267,33 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
             write_png(out / "overlays" / f"{src.stem}.png", overlay(image, mask, loaded.colours, loaded.binary))
         if probabilities:
             _write_probabilities(out / "probabilities", src.stem, probs, loaded.binary)
+        if coco_results:
+            from .data.coco import mask_to_coco_results
+
+            results += mask_to_coco_results(mask, image_ids[src.name], category_ids, probs.numpy())
         if contours:
             write_json(out / "contours" / f"{src.stem}.json", {
                 "image": str(src), "height": mask.shape[0], "width": mask.shape[1],
                 "objects": mask_to_polygons(mask, loaded.classes, loaded.binary)}, indent=None)
+    if coco_results:
+        write_json(coco_results, results, indent=None)
     return PredictResult(out, written)
+
+
+def _coco_ids(files: list[Path], classes: list[str], coco_json: str | Path | None
+              ) -> tuple[dict[str, int], dict[int, int]]:
+    """Image ids by file name and category ids by class index (background left out)."""
+    if coco_json is None:
+        return {f.name: i for i, f in enumerate(files)}, {c: c for c in range(1, len(classes))}
+    data = json.loads(Path(coco_json).read_text())
+    by_file = {Path(img["file_name"]).name: int(img["id"]) for img in data.get("images", [])}
+    missing = [f.name for f in files if f.name not in by_file]
+    if missing:
+        raise UnetsegError(f"{coco_json}: no image entry for {missing[0]} ({len(missing)} inputs unlisted)")
+    by_name: dict[str, int] = {}
+    for cat in data.get("categories", []):  # the last category of a name wins (Roboflow repeats a placeholder)
+        by_name[cat["name"]] = int(cat["id"])
+    return by_file, {c: by_name[name] for c, name in enumerate(classes) if c > 0 and name in by_name}
 
 
 def write_mask(path: Path, mask: np.ndarray, binary: bool, palette: list[list[int]]) -> Path:

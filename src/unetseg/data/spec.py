@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 SPLIT_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid", "test": "test"}
 YAML_KEYS = {"root", "name", "train", "valid", "val", "validation", "test", "classes", "ignore_index",
-             "palette", "mask_suffix", "mask_mode", "allow_unpaired", "spectrogram"}
+             "palette", "mask_suffix", "mask_mode", "allow_unpaired", "spectrogram", "coco_classes"}
 
 # Distinct colours for drawing classes (class 0 first); a dataset palette takes precedence.
 DEFAULT_COLOURS = [
@@ -82,6 +82,8 @@ class _Layout:
     allow_unpaired: bool = False
     name: str = ""
     spectrogram: dict[str, Any] | None = None
+    coco: dict[str, tuple[Path, Path]] = field(default_factory=dict)  # split -> (json, images folder)
+    coco_classes: list | None = None
 
 
 def load_dataset(path: str | Path, seed: int = 0, val_fraction: float = 0.15,
@@ -91,6 +93,8 @@ def load_dataset(path: str | Path, seed: int = 0, val_fraction: float = 0.15,
     if not path.exists():
         raise UnetsegError(f"{path}: dataset not found")
     layout = _read_yaml(path) if path.is_file() else _discover_folder(path)
+    if layout.coco:
+        _materialize_coco(layout)
     splits = {
         split: pair_files(img_dir, mask_dir, layout.mask_suffix, layout.allow_unpaired)
         for split, (img_dir, mask_dir) in layout.dirs.items()
@@ -107,13 +111,40 @@ def load_dataset(path: str | Path, seed: int = 0, val_fraction: float = 0.15,
                        decoder, colours, layout.spectrogram)
 
 
+def _materialize_coco(layout: _Layout) -> None:
+    """Render COCO splits to cached class-index masks; one class mapping (from train) for all splits."""
+    from .coco import explicit_classes, materialize
+
+    first = layout.coco.get("train") or next(iter(layout.coco.values()))
+    groups = explicit_classes(first[0], layout.coco_classes)
+    for split, (json_path, images_dir) in layout.coco.items():
+        mask_dir, names = materialize(json_path, images_dir, groups)
+        layout.dirs[split] = (images_dir, mask_dir)
+    layout.classes, layout.mask_mode = names, "index"
+
+
 def _discover_folder(root: Path) -> _Layout:
     if (root / "dataset.yaml").is_file():
         layout = _read_yaml(root / "dataset.yaml")
         layout.name = layout.name if layout.name != "dataset" else root.name
-        layout.dirs = layout.dirs or _discover_dirs(root)  # a YAML may give classes only
+        if not layout.dirs and not layout.coco:  # a YAML may give classes only
+            layout.dirs, layout.coco = _discover_dirs(root), _discover_coco(root)
         return layout
-    return _Layout(root=root, dirs=_discover_dirs(root), name=root.name)
+    return _Layout(root=root, dirs=_discover_dirs(root), name=root.name, coco=_discover_coco(root))
+
+
+def _discover_coco(root: Path) -> dict[str, tuple[Path, Path]]:
+    """Roboflow's COCO export: <root>/<split>/_annotations.coco.json beside the split's images."""
+    from .coco import find_coco_json
+
+    found = {}
+    for child in sorted(root.iterdir()):
+        split = SPLIT_ALIASES.get(child.name.lower())
+        if split and child.is_dir() and not (child / "images").is_dir():
+            json_path = find_coco_json(child)
+            if json_path:
+                found[split] = (json_path, child)
+    return found
 
 
 def _discover_dirs(root: Path) -> dict[str, tuple[Path, Path]]:
@@ -127,6 +158,8 @@ def _discover_dirs(root: Path) -> dict[str, tuple[Path, Path]]:
             dirs[split] = (child / "images", child / "masks")
     if not dirs and (root / "images").is_dir():
         dirs["train"] = (root / "images", root / "masks")
+    if not dirs and _discover_coco(root):
+        return dirs
     if not dirs:
         raise UnetsegError(
             f"{root}: no dataset layout found (expected train/images + train/masks, images/ + masks/, "
@@ -153,12 +186,19 @@ def _read_yaml(path: Path) -> _Layout:
     if not root.is_dir():
         raise UnetsegError(f"{path}: root folder {root} not found")
     dirs: dict[str, tuple[Path, Path]] = {}
+    coco: dict[str, tuple[Path, Path]] = {}
     for key, split in SPLIT_ALIASES.items():
         if key not in data:
             continue
         entry = data[key]
+        if isinstance(entry, dict) and "coco" in entry:
+            json_path, images = root / str(entry["coco"]), root / str(entry.get("images", Path(entry["coco"]).parent))
+            if not json_path.is_file():
+                raise UnetsegError(f"{path}: {key} COCO file {json_path} not found")
+            coco[split] = (json_path, images)
+            continue
         if not isinstance(entry, dict) or "images" not in entry or "masks" not in entry:
-            raise UnetsegError(f"{path}: {key} must give 'images' and 'masks' folders")
+            raise UnetsegError(f"{path}: {key} must give 'images' and 'masks' folders (or 'coco' and 'images')")
         img_dir, mask_dir = root / str(entry["images"]), root / str(entry["masks"])
         for d in (img_dir, mask_dir):
             if not d.is_dir():
@@ -188,7 +228,8 @@ def _read_yaml(path: Path) -> _Layout:
                    mask_suffix=str(data.get("mask_suffix", "")),
                    mask_mode=str(data.get("mask_mode", "auto")),
                    allow_unpaired=bool(data.get("allow_unpaired", False)),
-                   name=str(data.get("name", path.stem)), spectrogram=data.get("spectrogram"))
+                   name=str(data.get("name", path.stem)), spectrogram=data.get("spectrogram"), coco=coco,
+                   coco_classes=data.get("coco_classes"))
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -1,0 +1,144 @@
+"""COCO instance annotations -> semantic class masks, and masks -> COCO results (RLE).
+
+Rasterising (pycocotools): class 0 is background; every annotation - polygons, RLE, or iscrowd RLE - is
+painted with its class. **Paint order**: larger objects first, smaller ones over them, so windows stay
+visible on the facade they lie on; among equal areas, file order. Categories can be selected and merged
+(``classes``: names, or ``{name: [category, ...]}`` entries); unselected categories stay background.
+Rendered masks are cached outside the dataset (``$UNETSEG_CACHE`` or ``~/.cache/unetseg``), keyed by the
+json file's content and the options, so the dataset itself is never written to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import UnetsegError
+from ..fileio import write_png, write_text
+
+COCO_NAMES = ("_annotations.coco.json", "annotations.json", "instances.json")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("UNETSEG_CACHE", Path.home() / ".cache" / "unetseg"))
+
+
+def find_coco_json(split_dir: Path) -> Path | None:
+    for name in COCO_NAMES:
+        if (split_dir / name).is_file():
+            return split_dir / name
+    return None
+
+
+def _load(path: Path) -> Any:
+    from pycocotools.coco import COCO
+
+    try:
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+            return COCO(str(path))
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+        raise UnetsegError(f"{path}: not a readable COCO json ({type(e).__name__}: {e})") from e
+
+
+def class_groups(coco: Any, classes: list | None) -> tuple[list[str], dict[int, int]]:
+    """Class names (background first) and category id -> class index."""
+    cats = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
+    used = sorted({a["category_id"] for a in coco.dataset.get("annotations", [])})
+    if classes is None:
+        names, mapping = ["background"], {}
+        for cid in used:  # categories without annotations (Roboflow's placeholder) are left out
+            if cats[cid] not in names:
+                names.append(cats[cid])
+            mapping[cid] = names.index(cats[cid])
+        return names, mapping
+    by_name: dict[str, list[int]] = {}
+    for cid, name in cats.items():
+        by_name.setdefault(name, []).append(cid)
+    names, mapping = ["background"], {}
+    for entry in classes:
+        if isinstance(entry, dict):
+            (name, members), = entry.items()
+        else:
+            name, members = str(entry), [str(entry)]
+        names.append(str(name))
+        for member in members:
+            if member not in by_name:
+                raise UnetsegError(f"COCO category {member!r} not found (known: {', '.join(sorted(by_name))})")
+            for cid in by_name[member]:
+                mapping[cid] = len(names) - 1
+    return names, mapping
+
+
+def render_masks(coco: Any, image_info: dict, mapping: dict[int, int]) -> np.ndarray:
+    """Class-index mask of one image, painted larger objects first."""
+    mask = np.zeros((image_info["height"], image_info["width"]), np.uint8)
+    anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=image_info["id"])) if a["category_id"] in mapping]
+    for ann in sorted(anns, key=lambda a: -float(a.get("area", 0))):
+        mask[coco.annToMask(ann).astype(bool)] = mapping[ann["category_id"]]
+    return mask
+
+
+def explicit_classes(json_path: Path, classes: list | None) -> list[dict[str, list[str]]]:
+    """The class groups of a json (its used categories when ``classes`` is None) as explicit
+    ``{name: [category, ...]}`` entries, so that other splits map categories to the same indices."""
+    coco = _load(json_path)
+    names, mapping = class_groups(coco, classes)
+    cats = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
+    return [{name: sorted({cats[cid] for cid, idx in mapping.items() if idx == i})} for i, name in
+            enumerate(names) if i > 0]
+
+
+def materialize(json_path: Path, images_dir: Path, classes: list | None = None) -> tuple[Path, list[str]]:
+    """Render every image's mask once into the cache; return the mask folder and the class names."""
+    coco = _load(json_path)
+    names, mapping = class_groups(coco, classes)
+    digest = hashlib.sha1(json_path.read_bytes() + json.dumps([str(images_dir), classes]).encode()).hexdigest()[:16]
+    out = cache_root() / "coco" / digest
+    done = out / ".complete"
+    if not done.exists():
+        for info in coco.loadImgs(coco.getImgIds()):
+            if not (images_dir / info["file_name"]).is_file():
+                raise UnetsegError(f"{json_path}: image {info['file_name']} not found in {images_dir}")
+            write_png(out / f"{Path(info['file_name']).stem}.png", render_masks(coco, info, mapping))
+        write_text(done, json.dumps(names))
+    return out, names
+
+
+def mask_to_coco_results(mask: np.ndarray, image_id: int, category_ids: dict[int, int],
+                         probabilities: np.ndarray | None = None) -> list[dict]:
+    """COCO results: one RLE per class and connected component, scored by its mean probability.
+
+    ``category_ids``: class index -> COCO category id (background is never reported).
+    """
+    import cv2
+    from pycocotools import mask as mask_utils
+
+    results = []
+    for c, cat in category_ids.items():
+        n, labels = cv2.connectedComponents((mask == c).astype(np.uint8), connectivity=8)
+        for k in range(1, n):
+            region = labels == k
+            rle = mask_utils.encode(np.asfortranarray(region.astype(np.uint8)))
+            rle["counts"] = rle["counts"].decode("ascii")
+            if probabilities is None:
+                score = 1.0
+            else:
+                p = probabilities[0] if probabilities.shape[0] == 1 else probabilities[c]
+                score = float(p[region].mean())
+            results.append({"image_id": int(image_id), "category_id": int(cat), "segmentation": rle,
+                            "area": int(region.sum()), "score": round(score, 4)})
+    return results
+
+
+def rle_to_mask(rle: dict) -> np.ndarray:
+    from pycocotools import mask as mask_utils
+
+    return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)

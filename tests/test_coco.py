@@ -1,0 +1,103 @@
+"""COCO: rasterising with a paint order, RLE round trip, and coco-facade-mini end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from unetseg.data.coco import mask_to_coco_results, rle_to_mask
+from unetseg.data.spec import load_dataset
+
+from .conftest import shared
+from .test_e2e import run
+
+
+@pytest.fixture(autouse=True, scope="module")
+def coco_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    mp = pytest.MonkeyPatch()
+    mp.setenv("UNETSEG_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
+def test_mask_to_rle_and_back() -> None:
+    rng = np.random.default_rng(0)
+    mask = np.zeros((40, 60), np.uint8)
+    mask[5:15, 5:20] = 1
+    mask[25:35, 10:12] = 1  # a second region of class 1
+    mask[20:30, 30:55] = 2
+    mask[rng.integers(0, 40, 5), rng.integers(0, 60, 5)] = 3
+    results = mask_to_coco_results(mask, image_id=7, category_ids={1: 11, 2: 12, 3: 13})
+    assert {r["image_id"] for r in results} == {7}
+    assert sum(r["category_id"] == 11 for r in results) == 2
+    rebuilt = np.zeros_like(mask)
+    back = {11: 1, 12: 2, 13: 3}
+    for r in results:
+        region = rle_to_mask(r["segmentation"])
+        assert region.sum() == r["area"]
+        rebuilt[region] = back[r["category_id"]]
+    assert np.array_equal(rebuilt, mask)
+
+
+def test_paint_order_small_objects_on_top_and_crowd_regions(tmp_path: Path) -> None:
+    Image.fromarray(np.zeros((50, 50, 3), np.uint8)).save(tmp_path / "a.jpg")
+    crowd = mask_utils.encode(np.asfortranarray(np.pad(np.ones((5, 5), np.uint8), ((40, 5), (40, 5)))))
+    crowd["counts"] = crowd["counts"].decode("ascii")
+    coco = {
+        "images": [{"id": 1, "file_name": "a.jpg", "height": 50, "width": 50}],
+        "categories": [{"id": 1, "name": "facade"}, {"id": 2, "name": "window"}, {"id": 3, "name": "tree"}],
+        "annotations": [  # the window comes first in the file but must end up on top of the facade
+            {"id": 1, "image_id": 1, "category_id": 2, "segmentation": [[10, 10, 20, 10, 20, 20, 10, 20]],
+             "area": 100, "bbox": [10, 10, 10, 10], "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, 35, 0, 35, 35, 0, 35]],
+             "area": 1225, "bbox": [0, 0, 35, 35], "iscrowd": 0},
+            {"id": 3, "image_id": 1, "category_id": 3, "segmentation": crowd, "area": 25, "bbox": [40, 40, 5, 5],
+             "iscrowd": 1},
+        ],
+    }
+    (tmp_path / "_annotations.coco.json").write_text(json.dumps(coco))
+    yaml = tmp_path / "d.yaml"
+    yaml.write_text("train: {coco: _annotations.coco.json, images: .}\nvalid: {coco: _annotations.coco.json, "
+                    "images: .}\ncoco_classes: [window, {building: [facade]}, tree]\n")
+    info = load_dataset(yaml)
+    assert info.classes == ["background", "window", "building", "tree"]
+    mask = np.asarray(Image.open(info.split("train")[0].mask))
+    assert mask[15, 15] == 1 and mask[30, 30] == 2 and mask[42, 42] == 3 and mask[48, 2] == 0
+
+
+def test_coco_facade_train_evaluate_predict(tmp_path: Path, capsys) -> None:
+    data = shared("coco-facade-mini")
+    runs = tmp_path / "runs"
+    code, _, err = run(["train", "--data", str(data), "--size", "128", "--arch", "classic", "--depth", "3",
+                        "--base-width", "8", "--epochs", "1", "--batch-size", "8", "--no-progress", "--workers", "0",
+                        "--runs-dir", str(runs), "--name", "facade", "--no-test"], capsys)
+    assert code == 0, err
+    model = runs / "facade" / "weights" / "best.safetensors"
+    code, _, err = run(["evaluate", "--model", str(model), "--data", str(data), "--figures", "1", "--output",
+                        str(tmp_path / "eval")], capsys)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["images"] == 40 and "window" in metrics["per_class"]
+    images = sorted((data / "test").glob("*.jpg"))[:2]
+    out = tmp_path / "pred"
+    code, _, err = run(["predict", "--model", str(model), "--input", str(data / "test" / "*.jpg"), "--output",
+                        str(out), "--coco-results", str(tmp_path / "results.json"), "--coco-json",
+                        str(data / "test" / "_annotations.coco.json"), "--batch-size", "8"], capsys)
+    assert code == 0, err
+    results = json.loads((tmp_path / "results.json").read_text())
+    coco = json.loads((data / "test" / "_annotations.coco.json").read_text())
+    ids = {img["file_name"]: img["id"] for img in coco["images"]}
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    assert results and {r["image_id"] for r in results} <= set(ids.values())
+    first = images[0]
+    mask = np.asarray(Image.open(out / f"{first.stem}.png"))
+    assert mask.shape == (1024, 1024)
+    classes = json.loads((runs / "facade" / "dataset.json").read_text())["classes"]
+    for r in (r for r in results if r["image_id"] == ids[first.name]):
+        region = rle_to_mask(r["segmentation"])
+        assert (mask[region] == classes.index(names[r["category_id"]])).all()
