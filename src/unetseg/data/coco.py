@@ -122,19 +122,24 @@ def mask_to_coco_results(mask: np.ndarray, image_id: int, category_ids: dict[int
     from pycocotools import mask as mask_utils
 
     results = []
+    full = np.zeros(mask.shape, np.uint8, order="F")
     for c, cat in category_ids.items():
-        n, labels = cv2.connectedComponents((mask == c).astype(np.uint8), connectivity=8)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats((mask == c).astype(np.uint8), connectivity=8)
         for k in range(1, n):
-            region = labels == k
-            rle = mask_utils.encode(np.asfortranarray(region.astype(np.uint8)))
+            x, y, w, h, area = (int(v) for v in stats[k])
+            box = (slice(y, y + h), slice(x, x + w))  # work inside the component's box, not the whole image
+            region = labels[box] == k
+            full[box] = region
+            rle = mask_utils.encode(full)
+            full[box] = 0
             rle["counts"] = rle["counts"].decode("ascii")
             if probabilities is None:
                 score = 1.0
             else:
                 p = probabilities[0] if probabilities.shape[0] == 1 else probabilities[c]
-                score = float(p[region].mean())
+                score = float(p[box][region].mean())
             results.append({"image_id": int(image_id), "category_id": int(cat), "segmentation": rle,
-                            "area": int(region.sum()), "score": round(score, 4)})
+                            "area": area, "score": round(score, 4)})
     return results
 
 
