@@ -1,0 +1,146 @@
+"""Inference speed and peak memory, all in one run: the default model (classic U-Net, depth 4, width 32,
+3 channels, binary) at 256x256 and 1024x1024 through
+
+- torch eager, contiguous and channels_last (model only, batches of normalised tensors),
+- onnxruntime (model only),
+- a naive loop as course notebooks write it (per image: PIL -> tensor -> model -> PNG),
+- the full ``unetseg predict`` path on a folder (reading, batching, restoring, writing PNGs).
+
+Each configuration runs in a fresh process, so its peak resident memory is its own. Weights are random:
+speed does not depend on them. Prints a table and writes benchmarks/results/infer.json.
+
+    .venv/bin/python benchmarks/infer.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = r"""
+import json, resource, sys, time
+from pathlib import Path
+import numpy as np, torch
+from PIL import Image
+from unetseg.modelfile import load_model
+mode, model_path, folder = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+batch, repeats = int(sys.argv[4]), int(sys.argv[5])
+files = sorted(folder.glob("*.png"))
+loaded = load_model(model_path)
+spec = loaded.input_spec
+size = spec.size
+x = torch.randn(batch, 3, *size)
+
+def timed(fn, n_images):
+    fn()  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return repeats * n_images / (time.perf_counter() - start)
+
+with torch.inference_mode():
+    if mode in ("eager_contiguous", "eager_channels_last"):
+        model = loaded.model.eval()
+        if mode == "eager_channels_last":
+            model = model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        rate = timed(lambda: model(x), batch)
+    elif mode == "onnxruntime":
+        from unetseg.export import OnnxBackend
+        backend = OnnxBackend(loaded)
+        rate = timed(lambda: backend(x), batch)
+    elif mode == "naive_loop":
+        model = loaded.model.eval()
+        mean = torch.tensor(spec.mean).view(3, 1, 1); std = torch.tensor(spec.std).view(3, 1, 1)
+        out = Path(sys.argv[6])
+        def loop():
+            for f in files:
+                img = Image.open(f).convert("RGB").resize((size[1], size[0]))
+                t = (torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1) - mean) / std
+                prob = torch.sigmoid(model(t[None]))[0, 0]
+                Image.fromarray(((prob > 0.5).numpy() * 255).astype(np.uint8)).save(out / f.name)
+        rate = timed(loop, len(files))
+    elif mode == "predict_command":
+        from unetseg.predict import predict
+        out = Path(sys.argv[6])
+        rate = timed(lambda: predict(model_path, folder, out, overwrite=True, batch_size=batch, device="cpu"),
+                     len(files))
+print(json.dumps({"images_per_s": rate, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+MODES = ("eager_contiguous", "eager_channels_last", "onnxruntime", "naive_loop", "predict_command")
+
+
+def make_model(path: Path, size: int) -> None:
+    import torch
+
+    from unetseg.config import ModelConfig
+    from unetseg.data.dataset import InputSpec
+    from unetseg.modelfile import build_meta, save_model_file
+    from unetseg.models import create_model
+
+    torch.manual_seed(0)
+    cfg = vars(ModelConfig())
+    model = create_model(cfg, 3, 1)
+    spec = InputSpec(3, (size, size), "resize", 16, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    save_model_file(path, model, build_meta(cfg, ["background", "foreground"], True, [(0, 0, 0), (255, 0, 0)],
+                                            spec, 0.5))
+
+
+def make_images(folder: Path, size: int, count: int) -> None:
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8)).save(folder / f"{i:03d}.png")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="256,1024")
+    p.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "infer.json"))
+    args = p.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in (int(s) for s in args.sizes.split(",")):
+            batch, count, repeats = (8, 16, 3) if size <= 256 else (2, 4, 2)
+            model, images, out = Path(tmp) / f"m{size}.safetensors", Path(tmp) / f"img{size}", Path(tmp) / "out"
+            out.mkdir(exist_ok=True)
+            make_model(model, size)
+            make_images(images, size, count)
+            for mode in MODES:
+                proc = subprocess.run([sys.executable, "-c", CHILD, mode, str(model), str(images), str(batch),
+                                       str(repeats), str(out)], capture_output=True, text=True,
+                                      env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                if proc.returncode:
+                    sys.exit(proc.stderr[-3000:])
+                r = json.loads(proc.stdout.strip().splitlines()[-1])
+                row = {"size": size, "mode": mode, "batch": 1 if mode == "naive_loop" else batch,
+                       "images_per_s": round(r["images_per_s"], 2), "peak_rss_mb": round(r["peak_rss_mb"])}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    for size in sorted({r["size"] for r in rows}):
+        by = {r["mode"]: r["images_per_s"] for r in rows if r["size"] == size}
+        print(f"{size}x{size}: onnxruntime / eager contiguous = {by['onnxruntime'] / by['eager_contiguous']:.2f}; "
+              f"predict / best model-only = {by['predict_command'] / max(by[m] for m in MODES[:3]):.2f}")
+    write = {"benchmark": "infer", "command": "python benchmarks/infer.py",
+             "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+             "model": "classic U-Net depth 4 width 32 (the default), 3 channels, binary", "runs": rows}
+    from unetseg.fileio import write_json
+
+    write_json(args.output, write)
+    print(f"written {args.output}")
+
+
+if __name__ == "__main__":
+    main()
