@@ -37,7 +37,7 @@ from unetseg.cli import configure_logging
 from unetseg.config import Config
 from unetseg.evaluate import evaluate
 from unetseg.fileio import new_run_dir, write_json
-from unetseg.metrics import scores_from_counts
+from unetseg.metrics import image_score, scores_from_counts
 from unetseg.modelfile import load_model
 from unetseg.train import train
 
@@ -67,8 +67,7 @@ RECIPES = {
 def scores(counts: list[np.ndarray]) -> dict[str, float]:
     total = np.sum(counts, axis=0)
     s = scores_from_counts(total)
-    per_image_f1 = [scores_from_counts(c)["dice"][1] for c in counts]
-    per_image_f1 = [1.0 if np.isnan(v) else v for v in per_image_f1]  # empty truth and prediction: 1
+    per_image_f1 = [image_score(c, True, "dice") for c in counts]  # empty truth and prediction: 1
     return {"iou": round(float(s["iou"][1]), 4), "dice": round(float(s["dice"][1]), 4),
             "f1": round(float(np.mean(per_image_f1)), 4), "images": len(counts)}
 

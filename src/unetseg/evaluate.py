@@ -19,7 +19,7 @@ from .data.io import read_image
 from .data.spec import load_dataset
 from .errors import UnetsegError
 from .fileio import new_run_dir, write_json, write_text
-from .metrics import confusion_counts, image_iou, scores_from_counts, summarize
+from .metrics import confusion_counts, image_iou, image_score, summarize
 from .modelfile import LoadedModel, load_model
 from .postprocess import PostProcess, postprocess_mask
 from .predict import InferenceDataset, Predictor
@@ -69,10 +69,10 @@ def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "te
         total += counts
         per_image_counts.append(counts)
         iou = image_iou(counts, loaded.binary)
-        dice = scores_from_counts(counts)["dice"]
+        dice = image_score(counts, loaded.binary, "dice", empty=float("nan"))
         valid = counts[:, 0].sum() + counts[:, 3].sum()
         rows.append({"image": str(pair.image), "mask": str(pair.mask), "iou": round(iou, 6),
-                     "dice": _score(dice, loaded.binary),
+                     "dice": "" if np.isnan(dice) else round(dice, 6),
                      "pixel_accuracy": round(float(counts[:, 0].sum() / valid), 6) if valid else ""})
         if figures is None or len(rows) <= figures:
             image = to_uint8_rgb(read_image(pair.image))
@@ -90,8 +90,3 @@ def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "te
     writer.writerows(rows)
     write_text(out / "per_image.csv", buf.getvalue())
     return EvalResult(out, metrics, rows, per_image_counts)
-
-
-def _score(per_class: np.ndarray, binary: bool) -> float | str:
-    value = per_class[1] if binary else (np.nanmean(per_class) if np.isfinite(per_class).any() else np.nan)
-    return "" if np.isnan(value) else round(float(value), 6)

@@ -59,12 +59,17 @@ def summarize(counts: np.ndarray, class_names: list[str], binary: bool) -> dict:
     return out
 
 
+def image_score(counts: np.ndarray, binary: bool, name: str = "iou", empty: float = 1.0) -> float:
+    """One image's score (``iou``, ``dice``, ...) from its (C, 4) counts: the foreground's (binary) or the
+    mean over classes present in truth or prediction; ``empty`` where nothing is present nor predicted."""
+    per_class = scores_from_counts(counts)[name]
+    value = per_class[1] if binary else _nanmean(per_class)
+    return empty if math.isnan(value) else float(value)
+
+
 def image_iou(counts: np.ndarray, binary: bool) -> float:
-    """IoU of one image from its (C, 4) counts: foreground IoU (binary) or mean over classes present
-    in truth or prediction; 1.0 where nothing is present and nothing predicted."""
-    iou = scores_from_counts(counts)["iou"]
-    value = iou[1] if binary else _nanmean(iou)
-    return 1.0 if math.isnan(value) else float(value)
+    """IoU of one image; 1.0 where nothing is present and nothing predicted."""
+    return image_score(counts, binary, "iou")
 
 
 def _nanmean(x: np.ndarray) -> float:
