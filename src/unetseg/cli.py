@@ -28,11 +28,16 @@ def _add_postprocess(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fill-holes", action="store_true", help="fill holes inside regions")
 
 
-def _add_runtime(p: argparse.ArgumentParser) -> None:
+def add_device_args(p: argparse.ArgumentParser) -> None:
+    """--device, --backend and --threads, for every command that runs a model."""
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto [default: auto]")
     p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
                    help="torch (channels_last) or onnxruntime (CPU) [default: torch]")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for inference [default: all]")
+
+
+def _add_runtime(p: argparse.ArgumentParser) -> None:
+    add_device_args(p)
     p.add_argument("--tile", type=int, default=None, metavar="PX",
                    help="sliding-window tiles of PX x PX for larger (native-size) inputs")
     p.add_argument("--tile-overlap", type=float, default=0.25, help="share of a tile its neighbours overlap")
@@ -134,11 +139,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _test_after_training(result: Any, cfg: Config) -> None:
-    from .data.spec import load_dataset
+    import json
+
     from .evaluate import evaluate
 
-    info = load_dataset(cfg.data.path, cfg.train.seed, cfg.data.val_fraction, cfg.data.test_fraction)
-    if not info.splits.get("test"):
+    if not json.loads((result.run_dir / "dataset.json").read_text())["splits"].get("test"):
         return
     ev = evaluate(result.best_model, cfg.data.path, "test", result.run_dir / "test", seed=cfg.train.seed,
                   val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction)

@@ -29,19 +29,16 @@ FORMATS = ("onnx", "torchscript")
 class RawPixelModel(nn.Module):
     """Model + normalisation (pixels / 255, minus mean, over std) + activation."""
 
-    def __init__(self, loaded: LoadedModel, activation: bool = True) -> None:
+    def __init__(self, loaded: LoadedModel) -> None:
         super().__init__()
         spec = loaded.input_spec
         self.model = loaded.model
         self.binary = loaded.binary
-        self.activation = activation
         self.register_buffer("mean", torch.tensor(spec.mean, dtype=torch.float32).view(1, -1, 1, 1) * 255)
         self.register_buffer("std", torch.tensor(spec.std, dtype=torch.float32).view(1, -1, 1, 1) * 255)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         logits = self.model((image - self.mean) / self.std)
-        if not self.activation:
-            return logits
         return torch.sigmoid(logits) if self.binary else torch.softmax(logits, dim=1)
 
 
@@ -51,7 +48,7 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int
     def write(tmp: Path) -> None:
         with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates each step on stdout
             program = torch.onnx.export(module, (example,), None, input_names=["image"], output_names=["probabilities"],
-                                        dynamo=True, dynamic_shapes={"image": dims}, opset_version=opset,
+                                        dynamo=True, dynamic_shapes=(dims,), opset_version=opset,
                                         verbose=False)
         program.save(str(tmp))
 
@@ -126,10 +123,7 @@ class OnnxBackend:
     def __init__(self, loaded: LoadedModel, threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        module = RawPixelModel(loaded, activation=False).eval()
-        # Normalisation stays outside this graph: inputs arrive normalised, as for the torch model.
-        module.mean.zero_()
-        module.std.fill_(1.0)
+        module = loaded.model.eval()  # logits of normalised inputs, exactly what the torch model computes
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

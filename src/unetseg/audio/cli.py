@@ -50,6 +50,7 @@ def spectrogram_from_args(args: argparse.Namespace) -> Any:
 
 
 def add_audio_commands(sub: argparse._SubParsersAction) -> None:
+    from ..cli import add_device_args  # here, not at the top: unetseg.cli imports this module
     audio = sub.add_parser("audio", help="bird sound: spectrograms, datasets, detection, denoising")
     asub = audio.add_subparsers(dest="audio_command", required=True)
 
@@ -101,9 +102,7 @@ def add_audio_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-mask", action="store_true", help="also write the whole recording's mask PNG")
     p.add_argument("--denoise", help="denoised WAV (one input) or folder (a folder of inputs)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"), help="[default: torch]")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads [default: all]")
+    add_device_args(p)
     p.set_defaults(func=cmd_detect)
 
     p = asub.add_parser("evaluate", help="event metrics against reference annotations; SDR of denoised audio")
