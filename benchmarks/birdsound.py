@@ -33,7 +33,7 @@ from unetseg.audio.datasets import build_mixture_dataset, ideal_binary_mask
 from unetseg.audio.detect import DetectOptions, detect_recording
 from unetseg.audio.metrics import sdr
 from unetseg.audio.spectrogram import masked_inverse, preset, stft
-from unetseg.cli import configure_logging
+from unetseg.cli.common import configure_logging
 from unetseg.config import Config
 from unetseg.evaluate import evaluate
 from unetseg.fileio import new_run_dir, write_json

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from unetseg.cli import configure_logging
+from unetseg.cli.common import configure_logging
 from unetseg.config import Config
 from unetseg.evaluate import evaluate
 from unetseg.fileio import write_json

@@ -9,11 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from unetseg.data.dataset import InputSpec
+from unetseg.data.inputspec import InputSpec
 from unetseg.errors import UnetsegError
 from unetseg.export import RawPixelModel, export, run_exported
 from unetseg.modelfile import build_meta, load_model, save_model_file
 from unetseg.models import create_model
+from unetseg.inference import Engine, InferenceOptions
 from unetseg.predict import predict
 
 from .test_models import CLASSIC
@@ -51,8 +52,8 @@ def test_onnxruntime_backend_predicts_the_same_masks(model_file: Path, tmp_path:
     rng = np.random.default_rng(0)
     for i in range(3):
         Image.fromarray((rng.random((50 + 7 * i, 80, 3)) * 255).astype(np.uint8)).save(images / f"{i}.png")
-    predict(model_file, images, tmp_path / "torch", backend="torch")
-    predict(model_file, images, tmp_path / "ort", backend="onnxruntime", threads=1)
+    predict(model_file, images, tmp_path / "torch", options=InferenceOptions(backend="torch"))
+    predict(model_file, images, tmp_path / "ort", options=InferenceOptions(backend="onnxruntime", threads=1))
     for i in range(3):
         a = np.asarray(Image.open(tmp_path / "torch" / f"{i}.png"))
         b = np.asarray(Image.open(tmp_path / "ort" / f"{i}.png"))
@@ -78,12 +79,11 @@ def _smooth_image(h: int, w: int) -> np.ndarray:
 
 @pytest.mark.parametrize("blend", ["gaussian", "linear"])
 def test_tiled_prediction_has_no_seams(native_model: Path, blend: str) -> None:
-    from unetseg.predict import Predictor
 
     image = _smooth_image(360, 520)
     loaded = load_model(native_model)
-    whole = Predictor(loaded, device="cpu").probabilities([image])[0]
-    tiled = Predictor(loaded, device="cpu", tile=192, tile_overlap=0.5, blend=blend).probabilities([image])[0]
+    whole = Engine(loaded, InferenceOptions(backend="torch")).probabilities([image])[0]
+    tiled = Engine(loaded, InferenceOptions(backend="torch", tile=192, tile_overlap=0.5, blend=blend)).probabilities([image])[0]
     diff = (whole - tiled).abs()[0]
     print(f"{blend}: mean |whole - tiled| {diff.mean():.2e}, max {diff.max():.2e}")
     assert tiled.shape == whole.shape == (1, 360, 520)
@@ -95,12 +95,11 @@ def test_tiled_prediction_has_no_seams(native_model: Path, blend: str) -> None:
 
 
 def test_flip_tta_averages_three_views(native_model: Path) -> None:
-    from unetseg.predict import Predictor
 
     image = _smooth_image(64, 96)
     loaded = load_model(native_model)
-    plain = Predictor(loaded, device="cpu").probabilities([image])[0]
-    tta = Predictor(loaded, device="cpu", tta=True).probabilities([image])[0]
-    flipped = Predictor(loaded, device="cpu").probabilities([image[:, ::-1].copy()])[0].flip(2)
+    plain = Engine(loaded, InferenceOptions(backend="torch")).probabilities([image])[0]
+    tta = Engine(loaded, InferenceOptions(backend="torch", tta=True)).probabilities([image])[0]
+    flipped = Engine(loaded, InferenceOptions(backend="torch")).probabilities([image[:, ::-1].copy()])[0].flip(2)
     assert tta.shape == plain.shape and not torch.allclose(tta, plain)
     assert ((tta - plain).abs().mean() < (flipped - plain).abs().mean() + 1e-6)

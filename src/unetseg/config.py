@@ -19,8 +19,9 @@ import yaml
 from .errors import UnetsegError
 
 
-def _f(default: Any, help: str, choices: tuple | None = None) -> Any:
-    meta = {"help": help, "choices": choices}
+def option(default: Any, help: str, choices: tuple | None = None, **extra: Any) -> Any:
+    """A dataclass field whose metadata makes a flag: help, choices, and optionally metavar, default_text."""
+    meta = {"help": help, "choices": choices, **extra}
     if isinstance(default, list | dict):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -28,76 +29,76 @@ def _f(default: Any, help: str, choices: tuple | None = None) -> Any:
 
 @dataclass
 class DataConfig:
-    path: str = _f("", "dataset folder (<root>/{train,valid|val,test}/{images,masks}) or dataset YAML")
-    size: list[int] | None = _f(
+    path: str = option("", "dataset folder (<root>/{train,valid|val,test}/{images,masks}) or dataset YAML")
+    size: list[int] | None = option(
         [256, 256], "network input HxW (e.g. 256 or 384x640); none with resize_mode=pad"
     )
-    resize_mode: str = _f(
+    resize_mode: str = option(
         "resize",
         "resize: stretch to size; letterbox: keep aspect and pad to size; pad: native size padded "
         "to a multiple of 32",
         ("resize", "letterbox", "pad"),
     )
-    crop: list[int] | None = _f(None, "random training crop HxW taken after resizing (none: whole image)")
-    val_fraction: float = _f(0.15, "share of train held out for validation when no valid split exists")
-    test_fraction: float = _f(0.15, "share of train held out for test when only a train split exists")
-    normalize: str = _f(
+    crop: list[int] | None = option(None, "random training crop HxW taken after resizing (none: whole image)")
+    val_fraction: float = option(0.15, "share of train held out for validation when no valid split exists")
+    test_fraction: float = option(0.15, "share of train held out for test when only a train split exists")
+    normalize: str = option(
         "auto",
         "auto: ImageNet statistics for pretrained encoders, else the train split's mean/std",
         ("auto", "dataset", "imagenet", "none"),
     )
-    channels: int | None = _f(None, "model input channels, 1 or 3 (default: from the first train image)")
-    workers: int = _f(-1, "data loader worker processes (-1: one per spare core)")
+    channels: int | None = option(None, "model input channels, 1 or 3 (default: from the first train image)")
+    workers: int = option(-1, "data loader worker processes (-1: one per spare core)")
 
 
 @dataclass
 class ModelConfig:
-    arch: str = _f("classic", "classic (our U-Net) or a segmentation_models_pytorch architecture: unet, ...")
-    encoder: str = _f("resnet34", "smp encoder name (efficientnet-b3, resnet34, mobilenet_v2, ...)")
-    encoder_weights: str | None = _f(None, "none, imagenet (needs the internet) or a local weights file")
-    depth: int = _f(4, "classic U-Net: number of down-sampling steps")
-    base_width: int = _f(32, "classic U-Net: channels of the first level (doubled at each step)")
-    batch_norm: bool = _f(True, "classic U-Net: batch normalisation after each convolution")
-    dropout: float = _f(0.1, "classic U-Net: dropout at the bottleneck and in the decoder")
-    attention: bool = _f(False, "classic U-Net: attention gates on the skip connections (Oktay et al.)")
+    arch: str = option("classic", "classic (our U-Net) or a segmentation_models_pytorch architecture: unet, ...")
+    encoder: str = option("resnet34", "smp encoder name (efficientnet-b3, resnet34, mobilenet_v2, ...)")
+    encoder_weights: str | None = option(None, "none, imagenet (needs the internet) or a local weights file")
+    depth: int = option(4, "classic U-Net: number of down-sampling steps")
+    base_width: int = option(32, "classic U-Net: channels of the first level (doubled at each step)")
+    batch_norm: bool = option(True, "classic U-Net: batch normalisation after each convolution")
+    dropout: float = option(0.1, "classic U-Net: dropout at the bottleneck and in the decoder")
+    attention: bool = option(False, "classic U-Net: attention gates on the skip connections (Oktay et al.)")
 
 
 @dataclass
 class AugmentConfig:
-    enabled: bool = _f(True, "augment training images (never validation)")
-    hflip: float = _f(0.5, "probability of a horizontal flip")
-    vflip: float = _f(0.0, "probability of a vertical flip")
-    rotate: float = _f(15.0, "maximum rotation in degrees")
-    scale: float = _f(0.1, "maximum relative zoom in or out")
-    affine_p: float = _f(0.5, "probability of the rotation/scale transform")
-    brightness: float = _f(0.2, "maximum relative brightness change")
-    contrast: float = _f(0.2, "maximum relative contrast change")
-    color_p: float = _f(0.5, "probability of the brightness/contrast change")
+    enabled: bool = option(True, "augment training images (never validation)")
+    hflip: float = option(0.5, "probability of a horizontal flip")
+    vflip: float = option(0.0, "probability of a vertical flip")
+    rotate: float = option(15.0, "maximum rotation in degrees")
+    scale: float = option(0.1, "maximum relative zoom in or out")
+    affine_p: float = option(0.5, "probability of the rotation/scale transform")
+    brightness: float = option(0.2, "maximum relative brightness change")
+    contrast: float = option(0.2, "maximum relative contrast change")
+    color_p: float = option(0.5, "probability of the brightness/contrast change")
 
 
 @dataclass
 class TrainConfig:
-    name: str = _f("", "run name; the run folder is <runs_dir>/<name>[-N] (default: dataset folder name)")
-    runs_dir: str = _f("runs", "parent folder of run folders")
-    loss: str = _f("auto", "bce, dice, jaccard, focal, ce, lovasz, tversky or a weighted sum "
+    name: str = option("", "run name; the run folder is <runs_dir>/<name>[-N] (default: dataset folder name)")
+    runs_dir: str = option("runs", "parent folder of run folders")
+    loss: str = option("auto", "bce, dice, jaccard, focal, ce, lovasz, tversky or a weighted sum "
                    "(0.5*bce+0.5*dice); auto: bce+dice for binary, ce+dice for multi-class")
-    optimizer: str = _f("adamw", "optimizer", ("adam", "adamw", "sgd"))
-    lr: float = _f(1e-3, "learning rate")
-    weight_decay: float = _f(1e-4, "weight decay")
-    batch_size: int = _f(8, "batch size")
-    epochs: int = _f(50, "maximum epochs")
-    max_time: float | None = _f(None, "stop training after this many minutes")
-    scheduler: str = _f("plateau", "learning-rate schedule", ("plateau", "cosine", "none"))
-    patience: int = _f(10, "early stopping: epochs without improvement of the monitor (0: off)")
-    monitor: str = _f("val_iou", "metric that picks the best model", ("val_iou", "val_loss"))
-    threshold: float = _f(0.5, "binary: probability above which a pixel is foreground")
-    seed: int = _f(0, "random seed for splits, initialisation and augmentation")
-    accelerator: str = _f("auto", "Lightning accelerator: auto, cpu, gpu, ...")
-    devices: str = _f("auto", "Lightning devices: auto, 1, 4, ...")
-    precision: str = _f("32-true", "Lightning precision: 32-true, 16-mixed, bf16-mixed")
-    channels_last: bool = _f(True, "channels_last memory format (faster convolutions on CPU)")
-    val_grid: int = _f(4, "validation images drawn in the per-epoch prediction grid")
-    progress: bool = _f(True, "show a progress bar")
+    optimizer: str = option("adamw", "optimizer", ("adam", "adamw", "sgd"))
+    lr: float = option(1e-3, "learning rate")
+    weight_decay: float = option(1e-4, "weight decay")
+    batch_size: int = option(8, "batch size")
+    epochs: int = option(50, "maximum epochs")
+    max_time: float | None = option(None, "stop training after this many minutes")
+    scheduler: str = option("plateau", "learning-rate schedule", ("plateau", "cosine", "none"))
+    patience: int = option(10, "early stopping: epochs without improvement of the monitor (0: off)")
+    monitor: str = option("val_iou", "metric that picks the best model", ("val_iou", "val_loss"))
+    threshold: float = option(0.5, "binary: probability above which a pixel is foreground")
+    seed: int = option(0, "random seed for splits, initialisation and augmentation")
+    accelerator: str = option("auto", "Lightning accelerator: auto, cpu, gpu, ...")
+    devices: str = option("auto", "Lightning devices: auto, 1, 4, ...")
+    precision: str = option("32-true", "Lightning precision: 32-true, 16-mixed, bf16-mixed")
+    channels_last: bool = option(True, "channels_last memory format (faster convolutions on CPU)")
+    val_grid: int = option(4, "validation images drawn in the per-epoch prediction grid")
+    progress: bool = option(True, "show a progress bar")
 
 
 @dataclass
@@ -143,7 +144,7 @@ class Config:
                     raise UnetsegError(
                         f"{source}: unknown key {section}.{key} (known: {', '.join(names)})"
                     )
-                setattr(obj, key, coerce(names[key], value, f"{source}: {section}.{key}"))
+                setattr(obj, key, coerce(type(obj), names[key], value, f"{source}: {section}.{key}"))
 
 
 SECTIONS: dict[str, type] = {
@@ -171,9 +172,10 @@ def parse_size(text: str | int | list | tuple | None) -> list[int] | None:
     return values
 
 
-def coerce(f: dataclasses.Field, value: Any, where: str) -> Any:
-    """Convert ``value`` to the field's type; raise a one-line error naming ``where``."""
-    hint = typing.get_type_hints(_owner(f))[f.name]
+def coerce(owner: type, f: dataclasses.Field, value: Any, where: str) -> Any:
+    """Convert ``value`` to the type of field ``f`` of dataclass ``owner``; raise a one-line error naming
+    ``where``."""
+    hint = typing.get_type_hints(owner)[f.name]
     args = typing.get_args(hint)
     optional = type(None) in args
     base = next((a for a in args if a is not type(None)), hint) if args else hint
@@ -209,35 +211,51 @@ def coerce(f: dataclasses.Field, value: Any, where: str) -> Any:
     return out
 
 
-def _owner(f: dataclasses.Field) -> type:
-    for cls in SECTIONS.values():
-        if any(g is f for g in dataclasses.fields(cls)):
-            return cls
-    raise KeyError(f.name)
-
-
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one ``--flag`` per config field, grouped by section; unset flags stay ``None``."""
     for section, cls in SECTIONS.items():
         group = parser.add_argument_group(f"{section} options")
-        for f in dataclasses.fields(cls):
-            if section == "data" and f.name == "path":
-                continue
-            flag = "--" + f.name.replace("_", "-")
-            if section == "augment" and f.name != "enabled":
-                flag = "--aug-" + f.name.replace("_", "-")
-            elif section == "augment":
-                flag = "--augment"
-            dest = f"{section}.{f.name}"
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            help_text = f"{f.metadata['help']} [default: {default}]"
-            hint = typing.get_type_hints(cls)[f.name]
-            if hint is bool:
-                group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
-                                   help=help_text)
-            else:
-                group.add_argument(flag, dest=dest, default=None, metavar=f.name.upper(), help=help_text,
-                                   choices=f.metadata.get("choices"))
+        skip = ("path",) if section == "data" else ()
+        flag = _augment_flag if section == "augment" else None
+        add_dataclass_arguments(group, cls, section, skip=skip, flag=flag)
+
+
+def _augment_flag(name: str) -> str:
+    return "--augment" if name == "enabled" else "--aug-" + name.replace("_", "-")
+
+
+def add_dataclass_arguments(group: Any, cls: type, dest_prefix: str, skip: tuple[str, ...] = (),
+                            flag: Any = None) -> None:
+    """One ``--flag`` per field of dataclass ``cls`` (help and choices from its metadata), stored as
+    ``<dest_prefix>.<field>``; unset flags stay ``None`` so the dataclass's defaults stay in one place."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or "help" not in f.metadata:
+            continue
+        name = flag(f.name) if flag else flag_name(f)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        shown = f.metadata.get("default_text") or default
+        help_text = f"{f.metadata['help']} [default: {shown}]"
+        dest = f"{dest_prefix}.{f.name}"
+        if hints[f.name] is bool:
+            group.add_argument(name, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            group.add_argument(name, dest=dest, default=None, metavar=f.metadata.get("metavar", f.name.upper()),
+                               help=help_text, choices=f.metadata.get("choices"))
+
+
+def flag_name(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def dataclass_from_args(cls: type, args: argparse.Namespace, dest_prefix: str, **fixed: Any) -> Any:
+    """Build ``cls`` from the flags of ``add_dataclass_arguments`` (checked and converted as in YAML)."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        value = getattr(args, f"{dest_prefix}.{f.name}", None)
+        if value is not None:
+            values[f.name] = coerce(cls, f, value, flag_name(f))
+    return cls(**{**values, **fixed})
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, dict[str, Any]]:

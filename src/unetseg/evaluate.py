@@ -19,10 +19,10 @@ from .data.io import read_image
 from .data.spec import load_dataset
 from .errors import UnetsegError
 from .fileio import new_run_dir, write_json, write_text
+from .inference import Engine, ImageDataset, InferenceOptions
 from .metrics import confusion_counts, image_iou, image_score, summarize
 from .modelfile import LoadedModel, load_model
-from .postprocess import PostProcess, postprocess_mask
-from .predict import InferenceDataset, Predictor
+from .postprocess import PostProcess
 from .viz import colourize, overlay, panel, save_rgb, to_uint8_rgb
 
 
@@ -35,12 +35,9 @@ class EvalResult:
 
 
 def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "test",
-             output: str | Path | None = None, *, threshold: float | None = None,
+             output: str | Path | None = None, *, options: InferenceOptions | None = None,
              postprocess: PostProcess | None = None, figures: int | None = None, runs_dir: str | Path = "runs",
-             seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15, device: str = "auto",
-             batch_size: int = 4, workers: int = 0, backend: str = "torch", threads: int | None = None,
-             tile: int | None = None, tile_overlap: float = 0.25, blend: str = "gaussian",
-             tta: bool = False) -> EvalResult:
+             seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15) -> EvalResult:
     """Score ``model`` on one split of ``data``; ``figures`` limits the per-image figures (None: all).
 
     Splits held out from a train-only dataset are re-derived with the same ``seed`` and fractions
@@ -55,15 +52,14 @@ def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "te
     out = Path(output) if output else new_run_dir(runs_dir, f"eval-{info.name}-{split}")
     out.mkdir(parents=True, exist_ok=True)
     pp = postprocess or PostProcess()
-    predictor = Predictor(loaded, device=device, batch_size=batch_size, workers=workers, backend=backend,
-                          threads=threads, tile=tile, tile_overlap=tile_overlap, blend=blend, tta=tta)
-    dataset = InferenceDataset([p.image for p in pairs], loaded.input_spec, [p.mask for p in pairs], info.decoder)
+    engine = Engine(loaded, options)
+    dataset = ImageDataset([p.image for p in pairs], loaded.input_spec, [p.mask for p in pairs], info.decoder)
     total = np.zeros((info.num_classes, 4), np.int64)
     rows, per_image_counts = [], []
-    for item, probs in predictor.run(dataset):
+    for item, probs in engine.run(dataset):
         pair = pairs[item["index"]]
         truth = item["mask"]
-        pred = postprocess_mask(predictor.to_classes(probs, threshold), pp, loaded.binary)
+        pred = engine.classes(probs, pp)
         counts = confusion_counts(torch.from_numpy(pred)[None], torch.from_numpy(truth)[None],
                                   info.num_classes)[0].numpy()
         total += counts
@@ -84,6 +80,7 @@ def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "te
     metrics = summarize(total, info.classes, loaded.binary)
     metrics = {"split": split, "images": len(rows), "dataset": str(data), **metrics}
     write_json(out / "metrics.json", metrics)
+    write_json(out / "inference.json", {**engine.describe(), "postprocess": vars(pp)})
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()

@@ -60,6 +60,41 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int
         raise UnetsegError(f"ONNX export failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
 
 
+def quantize_int8(fp32: Path, path: Path, samples: list[np.ndarray]) -> Path:
+    """Write a static int8 (QDQ) copy of the ONNX graph ``fp32``: per-channel int8 weights, uint8
+    activations whose ranges come from ``samples`` (inputs of the graph, each (1, C, H, W) float32)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not samples:
+        raise UnetsegError("int8 quantization needs calibration images")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(samples)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            item = next(self.items, None)
+            return None if item is None else {"image": item}
+
+    def write(tmp: Path) -> None:
+        prepared = tmp.with_name(tmp.name + ".pre.onnx")
+        try:
+            # Symbolic shape inference gives up on our dynamic sizes; ONNX's own inference is enough here.
+            quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+            quantize_static(str(prepared), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
+        finally:
+            prepared.unlink(missing_ok=True)
+
+    try:
+        return atomic_write(path, write)
+    except UnetsegError:
+        raise
+    except Exception as e:
+        raise UnetsegError(f"int8 quantization failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
+
+
 def export_torchscript(module: nn.Module, example: torch.Tensor, path: Path) -> Path:
     traced = torch.jit.trace(module, example, check_trace=False)
     return atomic_write(path, lambda p: traced.save(str(p)))
@@ -68,7 +103,8 @@ def export_torchscript(module: nn.Module, example: torch.Tensor, path: Path) -> 
 @dataclass
 class ExportResult:
     path: Path
-    max_abs_diff: float
+    max_abs_diff: float  # against torch (int8: of probabilities, for information)
+    agreement_iou: float | None = None  # int8: IoU of its masks against fp32 masks on the calibration images
 
 
 def example_input(loaded: LoadedModel, batch: int = 2) -> torch.Tensor:
@@ -78,22 +114,32 @@ def example_input(loaded: LoadedModel, batch: int = 2) -> torch.Tensor:
 
 
 def export(model: str | Path | LoadedModel, output: str | Path | None = None, fmt: str = "onnx",
-           overwrite: bool = False) -> ExportResult:
-    """Export a model file; check the export against torch on a random input of another shape."""
+           overwrite: bool = False, int8: bool = False, calibration: str | Path | None = None) -> ExportResult:
+    """Export a model file; check the export against torch on a random input of another shape.
+
+    ``int8``: ONNX with static int8 quantization calibrated on ``calibration`` images (default: the
+    training split recorded in the model's run), refused when its masks agree with fp32 below IoU 0.98.
+    """
     if fmt not in FORMATS:
         raise UnetsegError(f"unknown export format {fmt!r} (choose {', '.join(FORMATS)})")
+    if int8 and fmt != "onnx":
+        raise UnetsegError("int8 export needs the onnx format")
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     loaded.model.eval().to(memory_format=torch.contiguous_format)
     if output is None:
         if isinstance(model, LoadedModel):
             raise UnetsegError("give an output path")
-        output = Path(model).with_suffix(".onnx" if fmt == "onnx" else ".torchscript.pt")
+        suffix = ".int8.onnx" if int8 else ".onnx" if fmt == "onnx" else ".torchscript.pt"
+        output = Path(model).with_suffix(suffix)
     out = Path(output)
     if out.exists() and not overwrite:
         raise UnetsegError(f"{out}: already exists; choose another --output or pass --overwrite")
     module = RawPixelModel(loaded).eval()
+    agreement = None
     with torch.no_grad():
-        if fmt == "onnx":
+        if int8:
+            agreement = _export_int8(loaded, module, out, calibration)
+        elif fmt == "onnx":
             export_onnx(module, example_input(loaded), out)
         else:
             export_torchscript(module, example_input(loaded), out)
@@ -101,9 +147,35 @@ def export(model: str | Path | LoadedModel, output: str | Path | None = None, fm
         expected = module(check).numpy()
     got = run_exported(out, fmt, check.numpy())
     diff = float(np.abs(got - expected).max())
-    write_json(out.with_name(out.name + ".json"), {**loaded.meta, "export": {"format": fmt, "input": "float32 NCHW "
-               "pixels 0-255", "output": "probabilities", "max_abs_diff_vs_torch": diff}})
-    return ExportResult(out, diff)
+    record = {"format": fmt, "input": "float32 NCHW pixels 0-255", "output": "probabilities",
+              "max_abs_diff_vs_torch": diff}
+    if int8:
+        record |= {"quantization": "static int8 QDQ, per-channel weights", "agreement_iou_vs_fp32": agreement}
+    write_json(out.with_name(out.name + ".json"), {**loaded.meta, "export": record})
+    return ExportResult(out, diff, agreement)
+
+
+def _export_int8(loaded: LoadedModel, module: nn.Module, out: Path, calibration: str | Path | None) -> float:
+    """Write the int8 graph to ``out``; return the IoU of its masks against fp32 masks on the calibration
+    images, refusing (and removing it) below the floor."""
+    from .inference.calibration import AGREEMENT_FLOOR, calibration_batches
+    from .metrics import mask_agreement
+
+    samples = calibration_batches(loaded, calibration, raw=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_onnx(module, example_input(loaded), Path(tmp) / "fp32.onnx")
+        quantize_int8(fp32, out, samples)
+        probs = [np.concatenate([run_exported(path, "onnx", x) for x in samples]) for path in (fp32, out)]
+    if loaded.binary:
+        masks = [(p[:, 0] > loaded.threshold).astype(np.uint8) for p in probs]
+    else:
+        masks = [p.argmax(1).astype(np.uint8) for p in probs]
+    agreement = mask_agreement(masks[1], masks[0], 2 if loaded.binary else len(loaded.classes), loaded.binary)
+    if agreement < AGREEMENT_FLOOR:
+        out.unlink(missing_ok=True)
+        raise UnetsegError(f"{loaded.path or out}: int8 masks agree with fp32 at IoU {agreement:.3f} on "
+                           f"{len(samples)} calibration images, below the floor {AGREEMENT_FLOOR}; keep fp32")
+    return agreement
 
 
 def run_exported(path: Path, fmt: str, x: np.ndarray) -> np.ndarray:
@@ -115,23 +187,3 @@ def run_exported(path: Path, fmt: str, x: np.ndarray) -> np.ndarray:
     module = torch.jit.load(str(path))
     with torch.no_grad():
         return module(torch.from_numpy(x)).numpy()
-
-
-class OnnxBackend:
-    """Runs a loaded model's logits through ONNX Runtime (normalised input, as the torch model takes)."""
-
-    def __init__(self, loaded: LoadedModel, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        module = loaded.model.eval()  # logits of normalised inputs, exactly what the torch model computes
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
-            path = export_onnx(module, example_input(loaded) / 255, Path(tmp) / "model.onnx")
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.name = self.session.get_inputs()[0].name
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.session.run(None, {self.name: x.contiguous().numpy()})[0])
-

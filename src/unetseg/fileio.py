@@ -13,6 +13,12 @@ import numpy as np
 from PIL import Image
 
 
+def cache_root() -> Path:
+    """Where derived files (rendered COCO masks, exported graphs, backend probes) are kept:
+    ``$UNETSEG_CACHE`` or ``~/.cache/unetseg``."""
+    return Path(os.environ.get("UNETSEG_CACHE", Path.home() / ".cache" / "unetseg"))
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place.
 

@@ -79,3 +79,11 @@ def _nanmean(x: np.ndarray) -> float:
 def _clean(x: float) -> float | None:
     x = float(x)
     return None if math.isnan(x) else round(x, 6)
+
+
+def mask_agreement(a: np.ndarray, b: np.ndarray, num_classes: int, binary: bool) -> float:
+    """IoU between two sets of predicted class masks (any shape, same shape), pooled over all pixels:
+    how far one backend's masks agree with another's."""
+    counts = confusion_counts(torch.from_numpy(np.ascontiguousarray(a)).reshape(1, -1),
+                              torch.from_numpy(np.ascontiguousarray(b)).reshape(1, -1), num_classes)[0].numpy()
+    return image_iou(counts, binary)

@@ -6,8 +6,9 @@ Loading parses JSON and tensors only; no pickle, no code from the file runs.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from . import __version__
-from .data.dataset import InputSpec
+from .data.inputspec import InputSpec
 from .errors import UnetsegError
 from .fileio import atomic_write
 from .models import create_model
@@ -32,6 +33,27 @@ class LoadedModel:
 
     model: nn.Module
     meta: dict[str, Any]
+    path: Path | None = None  # the file it came from, if any
+    _digest: str | None = field(default=None, repr=False)
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the metadata and weights: the key of everything derived from this model."""
+        if self._digest is None:
+            h = hashlib.sha256(json.dumps(self.meta, sort_keys=True).encode())
+            for name, tensor in self.model.state_dict().items():
+                h.update(name.encode())
+                h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            self._digest = h.hexdigest()
+        return self._digest
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The training run the file belongs to (``<run>/weights/<file>``), if it does."""
+        if self.path is None or self.path.parent.name != "weights":
+            return None
+        run = self.path.resolve().parent.parent
+        return run if (run / "dataset.json").is_file() else None
 
     @property
     def classes(self) -> list[str]:
@@ -51,10 +73,7 @@ class LoadedModel:
 
     @property
     def input_spec(self) -> InputSpec:
-        i = self.meta["input"]
-        size = tuple(i["size"]) if i.get("size") else None
-        return InputSpec(int(i["channels"]), size, i["mode"], int(i["divisor"]), tuple(i["mean"]),
-                         tuple(i["std"]))
+        return InputSpec.from_dict(self.meta["input"])
 
 
 def build_meta(model_cfg: dict, classes: list[str], binary: bool, colours: list, spec: InputSpec,
@@ -69,8 +88,7 @@ def build_meta(model_cfg: dict, classes: list[str], binary: bool, colours: list,
         "classes": list(classes),
         "binary": binary,
         "colours": [list(map(int, c)) for c in colours],
-        "input": {"channels": spec.channels, "size": list(spec.size) if spec.size else None, "mode": spec.mode,
-                  "divisor": spec.divisor, "mean": list(spec.mean), "std": list(spec.std)},
+        "input": spec.to_dict(),
         "threshold": threshold,
         "training": training or {},
         "spectrogram": spectrogram,
@@ -117,4 +135,4 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     except (RuntimeError, SafetensorError) as e:
         raise UnetsegError(f"{path}: weights do not match the {meta['model']['arch']} model it describes "
                            f"({' '.join(str(e).split())[:200]})") from e
-    return LoadedModel(model.to(device).eval(), meta)
+    return LoadedModel(model.to(device).eval(), meta, Path(path))

@@ -8,18 +8,24 @@ most common class around it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
+from .config import option
+
 
 @dataclass(frozen=True)
 class PostProcess:
-    open_px: int = 0
-    close_px: int = 0
-    min_size: int = 0
-    fill_holes: bool = False
+    """Probabilities -> cleaned class mask: the threshold, then morphology. Each field is a flag."""
+
+    threshold: float | None = option(None, "binary: foreground probability cut-off", metavar="P",
+                                 default_text="the model's")
+    open_px: int = option(0, "morphological opening radius in pixels", metavar="PX", flag="--open")
+    close_px: int = option(0, "morphological closing radius in pixels", metavar="PX", flag="--close")
+    min_size: int = option(0, "remove regions under N pixels", metavar="N")
+    fill_holes: bool = option(False, "fill holes inside regions")
 
     @property
     def active(self) -> bool:
@@ -68,7 +74,7 @@ def postprocess_mask(mask: np.ndarray, pp: PostProcess, binary: bool) -> np.ndar
     if binary:
         return clean_binary(mask == 1, pp).astype(np.uint8)
     out = mask.copy()
-    shape_only = PostProcess(pp.open_px, pp.close_px, 0, pp.fill_holes)
+    shape_only = replace(pp, min_size=0)
     if shape_only.active:
         cleaned = np.zeros_like(mask)
         for c in np.unique(mask):

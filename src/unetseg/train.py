@@ -36,7 +36,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .config import Config
-from .data.dataset import InputSpec, SegmentationDataset, mean_std
+from .data.dataset import SegmentationDataset, mean_std
+from .data.inputspec import InputSpec
 from .data.io import MaskDecoder, image_channels
 from .data.spec import DatasetInfo, Pair, check_pairs, load_dataset
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_augment, check_size
@@ -287,8 +288,7 @@ def _dataset_record(info: DatasetInfo, spec: InputSpec) -> dict[str, Any]:
         "colours": [list(c) for c in info.colours],
         "decoder": {"mode": d.mode, "num_classes": d.num_classes, "ignore_value": d.ignore_value,
                     "palette": d.palette},
-        "input": {"channels": spec.channels, "size": spec.size, "mode": spec.mode, "divisor": spec.divisor,
-                  "mean": spec.mean, "std": spec.std},
+        "input": spec.to_dict(),
         "splits": {s: [[str(p.image.resolve()), str(p.mask.resolve())] for p in pairs]
                    for s, pairs in info.splits.items()},
     }
@@ -302,10 +302,7 @@ def _info_from_record(rec: dict[str, Any], source: Path) -> tuple[DatasetInfo, I
     splits = {s: [Pair(Path(i), Path(m)) for i, m in pairs] for s, pairs in rec["splits"].items()}
     info = DatasetInfo(rec["name"], source, splits, rec["classes"], decoder, [tuple(c) for c in rec["colours"]],
                        rec.get("spectrogram"))
-    i = rec["input"]
-    spec = InputSpec(i["channels"], tuple(i["size"]) if i["size"] else None, i["mode"], i["divisor"],
-                     tuple(i["mean"]), tuple(i["std"]))
-    return info, spec
+    return info, InputSpec.from_dict(rec["input"])
 
 
 def train(config: Config | dict | None = None, resume: str | Path | None = None,
@@ -356,7 +353,8 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
     task = SegmentationTask(model, cfg, info.classes, info.binary, spec)
 
     workers = _workers(cfg.data.workers)
-    train_ds = SegmentationDataset(info.split("train"), info.decoder, spec, build_augment(cfg.augment, cfg.data.crop))
+    augment = build_augment(cfg.data.crop, **vars(cfg.augment))
+    train_ds = SegmentationDataset(info.split("train"), info.decoder, spec, augment)
     val_ds = SegmentationDataset(info.split("valid"), info.decoder, spec)
     bs = cfg.train.batch_size
     loader_args = {"num_workers": workers, "persistent_workers": workers > 0}

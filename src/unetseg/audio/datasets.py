@@ -24,6 +24,7 @@ import yaml
 
 from ..errors import UnetsegError
 from ..fileio import write_json, write_png, write_text
+from ..inference.windows import window_starts
 from .annotations import Event, check_within, events_by_file, read_annotations
 from .io import AUDIO_EXTENSIONS, check_not_silent, load_audio
 from .masks import events_to_mask
@@ -46,17 +47,6 @@ def list_recordings(source: str | Path | list) -> list[Path]:
     if not found:
         raise UnetsegError(f"{path}: no audio files found ({', '.join(AUDIO_EXTENSIONS)})")
     return found
-
-
-def window_starts(n_columns: int, window: int, overlap: int) -> list[int]:
-    """Column starts of windows covering ``n_columns``; the last window ends at the last column."""
-    if n_columns < window:
-        return []
-    step = max(1, window - overlap)
-    starts = list(range(0, n_columns - window + 1, step))
-    if starts[-1] + window < n_columns:
-        starts.append(n_columns - window)
-    return starts
 
 
 def split_recordings(names: list[str], seed: int, val_fraction: float, test_fraction: float) -> dict[str, str]:
@@ -148,7 +138,7 @@ def build_annotated_dataset(recordings: str | Path | list, annotations: str | Pa
         check_not_silent(y, f)
         check_within(per_file[f], len(y) / sr, sr / 2, f)
         image, mapping = spectrogram_image(y, sr, cfg)
-        starts = window_starts(image.shape[1], window, overlap)
+        starts = window_starts(image.shape[1], window, window - overlap) if image.shape[1] >= window else []
         if not starts:
             raise UnetsegError(f"{f}: {len(y) / sr:.2f} s is shorter than one window of {window} columns "
                                f"({((window - 1) * cfg.hop_length + cfg.win) / sr:.2f} s)")
@@ -256,7 +246,7 @@ def build_mixture_dataset(clean: str | Path | list, noise: str | Path | list, ou
                 audio_dir.mkdir(parents=True, exist_ok=True)
                 sf.write(str(audio_dir / f"{mix}_noisy.wav"), noisy.astype(np.float32), sr, subtype="FLOAT")
                 sf.write(str(audio_dir / f"{mix}_clean.wav"), y_s.astype(np.float32), sr, subtype="FLOAT")
-            starts = window_starts(image.shape[1], window, overlap)
+            starts = window_starts(image.shape[1], window, window - overlap) if image.shape[1] >= window else []
             if not starts:
                 raise UnetsegError(f"{f}: shorter than one window of {window} columns")
             for s in starts:

@@ -12,20 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import UnetsegError
-from ..fileio import write_png, write_text
+from ..fileio import cache_root, write_png, write_text
 
 COCO_NAMES = ("_annotations.coco.json", "annotations.json", "instances.json")
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("UNETSEG_CACHE", Path.home() / ".cache" / "unetseg"))
 
 
 def find_coco_json(split_dir: Path) -> Path | None:

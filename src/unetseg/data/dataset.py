@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import albumentations as A
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..errors import UnetsegError
+from .inputspec import InputSpec
 from .io import MaskDecoder, read_image, read_mask_raw
 from .spec import Pair
 from .transforms import fit_image, fit_mask, normalize, plan_placement
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """How raw images become network input; stored in the model file so prediction matches training."""
-
-    channels: int
-    size: tuple[int, int] | None
-    mode: str
-    divisor: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, object]:
-        placement = plan_placement(image.shape[:2], self.size, self.mode, self.divisor)
-        return fit_image(image, placement), placement
 
 
 class SegmentationDataset(Dataset):

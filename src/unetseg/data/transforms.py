@@ -16,7 +16,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import AugmentConfig
 from ..errors import UnetsegError
 from .io import IGNORE
 
@@ -98,21 +97,23 @@ def restore(outputs: torch.Tensor, p: Placement) -> torch.Tensor:
     return x
 
 
-def build_augment(cfg: AugmentConfig, crop: list[int] | None) -> A.Compose | None:
+def build_augment(crop: list[int] | None, *, enabled: bool, hflip: float, vflip: float, rotate: float,
+                  scale: float, affine_p: float, brightness: float, contrast: float,
+                  color_p: float) -> A.Compose | None:
     """Training-time transforms on the fitted image and mask (none at validation)."""
     steps: list = []
     if crop:
         steps.append(A.RandomCrop(crop[0], crop[1], pad_if_needed=True, fill=0, fill_mask=IGNORE))
-    if cfg.enabled:
-        if cfg.hflip > 0:
-            steps.append(A.HorizontalFlip(p=cfg.hflip))
-        if cfg.vflip > 0:
-            steps.append(A.VerticalFlip(p=cfg.vflip))
-        if (cfg.rotate > 0 or cfg.scale > 0) and cfg.affine_p > 0:
-            steps.append(A.Affine(rotate=(-cfg.rotate, cfg.rotate), scale=(1 - cfg.scale, 1 + cfg.scale),
-                                  fill=0, fill_mask=IGNORE, p=cfg.affine_p))
-        if (cfg.brightness > 0 or cfg.contrast > 0) and cfg.color_p > 0:
-            steps.append(A.RandomBrightnessContrast(cfg.brightness, cfg.contrast, p=cfg.color_p))
+    if enabled:
+        if hflip > 0:
+            steps.append(A.HorizontalFlip(p=hflip))
+        if vflip > 0:
+            steps.append(A.VerticalFlip(p=vflip))
+        if (rotate > 0 or scale > 0) and affine_p > 0:
+            steps.append(A.Affine(rotate=(-rotate, rotate), scale=(1 - scale, 1 + scale),
+                                  fill=0, fill_mask=IGNORE, p=affine_p))
+        if (brightness > 0 or contrast > 0) and color_p > 0:
+            steps.append(A.RandomBrightnessContrast(brightness, contrast, p=color_p))
     return A.Compose(steps) if steps else None
 
 

@@ -1,4 +1,4 @@
-"""``unetseg audio ...``: spectrogram, dataset, mix, detect, evaluate."""
+"""Bird-sound commands, ``unetseg audio ...``: spectrogram, dataset, mix, detect, evaluate."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..config import add_dataclass_arguments, dataclass_from_args
 from ..errors import UnetsegError
+from ..inference.options import DetectOptions, EventOptions
+from .common import add_inference_args, add_postprocess_args, inference_from_args, postprocess_from_args
+
+WINDOWS, EVENTS = "windows", "events"
 
 SPECTROGRAM_FLAGS = {  # flag -> (field, type, help)
     "--sample-rate": ("sample_rate", int, "resample to this rate (0: keep each file's rate)"),
@@ -37,7 +42,7 @@ def add_spectrogram_args(p: argparse.ArgumentParser) -> None:
 
 
 def spectrogram_from_args(args: argparse.Namespace) -> Any:
-    from .spectrogram import preset
+    from ..audio.spectrogram import preset
 
     changes = {field: getattr(args, flag[2:].replace("-", "_"))
                for flag, (field, _, _) in SPECTROGRAM_FLAGS.items()
@@ -50,7 +55,6 @@ def spectrogram_from_args(args: argparse.Namespace) -> Any:
 
 
 def add_audio_commands(sub: argparse._SubParsersAction) -> None:
-    from ..cli import add_device_args  # here, not at the top: unetseg.cli imports this module
     audio = sub.add_parser("audio", help="bird sound: spectrograms, datasets, detection, denoising")
     asub = audio.add_subparsers(dest="audio_command", required=True)
 
@@ -94,15 +98,14 @@ def add_audio_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True, help="a recording or a folder of recordings")
     p.add_argument("--output", required=True, help="folder for the event files")
     p.add_argument("--format", default="raven", choices=("raven", "audacity", "csv"), help="[default: raven]")
-    p.add_argument("--min-duration", type=float, default=0.01, help="seconds [default: 0.01]")
-    p.add_argument("--min-bandwidth", type=float, default=0.0, help="Hz [default: 0]")
-    p.add_argument("--merge-gap", type=float, default=0.01, help="join events closer than this (s) [default: 0.01]")
-    p.add_argument("--threshold", type=float, help="binary: probability cut-off [default: the model's]")
-    p.add_argument("--overlap", type=int, help="columns shared by neighbouring windows [default: a quarter]")
     p.add_argument("--save-mask", action="store_true", help="also write the whole recording's mask PNG")
+    p.add_argument("--channel", type=int, default=None, help="channel to read (default: mix to mono)")
     p.add_argument("--denoise", help="denoised WAV (one input) or folder (a folder of inputs)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    add_device_args(p)
+    add_dataclass_arguments(p.add_argument_group("windows"), DetectOptions, WINDOWS)
+    add_dataclass_arguments(p.add_argument_group("events"), EventOptions, EVENTS)
+    add_postprocess_args(p, skip=("open_px", "close_px", "min_size", "fill_holes"))
+    add_inference_args(p, skip=("workers", "tile", "tile_overlap", "blend", "tta"))
     p.set_defaults(func=cmd_detect)
 
     p = asub.add_parser("evaluate", help="event metrics against reference annotations; SDR of denoised audio")
@@ -127,10 +130,10 @@ def cmd_spectrogram(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
+    from ..audio.datasets import list_recordings
+    from ..audio.io import check_not_silent, load_audio
+    from ..audio.spectrogram import masked_inverse, spectrogram_image, stft
     from ..fileio import write_json, write_png
-    from .datasets import list_recordings
-    from .io import check_not_silent, load_audio
-    from .spectrogram import masked_inverse, spectrogram_image, stft
 
     cfg = spectrogram_from_args(args)
     files = list_recordings(args.input)
@@ -165,7 +168,7 @@ def _write_wav(path: Path, y: Any, sr: int) -> None:
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
-    from .datasets import build_annotated_dataset
+    from ..audio.datasets import build_annotated_dataset
 
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     built = build_annotated_dataset(args.audio, args.annotations, args.output, spectrogram_from_args(args),
@@ -176,7 +179,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_mix(args: argparse.Namespace) -> int:
-    from .datasets import build_mixture_dataset, list_recordings
+    from ..audio.datasets import build_mixture_dataset, list_recordings
 
     try:
         snrs = tuple(float(v) for v in args.snrs.split(","))
@@ -191,11 +194,11 @@ def cmd_mix(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from ..fileio import write_png
+    from ..audio.annotations import SUFFIXES, write_events
+    from ..audio.datasets import list_recordings
+    from ..audio.detect import Detector
+    from ..fileio import write_json, write_png
     from ..modelfile import load_model
-    from .annotations import SUFFIXES, write_events
-    from .datasets import list_recordings
-    from .detect import DetectOptions, detect_recording
 
     files = list_recordings(args.input)
     loaded = load_model(args.model)
@@ -208,24 +211,24 @@ def cmd_detect(args: argparse.Namespace) -> int:
         for p in [*targets.values(), *denoised.values()]:
             if p.exists():
                 raise UnetsegError(f"{p}: already exists; choose another --output or pass --overwrite")
-    options = DetectOptions(args.min_duration, args.min_bandwidth, args.merge_gap, args.threshold,
-                            overlap=args.overlap)
+    detector = Detector(loaded, dataclass_from_args(DetectOptions, args, WINDOWS), inference_from_args(args),
+                        postprocess_from_args(args), dataclass_from_args(EventOptions, args, EVENTS))
     for f in files:
-        result = detect_recording(loaded, f, options, denoise=denoised.get(f), keep_mask=args.save_mask,
-                                  device=args.device, backend=args.backend, threads=args.threads)
+        result = detector.run(f, denoise=denoised.get(f), keep_mask=args.save_mask, channel=args.channel)
         events = [replace(e, file=f.name) for e in result.events]
         write_events(targets[f], events, args.format)
         if result.mask is not None:
             write_png(out / f"{f.stem}.mask.png", (result.mask * (255 if loaded.binary else 1)).astype("uint8"))
         print(f"{f}: {len(events)} events in {result.duration:.1f} s -> {targets[f]}")
+    write_json(out / "inference.json", {**detector.describe(), "inputs": len(files)})
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..audio.annotations import check_within, read_annotations
+    from ..audio.io import audio_info, load_audio
+    from ..audio.metrics import event_scores, frame_scores, sdr, segment_error_rate
     from ..fileio import write_json
-    from .annotations import check_within, read_annotations
-    from .io import audio_info, load_audio
-    from .metrics import event_scores, frame_scores, sdr, segment_error_rate
 
     report: dict[str, Any] = {}
     if args.reference or args.estimate:

@@ -1,0 +1,78 @@
+"""What every command shares: option groups made from the typed options, errors, logging, tables."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+from ..config import add_dataclass_arguments, dataclass_from_args
+
+INFERENCE = "inference"
+POSTPROCESS = "postprocess"
+
+
+def add_inference_args(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """The flags of ``InferenceOptions`` (device, backend, threads, batches, tiles, TTA)."""
+    from ..inference.options import InferenceOptions
+
+    add_dataclass_arguments(p.add_argument_group("inference"), InferenceOptions, INFERENCE, skip=skip)
+
+
+def inference_from_args(args: argparse.Namespace) -> Any:
+    from ..inference.options import InferenceOptions
+
+    return dataclass_from_args(InferenceOptions, args, INFERENCE)
+
+
+def add_postprocess_args(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """The flags of ``PostProcess`` (threshold, morphology, small regions, holes)."""
+    from ..postprocess import PostProcess
+
+    add_dataclass_arguments(p.add_argument_group("post-processing"), PostProcess, POSTPROCESS, skip=skip)
+
+
+def postprocess_from_args(args: argparse.Namespace) -> Any:
+    from ..postprocess import PostProcess
+
+    return dataclass_from_args(PostProcess, args, POSTPROCESS)
+
+
+def print_metrics(metrics: dict, output: Path) -> None:
+    """A metrics table on screen."""
+    from rich.console import Console
+    from rich.table import Table
+
+    def f(x: Any) -> str:
+        return "-" if x is None else f"{x:.4f}"
+
+    table = Table(title=f"{metrics['split']} split: {metrics['images']} images")
+    for col in ("class", "IoU", "Dice/F1", "precision", "recall"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for cls, s in metrics["per_class"].items():
+        table.add_row(cls, f(s["iou"]), f(s["dice"]), f(s["precision"]), f(s["recall"]))
+    table.add_row("[bold]overall[/bold]", f(metrics["iou"]), f(metrics["dice"]), f(metrics["precision"]),
+                  f(metrics["recall"]), end_section=True)
+    console = Console()
+    console.print(table)
+    console.print(f"pixel accuracy {f(metrics['accuracy'])}; results in {output}")
+
+
+def error_line(e: BaseException) -> str:
+    """One line for the user; errors raised in data-loader workers arrive wrapped in a traceback."""
+    text = str(e)
+    if "Original Traceback" in text:
+        last = [ln for ln in text.splitlines() if ln.strip()][-1]
+        text = last.split("UnetsegError: ", 1)[-1]
+    return " ".join(text.split())
+
+
+def configure_logging(quiet: bool = False) -> None:
+    """Our messages on stderr; Lightning's start-up banner (hardware, tips) only as warnings."""
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).propagate = False

@@ -1,0 +1,189 @@
+"""Image commands: train, evaluate, predict, export, demo, info."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import Config, add_config_arguments, overrides_from_args
+from ..errors import UnetsegError
+from .common import (
+    add_inference_args,
+    add_postprocess_args,
+    inference_from_args,
+    postprocess_from_args,
+    print_metrics,
+)
+
+
+def add_image_commands(sub: argparse._SubParsersAction) -> None:
+
+    p = sub.add_parser("train", help="train a model on a dataset; writes a new run folder")
+    p.add_argument("--data", help="dataset folder or dataset YAML")
+    p.add_argument("--config", help="YAML with any of the options below, by section (data, model, ...)")
+    p.add_argument("--resume", metavar="RUN", help="continue the interrupted run in this folder")
+    p.add_argument("--no-test", action="store_true", help="skip evaluating the best model on the test split")
+    add_config_arguments(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a model on a dataset split; metrics, per-image CSV, figures")
+    p.add_argument("--model", required=True, help="model file (.safetensors from a run's weights/)")
+    p.add_argument("--data", required=True, help="dataset folder or dataset YAML")
+    p.add_argument("--split", default="test", help="train, valid or test [default: test]")
+    p.add_argument("--output", help="output folder [default: a new runs/eval-<dataset>-<split>]")
+    p.add_argument("--figures", type=int, default=None, metavar="N", help="draw figures for the first N images")
+    p.add_argument("--seed", type=int, default=0, help="seed of held-out splits (as in training) [default: 0]")
+    add_postprocess_args(p)
+    add_inference_args(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predict masks for images; PNG masks at the original size")
+    p.add_argument("--model", required=True, help="model file")
+    p.add_argument("--input", required=True, help="an image, a folder of images, or a glob pattern")
+    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--overlays", action="store_true", help="also write the mask over the image")
+    p.add_argument("--probabilities", action="store_true", help="also write probability maps")
+    p.add_argument("--contours", action="store_true", help="also write region polygons as JSON")
+    p.add_argument("--coco-results", metavar="FILE", help="also write COCO results json (RLE per class and region)")
+    p.add_argument("--coco-json", metavar="FILE", help="COCO json of the inputs, for image and category ids")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_postprocess_args(p)
+    add_inference_args(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo", help="generate a small dataset, train, evaluate and predict (no data needed)")
+    p.add_argument("--runs-dir", default="runs", help="parent folder of the demo's run [default: runs]")
+    p.add_argument("--epochs", type=int, default=12, help="training epochs [default: 12]")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("export", help="export a model file to ONNX or TorchScript (normalisation included)")
+    p.add_argument("--model", required=True, help="model file")
+    p.add_argument("--format", default="onnx", choices=("onnx", "torchscript"), help="[default: onnx]")
+    p.add_argument("--output", help="[default: beside the model, .onnx or .torchscript.pt]")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    p.add_argument("--int8", action="store_true", help="ONNX with static int8 quantization (calibrated; refused "
+                   "when its masks agree with fp32 below IoU 0.98)")
+    p.add_argument("--calibration", metavar="DIR", help="int8 calibration images [default: the training split "
+                   "recorded in the model's run]")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("info", help="print what a model file holds")
+    p.add_argument("model", help="model file")
+    p.set_defaults(func=cmd_info)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..train import train
+
+    overrides = overrides_from_args(args)
+    if args.resume:
+        if args.data or args.config:
+            raise UnetsegError("--resume continues a run with its own data and config; drop --data/--config")
+        result = train(resume=args.resume, overrides=overrides)
+        cfg = Config.from_yaml(Path(args.resume) / "config.yaml")
+    else:
+        cfg = Config.from_yaml(args.config) if args.config else Config()
+        if args.data:
+            cfg.data.path = args.data
+        result = train(cfg, overrides=overrides)
+    best = "n/a" if result.best_score is None else f"{result.best_score:.4f}"
+    print(f"run folder: {result.run_dir}")
+    print(f"best {cfg.train.monitor} {best} at epoch {result.best_epoch}; model: {result.best_model}")
+    if result.interrupted:
+        print(f"interrupted; continue with: unetseg train --resume {result.run_dir}")
+        return 130
+    if not args.no_test:
+        _test_after_training(result, cfg)
+    return 0
+
+
+def _test_after_training(result: Any, cfg: Config) -> None:
+    import json
+
+    from ..evaluate import evaluate
+
+    if not json.loads((result.run_dir / "dataset.json").read_text())["splits"].get("test"):
+        return
+    ev = evaluate(result.best_model, cfg.data.path, "test", result.run_dir / "test", seed=cfg.train.seed,
+                  val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction)
+    print_metrics(ev.metrics, ev.output)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..evaluate import evaluate
+
+    ev = evaluate(args.model, args.data, args.split, args.output, options=inference_from_args(args),
+                  postprocess=postprocess_from_args(args), figures=args.figures, seed=args.seed)
+    print_metrics(ev.metrics, ev.output)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ..predict import predict
+
+    start = time.perf_counter()
+    res = predict(args.model, args.input, args.output, options=inference_from_args(args),
+                  postprocess=postprocess_from_args(args), overlays=args.overlays, probabilities=args.probabilities,
+                  contours=args.contours, overwrite=args.overwrite, coco_results=args.coco_results,
+                  coco_json=args.coco_json)
+    took = time.perf_counter() - start
+    print(f"{len(res.masks)} masks written to {res.output} ({len(res.masks) / took:.1f} images/s, "
+          f"backend {res.backend})")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..export import export
+
+    if args.int8 and args.format != "onnx":
+        raise UnetsegError("--int8 needs --format onnx")
+    res = export(args.model, args.output, args.format, args.overwrite, int8=args.int8, calibration=args.calibration)
+    check = (f"masks agree with fp32 at IoU {res.agreement_iou:.4f} on the calibration images" if args.int8
+             else f"max |export - torch| = {res.max_abs_diff:.2e}")
+    print(f"{res.path}: raw float32 pixels (N, C, H, W, 0-255) in, probabilities out; dynamic batch and size; "
+          f"{check}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ..data.demo import make_demo_dataset
+    from ..evaluate import evaluate
+    from ..predict import predict
+    from ..train import train
+
+    data = make_demo_dataset(Path(args.runs_dir) / "demo-data")
+    cfg = Config.from_dict({
+        "data": {"path": str(data), "size": [128, 128], "workers": 0},
+        "model": {"arch": "classic", "depth": 4, "base_width": 16, "dropout": 0.0},
+        "augment": {"rotate": 0, "scale": 0, "vflip": 0},
+        "train": {"name": "demo", "runs_dir": args.runs_dir, "epochs": args.epochs, "lr": 3e-3,
+                  "batch_size": 8, "scheduler": "cosine", "patience": 0, "progress": args.progress},
+    })
+    print(f"demo dataset: {data} (tonal calls in noise, 128x128, {sum(_count(data))} images)")
+    result = train(cfg)
+    ev = evaluate(result.best_model, data, "test", result.run_dir / "test", figures=8)
+    test_images = sorted((data / "test" / "images").glob("*.png"))[:4]
+    pred = predict(result.best_model, test_images, result.run_dir / "predictions", overlays=True, contours=True)
+    print_metrics(ev.metrics, ev.output)
+    print(f"predictions: {pred.output}")
+    print(f"run folder: {result.run_dir}")
+    print(f"test IoU: {ev.metrics['iou']:.4f}")
+    return 0
+
+
+def _count(data: Path) -> list[int]:
+    return [len(list((data / s / "images").glob("*.png"))) for s in ("train", "valid", "test")]
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import json
+
+    from ..modelfile import read_meta
+
+    print(json.dumps(read_meta(args.model), indent=2))
+    return 0
+
+

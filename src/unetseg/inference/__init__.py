@@ -1,0 +1,33 @@
+"""One inference engine for predict, evaluate, audio detect and serve.
+
+``InferenceOptions`` says how to run (device, backend, batches, tiles, flips); ``Engine`` loads a
+backend once (torch fp32 or bf16, onnxruntime fp32 or int8; ``auto`` picks the fastest here) and runs
+images or spectrogram windows; ``windows`` holds the one sliding-window and blending core; ``outputs``
+turns probabilities into classes and, for recordings, events.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .options import DetectOptions, EventOptions, InferenceOptions
+
+__all__ = ["DetectOptions", "Engine", "EventOptions", "EventTracker", "ImageDataset", "InferenceOptions", "activate",
+           "to_classes"]
+
+if TYPE_CHECKING:
+    from .engine import Engine, ImageDataset
+    from .outputs import EventTracker, activate, to_classes
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: the command line imports the options (no torch) to build its flags.
+    if name in ("Engine", "ImageDataset"):
+        from . import engine
+
+        return getattr(engine, name)
+    if name in ("EventTracker", "activate", "to_classes"):
+        from . import outputs
+
+        return getattr(outputs, name)
+    raise AttributeError(name)

@@ -1,0 +1,295 @@
+"""Backends run batches of normalised images (N, C, H, W) and return logits; ``create_backend`` builds
+the one the options name, or for ``auto`` the fastest one here whose masks agree with fp32.
+
+ONNX graphs (fp32, int8) are cached on disk under the model's digest, each with a sidecar holding the
+graph's own SHA-256, so the export cost is paid once per model and a corrupt or foreign graph is rebuilt.
+The auto probe's choice is cached per machine, model, input shape and thread count.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from ..data.io import read_image
+from ..data.transforms import normalize
+from ..errors import UnetsegError
+from ..fileio import cache_root, write_json
+from ..metrics import mask_agreement
+from ..modelfile import LoadedModel
+from .calibration import AGREEMENT_FLOOR, calibration_batches, calibration_images
+from .options import InferenceOptions
+from .outputs import activate, to_classes
+
+log = logging.getLogger(__name__)
+
+
+class Backend(Protocol):
+    name: str
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+class TorchBackend:
+    """Eager PyTorch in channels_last; ``bf16``: autocast to bfloat16 (CPU or CUDA)."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device, bf16: bool = False) -> None:
+        self.device, self.bf16 = device, bf16
+        self.name = "torch-bf16" if bf16 else "torch"
+        # A copy: the loaded model stays contiguous for exports.
+        self.model = copy.deepcopy(model).to(device).eval().to(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self.model(x).float()
+
+
+class OnnxBackend:
+    """ONNX Runtime on the CPU."""
+
+    def __init__(self, path: Path, name: str, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+        self.name = name
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.detach().cpu().float().contiguous().numpy()
+        return torch.from_numpy(self.session.run(None, {self.input: x})[0])
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as e:
+        raise UnetsegError(f"--device {device!r}: not a device (cpu, cuda, cuda:1 or auto)") from e
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UnetsegError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
+    return resolved
+
+
+# ---------------------------------------------------------------------------------------------- graphs
+
+
+def graph_folder(loaded: LoadedModel) -> Path:
+    return cache_root() / "graphs" / loaded.digest[:40]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _cached(path: Path, loaded: LoadedModel) -> dict[str, Any] | None:
+    """The sidecar of a cached graph if the graph is intact and belongs to this model, else None."""
+    sidecar = path.with_name(path.name + ".json")
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(sidecar.read_text())
+        if info["model"] == loaded.digest and info["sha256"] == _sha256(path):
+            return info
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    log.warning("%s: cached graph is corrupt or not this model's; rebuilding it", path)
+    return None
+
+
+def _record(path: Path, loaded: LoadedModel, **extra: Any) -> dict[str, Any]:
+    info = {"model": loaded.digest, "sha256": _sha256(path), **extra}
+    write_json(path.with_name(path.name + ".json"), info)
+    return info
+
+
+def fp32_graph(loaded: LoadedModel) -> Path:
+    """The model's ONNX graph (logits of normalised input; dynamic batch, height and width), built once."""
+    from ..export import example_input, export_onnx
+
+    path = graph_folder(loaded) / "fp32.onnx"
+    if _cached(path, loaded) is None:
+        start = time.perf_counter()
+        module = loaded.model.eval().to(memory_format=torch.contiguous_format)
+        with torch.no_grad():
+            export_onnx(module, example_input(loaded) / 255, path)
+        _record(path, loaded, seconds=round(time.perf_counter() - start, 1))
+    return path
+
+
+def int8_graph(loaded: LoadedModel, calibration: str | Path | None = None, threads: int | None = None) -> Path:
+    """The model's int8 graph, quantized once with calibration images; refused when its masks agree
+    with fp32 at IoU below ``AGREEMENT_FLOOR`` on those images."""
+    from ..export import quantize_int8
+
+    path = graph_folder(loaded) / "int8.onnx"
+    info = _cached(path, loaded)
+    if info is None:
+        fp32 = fp32_graph(loaded)
+        samples = calibration_batches(loaded, calibration)
+        quantize_int8(fp32, path, samples)
+        agreement = _agreement(OnnxBackend(fp32, "onnxruntime", threads), OnnxBackend(path, "int8", threads),
+                               loaded, samples)
+        info = _record(path, loaded, agreement_iou=round(agreement, 5), calibration_images=len(samples),
+                       calibration=str(calibration or loaded.run_dir))
+    if info["agreement_iou"] < AGREEMENT_FLOOR:
+        raise UnetsegError(f"{loaded.path or 'model'}: int8 masks agree with fp32 at IoU {info['agreement_iou']:.3f} "
+                           f"on {info['calibration_images']} calibration images, below the floor {AGREEMENT_FLOOR}; "
+                           "use --backend onnxruntime or torch")
+    return path
+
+
+def _agreement(reference: Backend, other: Backend, loaded: LoadedModel, samples: list[np.ndarray]) -> float:
+    masks_a, masks_b = [], []
+    for x in samples:
+        t = torch.from_numpy(x)
+        for backend, masks in ((reference, masks_a), (other, masks_b)):
+            probs = activate(backend(t).float(), loaded.binary)[0]
+            masks.append(to_classes(probs, loaded.binary, loaded.threshold))
+    classes = 2 if loaded.binary else len(loaded.classes)
+    return mask_agreement(np.stack(masks_b), np.stack(masks_a), classes, loaded.binary)
+
+
+# ---------------------------------------------------------------------------------------------- choice
+
+
+def build(name: str, loaded: LoadedModel, options: InferenceOptions, device: torch.device) -> Backend:
+    """The backend called ``name`` (not auto)."""
+    if name.startswith("onnxruntime") and device.type != "cpu":
+        raise UnetsegError(f"--backend {name} runs on the CPU; use --device cpu or --backend torch")
+    if name == "torch":
+        return TorchBackend(loaded.model, device)
+    if name == "torch-bf16":
+        return TorchBackend(loaded.model, device, bf16=True)
+    if name == "onnxruntime":
+        return OnnxBackend(fp32_graph(loaded), name, options.threads)
+    if name == "onnxruntime-int8":
+        return OnnxBackend(int8_graph(loaded, options.calibration, options.threads), name, options.threads)
+    raise UnetsegError(f"unknown backend {name!r}")
+
+
+def create_backend(loaded: LoadedModel, options: InferenceOptions, shape: tuple[int, int, int, int]) -> Backend:
+    """The backend of ``options``; for ``auto`` the fastest here for inputs of ``shape`` (N, C, H, W).
+
+    A backend that cannot be built (onnxruntime missing, a failed export or quantization) is left out
+    with one warning line, falling back to torch.
+    """
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    device = resolve_device(options.device)
+    if options.backend != "auto":
+        return build(options.backend, loaded, options, device)
+    if device.type == "cuda":
+        return TorchBackend(loaded.model, device)
+    choice = _probe(loaded, options, device, shape)
+    backend = _try_build(choice, loaded, options, device)
+    return backend if backend is not None else TorchBackend(loaded.model, device)
+
+
+def _try_build(name: str, loaded: LoadedModel, options: InferenceOptions, device: torch.device) -> Backend | None:
+    try:
+        return build(name, loaded, options, device)
+    except (UnetsegError, ImportError) as e:
+        log.warning("backend %s unavailable (%s); falling back", name, " ".join(str(e).split())[:200])
+        return None
+
+
+def machine_key(threads: int) -> dict[str, Any]:
+    """What makes a probe's result hold on another machine: CPU, its vector units, libraries, threads."""
+    import onnxruntime
+
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = next((ln.split(":", 1)[1].strip() for ln in flags.splitlines() if ln.startswith("model name")), "")
+    return {"cpu": model or platform.processor(), "capability": torch.backends.cpu.get_cpu_capability(),
+            "amx": " amx_bf16 " in flags.replace("\n", " "), "threads": threads, "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__}
+
+
+def _probe(loaded: LoadedModel, options: InferenceOptions, device: torch.device,
+           shape: tuple[int, int, int, int]) -> str:
+    threads = options.threads or torch.get_num_threads()
+    try:
+        machine = machine_key(threads)
+    except ImportError:
+        return "torch"
+    key = hashlib.sha256(json.dumps([machine, loaded.digest, list(shape), options.calibration],
+                                    sort_keys=True).encode()).hexdigest()[:32]
+    path = cache_root() / "probes" / f"{key}.json"
+    if path.is_file():
+        try:
+            return str(json.loads(path.read_text())["choice"])
+        except (OSError, ValueError, KeyError):
+            pass
+    start = time.perf_counter()
+    calibration = calibration_images(loaded, options.calibration)
+    inputs = _probe_inputs(loaded, shape, options.calibration)
+    reference = TorchBackend(loaded.model, device)
+    rates: dict[str, float] = {}
+    agreement: dict[str, float] = {}
+    for name in ("torch", "torch-bf16", "onnxruntime", "onnxruntime-int8"):
+        if name == "onnxruntime-int8" and not calibration:
+            continue
+        backend = reference if name == "torch" else _try_build(name, loaded, options, device)
+        if backend is None:
+            continue
+        if name == "torch-bf16":
+            agreement[name] = _agreement(reference, backend, loaded, [x[None] for x in inputs.numpy()])
+            if agreement[name] < AGREEMENT_FLOOR:
+                continue
+        rates[name] = _rate(backend, inputs)
+    choice = max(rates, key=rates.__getitem__)
+    write_json(path, {"choice": choice, "images_per_s": {k: round(v, 2) for k, v in rates.items()},
+                      "agreement_iou": agreement, "shape": list(shape), "machine": machine,
+                      "model": loaded.digest, "seconds": round(time.perf_counter() - start, 1)})
+    log.info("backend auto: %s (%s images/s of %s; probed once, cached in %s)", choice,
+             ", ".join(f"{k} {v:.1f}" for k, v in rates.items()), "x".join(map(str, shape[1:])), path)
+    return choice
+
+
+def _probe_inputs(loaded: LoadedModel, shape: tuple[int, int, int, int], folder: str | None) -> torch.Tensor:
+    """A batch of ``shape``: calibration images where the model has them (fitted to the shape), else noise."""
+    files = calibration_images(loaded, folder, limit=shape[0])
+    spec = loaded.input_spec
+    batch = []
+    for f in files:
+        image = read_image(f, spec.channels)
+        canvas = np.zeros((shape[2], shape[3], spec.channels), np.float32)
+        h, w = min(shape[2], image.shape[0]), min(shape[3], image.shape[1])
+        canvas[:h, :w] = image[:h, :w]
+        batch.append(normalize(canvas, spec.mean, spec.std))
+    generator = torch.Generator().manual_seed(0)
+    while len(batch) < shape[0]:
+        batch.append(torch.randn(shape[1:], generator=generator))
+    return torch.stack(batch)
+
+
+def _rate(backend: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, seconds: float = 1.5) -> float:
+    """Images per second: one warm-up call, then the best of calls within about ``seconds``."""
+    backend(x)
+    best = float("inf")
+    spent, calls = 0.0, 0
+    while calls < 2 or (spent < seconds and calls < 10):
+        t = time.perf_counter()
+        backend(x)
+        took = time.perf_counter() - t
+        best, spent, calls = min(best, took), spent + took, calls + 1
+    return x.shape[0] / best

@@ -1,0 +1,147 @@
+"""The inference engine: a model file loaded once, a backend, tiles and flips, probabilities out.
+
+predict, evaluate, audio detect and the server are thin layers on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.io import MaskDecoder, read_image, read_mask_raw
+from ..data.transforms import normalize, restore
+from ..errors import UnetsegError
+from ..modelfile import LoadedModel
+from ..postprocess import PostProcess, postprocess_mask
+from .backends import Backend, create_backend
+from .options import InferenceOptions
+from .outputs import activate, to_classes
+from .windows import sliding_window
+
+
+class ImageDataset(Dataset):
+    """Image files (and, for evaluation, their decoded masks) fitted and normalised for the network."""
+
+    def __init__(self, images: list, spec: Any, masks: list | None = None,
+                 decoder: MaskDecoder | None = None) -> None:
+        self.images, self.spec, self.masks, self.decoder = images, spec, masks, decoder
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        image = read_image(self.images[i], self.spec.channels)
+        fitted, placement = self.spec.prepare(image)
+        item: dict[str, Any] = {"image": normalize(fitted, self.spec.mean, self.spec.std),
+                                "placement": placement, "index": i}
+        if self.masks is not None and self.decoder is not None:
+            mask = self.decoder.decode(read_mask_raw(self.masks[i]), self.masks[i])
+            if mask.shape != image.shape[:2]:
+                raise UnetsegError(f"{self.images[i]}: image is {image.shape[1]}x{image.shape[0]} but its mask "
+                                   f"{self.masks[i].name} is {mask.shape[1]}x{mask.shape[0]} (width x height)")
+            item["mask"] = mask
+        return item
+
+
+def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    out = {k: [it[k] for it in items] for k in items[0]}
+    out["image"] = torch.stack(out["image"])
+    return out
+
+
+class Engine:
+    """Loads a backend once for ``loaded`` and runs images or spectrogram windows through it.
+
+    ``shape`` (N, C, H, W) is the batch the work will mostly use; ``auto`` probes backends at it.
+    """
+
+    def __init__(self, loaded: LoadedModel, options: InferenceOptions | None = None,
+                 shape: tuple[int, int, int, int] | None = None) -> None:
+        self.loaded, self.options = loaded, options or InferenceOptions()
+        spec = loaded.input_spec
+        if self.options.tile and self.options.tile % spec.divisor:
+            raise UnetsegError(f"--tile {self.options.tile} is not divisible by the model's stride {spec.divisor}")
+        if shape is None:
+            side = self.options.tile or (spec.size if spec.size else (spec.divisor * 16, spec.divisor * 16))
+            size = (side, side) if isinstance(side, int) else tuple(side)
+            shape = (self.options.batch_size, spec.channels, *size)
+        self.backend: Backend = create_backend(loaded, self.options, shape)
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    def describe(self) -> dict[str, Any]:
+        """What ran: the options, the backend chosen, the model's digest (saved beside outputs)."""
+        return {"options": self.options.to_dict(), "backend": self.backend_name, "model": str(self.loaded.path),
+                "model_sha256": self.loaded.digest}
+
+    # ------------------------------------------------------------------------------------------- images
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Network logits of normalised (N, C, H, W) input: tiled and flip-averaged as configured."""
+        o = self.options
+
+        def once(t: torch.Tensor) -> torch.Tensor:
+            if o.tile and max(t.shape[2:]) > o.tile:
+                return sliding_window(self.backend, t, o.tile, o.tile_overlap, o.blend)
+            return self.backend(t).float()
+
+        out = once(x)
+        if o.tta:
+            out = (out + once(x.flip(3)).flip(3) + once(x.flip(2)).flip(2)) / 3
+        return out
+
+    def loader(self, dataset: Dataset) -> DataLoader:
+        # Native-size (pad) inputs differ in shape, so they go one at a time.
+        one = self.loaded.input_spec.mode == "pad" or self.options.tile
+        return DataLoader(dataset, batch_size=1 if one else self.options.batch_size,
+                          num_workers=self.options.workers, collate_fn=_collate)
+
+    @torch.inference_mode()
+    def run(self, dataset: Dataset) -> Iterator[tuple[dict[str, Any], torch.Tensor]]:
+        """Yield (item, probabilities (C, H, W) at the image's original size) for each image, in order."""
+        for batch in self.loader(dataset):
+            logits = self.logits(batch["image"])
+            for j in range(logits.shape[0]):
+                probs = activate(restore(logits[j], batch["placement"][j]), self.loaded.binary, axis=0)
+                yield {k: v[j] for k, v in batch.items() if k != "image"}, probs.cpu()
+
+    @torch.inference_mode()
+    def probabilities(self, images: list[np.ndarray]) -> list[torch.Tensor]:
+        """Class probabilities (C, H, W) of in-memory float images (H, W, C) in [0, 1], in one batch."""
+        spec = self.loaded.input_spec
+        prepared = [spec.prepare(img) for img in images]
+        x = torch.stack([normalize(fitted, spec.mean, spec.std) for fitted, _ in prepared])
+        logits = self.logits(x)
+        return [activate(restore(logits[j], p), self.loaded.binary, axis=0).cpu()
+                for j, (_, p) in enumerate(prepared)]
+
+    def classes(self, probs: torch.Tensor | np.ndarray, pp: PostProcess | None = None) -> np.ndarray:
+        """Probabilities (C, H, W) -> post-processed class mask, with the threshold of ``pp`` or the model's."""
+        pp = pp or PostProcess()
+        mask = to_classes(probs, self.loaded.binary, self.threshold(pp))
+        return postprocess_mask(mask, pp, self.loaded.binary)
+
+    def threshold(self, pp: PostProcess | None) -> float:
+        return self.loaded.threshold if pp is None or pp.threshold is None else pp.threshold
+
+    # ---------------------------------------------------------------------------------------- windows
+
+    @torch.inference_mode()
+    def native(self, pixels: np.ndarray) -> np.ndarray:
+        """Probabilities (N, C', H, W) of uint8 (N, H, W) single-channel images at their own size (no
+        resizing: spectrogram windows), padded to the model's stride and cropped back."""
+        spec = self.loaded.input_spec
+        n, h, w = pixels.shape
+        d = spec.divisor
+        ph, pw = -(-h // d) * d, -(-w // d) * d
+        x = (pixels.astype(np.float32) / 255 - np.float32(spec.mean[0])) / np.float32(spec.std[0])
+        if (ph, pw) != (h, w):
+            x = np.pad(x, ((0, 0), (0, ph - h), (0, pw - w)), constant_values=float(-spec.mean[0] / spec.std[0]))
+        logits = self.backend(torch.from_numpy(np.ascontiguousarray(x[:, None])))
+        return activate(logits[:, :, :h, :w].float(), self.loaded.binary, axis=1).cpu().numpy()

@@ -1,0 +1,89 @@
+"""What an inference run may be told: typed records whose fields are also the command-line flags.
+
+Light to import (no torch): the command line builds its flags from them."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import option
+from ..errors import UnetsegError
+
+BACKENDS = ("auto", "torch", "torch-bf16", "onnxruntime", "onnxruntime-int8")
+BLENDS = ("gaussian", "linear")
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """Device, backend and batching; tiles, blending and test-time augmentation."""
+
+    device: str = option("auto", "cpu, cuda, cuda:1 or auto")
+    backend: str = option("auto", "auto (the fastest backend here whose masks agree with fp32; probed once per "
+                          "machine and model), torch (eager, channels_last, fp32), torch-bf16 (bf16 autocast), "
+                          "onnxruntime (fp32), onnxruntime-int8 (static int8 quantization)", BACKENDS)
+    threads: int | None = option(None, "CPU threads for inference", default_text="all")
+    batch_size: int = option(4, "images or spectrogram windows per forward pass")
+    workers: int = option(0, "image reading processes")
+    tile: int | None = option(None, "sliding-window tiles of PX x PX for larger (native-size) inputs", metavar="PX")
+    tile_overlap: float = option(0.25, "share of a tile its neighbours overlap")
+    blend: str = option("gaussian", "weighting of overlapping tiles", BLENDS)
+    tta: bool = option(False, "average predictions over horizontal and vertical flips")
+    calibration: str | None = option(None, "images for int8 calibration", metavar="DIR",
+                                     default_text="the training split recorded in the model's run")
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise UnetsegError(f"unknown backend {self.backend!r} (choose {', '.join(BACKENDS)})")
+        if self.blend not in BLENDS:
+            raise UnetsegError(f"unknown blending {self.blend!r} (choose {', '.join(BLENDS)})")
+        if self.batch_size < 1:
+            raise UnetsegError(f"--batch-size must be at least 1, not {self.batch_size}")
+        if self.threads is not None and self.threads < 1:
+            raise UnetsegError(f"--threads must be at least 1, not {self.threads}")
+        if self.tile is not None and self.tile < 1:
+            raise UnetsegError(f"--tile must be a positive number of pixels, not {self.tile}")
+        if not 0 <= self.tile_overlap < 1:
+            raise UnetsegError(f"--tile-overlap must be in [0, 1), not {self.tile_overlap}")
+
+    def replace(self, **changes: Any) -> InferenceOptions:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """How recordings are cut into model windows."""
+
+    window: int | None = option(None, "spectrogram columns per model window", metavar="COLUMNS",
+                                default_text="the model's input width")
+    overlap: int | None = option(None, "columns shared by neighbouring windows", metavar="COLUMNS",
+                                 default_text="a quarter window")
+    block_seconds: float = option(20.0, "seconds of audio read at a time (bounds memory)", metavar="S")
+
+    def __post_init__(self) -> None:
+        if self.window is not None and self.window < 1:
+            raise UnetsegError(f"--window must be a positive number of columns, not {self.window}")
+        if self.overlap is not None and self.overlap < 0:
+            raise UnetsegError(f"--overlap must be 0 or more columns, not {self.overlap}")
+        if self.block_seconds <= 0:
+            raise UnetsegError(f"--block-seconds must be positive, not {self.block_seconds}")
+
+
+@dataclass(frozen=True)
+class EventOptions:
+    """How mask regions become events."""
+
+    min_duration: float = option(0.01, "drop events shorter than this (s)", metavar="S")
+    min_bandwidth: float = option(0.0, "drop events narrower than this (Hz)", metavar="HZ")
+    merge_gap: float = option(0.01, "join regions of a class closer in time than this (s)", metavar="S")
+    max_event_seconds: float = option(60.0, "cut events longer than this (s; bounds memory)", metavar="S")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value < 0 or (f.name == "max_event_seconds" and value <= 0):
+                raise UnetsegError(f"--{f.name.replace('_', '-')} must be positive, not {value}")

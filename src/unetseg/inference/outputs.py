@@ -1,0 +1,86 @@
+"""The engine's output stage: probabilities -> classes, and for recordings, mask columns -> events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+from ..audio.annotations import Event
+from ..audio.masks import mask_to_events
+from ..audio.spectrogram import SpectrogramMapping
+from .options import EventOptions
+
+Array = TypeVar("Array", np.ndarray, torch.Tensor)
+
+
+def activate(logits: Array, binary: bool, axis: int = 1) -> Array:
+    """Logits -> probabilities: a sigmoid for binary models, a softmax over ``axis`` otherwise."""
+    if isinstance(logits, np.ndarray):
+        return activate(torch.from_numpy(logits), binary, axis).numpy()
+    return torch.sigmoid(logits) if binary else torch.softmax(logits, dim=axis)
+
+
+def to_classes(probs: Array, binary: bool, threshold: float) -> np.ndarray:
+    """Probabilities (C, ...) -> uint8 class indices (...): foreground above ``threshold`` for binary
+    models (one channel), the most probable class otherwise."""
+    p = probs.numpy() if isinstance(probs, torch.Tensor) else probs
+    if binary:
+        return (p[0] > threshold).astype(np.uint8)
+    return p.argmax(0).astype(np.uint8)
+
+
+@dataclass
+class EventTracker:
+    """Turns finished mask columns into events, holding only the columns of events still open."""
+
+    mapping: SpectrogramMapping
+    class_names: list[str]
+    options: EventOptions = field(default_factory=EventOptions)
+    events: list[Event] = field(default_factory=list)
+    _mask: np.ndarray | None = None
+    _probs: np.ndarray | None = None
+    _start: int = 0  # recording column of the first pending column
+
+    def push(self, mask: np.ndarray, probs: np.ndarray) -> None:
+        """``mask``: class indices (rows, k); ``probs``: (rows, k) for binary models, else (classes, rows, k)."""
+        if self._mask is None:
+            self._mask, self._probs = mask, probs
+        else:
+            self._mask = np.concatenate([self._mask, mask], axis=1)
+            self._probs = np.concatenate([self._probs, probs], axis=-1)
+        gap = max(1, int(round(self.options.merge_gap / self.mapping.column_seconds))) + 1
+        positive = np.asarray(self.mapping.row_hz) >= 0
+        empty = ~(self._mask[positive] > 0).any(axis=0)
+        cut = _last_gap_end(empty, gap)
+        limit = int(self.options.max_event_seconds / self.mapping.column_seconds)
+        if cut is None and self._mask.shape[1] > limit:
+            cut = self._mask.shape[1]
+        if cut:
+            self._flush(cut)
+
+    def _flush(self, cut: int) -> None:
+        assert self._mask is not None and self._probs is not None
+        o = self.options
+        self.events += mask_to_events(self._mask[:, :cut], self.mapping, self.class_names, self._probs[..., :cut],
+                                      o.min_duration, o.min_bandwidth, o.merge_gap, column_offset=self._start)
+        self._mask, self._probs = self._mask[:, cut:], self._probs[..., cut:]
+        self._start += cut
+
+    def finish(self) -> list[Event]:
+        if self._mask is not None and self._mask.shape[1]:
+            self._flush(self._mask.shape[1])
+        return sorted(self.events, key=lambda e: (e.begin, e.label))
+
+
+def _last_gap_end(empty: np.ndarray, gap: int) -> int | None:
+    """Index just after the last run of >= ``gap`` empty columns that ends before the last column."""
+    if len(empty) < gap:
+        return None
+    runs = np.convolve(empty.astype(np.int32), np.ones(gap, np.int32), mode="valid") == gap
+    hits = np.nonzero(runs)[0]
+    if not hits.size:
+        return None
+    return int(hits[-1]) + gap

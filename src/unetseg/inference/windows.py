@@ -1,0 +1,130 @@
+"""The one sliding-window core: overlapping windows, blended with weights that peak at their centre.
+
+Images use square tiles (``sliding_window``); recordings use full-height windows over spectrogram
+columns that arrive block by block (``ColumnStream``). Both take their window positions from
+``window_starts`` and their weights from ``blend_weights``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ..errors import UnetsegError
+
+
+def window_starts(length: int, size: int, step: int) -> list[int]:
+    """Starts of windows of ``size`` every ``step`` covering ``length``; the last window ends at the end."""
+    if length <= size:
+        return [0]
+    starts = list(range(0, length - size + 1, max(1, step)))
+    if starts[-1] + size < length:
+        starts.append(length - size)
+    return starts
+
+
+def blend_weights(shape: tuple[int, ...], kind: str = "gaussian") -> torch.Tensor:
+    """Weights of one window of ``shape`` (one axis or two): a Gaussian (sigma = size / 8, as nnU-Net) or
+    a linear ramp per axis, highest at the centre, so overlapping windows hand over without a seam."""
+    out = torch.ones(())
+    for n in shape:
+        pos = torch.arange(n, dtype=torch.float32) - (n - 1) / 2
+        if kind == "gaussian":
+            axis = torch.exp(-0.5 * (pos / (n / 8)) ** 2)
+        elif kind == "linear":
+            axis = 1 - pos.abs() / (n / 2 + 1)
+        else:
+            raise UnetsegError(f"unknown blending {kind!r} (gaussian or linear)")
+        out = out[..., None] * axis
+    return torch.clamp(out, min=1e-3)
+
+
+def sliding_window(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int,
+                   overlap: float = 0.25, blend: str = "gaussian") -> torch.Tensor:
+    """Outputs of (N, C, H, W) input from overlapping ``tile`` x ``tile`` windows, blended."""
+    _, _, h, w = x.shape
+    th, tw = min(tile, h), min(tile, w)
+    weights = blend_weights((th, tw), blend).to(x.device)
+    out = norm = None
+    for top in window_starts(h, th, int(th * (1 - overlap))):
+        for left in window_starts(w, tw, int(tw * (1 - overlap))):
+            logits = forward(x[:, :, top:top + th, left:left + tw]).float()
+            if out is None:
+                out = torch.zeros((x.shape[0], logits.shape[1], h, w), device=logits.device)
+                norm = torch.zeros((h, w), device=logits.device)
+            out[:, :, top:top + th, left:left + tw] += logits * weights
+            norm[top:top + th, left:left + tw] += weights
+    return out / norm
+
+
+class ColumnStream:
+    """Full-height windows over image columns that arrive in blocks, in bounded memory.
+
+    ``push`` takes the next columns and returns the blended outputs of the columns no later window can
+    touch; ``finish`` returns the rest. A stream shorter than one window is run as one window padded
+    with zeros (silence in a spectrogram image) to ``pad_to`` columns, and cropped back.
+    """
+
+    def __init__(self, predict: Callable[[np.ndarray], np.ndarray], channels: int, width: int, overlap: int,
+                 batch_size: int, blend: str = "linear", pad_to: int = 1) -> None:
+        if not 0 <= overlap < width:
+            raise UnetsegError(f"window overlap must be in [0, {width}) columns, not {overlap}")
+        self.predict, self.channels, self.width, self.batch = predict, channels, width, batch_size
+        self.step, self.pad_to = width - overlap, pad_to
+        self.weights = blend_weights((width,), blend).numpy()
+        self.image: np.ndarray | None = None  # pending columns (rows, k)
+        self.acc = np.zeros((channels, 0, 0), np.float32)
+        self.wsum = np.zeros(0, np.float32)
+        self.base = 0  # stream column of image[:, 0]
+        self.next_start = 0  # stream column where the next window starts
+        self.covered = 0  # columns [0, covered) have been seen by some window
+
+    def push(self, columns: np.ndarray) -> np.ndarray:
+        if self.image is None:
+            self.image = columns
+            self.acc = np.zeros((self.channels, columns.shape[0], 0), np.float32)
+        else:
+            self.image = np.concatenate([self.image, columns], axis=1)
+        self.acc = np.concatenate([self.acc, np.zeros((self.channels, *columns.shape), np.float32)], axis=2)
+        self.wsum = np.concatenate([self.wsum, np.zeros(columns.shape[1], np.float32)])
+        end = self.base + self.image.shape[1]
+        starts = []
+        while self.next_start + self.width <= end:
+            starts.append(self.next_start)
+            self.covered = self.next_start + self.width
+            self.next_start += self.step
+        self._run(starts)
+        # Keep the last window's worth of columns: the final window may reach back into them.
+        return self._emit(min(self.next_start, end - self.width))
+
+    def finish(self) -> np.ndarray:
+        if self.image is None:
+            return np.zeros((self.channels, 0, 0), np.float32)
+        total = self.base + self.image.shape[1]
+        if total < self.width:  # shorter than one window: one padded window
+            k = self.image.shape[1]
+            padded = -(-k // self.pad_to) * self.pad_to
+            x = np.zeros((1, self.image.shape[0], padded), self.image.dtype)
+            x[0, :, :k] = self.image
+            self.acc[...] = self.predict(x)[0][..., :k]
+            self.wsum[:] = 1
+        elif self.covered < total:  # one last window, aligned to the end
+            self._run([total - self.width])
+        return self._emit(total)
+
+    def _run(self, starts: list[int]) -> None:
+        for i in range(0, len(starts), self.batch):
+            chunk = starts[i:i + self.batch]
+            x = np.stack([self.image[:, s - self.base:s - self.base + self.width] for s in chunk])
+            for s, probs in zip(chunk, self.predict(x), strict=True):
+                self.acc[..., s - self.base:s - self.base + self.width] += probs * self.weights
+                self.wsum[s - self.base:s - self.base + self.width] += self.weights
+
+    def _emit(self, upto: int) -> np.ndarray:
+        k = max(0, upto - self.base)
+        out = self.acc[..., :k] / np.maximum(self.wsum[:k], 1e-8)
+        self.image, self.acc, self.wsum = self.image[:, k:], self.acc[..., k:], self.wsum[k:]
+        self.base += k
+        return out
