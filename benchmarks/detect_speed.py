@@ -1,11 +1,17 @@
-"""Real-time factor and peak memory of ``unetseg audio detect`` on long recordings.
+"""Speed of ``unetseg audio detect`` per configuration, with its accuracy and the machine's compute limit.
 
-Builds a 10-minute and a 1-hour recording by concatenating the shared finch songs and soundscapes
-(written block by block), then runs detection on each in a fresh process - events only, and events
-plus denoised audio - and reports seconds of audio per second of processing and the process's peak
-resident memory. Prints a summary and writes benchmarks/results/detect_speed.json.
+For each configuration (backend, model window in columns, overlap in columns):
+- real-time factor and peak memory on a 10-minute recording (the shared finch songs and soundscapes
+  concatenated), each in a fresh process;
+- accuracy: pixel IoU of detect's whole-recording masks against the ideal binary masks of the
+  bird-mixture benchmark's test recordings (``benchmarks/birdsound.py``'s mix folder), and the
+  benchmark's own window-level test IoU (``evaluate`` on the test split) of each backend.
+The default configuration (what ``audio detect`` does with no flags) is also run on a 1-hour recording,
+with denoising, and on a folder of 100 recordings of 10 s. The compute limit is the machine's measured
+matmul rate (fp32 and bf16) divided by the model's FLOPs per second of audio. Writes
+benchmarks/results/detect_speed.json.
 
-    .venv/bin/python benchmarks/detect_speed.py --model runs/bench-birdsound/unetseg/weights/best.safetensors
+    .venv/bin/python benchmarks/detect_speed.py [--model runs/bench-birdsound/unetseg/weights/best.safetensors]
 """
 
 from __future__ import annotations
@@ -30,25 +36,56 @@ SHARED = ROOT.parent / "shared" / "data"
 
 CHILD = r"""
 import json, resource, sys, time
-from unetseg.audio.detect import DetectOptions, detect_recording
+from pathlib import Path
+import numpy as np
+args = json.loads(sys.argv[1])
+from unetseg.audio.detect import Detector
+from unetseg.inference import DetectOptions, InferenceOptions
 from unetseg.modelfile import load_model
-model = load_model(sys.argv[1])
+model = load_model(args["model"])
+options = DetectOptions(window=args["window"], overlap=args["overlap"])
+inference = InferenceOptions(backend=args["backend"], device="cpu")
+t0 = time.perf_counter()
+detector = Detector(model, options, inference)
+setup = time.perf_counter() - t0
+out = {"backend_used": detector.engine.backend_name, "setup_seconds": round(setup, 2)}
+if args.get("iou_mix"):
+    from unetseg.audio.datasets import ideal_binary_mask
+    from unetseg.metrics import confusion_counts
+    import torch
+    total = np.zeros(4, np.int64)
+    for noisy_path in sorted(Path(args["iou_mix"]).glob("*_noisy.wav")):
+        import soundfile as sf
+        noisy, sr = sf.read(noisy_path, dtype="float32")
+        clean, _ = sf.read(str(noisy_path).replace("_noisy", "_clean"), dtype="float32")
+        truth = ideal_binary_mask(clean, noisy - clean, detector.cfg, sr)
+        pred = detector.run(noisy_path, keep_mask=True).mask
+        c = confusion_counts(torch.from_numpy(pred)[None], torch.from_numpy(truth)[None].long(), 2)[0, 1].numpy()
+        total += c
+    tp, fp, _, fn = total
+    out["detect_iou"] = round(float(tp / (tp + fp + fn)), 4)
+paths = args["inputs"]
 start = time.perf_counter()
-result = detect_recording(model, sys.argv[2], DetectOptions(), denoise=sys.argv[3] or None, device="cpu")
-seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds, "audio_seconds": result.duration, "events": len(result.events),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+seconds = events = 0
+for p in paths:
+    r = detector.run(p, denoise=(str(Path(args["denoise"]) / (Path(p).stem + ".wav")) if args["denoise"] else None))
+    seconds += r.duration
+    events += len(r.events)
+took = time.perf_counter() - start
+out |= {"audio_seconds": seconds, "seconds": took, "events": events,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+print(json.dumps(out))
 """
 
 
-def build_recording(path: Path, minutes: float, sr: int) -> None:
+def build_recording(path: Path, minutes: float, sr: int, offset: int = 0) -> None:
     """Concatenate the shared recordings (resampled to ``sr``) until ``minutes`` long, block by block."""
     sources = sorted((SHARED / "soundscapes").glob("*.wav")) + \
         sorted((SHARED / "bird-audio" / "bengalese-finch-gy6or6" / "wav").glob("*.wav"))
     pieces = [load_audio(f, sr)[0] for f in sources]
     need = int(minutes * 60 * sr)
     with sf.SoundFile(str(path), "w", samplerate=sr, channels=1, subtype="PCM_16") as out:
-        written, i = 0, 0
+        written, i = 0, offset
         while written < need:
             piece = pieces[i % len(pieces)][: need - written]
             out.write(np.clip(piece, -1, 1))
@@ -62,44 +99,140 @@ def latest_model() -> Path | None:
     return runs[-1] if runs else None
 
 
+def child(args: dict) -> dict:
+    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if proc.returncode:
+        sys.exit(proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def matmul_gflops(dtype: str) -> float:
+    import time
+
+    import torch
+
+    a = torch.randn(2048, 2048).to(getattr(torch, dtype))
+    b = torch.randn(2048, 2048).to(getattr(torch, dtype))
+    a @ b
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * 2048**3 / best / 1e9
+
+
+def model_flops_per_audio_second(model_path: Path, window: int, overlap: int) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from unetseg.audio.spectrogram import SpectrogramConfig
+    from unetseg.modelfile import load_model
+
+    loaded = load_model(model_path)
+    cfg = SpectrogramConfig.from_dict(loaded.meta["spectrogram"])
+    columns_per_second = (cfg.sample_rate or 22050) / cfg.hop_length
+    rows = loaded.input_spec.size[0]
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        loaded.model(torch.zeros(1, 1, rows, window))
+    return counter.get_total_flops() * columns_per_second / (window - overlap)
+
+
+def evaluate_iou(model: Path, mix: Path, backend: str, work: Path) -> float:
+    from unetseg.evaluate import evaluate
+    from unetseg.inference import InferenceOptions
+    from unetseg.metrics import scores_from_counts
+
+    ev = evaluate(model, mix, "test", work / f"eval-{backend}", options=InferenceOptions(backend=backend,
+                  device="cpu"), figures=0)
+    return round(float(scores_from_counts(np.sum(ev.counts, axis=0))["iou"][1]), 4)
+
+
+CONFIGS = [  # backend, window, overlap (columns); None = detect's defaults
+    ("torch", 256, 64),
+    ("torch", 1024, 64),
+    ("onnxruntime", 1024, 64),
+    ("onnxruntime-int8", 1024, 64),
+    ("torch-bf16", 256, 64),
+    ("torch-bf16", 1024, 64),
+    ("torch-bf16", 1024, 32),
+    ("torch-bf16", 2048, 64),
+    ("auto", None, None),
+]
+
+
 def main() -> None:
+    import torch
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="model file [default: the latest birdsound benchmark model]")
-    p.add_argument("--minutes", default="10,60", help="recording lengths [default: 10,60]")
+    p.add_argument("--mix", default=None, help="the bird-mixture dataset [default: beside the model's run]")
     p.add_argument("--sample-rate", type=int, default=22050)
     p.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "detect_speed.json"))
     args = p.parse_args()
     model = Path(args.model) if args.model else latest_model()
     if model is None or not model.is_file():
         sys.exit("no model: run benchmarks/birdsound.py first or pass --model")
-    runs = []
+    mix = Path(args.mix) if args.mix else model.parents[2] / "mix"
+    if not (mix / "test" / "audio").is_dir():
+        sys.exit(f"{mix}: no bird-mixture dataset (test/audio); pass --mix")
+    machine = {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+               "capability": torch.backends.cpu.get_cpu_capability(),
+               "amx": "amx_bf16" in Path("/proc/cpuinfo").read_text(), "torch_threads": torch.get_num_threads(),
+               "matmul_gflops": {d: round(matmul_gflops(d), 1) for d in ("float32", "bfloat16")}}
+    print(json.dumps(machine), flush=True)
+    rows, special = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for minutes in (float(m) for m in args.minutes.split(",")):
-            wav = Path(tmp) / f"long_{minutes:g}min.wav"
-            build_recording(wav, minutes, args.sample_rate)
-            for denoise in (False, True):
-                out = str(Path(tmp) / "denoised.wav") if denoise else ""
-                proc = subprocess.run([sys.executable, "-c", CHILD, str(model), str(wav), out],
-                                      capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-                if proc.returncode:
-                    sys.exit(proc.stderr[-2000:])
-                r = json.loads(proc.stdout.strip().splitlines()[-1])
-                row = {"minutes": minutes, "denoise": denoise, "real_time_factor": round(r["audio_seconds"] /
-                       r["seconds"], 1), "seconds": round(r["seconds"], 1), "peak_rss_mb": round(r["peak_rss_mb"]),
-                       "events": r["events"]}
-                runs.append(row)
-                print(json.dumps(row))
-                if out:
-                    Path(out).unlink(missing_ok=True)
-            wav.unlink()
+        tmp = Path(tmp)
+        ten = tmp / "long_10min.wav"
+        build_recording(ten, 10, args.sample_rate)
+        evaluated: dict[str, float] = {}
+        for backend, window, overlap in CONFIGS:
+            r = child({"model": str(model), "backend": backend, "window": window, "overlap": overlap,
+                       "inputs": [str(ten)], "denoise": "", "iou_mix": str(mix / "test" / "audio")})
+            used = r["backend_used"]
+            if used not in evaluated:
+                evaluated[used] = evaluate_iou(model, mix, used, tmp)
+            w = window or 1024
+            row = {"backend": backend, "backend_used": used, "window": window, "overlap": overlap,
+                   "real_time_factor": round(r["audio_seconds"] / r["seconds"], 1),
+                   "peak_rss_mb": round(r["peak_rss_mb"]), "detect_iou": r["detect_iou"],
+                   "test_iou": evaluated[used], "setup_seconds": r["setup_seconds"],
+                   "gflop_per_audio_second": round(model_flops_per_audio_second(model, w, overlap or 64) / 1e9, 2)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        hour = tmp / "long_60min.wav"
+        build_recording(hour, 60, args.sample_rate)
+        folder = tmp / "folder"
+        folder.mkdir()
+        for i in range(100):
+            build_recording(folder / f"rec{i:03d}.wav", 10 / 60, args.sample_rate, offset=i)
+        den = tmp / "den"
+        den.mkdir()
+        for name, inputs, denoise in (("10 min", [ten], False), ("1 hour", [hour], False),
+                                      ("1 hour + denoised audio", [hour], True),
+                                      ("100 recordings x 10 s", sorted(folder.glob("*.wav")), False)):
+            r = child({"model": str(model), "backend": "auto", "window": None, "overlap": None,
+                       "inputs": [str(f) for f in inputs], "denoise": str(den) if denoise else ""})
+            row = {"input": name, "backend_used": r["backend_used"],
+                   "real_time_factor": round(r["audio_seconds"] / r["seconds"], 1),
+                   "seconds": round(r["seconds"], 1), "peak_rss_mb": round(r["peak_rss_mb"]), "events": r["events"]}
+            special.append(row)
+            print(json.dumps(row), flush=True)
+    default = next(r for r in rows if r["backend"] == "auto")
+    peak = machine["matmul_gflops"]["bfloat16" if default["backend_used"] == "torch-bf16" else "float32"]
+    limit = peak / default["gflop_per_audio_second"]
     report = {
         "benchmark": "detect_speed",
-        "command": f"python benchmarks/detect_speed.py --model {model} --minutes {args.minutes}",
-        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine()},
-        "sample_rate": args.sample_rate,
-        "runs": runs,
+        "command": f"python benchmarks/detect_speed.py --model {model}",
+        "machine": machine, "sample_rate": args.sample_rate, "configurations": rows, "default_runs": special,
+        "compute_limit": {"matmul_gflops_used": peak, "gflop_per_audio_second": default["gflop_per_audio_second"],
+                          "real_time_factor_limit": round(limit, 1),
+                          "ours_over_limit": round(default["real_time_factor"] / limit, 3)},
     }
     write_json(args.output, report)
+    print(json.dumps(report["compute_limit"]))
     print(f"written {args.output}")
 
 

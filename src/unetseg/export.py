@@ -46,10 +46,20 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int
     dims = {0: torch.export.Dim.DYNAMIC, 2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
 
     def write(tmp: Path) -> None:
-        with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates each step on stdout
-            program = torch.onnx.export(module, (example,), None, input_names=["image"], output_names=["probabilities"],
-                                        dynamo=True, dynamic_shapes=(dims,), opset_version=opset,
-                                        verbose=False)
+        # The exporter narrates each step on stdout and through its libraries' loggers.
+        quiet = [logging.getLogger(n) for n in ("onnxscript", "onnx_ir", "torch.onnx")]
+        levels = [q.level for q in quiet]
+        for q in quiet:
+            q.setLevel(logging.WARNING)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                program = torch.onnx.export(module, (example,), None, input_names=["image"],
+                                            output_names=["probabilities"],
+                                            dynamo=True, dynamic_shapes=(dims,), opset_version=opset,
+                                            verbose=False)
+        finally:
+            for q, level in zip(quiet, levels, strict=True):
+                q.setLevel(level)
         program.save(str(tmp))
 
     try:

@@ -157,10 +157,11 @@ class Detector:
         self.postprocess, self.events = postprocess or PostProcess(), events or EventOptions()
         self.cfg = spectrogram_config(loaded, spectrogram)
         spec = loaded.input_spec
-        self.width = self.options.window or (spec.size[1] if spec.size else 256)
+        trained = spec.size[1] if spec.size else 256  # columns of the training windows
+        self.width = self.options.window or 4 * trained
         if self.width % spec.divisor:
             raise UnetsegError(f"--window {self.width} is not divisible by the model's stride {spec.divisor}")
-        self.overlap = self.options.overlap if self.options.overlap is not None else self.width // 4
+        self.overlap = self.options.overlap if self.options.overlap is not None else trained // 4
         if self.overlap >= self.width:
             raise UnetsegError(f"--overlap {self.overlap} must be smaller than the window ({self.width} columns)")
         inference = inference or InferenceOptions()

@@ -58,10 +58,11 @@ class InferenceOptions:
 class DetectOptions:
     """How recordings are cut into model windows."""
 
-    window: int | None = option(None, "spectrogram columns per model window", metavar="COLUMNS",
-                                default_text="the model's input width")
+    window: int | None = option(None, "spectrogram columns per model window (the network is fully "
+                                "convolutional: wider windows share fewer columns)", metavar="COLUMNS",
+                                default_text="4 x the model's input width")
     overlap: int | None = option(None, "columns shared by neighbouring windows", metavar="COLUMNS",
-                                 default_text="a quarter window")
+                                 default_text="a quarter of the model's input width")
     block_seconds: float = option(20.0, "seconds of audio read at a time (bounds memory)", metavar="S")
 
     def __post_init__(self) -> None:
