@@ -151,13 +151,11 @@ def evaluate_iou(model: Path, mix: Path, backend: str, work: Path) -> float:
 
 CONFIGS = [  # backend, window, overlap (columns); None = detect's defaults
     ("torch", 256, 64),
-    ("torch", 1024, 64),
     ("onnxruntime", 1024, 64),
     ("onnxruntime-int8", 1024, 64),
     ("torch-bf16", 256, 64),
     ("torch-bf16", 1024, 64),
     ("torch-bf16", 1024, 32),
-    ("torch-bf16", 2048, 64),
     ("auto", None, None),
 ]
 

@@ -231,8 +231,8 @@ def test_detect_events_and_denoise_then_evaluate(finch_model: Path, birds: Path,
 
 def test_detection_is_the_same_whatever_the_block_size(finch_model: Path, birds: Path, tmp_path: Path) -> None:
     from unetseg.audio.detect import DetectOptions, detect_recording
-    from unetseg.postprocess import PostProcess
     from unetseg.modelfile import load_model
+    from unetseg.postprocess import PostProcess
 
     model = load_model(finch_model)
     wav = birds / "bengalese-finch-gy6or6" / "wav" / "gy6or6_baseline_230312_0813.163.wav"
@@ -285,3 +285,54 @@ def test_bad_audio_inputs(finch_model: Path, birds: Path, tmp_path: Path, capsys
 def test_mapping_round_trips_through_json() -> None:
     m = SpectrogramMapping(22050, 1280, 128, 512, [100.0, 50.0, 0.0], preset("default").to_dict())
     assert SpectrogramMapping.from_dict(json.loads(json.dumps(m.to_dict()))) == m
+
+
+def test_a_recording_shorter_than_one_window_gives_correctly_timed_events(finch_model: Path, birds: Path,
+                                                                          tmp_path: Path) -> None:
+    """0.5 s cut from a song: padded to one window, not refused; its events are those found when the same
+    0.5 s sits inside 3 s of silence (silence draws as the padding does), at the same times."""
+    from unetseg.audio.detect import Detector
+    from unetseg.inference import InferenceOptions
+    from unetseg.modelfile import load_model
+    from unetseg.postprocess import PostProcess
+
+    y, sr = load_audio(birds / "bengalese-finch-gy6or6" / "wav" / "gy6or6_baseline_230312_0808.138.wav", 22050)
+    energy = np.convolve(y**2, np.ones(sr // 2), mode="valid")
+    start = int(np.argmax(energy))
+    clip = y[start:start + sr // 2]
+    sf.write(tmp_path / "clip.wav", clip, sr)
+    padded = np.zeros(3 * sr, np.float32)
+    padded[: len(clip)] = clip
+    sf.write(tmp_path / "padded.wav", padded, sr)
+    detector = Detector(load_model(finch_model), inference=InferenceOptions(backend="torch"),
+                        postprocess=PostProcess(threshold=0.3))
+    short = detector.run(tmp_path / "clip.wav", keep_mask=True)
+    long = detector.run(tmp_path / "padded.wav", keep_mask=True)
+    assert short.duration == pytest.approx(0.5, abs=1e-3)
+    assert short.columns == (len(clip) - 512) // 128 + 1 == short.mask.shape[1]
+    assert short.events and all(0 <= e.begin < e.end <= 0.5 + 0.01 for e in short.events)
+    inside = [e for e in long.events if e.begin < 0.5]
+    assert len(short.events) == len(inside)
+    for a, b in zip(short.events, inside, strict=True):
+        assert abs(a.begin - b.begin) <= 0.012 and abs(min(a.end, 0.5) - min(b.end, 0.5)) <= 0.012
+
+
+def test_detect_on_a_folder_loads_and_exports_the_model_once(finch_model: Path, birds: Path, tmp_path: Path,
+                                                            capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    import unetseg.export as export_module
+
+    monkeypatch.setenv("UNETSEG_CACHE", str(tmp_path / "cache"))
+    calls = []
+    real = export_module.export_onnx
+    monkeypatch.setattr(export_module, "export_onnx", lambda *a, **k: calls.append(1) or real(*a, **k))
+    folder = tmp_path / "recs"
+    folder.mkdir()
+    y, sr = load_audio(birds / "bengalese-finch-gy6or6" / "wav" / "gy6or6_baseline_230312_0808.138.wav", 22050)
+    for i in range(3):
+        sf.write(folder / f"r{i}.wav", y[i * sr:(i + 2) * sr], sr)
+    code, out, err = run(["audio", "detect", "--model", str(finch_model), "--input", str(folder), "--output",
+                          str(tmp_path / "ev"), "--backend", "onnxruntime"], capsys)
+    assert code == 0, err
+    assert len(calls) == 1 and out.count("events in") == 3
+    used = json.loads((tmp_path / "ev" / "inference.json").read_text())
+    assert used["backend"] == "onnxruntime" and used["inputs"] == 3 and used["window"] == 1024

@@ -12,9 +12,9 @@ from PIL import Image
 from unetseg.data.inputspec import InputSpec
 from unetseg.errors import UnetsegError
 from unetseg.export import RawPixelModel, export, run_exported
+from unetseg.inference import Engine, InferenceOptions
 from unetseg.modelfile import build_meta, load_model, save_model_file
 from unetseg.models import create_model
-from unetseg.inference import Engine, InferenceOptions
 from unetseg.predict import predict
 
 from .test_models import CLASSIC
@@ -83,7 +83,8 @@ def test_tiled_prediction_has_no_seams(native_model: Path, blend: str) -> None:
     image = _smooth_image(360, 520)
     loaded = load_model(native_model)
     whole = Engine(loaded, InferenceOptions(backend="torch")).probabilities([image])[0]
-    tiled = Engine(loaded, InferenceOptions(backend="torch", tile=192, tile_overlap=0.5, blend=blend)).probabilities([image])[0]
+    options = InferenceOptions(backend="torch", tile=192, tile_overlap=0.5, blend=blend)
+    tiled = Engine(loaded, options).probabilities([image])[0]
     diff = (whole - tiled).abs()[0]
     print(f"{blend}: mean |whole - tiled| {diff.mean():.2e}, max {diff.max():.2e}")
     assert tiled.shape == whole.shape == (1, 360, 520)

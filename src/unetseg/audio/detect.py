@@ -165,12 +165,14 @@ class Detector:
         if self.overlap >= self.width:
             raise UnetsegError(f"--overlap {self.overlap} must be smaller than the window ({self.width} columns)")
         inference = inference or InferenceOptions()
+        # --batch-size counts windows of the training width: wider windows go fewer at a time (memory).
+        self.batch = max(1, inference.batch_size * trained // self.width)
         rows = len(row_frequencies(self.cfg, self.cfg.sample_rate or 22050))
-        self.engine = Engine(loaded, inference, shape=(inference.batch_size, 1, rows, self.width))
+        self.engine = Engine(loaded, inference, shape=(self.batch, 1, rows, self.width))
         self.threshold = self.engine.threshold(self.postprocess)
 
     def describe(self) -> dict:
-        return {**self.engine.describe(), "window": self.width, "overlap": self.overlap,
+        return {**self.engine.describe(), "window": self.width, "overlap": self.overlap, "windows_per_batch": self.batch,
                 "block_seconds": self.options.block_seconds, "postprocess": vars(self.postprocess),
                 "events": vars(self.events)}
 
@@ -186,8 +188,8 @@ class Detector:
         tracker = EventTracker(mapping, loaded.classes, self.events)
         denoiser = Denoiser(Path(denoise), cfg, sr) if denoise else None
         channels = 1 if loaded.binary else len(loaded.classes)
-        stream = ColumnStream(self.engine.native, channels, self.width, self.overlap,
-                              self.engine.options.batch_size, blend="linear", pad_to=loaded.input_spec.divisor)
+        stream = ColumnStream(self.engine.native, channels, self.width, self.overlap, self.batch, blend="linear",
+                              pad_to=loaded.input_spec.divisor)
         mask_parts: list[np.ndarray] = []
         pending_stft: list[np.ndarray] = []
         done = 0  # recording columns finished

@@ -1,0 +1,223 @@
+"""The inference engine: backends agree with torch eager, graphs are cached and rebuilt when corrupt,
+auto picks and caches a backend, and the package has no import circle."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from unetseg.config import Config
+from unetseg.errors import UnetsegError
+from unetseg.inference import Engine, ImageDataset, InferenceOptions
+from unetseg.inference import backends as backends_module
+from unetseg.inference import calibration as calibration_module
+from unetseg.metrics import mask_agreement
+from unetseg.modelfile import load_model
+
+from .conftest import write_binary_dataset
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "unetseg"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny classic U-Net trained for two epochs on synthetic calls, in a run folder (so int8 finds its
+    training split for calibration)."""
+    from unetseg.train import train
+
+    root = tmp_path_factory.mktemp("engine")
+    data = write_binary_dataset(root / "calls", {"train": 24, "valid": 6, "test": 6})
+    result = train(Config.from_dict({
+        "data": {"path": str(data), "size": [64, 64], "workers": 0},
+        "model": {"arch": "classic", "depth": 3, "base_width": 8, "dropout": 0.0},
+        "train": {"epochs": 2, "batch_size": 8, "lr": 3e-3, "runs_dir": str(root / "runs"), "progress": False,
+                  "patience": 0},
+    }))
+    return result.best_model
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("UNETSEG_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _masks(engine: Engine, images: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    out = [(engine.classes(p), p.numpy()) for _, p in engine.run(ImageDataset(images, engine.loaded.input_spec))]
+    return np.stack([m for m, _ in out]), np.stack([p for _, p in out])
+
+
+def test_every_backend_gives_the_masks_of_torch_eager(trained: Path, cache: Path) -> None:
+    loaded = load_model(trained)
+    images = sorted((trained.parents[3] / "calls" / "test" / "images").glob("*.png"))
+    reference, ref_probs = _masks(Engine(loaded, InferenceOptions(backend="torch")), images)
+    assert 0.02 < reference.mean() < 0.9  # a model that found calls, so agreement means something
+    ort_masks, ort_probs = _masks(Engine(loaded, InferenceOptions(backend="onnxruntime")), images)
+    assert np.abs(ort_probs - ref_probs).max() < 1e-4
+    assert mask_agreement(ort_masks, reference, 2, True) > 0.999
+    for name in ("torch-bf16", "onnxruntime-int8"):
+        masks, _ = _masks(Engine(loaded, InferenceOptions(backend=name)), images)
+        assert mask_agreement(masks, reference, 2, True) >= calibration_module.AGREEMENT_FLOOR, name
+    recorded = json.loads((backends_module.graph_folder(loaded) / "int8.onnx.json").read_text())
+    assert recorded["agreement_iou"] >= calibration_module.AGREEMENT_FLOOR and recorded["calibration_images"] == 24
+
+
+def test_graph_cache_is_reused_and_rebuilt_when_corrupt_or_foreign(trained: Path, cache: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    loaded = load_model(trained)
+    first = backends_module.fp32_graph(loaded)
+    stamp = first.stat().st_mtime_ns
+    assert backends_module.fp32_graph(loaded).stat().st_mtime_ns == stamp  # reused, not exported again
+    first.write_bytes(first.read_bytes()[:1000])  # truncated
+    rebuilt = backends_module.fp32_graph(loaded)
+    assert "corrupt or not this model's" in caplog.text
+    x = torch.rand(1, 3, 64, 64)
+    expected = Engine(loaded, InferenceOptions(backend="torch")).backend(x)
+    got = backends_module.OnnxBackend(rebuilt, "onnxruntime")(x)
+    assert torch.allclose(got, expected, atol=1e-4)
+    sidecar = rebuilt.with_name("fp32.onnx.json")
+    info = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**info, "model": "0" * 64}))  # a graph claiming another model
+    caplog.clear()
+    backends_module.fp32_graph(loaded)
+    assert "corrupt or not this model's" in caplog.text
+    assert json.loads(sidecar.read_text())["model"] == loaded.digest
+
+
+def test_int8_below_the_agreement_floor_is_refused(trained: Path, cache: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backends_module, "AGREEMENT_FLOOR", 1.01)
+    with pytest.raises(UnetsegError, match="below the floor"):
+        Engine(load_model(trained), InferenceOptions(backend="onnxruntime-int8"))
+
+
+def test_int8_without_calibration_images_says_how(trained: Path, cache: Path, tmp_path: Path) -> None:
+    loose = tmp_path / "model.safetensors"  # a model file outside its run folder
+    loose.write_bytes(trained.read_bytes())
+    with pytest.raises(UnetsegError, match="--calibration DIR"):
+        Engine(load_model(loose), InferenceOptions(backend="onnxruntime-int8"))
+    calib = trained.parents[3] / "calls" / "valid" / "images"
+    engine = Engine(load_model(loose), InferenceOptions(backend="onnxruntime-int8", calibration=str(calib)))
+    assert engine.backend_name == "onnxruntime-int8"
+
+
+def test_auto_probes_once_and_caches_its_choice(trained: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = load_model(trained)
+    engine = Engine(loaded, InferenceOptions())
+    probes = list((cache / "probes").glob("*.json"))
+    assert len(probes) == 1
+    record = json.loads(probes[0].read_text())
+    assert record["choice"] == engine.backend_name
+    assert {"torch", "onnxruntime"} <= set(record["images_per_s"])
+    assert record["machine"]["capability"] == torch.backends.cpu.get_cpu_capability()
+
+    def no_probe(*_: object) -> float:
+        raise AssertionError("probed again")
+
+    monkeypatch.setattr(backends_module, "_rate", no_probe)
+    assert Engine(loaded, InferenceOptions()).backend_name == engine.backend_name
+
+
+def test_auto_falls_back_to_torch_with_one_warning(trained: Path, cache: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    def broken(*_: object, **__: object) -> None:
+        raise UnetsegError("ONNX export failed: simulated")
+
+    monkeypatch.setattr(backends_module, "fp32_graph", broken)
+    monkeypatch.setattr(backends_module, "int8_graph", broken)
+    engine = Engine(load_model(trained), InferenceOptions())
+    assert engine.backend_name.startswith("torch")
+    assert "backend onnxruntime unavailable" in caplog.text
+
+
+def test_bad_inference_options_are_one_line_errors() -> None:
+    for bad, needle in ((dict(backend="tpu"), "unknown backend"), (dict(batch_size=0), "--batch-size"),
+                        (dict(threads=0), "--threads"), (dict(tile_overlap=1.0), "--tile-overlap"),
+                        (dict(tile=-16), "--tile")):
+        with pytest.raises(UnetsegError, match=needle):
+            InferenceOptions(**bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(UnetsegError, match="no CUDA GPU"):
+            backends_module.resolve_device("cuda")
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in SRC.rglob("*.py"):
+        parts = ["unetseg", *path.relative_to(SRC).with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """Modules of the package that ``name`` imports anywhere in its file (lazy imports included)."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package
+            for _ in range(node.level - 1):
+                base = base.rsplit(".", 1)[0]
+            target = (f"{base}.{node.module}" if node.module else base) if node.level else node.module or ""
+            for alias in node.names:
+                full = f"{target}.{alias.name}"
+                found.add(full if full in modules else target)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return {m for m in found if m in modules and m != name and not (m == "unetseg" and name.startswith("unetseg."))}
+
+
+def test_no_import_circle() -> None:
+    """No module reaches itself through the modules it imports (the root package, which only re-exports
+    lazily, aside)."""
+    modules = _modules()
+    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in graph[node]:
+            if state.get(nxt) == 1:
+                raise AssertionError("import circle: " + " -> ".join([*trail[trail.index(nxt):], nxt]))
+            if nxt not in state:
+                visit(nxt, [*trail, nxt])
+        state[node] = 2
+
+    for name in graph:
+        if name not in state:
+            visit(name, [name])
+
+
+def test_every_module_imports_alone() -> None:
+    """Each module in a fresh interpreter (forked after the third-party libraries are loaded)."""
+    names = sorted(_modules())
+    script = (
+        "import os, sys, importlib\n"
+        "import numpy, torch, cv2, albumentations, lightning, onnx, yaml\n"
+        "bad = []\n"
+        "for name in sys.argv[1:]:\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        try:\n"
+        "            importlib.import_module(name)\n"
+        "        except BaseException as e:\n"
+        "            print(name, type(e).__name__, e, file=sys.stderr)\n"
+        "            os._exit(1)\n"
+        "        os._exit(0)\n"
+        "    if os.waitpid(pid, 0)[1]:\n"
+        "        bad.append(name)\n"
+        "print(' '.join(bad))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, *names], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr[-2000:]
