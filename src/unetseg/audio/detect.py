@@ -172,9 +172,9 @@ class Detector:
         self.threshold = self.engine.threshold(self.postprocess)
 
     def describe(self) -> dict:
-        return {**self.engine.describe(), "window": self.width, "overlap": self.overlap, "windows_per_batch": self.batch,
-                "block_seconds": self.options.block_seconds, "postprocess": vars(self.postprocess),
-                "events": vars(self.events)}
+        return {**self.engine.describe(), "window": self.width, "overlap": self.overlap,
+                "windows_per_batch": self.batch, "block_seconds": self.options.block_seconds,
+                "postprocess": vars(self.postprocess), "events": vars(self.events)}
 
     def run(self, path: str | Path, denoise: str | Path | None = None, keep_mask: bool = False,
             channel: int | None = None) -> DetectResult:
