@@ -1,13 +1,15 @@
 """Inference speed and peak memory, all in one run: the default model (classic U-Net, depth 4, width 32,
 3 channels, binary) at 256x256 and 1024x1024 through
 
-- torch eager, contiguous and channels_last (model only, batches of normalised tensors),
-- onnxruntime (model only),
+- every backend of the engine, model only (batches of normalised tensors): torch eager contiguous and
+  channels_last, torch bf16 autocast, onnxruntime fp32 and int8 (calibrated on the benchmark's images),
 - a naive loop as course notebooks write it (per image: PIL -> tensor -> model -> PNG),
-- the full ``unetseg predict`` path on a folder (reading, batching, restoring, writing PNGs).
+- the full ``unetseg predict`` command path on a folder with its defaults (``--backend auto``: reading,
+  batching, restoring, writing PNGs), after one run that pays the one-time probe and graph export.
 
-Each configuration runs in a fresh process, so its peak resident memory is its own. Weights are random:
-speed does not depend on them. Prints a table and writes benchmarks/results/infer.json.
+Each configuration runs in a fresh process, so its peak resident memory is its own; int8's masks are
+compared with fp32's (IoU). Weights are random: speed does not depend on them. Prints a table and writes
+benchmarks/results/infer.json.
 
     .venv/bin/python benchmarks/infer.py
 """
@@ -47,16 +49,28 @@ def timed(fn, n_images):
     return repeats * n_images / (time.perf_counter() - start)
 
 with torch.inference_mode():
-    if mode in ("eager_contiguous", "eager_channels_last"):
+    extra = {}
+    if mode == "eager_contiguous":
         model = loaded.model.eval()
-        if mode == "eager_channels_last":
-            model = model.to(memory_format=torch.channels_last)
-            x = x.contiguous(memory_format=torch.channels_last)
         rate = timed(lambda: model(x), batch)
-    elif mode == "onnxruntime":
-        from unetseg.export import OnnxBackend
-        backend = OnnxBackend(loaded)
-        rate = timed(lambda: backend(x), batch)
+    elif mode in ("torch", "torch-bf16", "onnxruntime", "onnxruntime-int8"):
+        from unetseg.errors import UnetsegError
+        from unetseg.inference import Engine, InferenceOptions
+        try:
+            engine = Engine(loaded, InferenceOptions(backend=mode, device="cpu", calibration=str(folder)))
+        except UnetsegError as e:  # int8 refused below its agreement floor: reported, not timed
+            print(json.dumps({"images_per_s": None, "peak_rss_mb": 0, "refused": str(e)}))
+            sys.exit(0)
+        rate = timed(lambda: engine.backend(x), batch)
+        if mode in ("torch-bf16", "onnxruntime-int8"):
+            from unetseg.data.io import read_image
+            from unetseg.data.transforms import normalize
+            from unetseg.metrics import mask_agreement
+            reference = Engine(loaded, InferenceOptions(backend="torch", device="cpu"))
+            imgs = torch.stack([normalize(read_image(f, 3), spec.mean, spec.std) for f in files[:8]])
+            a = (torch.sigmoid(engine.backend(imgs)) > 0.5).numpy()
+            b = (torch.sigmoid(reference.backend(imgs)) > 0.5).numpy()
+            extra["mask_iou_vs_fp32"] = round(mask_agreement(a.astype(np.uint8), b.astype(np.uint8), 2, True), 4)
     elif mode == "naive_loop":
         model = loaded.model.eval()
         mean = torch.tensor(spec.mean).view(3, 1, 1); std = torch.tensor(spec.std).view(3, 1, 1)
@@ -71,12 +85,18 @@ with torch.inference_mode():
     elif mode == "predict_command":
         from unetseg.predict import predict
         out = Path(sys.argv[6])
-        rate = timed(lambda: predict(model_path, folder, out, overwrite=True, batch_size=batch, device="cpu"),
+        from unetseg.inference import InferenceOptions
+        options = InferenceOptions(batch_size=batch, calibration=str(folder))
+        used = []
+        rate = timed(lambda: used.append(predict(model_path, folder, out, overwrite=True, options=options).backend),
                      len(files))
-print(json.dumps({"images_per_s": rate, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        extra["backend"] = used[-1]
+print(json.dumps({"images_per_s": rate, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  **extra}))
 """
 
-MODES = ("eager_contiguous", "eager_channels_last", "onnxruntime", "naive_loop", "predict_command")
+MODEL_ONLY = ("eager_contiguous", "torch", "torch-bf16", "onnxruntime", "onnxruntime-int8")
+MODES = (*MODEL_ONLY, "naive_loop", "predict_command")
 
 
 def make_model(path: Path, size: int) -> None:
@@ -118,24 +138,38 @@ def main() -> None:
             out.mkdir(exist_ok=True)
             make_model(model, size)
             make_images(images, size, count)
+            env = {**os.environ, "HF_HUB_OFFLINE": "1", "UNETSEG_CACHE": str(Path(tmp) / "cache")}
             for mode in MODES:
                 proc = subprocess.run([sys.executable, "-c", CHILD, mode, str(model), str(images), str(batch),
                                        str(repeats), str(out)], capture_output=True, text=True,
-                                      env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                                      env=env)
                 if proc.returncode:
                     sys.exit(proc.stderr[-3000:])
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
                 row = {"size": size, "mode": mode, "batch": 1 if mode == "naive_loop" else batch,
-                       "images_per_s": round(r["images_per_s"], 2), "peak_rss_mb": round(r["peak_rss_mb"])}
+                       "images_per_s": r["images_per_s"] and round(r["images_per_s"], 2),
+                       "peak_rss_mb": round(r["peak_rss_mb"]),
+                       **{k: v for k, v in r.items() if k not in ("images_per_s", "peak_rss_mb")}}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+    summary = {}
     for size in sorted({r["size"] for r in rows}):
         by = {r["mode"]: r["images_per_s"] for r in rows if r["size"] == size}
-        print(f"{size}x{size}: onnxruntime / eager contiguous = {by['onnxruntime'] / by['eager_contiguous']:.2f}; "
-              f"predict / best model-only = {by['predict_command'] / max(by[m] for m in MODES[:3]):.2f}")
-    write = {"benchmark": "infer", "command": "python benchmarks/infer.py",
-             "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine()},
-             "model": "classic U-Net depth 4 width 32 (the default), 3 channels, binary", "runs": rows}
+        fastest = max((m for m in MODEL_ONLY if by[m]), key=by.__getitem__)
+        summary[size] = {"fastest_model_only": fastest,
+                         "predict_over_fastest_model_only": round(by["predict_command"] / by[fastest], 3),
+                         "int8_over_onnxruntime_fp32": by["onnxruntime-int8"] and
+                         round(by["onnxruntime-int8"] / by["onnxruntime"], 3),
+                         "bf16_over_torch_fp32": round(by["torch-bf16"] / by["torch"], 3)}
+        print(f"{size}x{size}: {json.dumps(summary[size])}")
+    import torch
+
+    machine = {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+               "capability": torch.backends.cpu.get_cpu_capability(),
+               "amx": "amx_bf16" in Path("/proc/cpuinfo").read_text()}
+    write = {"benchmark": "infer", "command": "python benchmarks/infer.py", "machine": machine,
+             "model": "classic U-Net depth 4 width 32 (the default), 3 channels, binary", "runs": rows,
+             "summary": summary}
     from unetseg.fileio import write_json
 
     write_json(args.output, write)
