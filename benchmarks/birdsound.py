@@ -107,6 +107,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=8.0, help="training budget per recipe")
     p.add_argument("--recipes", default="unetseg,baseline")
+    p.add_argument("--width", type=int, default=None, help="base width of the unetseg recipe's U-Net [default: 16]")
     p.add_argument("--work", default=str(ROOT / "runs" / "bench-birdsound"))
     p.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "birdsound.json"))
     args = p.parse_args()
@@ -115,6 +116,10 @@ def main() -> None:
     clean = sorted((SHARED / "bird-audio" / "bengalese-finch-gy6or6" / "wav").glob("*.wav")) + \
         sorted((SHARED / "bird-audio" / "birdsongrec-bird0" / "Wave").glob("*.wav"))
     noise = sorted((SHARED / "soundscapes").glob("*.wav"))
+    if not clean or not noise:
+        raise SystemExit(f"{SHARED}: the shared finch songs and soundscapes are missing")
+    if args.width:
+        RECIPES["unetseg"]["model"]["base_width"] = args.width
     start = time.perf_counter()
     built = build_mixture_dataset(clean, noise, work / "mix", preset("default"), seed=0)
     mix_seconds = time.perf_counter() - start
@@ -141,7 +146,8 @@ def main() -> None:
         print(json.dumps({name: results[name]}, indent=2))
     report = {
         "benchmark": "birdsound",
-        "command": f"python benchmarks/birdsound.py --minutes {args.minutes:g}",
+        "command": f"python benchmarks/birdsound.py --minutes {args.minutes:g} --recipes {args.recipes}"
+                   + (f" --width {args.width}" if args.width else ""),
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "processor": platform.processor() or platform.machine(), "torch": torch.__version__},
         "data": {"clean_recordings": len(clean), "noise_recordings": len(noise), "snrs_db": [-5, 0, 5, 10],

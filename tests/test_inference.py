@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -122,7 +123,7 @@ def test_auto_probes_once_and_caches_its_choice(trained: Path, cache: Path, monk
     def no_probe(*_: object) -> float:
         raise AssertionError("probed again")
 
-    monkeypatch.setattr(backends_module, "_rate", no_probe)
+    monkeypatch.setattr(backends_module, "_rates", no_probe)
     assert Engine(loaded, InferenceOptions()).backend_name == engine.backend_name
 
 
@@ -221,3 +222,24 @@ def test_every_module_imports_alone() -> None:
     proc = subprocess.run([sys.executable, "-c", script, *names], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr[-2000:]
+
+
+def test_export_int8_and_predict_record_what_ran(trained: Path, cache: Path, tmp_path: Path, capsys) -> None:
+    from unetseg.cli import main
+
+    copy_dir = tmp_path / "run"  # export writes beside the model: work on a copy of its run folder
+    shutil.copytree(trained.parents[1], copy_dir)
+    model = copy_dir / "weights" / trained.name
+    assert main(["export", "--model", str(model), "--int8"]) == 0
+    out = capsys.readouterr().out
+    assert "masks agree with fp32 at IoU" in out
+    sidecar = json.loads(model.with_suffix(".int8.onnx").with_name(model.stem + ".int8.onnx.json").read_text())
+    assert sidecar["export"]["agreement_iou_vs_fp32"] >= 0.98
+    images = trained.parents[3] / "calls" / "test" / "images"
+    assert main(["predict", "--model", str(model), "--input", str(images), "--output", str(tmp_path / "p"),
+                 "--backend", "onnxruntime", "--threshold", "0.4", "--min-size", "3"]) == 0
+    used = json.loads((tmp_path / "p" / "inference.json").read_text())
+    assert used["backend"] == "onnxruntime" and used["options"]["backend"] == "onnxruntime"
+    assert used["postprocess"]["threshold"] == 0.4 and used["postprocess"]["min_size"] == 3
+    assert used["model_sha256"] == load_model(model).digest and used["inputs"] == 6
+    assert main(["export", "--model", str(model), "--int8", "--format", "torchscript"]) == 2

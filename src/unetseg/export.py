@@ -169,17 +169,15 @@ def _export_int8(loaded: LoadedModel, module: nn.Module, out: Path, calibration:
     """Write the int8 graph to ``out``; return the IoU of its masks against fp32 masks on the calibration
     images, refusing (and removing it) below the floor."""
     from .inference.calibration import AGREEMENT_FLOOR, calibration_batches
+    from .inference.outputs import to_classes
     from .metrics import mask_agreement
 
     samples = calibration_batches(loaded, calibration, raw=True)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(module, example_input(loaded), Path(tmp) / "fp32.onnx")
         quantize_int8(fp32, out, samples)
-        probs = [np.concatenate([run_exported(path, "onnx", x) for x in samples]) for path in (fp32, out)]
-    if loaded.binary:
-        masks = [(p[:, 0] > loaded.threshold).astype(np.uint8) for p in probs]
-    else:
-        masks = [p.argmax(1).astype(np.uint8) for p in probs]
+        masks = [np.stack([to_classes(run_exported(path, "onnx", x)[0], loaded.binary, loaded.threshold)
+                           for x in samples]) for path in (fp32, out)]
     agreement = mask_agreement(masks[1], masks[0], 2 if loaded.binary else len(loaded.classes), loaded.binary)
     if agreement < AGREEMENT_FLOOR:
         out.unlink(missing_ok=True)

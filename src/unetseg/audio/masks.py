@@ -93,6 +93,11 @@ def mask_to_events(mask: np.ndarray, mapping: SpectrogramMapping, class_names: l
             continue
         joined = close_time_gaps(active, gap)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(joined.astype(np.uint8), connectivity=8)
+        scores = np.ones(n)
+        if probabilities is not None:  # mean probability over each region's own (not gap-filled) pixels
+            p = probabilities if probabilities.ndim == 2 else probabilities[c]
+            own = labels[active]
+            scores = np.bincount(own, weights=p[active], minlength=n) / np.maximum(np.bincount(own, minlength=n), 1)
         for k in range(1, n):
             x, y, w, h = (int(v) for v in stats[k, :4])
             begin = mapping.column_time(column_offset + x) - half
@@ -100,13 +105,7 @@ def mask_to_events(mask: np.ndarray, mapping: SpectrogramMapping, class_names: l
             low, high = hz[y + h - 1] - step / 2, hz[y] + step / 2
             if end - begin < min_duration or high - low < min_bandwidth:
                 continue
-            pixels = (labels == k) & active
-            if probabilities is None:
-                score = 1.0
-            elif probabilities.ndim == 2:
-                score = float(probabilities[pixels].mean())
-            else:
-                score = float(probabilities[c][pixels].mean())
+            score = float(scores[k])
             events.append(Event(round(float(begin), 6), round(float(end), 6), round(float(max(low, 0.0)), 3),
                                 round(float(high), 3), class_names[c], round(score, 4)))
     return sorted(events, key=lambda e: (e.begin, e.label))

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from .. import __version__
 from ..data.io import read_image
 from ..data.transforms import normalize
 from ..errors import UnetsegError
@@ -245,7 +246,7 @@ def _probe(loaded: LoadedModel, options: InferenceOptions, device: torch.device,
         machine = machine_key(threads)
     except ImportError:
         return "torch"
-    key = hashlib.sha256(json.dumps([machine, loaded.digest, list(shape), options.calibration],
+    key = hashlib.sha256(json.dumps([machine, __version__, loaded.digest, list(shape), options.calibration],
                                     sort_keys=True).encode()).hexdigest()[:32]
     path = cache_root() / "probes" / f"{key}.json"
     if path.is_file():
@@ -257,19 +258,20 @@ def _probe(loaded: LoadedModel, options: InferenceOptions, device: torch.device,
     calibration = calibration_images(loaded, options.calibration)
     inputs = _probe_inputs(loaded, shape, options.calibration)
     reference = TorchBackend(loaded.model, device)
-    rates: dict[str, float] = {}
+    candidates: dict[str, Backend] = {"torch": reference}
     agreement: dict[str, float] = {}
-    for name in ("torch", "torch-bf16", "onnxruntime", "onnxruntime-int8"):
+    for name in ("torch-bf16", "onnxruntime", "onnxruntime-int8"):
         if name == "onnxruntime-int8" and not calibration:
             continue
-        backend = reference if name == "torch" else _try_build(name, loaded, options, device)
+        backend = _try_build(name, loaded, options, device)
         if backend is None:
             continue
         if name == "torch-bf16":
             agreement[name] = _agreement(reference, backend, loaded, [x[None] for x in inputs.numpy()])
             if agreement[name] < AGREEMENT_FLOOR:
                 continue
-        rates[name] = _rate(backend, inputs)
+        candidates[name] = backend
+    rates = _rates(candidates, inputs)
     choice = max(rates, key=rates.__getitem__)
     write_json(path, {"choice": choice, "images_per_s": {k: round(v, 2) for k, v in rates.items()},
                       "agreement_iou": agreement, "shape": list(shape), "machine": machine,
@@ -280,30 +282,38 @@ def _probe(loaded: LoadedModel, options: InferenceOptions, device: torch.device,
 
 
 def _probe_inputs(loaded: LoadedModel, shape: tuple[int, int, int, int], folder: str | None) -> torch.Tensor:
-    """A batch of ``shape``: calibration images where the model has them (fitted to the shape), else noise."""
-    files = calibration_images(loaded, folder, limit=shape[0])
+    """A batch of ``shape``: calibration images where the model has them (laid side by side to fill each
+    input, as spectrogram windows are wider than the training windows), else noise."""
+    n, channels, height, width = shape
     spec = loaded.input_spec
+    files = iter(calibration_images(loaded, folder, limit=4 * n))
     batch = []
-    for f in files:
-        image = read_image(f, spec.channels)
-        canvas = np.zeros((shape[2], shape[3], spec.channels), np.float32)
-        h, w = min(shape[2], image.shape[0]), min(shape[3], image.shape[1])
-        canvas[:h, :w] = image[:h, :w]
-        batch.append(normalize(canvas, spec.mean, spec.std))
     generator = torch.Generator().manual_seed(0)
-    while len(batch) < shape[0]:
-        batch.append(torch.randn(shape[1:], generator=generator))
+    for _ in range(n):
+        canvas = np.zeros((height, width, channels), np.float32)
+        left = 0
+        while left < width and (f := next(files, None)) is not None:
+            image = read_image(f, spec.channels)[:height, : width - left]
+            canvas[: image.shape[0], left:left + image.shape[1]] = image
+            left += image.shape[1]
+        if left:
+            batch.append(normalize(canvas, spec.mean, spec.std))
+        else:
+            batch.append(torch.randn(shape[1:], generator=generator))
     return torch.stack(batch)
 
 
-def _rate(backend: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, seconds: float = 1.5) -> float:
-    """Images per second: one warm-up call, then the best of calls within about ``seconds``."""
-    backend(x)
-    best = float("inf")
-    spent, calls = 0.0, 0
-    while calls < 2 or (spent < seconds and calls < 10):
-        t = time.perf_counter()
+def _rates(backends: dict[str, Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor,
+           rounds: int = 4) -> dict[str, float]:
+    """Images per second of each backend: two warm-up calls each, then the best of ``rounds`` calls taken
+    in turns, so a passing load on a shared machine weighs on all of them alike."""
+    for backend in backends.values():
         backend(x)
-        took = time.perf_counter() - t
-        best, spent, calls = min(best, took), spent + took, calls + 1
-    return x.shape[0] / best
+        backend(x)
+    best = dict.fromkeys(backends, float("inf"))
+    for _ in range(rounds):
+        for name, backend in backends.items():
+            t = time.perf_counter()
+            backend(x)
+            best[name] = min(best[name], time.perf_counter() - t)
+    return {name: x.shape[0] / took for name, took in best.items()}
