@@ -11,6 +11,7 @@ import contextlib
 import io
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,12 +63,7 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int
                 q.setLevel(level)
         program.save(str(tmp))
 
-    try:
-        return atomic_write(path, write)
-    except UnetsegError:
-        raise
-    except Exception as e:
-        raise UnetsegError(f"ONNX export failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
+    return _write_or_fail(path, write, "ONNX export")
 
 
 def quantize_int8(fp32: Path, path: Path, samples: list[np.ndarray]) -> Path:
@@ -97,12 +93,17 @@ def quantize_int8(fp32: Path, path: Path, samples: list[np.ndarray]) -> Path:
         finally:
             prepared.unlink(missing_ok=True)
 
+    return _write_or_fail(path, write, "int8 quantization")
+
+
+def _write_or_fail(path: Path, write: Callable[[Path], None], what: str) -> Path:
+    """``atomic_write``, with any failure of the exporting library as one line."""
     try:
         return atomic_write(path, write)
     except UnetsegError:
         raise
     except Exception as e:
-        raise UnetsegError(f"int8 quantization failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
+        raise UnetsegError(f"{what} failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
 
 
 def export_torchscript(module: nn.Module, example: torch.Tensor, path: Path) -> Path:
