@@ -11,6 +11,7 @@ import contextlib
 import io
 import logging
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,8 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int
         for q in quiet:
             q.setLevel(logging.WARNING)
         try:
-            with contextlib.redirect_stdout(io.StringIO()):
+            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch's own deprecations, not the user's
                 program = torch.onnx.export(module, (example,), None, input_names=["image"],
                                             output_names=["probabilities"],
                                             dynamo=True, dynamic_shapes=(dims,), opset_version=opset,
@@ -89,11 +91,32 @@ def quantize_int8(fp32: Path, path: Path, samples: list[np.ndarray]) -> Path:
             # Symbolic shape inference gives up on our dynamic sizes; ONNX's own inference is enough here.
             quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
             quantize_static(str(prepared), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
+                            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+                            nodes_to_exclude=_edge_convolutions(prepared))
         finally:
             prepared.unlink(missing_ok=True)
 
     return _write_or_fail(path, write, "int8 quantization")
+
+
+def _edge_convolutions(path: Path) -> list[str]:
+    """Names of the convolutions that read the graph's input or write its output: kept in fp32, as is
+    usual, since the raw input and the logits suffer most from 8-bit ranges (the rest is most of the work)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    inputs = {i.name for i in graph.input}
+    producers = {out: node for node in graph.node for out in node.output}
+    edge = [n.name for n in graph.node if n.op_type == "Conv" and inputs & set(n.input)]
+    # The last convolution: walk back from the output through shape-preserving nodes.
+    name = graph.output[0].name
+    while name in producers:
+        node = producers[name]
+        if node.op_type in ("Conv", "ConvTranspose"):
+            edge.append(node.name)
+            break
+        name = node.input[0]
+    return edge
 
 
 def _write_or_fail(path: Path, write: Callable[[Path], None], what: str) -> Path:

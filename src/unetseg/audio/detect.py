@@ -157,7 +157,7 @@ class Detector:
         self.postprocess, self.events = postprocess or PostProcess(), events or EventOptions()
         self.cfg = spectrogram_config(loaded, spectrogram)
         spec = loaded.input_spec
-        trained = spec.size[1] if spec.size else 256  # columns of the training windows
+        self.trained = trained = spec.size[1] if spec.size else 256  # columns of the training windows
         self.width = self.options.window or 4 * trained
         if self.width % spec.divisor:
             raise UnetsegError(f"--window {self.width} is not divisible by the model's stride {spec.divisor}")
@@ -189,7 +189,7 @@ class Detector:
         denoiser = Denoiser(Path(denoise), cfg, sr) if denoise else None
         channels = 1 if loaded.binary else len(loaded.classes)
         stream = ColumnStream(self.engine.native, channels, self.width, self.overlap, self.batch, blend="linear",
-                              pad_to=loaded.input_spec.divisor)
+                              pad_to=loaded.input_spec.divisor, min_width=self.trained)
         mask_parts: list[np.ndarray] = []
         pending_stft: list[np.ndarray] = []
         done = 0  # recording columns finished

@@ -116,23 +116,31 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+# How each graph is made; a cached graph made another way is rebuilt.
+RECIPES = {"fp32.onnx": "torch.onnx dynamo, opset 18, logits of normalised input",
+           "int8.onnx": "onnxruntime quantize_static QDQ, per-channel s8 weights, u8 activations, MinMax over 32 "
+                        "calibration images, first and last convolution in fp32"}
+
+
 def _cached(path: Path, loaded: LoadedModel) -> dict[str, Any] | None:
-    """The sidecar of a cached graph if the graph is intact and belongs to this model, else None."""
+    """The sidecar of a cached graph if the graph is intact, belongs to this model and was made by the
+    current recipe, else None."""
     sidecar = path.with_name(path.name + ".json")
     if not path.is_file():
         return None
     try:
         info = json.loads(sidecar.read_text())
-        if info["model"] == loaded.digest and info["sha256"] == _sha256(path):
+        if (info["model"] == loaded.digest and info["sha256"] == _sha256(path)
+                and info.get("recipe") == RECIPES[path.name]):
             return info
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    log.warning("%s: cached graph is corrupt or not this model's; rebuilding it", path)
+    log.warning("%s: cached graph is corrupt, not this model's or made another way; rebuilding it", path)
     return None
 
 
 def _record(path: Path, loaded: LoadedModel, **extra: Any) -> dict[str, Any]:
-    info = {"model": loaded.digest, "sha256": _sha256(path), **extra}
+    info = {"model": loaded.digest, "sha256": _sha256(path), "recipe": RECIPES[path.name], **extra}
     write_json(path.with_name(path.name + ".json"), info)
     return info
 

@@ -63,16 +63,19 @@ class ColumnStream:
     """Full-height windows over image columns that arrive in blocks, in bounded memory.
 
     ``push`` takes the next columns and returns the blended outputs of the columns no later window can
-    touch; ``finish`` returns the rest. A stream shorter than one window is run as one window padded
-    with zeros (silence in a spectrogram image) to ``pad_to`` columns, and cropped back.
+    touch; ``finish`` returns the rest. The last window is only as wide as the columns left need (with the
+    overlap, rounded up to ``pad_to``, at least ``min_width``), so short recordings cost little more than
+    their length; a stream shorter than that is one window padded with zeros (silence in a spectrogram
+    image) and cropped back.
     """
 
     def __init__(self, predict: Callable[[np.ndarray], np.ndarray], channels: int, width: int, overlap: int,
-                 batch_size: int, blend: str = "linear", pad_to: int = 1) -> None:
+                 batch_size: int, blend: str = "linear", pad_to: int = 1, min_width: int = 1) -> None:
         if not 0 <= overlap < width:
             raise UnetsegError(f"window overlap must be in [0, {width}) columns, not {overlap}")
         self.predict, self.channels, self.width, self.batch = predict, channels, width, batch_size
-        self.step, self.pad_to = width - overlap, pad_to
+        self.overlap, self.step, self.pad_to, self.blend = overlap, width - overlap, pad_to, blend
+        self.min_width = -(-min(min_width, width) // pad_to) * pad_to
         self.weights = blend_weights((width,), blend).numpy()
         self.image: np.ndarray | None = None  # pending columns (rows, k)
         self.acc = np.zeros((channels, 0, 0), np.float32)
@@ -103,24 +106,29 @@ class ColumnStream:
         if self.image is None:
             return np.zeros((self.channels, 0, 0), np.float32)
         total = self.base + self.image.shape[1]
-        if total < self.width:  # shorter than one window: one padded window
+        if self.covered >= total:
+            return self._emit(total)
+        need = total - max(0, self.covered - self.overlap)  # the columns left, and the overlap before them
+        width = min(self.width, max(self.min_width, -(-need // self.pad_to) * self.pad_to))
+        if total < width:  # shorter than one window: one padded window
             k = self.image.shape[1]
-            padded = -(-k // self.pad_to) * self.pad_to
-            x = np.zeros((1, self.image.shape[0], padded), self.image.dtype)
+            x = np.zeros((1, self.image.shape[0], width), self.image.dtype)
             x[0, :, :k] = self.image
             self.acc[...] = self.predict(x)[0][..., :k]
             self.wsum[:] = 1
-        elif self.covered < total:  # one last window, aligned to the end
-            self._run([total - self.width])
+        else:  # one last window, aligned to the end
+            self._run([total - width], width)
         return self._emit(total)
 
-    def _run(self, starts: list[int]) -> None:
+    def _run(self, starts: list[int], width: int | None = None) -> None:
+        width = width or self.width
+        weights = self.weights if width == self.width else blend_weights((width,), self.blend).numpy()
         for i in range(0, len(starts), self.batch):
             chunk = starts[i:i + self.batch]
-            x = np.stack([self.image[:, s - self.base:s - self.base + self.width] for s in chunk])
+            x = np.stack([self.image[:, s - self.base:s - self.base + width] for s in chunk])
             for s, probs in zip(chunk, self.predict(x), strict=True):
-                self.acc[..., s - self.base:s - self.base + self.width] += probs * self.weights
-                self.wsum[s - self.base:s - self.base + self.width] += self.weights
+                self.acc[..., s - self.base:s - self.base + width] += probs * weights
+                self.wsum[s - self.base:s - self.base + width] += weights
 
     def _emit(self, upto: int) -> np.ndarray:
         k = max(0, upto - self.base)
