@@ -7,7 +7,9 @@
 - the full ``unetseg predict`` command path on a folder with its defaults (``--backend auto``: reading,
   batching, restoring, writing PNGs), after one run that pays the one-time probe and graph export.
 
-Each configuration runs in a fresh process, so its peak resident memory is its own; int8's masks are
+Each configuration runs in a fresh process, so its peak resident memory is its own, in ``--rounds`` rounds
+over all configurations whose best rate is kept (the machine is shared: a passing load then weighs on
+each configuration alike, not on one). int8's masks are
 compared with fp32's (IoU). Weights are random: speed does not depend on them. Prints a table and writes
 benchmarks/results/infer.json.
 
@@ -128,6 +130,7 @@ def make_images(folder: Path, size: int, count: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="256,1024")
+    p.add_argument("--rounds", type=int, default=3, help="runs of every mode; the best rate of each is kept")
     p.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "infer.json"))
     args = p.parse_args()
     rows = []
@@ -139,19 +142,26 @@ def main() -> None:
             make_model(model, size)
             make_images(images, size, count)
             env = {**os.environ, "HF_HUB_OFFLINE": "1", "UNETSEG_CACHE": str(Path(tmp) / "cache")}
+            best: dict[str, dict] = {}
+            for round_ in range(args.rounds):  # rounds over all modes: a passing load hits each alike
+                for mode in MODES:
+                    proc = subprocess.run([sys.executable, "-c", CHILD, mode, str(model), str(images), str(batch),
+                                           str(repeats), str(out)], capture_output=True, text=True, env=env)
+                    if proc.returncode:
+                        sys.exit(proc.stderr[-3000:])
+                    r = json.loads(proc.stdout.strip().splitlines()[-1])
+                    print(json.dumps({"round": round_ + 1, "size": size, "mode": mode, **r}), flush=True)
+                    kept = best.setdefault(mode, r)
+                    if (r["images_per_s"] or 0) > (kept["images_per_s"] or 0):
+                        best[mode] = {**r, "peak_rss_mb": max(r["peak_rss_mb"], kept["peak_rss_mb"])}
+                    else:
+                        kept["peak_rss_mb"] = max(r["peak_rss_mb"], kept["peak_rss_mb"])
             for mode in MODES:
-                proc = subprocess.run([sys.executable, "-c", CHILD, mode, str(model), str(images), str(batch),
-                                       str(repeats), str(out)], capture_output=True, text=True,
-                                      env=env)
-                if proc.returncode:
-                    sys.exit(proc.stderr[-3000:])
-                r = json.loads(proc.stdout.strip().splitlines()[-1])
-                row = {"size": size, "mode": mode, "batch": 1 if mode == "naive_loop" else batch,
-                       "images_per_s": r["images_per_s"] and round(r["images_per_s"], 2),
-                       "peak_rss_mb": round(r["peak_rss_mb"]),
-                       **{k: v for k, v in r.items() if k not in ("images_per_s", "peak_rss_mb")}}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+                r = best[mode]
+                rows.append({"size": size, "mode": mode, "batch": 1 if mode == "naive_loop" else batch,
+                             "images_per_s": r["images_per_s"] and round(r["images_per_s"], 2),
+                             "peak_rss_mb": round(r["peak_rss_mb"]),
+                             **{k: v for k, v in r.items() if k not in ("images_per_s", "peak_rss_mb")}})
     summary = {}
     for size in sorted({r["size"] for r in rows}):
         by = {r["mode"]: r["images_per_s"] for r in rows if r["size"] == size}
@@ -167,7 +177,7 @@ def main() -> None:
     machine = {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                "capability": torch.backends.cpu.get_cpu_capability(),
                "amx": "amx_bf16" in Path("/proc/cpuinfo").read_text()}
-    write = {"benchmark": "infer", "command": "python benchmarks/infer.py", "machine": machine,
+    write = {"benchmark": "infer", "command": f"python benchmarks/infer.py --rounds {args.rounds}", "machine": machine,
              "model": "classic U-Net depth 4 width 32 (the default), 3 channels, binary", "runs": rows,
              "summary": summary}
     from unetseg.fileio import write_json
