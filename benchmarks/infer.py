@@ -136,7 +136,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in (int(s) for s in args.sizes.split(",")):
-            batch, count, repeats = (8, 16, 3) if size <= 256 else (2, 4, 2)
+            batch, count, repeats = (8, 64, 2) if size <= 256 else (2, 8, 1)
             model, images, out = Path(tmp) / f"m{size}.safetensors", Path(tmp) / f"img{size}", Path(tmp) / "out"
             out.mkdir(exist_ok=True)
             make_model(model, size)
