@@ -35,7 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
+def peak_mb():  # VmHWM: this process's own peak (ru_maxrss would carry the parent's over fork and exec)
+    with open("/proc/self/status") as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM")) / 1024
 from pathlib import Path
 import numpy as np
 args = json.loads(sys.argv[1])
@@ -73,7 +76,7 @@ for p in paths:
     events += len(r.events)
 took = time.perf_counter() - start
 out |= {"audio_seconds": seconds, "seconds": took, "events": events,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        "peak_rss_mb": peak_mb()}
 print(json.dumps(out))
 """
 

@@ -30,7 +30,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
+def peak_mb():  # VmHWM: this process's own peak (ru_maxrss would carry the parent's over fork and exec)
+    with open("/proc/self/status") as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM")) / 1024
 from pathlib import Path
 import numpy as np, torch
 from PIL import Image
@@ -93,7 +96,7 @@ with torch.inference_mode():
         rate = timed(lambda: used.append(predict(model_path, folder, out, overwrite=True, options=options).backend),
                      len(files))
         extra["backend"] = used[-1]
-print(json.dumps({"images_per_s": rate, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"images_per_s": rate, "peak_rss_mb": peak_mb(),
                   **extra}))
 """
 
