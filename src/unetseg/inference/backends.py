@@ -223,7 +223,8 @@ def create_backend(loaded: LoadedModel, options: InferenceOptions, shape: tuple[
         return build(options.backend, loaded, options, device)
     if device.type == "cuda":
         return TorchBackend(loaded.model, device)
-    choice = _probe(loaded, options, device, shape)
+    # One image at a time: the ranking holds, and four backends alive at once stay within memory.
+    choice = _probe(loaded, options, device, (1, *shape[1:]))
     backend = _try_build(choice, loaded, options, device)
     return backend if backend is not None else TorchBackend(loaded.model, device)
 
