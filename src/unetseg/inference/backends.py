@@ -224,8 +224,8 @@ def create_backend(loaded: LoadedModel, options: InferenceOptions, shape: tuple[
     if device.type == "cuda":
         return TorchBackend(loaded.model, device)
     # One image at a time: the ranking holds, and four backends alive at once stay within memory.
-    choice = _probe(loaded, options, device, (1, *shape[1:]))
-    backend = _try_build(choice, loaded, options, device)
+    choice, probed = _probe(loaded, options, device, (1, *shape[1:]))
+    backend = probed or _try_build(choice, loaded, options, device)
     return backend if backend is not None else TorchBackend(loaded.model, device)
 
 
@@ -249,18 +249,20 @@ def machine_key(threads: int) -> dict[str, Any]:
 
 
 def _probe(loaded: LoadedModel, options: InferenceOptions, device: torch.device,
-           shape: tuple[int, int, int, int]) -> str:
+           shape: tuple[int, int, int, int]) -> tuple[str, Backend | None]:
+    """The name of the fastest backend (from the cache when probed before) and, when just probed, the
+    backend itself."""
     threads = options.threads or torch.get_num_threads()
     try:
         machine = machine_key(threads)
     except ImportError:
-        return "torch"
+        return "torch", None
     key = hashlib.sha256(json.dumps([machine, __version__, loaded.digest, list(shape), options.calibration],
                                     sort_keys=True).encode()).hexdigest()[:32]
     path = cache_root() / "probes" / f"{key}.json"
     if path.is_file():
         try:
-            return str(json.loads(path.read_text())["choice"])
+            return str(json.loads(path.read_text())["choice"]), None
         except (OSError, ValueError, KeyError):
             pass
     start = time.perf_counter()
@@ -287,7 +289,7 @@ def _probe(loaded: LoadedModel, options: InferenceOptions, device: torch.device,
                       "model": loaded.digest, "seconds": round(time.perf_counter() - start, 1)})
     log.info("backend auto: %s (%s images/s of %s; probed once, cached in %s)", choice,
              ", ".join(f"{k} {v:.1f}" for k, v in rates.items()), "x".join(map(str, shape[1:])), path)
-    return choice
+    return choice, candidates[choice]
 
 
 def _probe_inputs(loaded: LoadedModel, shape: tuple[int, int, int, int], folder: str | None) -> torch.Tensor:
