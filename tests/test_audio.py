@@ -336,3 +336,21 @@ def test_detect_on_a_folder_loads_and_exports_the_model_once(finch_model: Path, 
     assert len(calls) == 1 and out.count("events in") == 3
     used = json.loads((tmp_path / "ev" / "inference.json").read_text())
     assert used["backend"] == "onnxruntime" and used["inputs"] == 3 and used["window"] == 1024
+
+
+def test_spectrogram_datasets_default_to_a_narrow_unet_unless_told() -> None:
+    from types import SimpleNamespace
+
+    from unetseg.config import Config
+    from unetseg.train import AUDIO_BASE_WIDTH, audio_model_defaults
+
+    audio, images = SimpleNamespace(spectrogram={"n_fft": 512}), SimpleNamespace(spectrogram=None)
+    cfg = Config()
+    audio_model_defaults(cfg, audio)
+    assert cfg.model.base_width == AUDIO_BASE_WIDTH == 8
+    told = Config.from_dict({"model": {"base_width": 16}})
+    audio_model_defaults(told, audio)
+    assert told.model.base_width == 16 and "model.base_width" in told.explicit
+    plain = Config()
+    audio_model_defaults(plain, images)
+    assert plain.model.base_width == 32

@@ -57,7 +57,8 @@ class ModelConfig:
     encoder: str = option("resnet34", "smp encoder name (efficientnet-b3, resnet34, mobilenet_v2, ...)")
     encoder_weights: str | None = option(None, "none, imagenet (needs the internet) or a local weights file")
     depth: int = option(4, "classic U-Net: number of down-sampling steps")
-    base_width: int = option(32, "classic U-Net: channels of the first level (doubled at each step)")
+    base_width: int = option(32, "classic U-Net: channels of the first level (doubled at each step); 8 for "
+                             "spectrogram datasets unless set")
     batch_norm: bool = option(True, "classic U-Net: batch normalisation after each convolution")
     dropout: float = option(0.1, "classic U-Net: dropout at the bottleneck and in the decoder")
     attention: bool = option(False, "classic U-Net: attention gates on the skip connections (Oktay et al.)")
@@ -130,6 +131,11 @@ class Config:
             raise UnetsegError(f"{path}: a config must be a mapping of sections")
         return cls.from_dict(data, str(path))
 
+    @property
+    def explicit(self) -> set[str]:
+        """The ``section.key`` names set through ``update`` (YAML, flags, dicts), not left at their defaults."""
+        return self.__dict__.setdefault("_explicit", set())
+
     def update(self, data: dict[str, Any], source: str = "config") -> None:
         """Set fields from ``{section: {key: value}}``, checking names and types."""
         for section, values in data.items():
@@ -145,6 +151,7 @@ class Config:
                         f"{source}: unknown key {section}.{key} (known: {', '.join(names)})"
                     )
                 setattr(obj, key, coerce(type(obj), names[key], value, f"{source}: {section}.{key}"))
+                self.explicit.add(f"{section}.{key}")
 
 
 SECTIONS: dict[str, type] = {
