@@ -47,9 +47,6 @@ class InferenceOptions:
         if not 0 <= self.tile_overlap < 1:
             raise UnetsegError(f"--tile-overlap must be in [0, 1), not {self.tile_overlap}")
 
-    def replace(self, **changes: Any) -> InferenceOptions:
-        return dataclasses.replace(self, **changes)
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
