@@ -108,6 +108,16 @@ def test_camvid_multiclass_end_to_end(camvid: Path, tmp_path: Path, capsys) -> N
     assert metrics["images"] == 40 and len(metrics["per_class"]) == 11 and "pedestrian" in metrics["per_class"]
     assert 0 < metrics["accuracy"] <= 1
     assert len(list((tmp_path / "eval" / "figures").glob("*.png"))) == 2
+    # The confusion matrix agrees with the per-class counts: its diagonal over its row and column sums is IoU.
+    matrix = np.array(metrics["confusion_matrix"]["pixels"])
+    assert matrix.shape == (11, 11)
+    tp, fp, fn = np.diag(matrix), matrix.sum(0) - np.diag(matrix), matrix.sum(1) - np.diag(matrix)
+    for c, name in enumerate(metrics["per_class"]):
+        iou = metrics["per_class"][name]["iou"]
+        if iou is not None:
+            assert abs(tp[c] / (tp[c] + fp[c] + fn[c]) - iou) < 1e-5, name
+    for picture in ("confusion_matrix.png", "class_iou.png"):
+        assert Image.open(tmp_path / "eval" / picture).size[0] > 300
     with (tmp_path / "eval" / "per_image.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 40
 

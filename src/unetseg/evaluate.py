@@ -23,7 +23,7 @@ from .inference import Engine, ImageDataset, InferenceOptions
 from .metrics import confusion_counts, image_iou, image_score, summarize
 from .modelfile import LoadedModel, load_model
 from .postprocess import PostProcess
-from .viz import colourize, overlay, panel, save_rgb, to_uint8_rgb
+from .viz import colourize, confusion_matrix, overlay, panel, plot_evaluation, save_rgb, to_uint8_rgb
 
 
 @dataclass
@@ -55,6 +55,7 @@ def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "te
     engine = Engine(loaded, options)
     dataset = ImageDataset([p.image for p in pairs], loaded.input_spec, [p.mask for p in pairs], info.decoder)
     total = np.zeros((info.num_classes, 4), np.int64)
+    matrix = np.zeros((info.num_classes, info.num_classes), np.int64)
     rows, per_image_counts = [], []
     for item, probs in engine.run(dataset):
         pair = pairs[item["index"]]
@@ -63,6 +64,7 @@ def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "te
         counts = confusion_counts(torch.from_numpy(pred)[None], torch.from_numpy(truth)[None],
                                   info.num_classes)[0].numpy()
         total += counts
+        matrix += confusion_matrix(truth, pred, info.num_classes)
         per_image_counts.append(counts)
         iou = image_iou(counts, loaded.binary)
         dice = image_score(counts, loaded.binary, "dice", empty=float("nan"))
@@ -79,7 +81,9 @@ def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "te
             save_rgb(out / "figures" / f"{pair.image.stem}.png", fig)
     metrics = summarize(total, info.classes, loaded.binary)
     metrics = {"split": split, "images": len(rows), "dataset": str(data), **metrics}
+    metrics["confusion_matrix"] = {"rows": "true class", "columns": "predicted class", "pixels": matrix.tolist()}
     write_json(out / "metrics.json", metrics)
+    plot_evaluation(matrix, metrics["per_class"], out / "confusion_matrix.png", out / "class_iou.png")
     write_json(out / "inference.json", {**engine.describe(), "postprocess": vars(pp)})
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))

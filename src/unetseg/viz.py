@@ -94,3 +94,51 @@ def plot_history(rows: list[dict], path: str | Path) -> Path:
     atomic_write(path, lambda p: fig.savefig(p, dpi=100, format="png"))
     plt.close(fig)
     return Path(path)
+
+
+def confusion_matrix(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """(classes, classes) pixel counts, rows the true class and columns the predicted one; ignored
+    pixels left out."""
+    valid = truth != IGNORE
+    index = truth[valid].astype(np.int64) * num_classes + pred[valid].astype(np.int64)
+    return np.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def plot_evaluation(matrix: np.ndarray, per_class: dict[str, dict], path_confusion: str | Path,
+                    path_iou: str | Path) -> None:
+    """A confusion matrix normalised per true class (each row sums to 1) and a per-class IoU bar chart."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(per_class)
+    rows = matrix.sum(axis=1, keepdims=True)
+    normalised = np.divide(matrix, rows, out=np.zeros(matrix.shape, float), where=rows > 0)
+    n = len(names)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * n + 2), max(3.5, 0.6 * n + 1.5)))
+    im = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true",
+           title="Confusion matrix (share of each true class)")
+    ax.set_xticklabels(names, rotation=45, ha="right")
+    ax.set_yticklabels(names)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{normalised[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if normalised[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    atomic_write(path_confusion, lambda p: fig.savefig(p, dpi=100, format="png"))
+    plt.close(fig)
+
+    ious = [per_class[c]["iou"] for c in names]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * n + 2), 3.5))
+    ax.bar(range(n), [0 if v is None else v for v in ious], color="tab:blue")
+    for i, v in enumerate(ious):
+        ax.text(i, (v or 0) + 0.02, "n/a" if v is None else f"{v:.2f}", ha="center", fontsize=8)
+    ax.set(xticks=range(n), ylim=(0, 1.1), ylabel="IoU", title="IoU per class")
+    ax.set_xticklabels(names, rotation=45, ha="right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path_iou, lambda p: fig.savefig(p, dpi=100, format="png"))
+    plt.close(fig)
