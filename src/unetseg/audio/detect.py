@@ -24,7 +24,7 @@ from ..inference.windows import ColumnStream
 from ..modelfile import LoadedModel
 from ..postprocess import PostProcess
 from .annotations import Event
-from .io import audio_info, iter_blocks
+from .io import AudioInfo, audio_info, iter_blocks
 from .spectrogram import (
     SpectrogramConfig,
     SpectrogramMapping,
@@ -120,10 +120,9 @@ class DetectResult:
     mask: np.ndarray | None = None
 
 
-def _columns(path: Path, cfg: SpectrogramConfig, block_seconds: float, channel: int | None,
+def _columns(path: Path, info: AudioInfo, cfg: SpectrogramConfig, block_seconds: float, channel: int | None,
              keep_stft: bool, decoded: list[int]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """Yield (image columns, complex STFT columns or None) block by block; count samples in ``decoded``."""
-    info = audio_info(path)
     sr = cfg.sample_rate or info.sample_rate
     resample = _Resampler(info.sample_rate, sr)
     hop, win = cfg.hop_length, cfg.win
@@ -211,7 +210,7 @@ class Detector:
 
         decoded = [0]
         try:
-            for columns, S in _columns(path, cfg, self.options.block_seconds, channel, denoiser is not None,
+            for columns, S in _columns(path, info, cfg, self.options.block_seconds, channel, denoiser is not None,
                                        decoded):
                 if S is not None:
                     pending_stft.append(S)
