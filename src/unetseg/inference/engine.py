@@ -6,12 +6,14 @@ predict, evaluate, audio detect and the server are thin layers on it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.inputspec import InputSpec
 from ..data.io import MaskDecoder, read_image, read_mask_raw
 from ..data.transforms import normalize, restore
 from ..errors import UnetsegError
@@ -26,7 +28,7 @@ from .windows import sliding_window
 class ImageDataset(Dataset):
     """Image files (and, for evaluation, their decoded masks) fitted and normalised for the network."""
 
-    def __init__(self, images: list, spec: Any, masks: list | None = None,
+    def __init__(self, images: list[Path], spec: InputSpec, masks: list[Path] | None = None,
                  decoder: MaskDecoder | None = None) -> None:
         self.images, self.spec, self.masks, self.decoder = images, spec, masks, decoder
 
