@@ -84,3 +84,18 @@ def test_polygons_with_holes() -> None:
     assert len(objects) == 1 and objects[0]["class"] == "call"
     assert len(objects[0]["holes"]) == 1
     assert objects[0]["area"] == 8 * 8 - 2 * 2
+
+
+def test_confusion_counts_match_torchmetrics() -> None:
+    """The bincount confusion equals torchmetrics' per-image stat scores, ignored pixels included."""
+    from torchmetrics.functional.classification import multiclass_stat_scores
+
+    g = torch.Generator().manual_seed(0)
+    for classes in (2, 5):
+        truth = torch.randint(0, classes, (3, 17, 23), generator=g)
+        truth[0, :4] = IGNORE
+        truth[1] = IGNORE
+        pred = torch.randint(0, classes, (3, 17, 23), generator=g)
+        ref = multiclass_stat_scores(pred, truth, num_classes=classes, average=None, multidim_average="samplewise",
+                                     ignore_index=IGNORE)[..., :4]
+        assert torch.equal(confusion_counts(pred, truth, classes), ref)

@@ -15,7 +15,6 @@ import math
 
 import numpy as np
 import torch
-from torchmetrics.functional.classification import multiclass_stat_scores
 
 from .data.io import IGNORE
 
@@ -23,10 +22,19 @@ SCORES = ("iou", "dice", "precision", "recall")
 
 
 def confusion_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(N, H, W) predicted and true class indices -> (N, C, 4) counts tp, fp, tn, fn."""
-    stats = multiclass_stat_scores(pred.long(), target.long(), num_classes=num_classes, average=None,
-                                   multidim_average="samplewise", ignore_index=IGNORE, validate_args=False)
-    return stats[..., :4].reshape(pred.shape[0], num_classes, 4)
+    """(N, H, W) predicted and true class indices -> (N, C, 4) counts tp, fp, tn, fn; ``IGNORE`` pixels of
+    the target count nowhere. One bincount of (image, true, predicted) triples: no one-hot tensors."""
+    n, c = pred.shape[0], num_classes
+    target, pred = target.reshape(n, -1).long(), pred.reshape(n, -1).long()
+    valid = target != IGNORE
+    image = torch.arange(n, device=pred.device).unsqueeze(1).expand_as(target)
+    index = (image * c + target) * c + pred.clamp(0, c - 1)
+    matrix = torch.bincount(index[valid], minlength=n * c * c).reshape(n, c, c)  # [image, true, predicted]
+    tp = matrix.diagonal(dim1=1, dim2=2)
+    fp = matrix.sum(1) - tp
+    fn = matrix.sum(2) - tp
+    tn = valid.sum(1, keepdim=True) - tp - fp - fn
+    return torch.stack([tp, fp, tn, fn], dim=2)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
