@@ -354,3 +354,91 @@ def test_spectrogram_datasets_default_to_a_narrow_unet_unless_told() -> None:
     plain = Config()
     audio_model_defaults(plain, images)
     assert plain.model.base_width == 32
+
+
+# --- time-only (onset/offset) models: per-column decoding ------------------------------------------------
+
+
+def _column_mapping(rows: int = 4) -> SpectrogramMapping:
+    # 1 kHz, hop 10: one column is 10 ms; rows descending like our images
+    return SpectrogramMapping(1000, 0, 10, 10, [float(r) for r in range(rows - 1, -1, -1)], {})
+
+
+def test_columns_to_events_join_gaps_drop_specks_and_vote() -> None:
+    from unetseg.audio.masks import columns_to_events
+
+    labels = np.array([0, 0, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 2, 2, 2, 1, 2, 0, 0, 0, 0, 1, 0], np.uint8)
+    pooled = np.zeros((3, len(labels)))
+    pooled[0] = np.where(labels > 0, 0.2, 0.9)
+    names = ["background", "a", "b"]
+    events = columns_to_events(labels, pooled, _column_mapping(), names, min_duration=0.02, merge_gap=0.02)
+    assert [(round(e.begin, 3), round(e.end, 3), e.label) for e in events] == [(0.02, 0.09, "a"), (0.14, 0.19, "b")]
+    assert all(e.low is None and e.high is None and e.score == pytest.approx(0.8) for e in events)
+    apart = columns_to_events(labels, pooled, _column_mapping(), names, merge_gap=0.0)
+    assert len(apart) == 4  # without a merge gap the split syllable is two, and the speck stays
+
+
+def test_column_tracker_is_the_same_whatever_the_pieces() -> None:
+    from unetseg.inference.options import EventOptions
+    from unetseg.inference.outputs import EventTracker
+
+    rng = np.random.default_rng(0)
+    active = np.repeat(rng.random(60) < 0.4, 5)  # runs of 5 columns
+    probs = np.where(active[None], 0.9, 0.1) * np.ones((4, 1)) + rng.normal(0, 0.02, (4, 300))
+    options = EventOptions(min_duration=0.02, merge_gap=0.01)
+    whole = EventTracker(_column_mapping(), ["background", "call"], options, columns=True)
+    whole.push((probs > 0.5).astype(np.uint8), probs)
+    pieces = EventTracker(_column_mapping(), ["background", "call"], options, columns=True)
+    for a, b in ((0, 7), (7, 123), (123, 124), (124, 300)):
+        pieces.push((probs[:, a:b] > 0.5).astype(np.uint8), probs[:, a:b])
+    assert whole.finish() == pieces.finish() and len(whole.events) > 5
+
+
+def test_time_only_model_detects_by_columns_with_tuned_settings(finch_model: Path, birds: Path) -> None:
+    from unetseg.audio.detect import Detector
+    from unetseg.modelfile import load_model
+
+    model = load_model(finch_model)
+    assert model.meta["events"] == "time"
+    tuned = model.meta["detect"]
+    assert {"threshold", "min_duration", "merge_gap", "f1"} <= set(tuned) and tuned["tuned_on"] == "valid"
+    assert json.loads((finch_model.parents[1] / "detect_tuning.json").read_text()) == tuned
+    detector = Detector(model)
+    assert detector.columns and detector.describe()["decoding"] == "columns"
+    assert detector.events.min_duration == tuned["min_duration"] and detector.threshold == tuned["threshold"]
+    events = detector.run(birds / "bengalese-finch-gy6or6" / "wav" / "gy6or6_baseline_230312_0808.138.wav").events
+    assert all(e.low is None and e.high is None for e in events)
+    assert all(b.begin >= a.end for a, b in zip(events, events[1:], strict=False))  # one event per segment
+
+
+def test_dataset_with_background_noise_copies(birds: Path, tmp_path: Path) -> None:
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    for wav in sorted((birds / "bengalese-finch-gy6or6" / "wav").glob("*.wav"))[:3]:
+        (songs / wav.name).symlink_to(wav)
+    out = tmp_path / "noisy"
+    assert main(["audio", "dataset", "--audio", str(songs), "--annotations",
+                 str(birds / "bengalese-finch-gy6or6" / "annotations_generic.csv"), "--output", str(out),
+                 "--noise", str(shared("soundscapes")), "--snrs", "5,0"]) == 0
+    images = sorted(out.glob("*/images/*.png"))
+    clean = [p for p in images if "_snr" not in p.name]
+    assert len(images) == 3 * len(clean) and clean
+    for p in clean:
+        for snr in (5, 0):
+            song, start = p.stem.rsplit("_", 1)
+            copy = p.with_name(f"{song}_snr+{snr}_{start}.png")
+            assert json.loads(copy.with_suffix(".json").read_text())["snr_db"] == snr
+            mask = p.parent.parent / "masks"
+            assert np.array_equal(np.asarray(Image.open(mask / p.name)), np.asarray(Image.open(mask / copy.name)))
+            assert not np.array_equal(np.asarray(Image.open(p)), np.asarray(Image.open(copy)))
+    assert yaml_load(out / "dataset.yaml")["events"] == "time"
+    code = main(["audio", "dataset", "--audio", str(songs), "--annotations",
+                 str(birds / "bengalese-finch-gy6or6" / "annotations_generic.csv"), "--output",
+                 str(tmp_path / "bad"), "--noise", str(shared("soundscapes")), "--snrs", "5,loud"])
+    assert code != 0
+
+
+def yaml_load(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())

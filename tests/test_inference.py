@@ -142,7 +142,7 @@ def test_auto_probes_once_and_caches_its_choice(trained: Path, cache: Path, monk
     def no_probe(*_: object) -> float:
         raise AssertionError("probed again")
 
-    monkeypatch.setattr(backends_module, "_rates", no_probe)
+    monkeypatch.setattr(backends_module, "rates_in_turns", no_probe)
     assert Engine(loaded, InferenceOptions()).backend_name == engine.backend_name
 
 

@@ -81,16 +81,25 @@ class AugmentConfig:
 class TrainConfig:
     name: str = option("", "run name; the run folder is <runs_dir>/<name>[-N] (default: dataset folder name)")
     runs_dir: str = option("runs", "parent folder of run folders")
+    plan: bool = option(True, "choose the options you leave unset from the dataset's fingerprint, the machine "
+                        "and --max-time; the plan and its reasons are saved as plan.json")
     loss: str = option("auto", "bce, dice, jaccard, focal, ce, lovasz, tversky or a weighted sum "
-                   "(0.5*bce+0.5*dice); auto: bce+dice for binary, ce+dice for multi-class")
+                       "(0.5*bce+0.5*dice); auto: bce+dice for binary, ce+dice for multi-class")
+    class_weights: str = option("none", "weights of the classes in the ce term: none or one number per class "
+                                "(1,2.5,...); the plan sets median-frequency weights for rare classes")
+    sampler: str = option("uniform", "training image sampling: uniform, or rare (images holding rare classes "
+                          "drawn more often)", ("uniform", "rare"))
     optimizer: str = option("adamw", "optimizer", ("adam", "adamw", "sgd"))
     lr: float = option(1e-3, "learning rate")
     weight_decay: float = option(1e-4, "weight decay")
     batch_size: int = option(8, "batch size")
     epochs: int = option(50, "maximum epochs")
     max_time: float | None = option(None, "stop training after this many minutes")
-    scheduler: str = option("plateau", "learning-rate schedule", ("plateau", "cosine", "none"))
+    scheduler: str = option("plateau", "learning-rate schedule; warmup-cosine follows --max-time when given",
+                            ("plateau", "cosine", "warmup-cosine", "none"))
+    warmup: float = option(0.05, "warmup-cosine: share of training spent raising the learning rate")
     patience: int = option(10, "early stopping: epochs without improvement of the monitor (0: off)")
+    val_every: int = option(1, "validate every N epochs (and after the last)")
     monitor: str = option("val_iou", "metric that picks the best model", ("val_iou", "val_loss"))
     threshold: float = option(0.5, "binary: probability above which a pixel is foreground")
     seed: int = option(0, "random seed for splits, initialisation and augmentation")
@@ -255,9 +264,11 @@ def flag_name(f: dataclasses.Field) -> str:
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
-def dataclass_from_args(cls: type, args: argparse.Namespace, dest_prefix: str, **fixed: Any) -> Any:
-    """Build ``cls`` from the flags of ``add_dataclass_arguments`` (checked and converted as in YAML)."""
-    values: dict[str, Any] = {}
+def dataclass_from_args(cls: type, args: argparse.Namespace, dest_prefix: str, defaults: dict[str, Any] | None = None,
+                        **fixed: Any) -> Any:
+    """Build ``cls`` from the flags of ``add_dataclass_arguments`` (checked and converted as in YAML); flags not
+    given take ``defaults`` (e.g. settings stored in a model file), then the dataclass's own defaults."""
+    values: dict[str, Any] = dict(defaults or {})
     for f in dataclasses.fields(cls):
         value = getattr(args, f"{dest_prefix}.{f.name}", None)
         if value is not None:

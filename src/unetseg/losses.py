@@ -1,7 +1,8 @@
 """Segmentation losses and their weighted sums, built from segmentation_models_pytorch.
 
 ``"bce+jaccard"`` and ``"0.7*ce+0.3*dice"`` are sums; binary models use sigmoid outputs (one channel),
-multi-class models softmax. Pixels marked ``IGNORE`` in the target count in no loss.
+multi-class models softmax; the ce term takes optional per-class weights. Pixels marked ``IGNORE`` in
+the target count in no loss.
 """
 
 from __future__ import annotations
@@ -37,13 +38,32 @@ def parse_loss(spec: str, binary: bool) -> list[tuple[float, str]]:
     return terms
 
 
-def _make(name: str, mode: str) -> nn.Module:
+def parse_class_weights(text: str | None, classes: list[str], binary: bool) -> list[float] | None:
+    """``"none"`` -> None; ``"1,2.5,..."`` -> one positive weight per class of a multi-class dataset."""
+    if text is None or str(text).strip().lower() in ("", "none"):
+        return None
+    if binary:
+        raise UnetsegError("class_weights apply to the ce term of multi-class data; this dataset is binary")
+    try:
+        weights = [float(v) for v in str(text).replace(" ", "").strip("[]").split(",")]
+    except ValueError:
+        raise UnetsegError(f"class_weights {text!r}: expected numbers separated by commas") from None
+    if len(weights) != len(classes):
+        raise UnetsegError(f"class_weights {text!r}: {len(weights)} weights for {len(classes)} classes "
+                           f"({', '.join(classes)})")
+    if not all(w > 0 and w < float("inf") for w in weights):
+        raise UnetsegError(f"class_weights {text!r}: every weight must be a positive number")
+    return weights
+
+
+def _make(name: str, mode: str, class_weights: list[float] | None = None) -> nn.Module:
     from segmentation_models_pytorch import losses as L
 
     if name == "bce":
         return L.SoftBCEWithLogitsLoss(ignore_index=IGNORE)
     if name == "ce":
-        return nn.CrossEntropyLoss(ignore_index=IGNORE)
+        weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        return nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE)
     if name == "dice":
         return L.DiceLoss(mode, ignore_index=IGNORE)
     if name == "jaccard":
@@ -58,12 +78,12 @@ def _make(name: str, mode: str) -> nn.Module:
 class SegmentationLoss(nn.Module):
     """Weighted sum of losses on logits (N, C, H, W) and uint8 class-index targets (N, H, W)."""
 
-    def __init__(self, spec: str, binary: bool) -> None:
+    def __init__(self, spec: str, binary: bool, class_weights: list[float] | None = None) -> None:
         super().__init__()
         self.binary = binary
         self.terms = parse_loss(spec, binary)
         mode = "binary" if binary else "multiclass"
-        self.losses = nn.ModuleList(_make(name, mode) for _, name in self.terms)
+        self.losses = nn.ModuleList(_make(name, mode, class_weights) for _, name in self.terms)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         target = target.unsqueeze(1).float() if self.binary else target.long()

@@ -78,8 +78,9 @@ class LoadedModel:
 
 def build_meta(model_cfg: dict, classes: list[str], binary: bool, colours: list, spec: InputSpec,
                threshold: float, training: dict | None = None,
-               spectrogram: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Everything prediction needs; ``spectrogram``: how audio became the training images, if it did."""
+               spectrogram: dict[str, Any] | None = None, events: str | None = None) -> dict[str, Any]:
+    """Everything prediction needs; ``spectrogram``: how audio became the training images, if it did;
+    ``events``: "time" when they were painted from onset/offset annotations (decoded per column)."""
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -92,6 +93,7 @@ def build_meta(model_cfg: dict, classes: list[str], binary: bool, colours: list,
         "threshold": threshold,
         "training": training or {},
         "spectrogram": spectrogram,
+        "events": events,
     }
 
 

@@ -33,20 +33,21 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from .config import Config
-from .data.dataset import SegmentationDataset, mean_std
+from .data.dataset import PadCollate, SegmentationDataset, mean_std
 from .data.inputspec import InputSpec
 from .data.io import MaskDecoder, image_channels
-from .data.spec import DatasetInfo, Pair, check_pairs, load_dataset
+from .data.spec import DatasetInfo, Pair, PairStats, check_pairs, load_dataset
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_augment, check_size
 from .errors import UnetsegError
 from .fileio import new_run_dir, write_json, write_text
-from .losses import SegmentationLoss
+from .losses import SegmentationLoss, parse_class_weights
 from .metrics import confusion_counts, summarize
 from .modelfile import build_meta, save_model_file
 from .models import create_model, load_encoder_weights, output_stride
+from .plan import make_plan, sample_weights
 from .viz import colourize, panel, plot_history, save_rgb, stack_rows, to_uint8_rgb
 
 log = logging.getLogger(__name__)
@@ -74,10 +75,10 @@ class SegmentationTask(L.LightningModule):
     """Loss, optimisation and per-epoch validation metrics around any segmentation network."""
 
     def __init__(self, model: nn.Module, cfg: Config, classes: list[str], binary: bool,
-                 spec: InputSpec) -> None:
+                 spec: InputSpec, class_weights: list[float] | None = None) -> None:
         super().__init__()
         self.model, self.cfg, self.classes, self.binary, self.spec = model, cfg, classes, binary, spec
-        self.loss_fn = SegmentationLoss(cfg.train.loss, binary)
+        self.loss_fn = SegmentationLoss(cfg.train.loss, binary, class_weights)
         self.channels_last = cfg.train.channels_last
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -186,6 +187,7 @@ class RunRecorder(Callback):
         self.best_epoch: int | None = None
         self.started = time.monotonic()
         self.elapsed_before = 0.0
+        self.validated_epoch = 0
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch, "elapsed": self._elapsed()}
@@ -200,13 +202,17 @@ class RunRecorder(Callback):
     def on_validation_end(self, trainer: L.Trainer, task: SegmentationTask) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        epoch = trainer.current_epoch + 1
+        # Inside fit, the epoch being run; after fit (a final validation), the epochs completed.
+        epoch = max(1, trainer.current_epoch + (0 if trainer.state.fn == "validate" else 1))
+        if epoch == self.validated_epoch:
+            return
+        self.validated_epoch = epoch
         val = task.last_val
         row = {"epoch": epoch, "train_loss": _fmt(task.train_loss)}
         row.update({k: _fmt(v) for k, v in val.items() if k != "per_class"})
         if not task.binary:
             row.update({f"iou_{c}": _fmt(s["iou"]) for c, s in val["per_class"].items()})
-        row["lr"] = _fmt(trainer.optimizers[0].param_groups[0]["lr"])
+        row["lr"] = _fmt(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else ""
         row["time_s"] = round(self._elapsed(), 1)
         rows = _append_csv(self.run_dir / "metrics.csv", row)
         plot_history(rows, self.run_dir / "history.png")
@@ -229,6 +235,58 @@ class RunRecorder(Callback):
                       ["image", "truth", f"prediction (epoch {epoch})"], height=160)
                 for img, truth, pred in task.grid_samples]
         save_rgb(self.run_dir / "val_predictions" / f"epoch_{epoch:03d}.png", stack_rows(rows))
+
+
+class WarmupCosine(Callback):
+    """Learning rate from 1% up to ``lr`` over the first ``warmup`` share of training, then a cosine down to
+    1%. With ``max_time`` the share is of the time budget (elapsed time, resumes included), so the decay
+    ends with the budget however fast the machine is; otherwise of ``epochs`` x steps per epoch."""
+
+    def __init__(self, recorder: RunRecorder, t: Any, steps_per_epoch: int) -> None:
+        self.recorder, self.lr, self.warmup = recorder, t.lr, t.warmup
+        self.budget_s = t.max_time * 60 if t.max_time else None
+        self.total_steps = max(1, t.epochs * steps_per_epoch)
+
+    def factor(self, progress: float) -> float:
+        progress = min(max(progress, 0.0), 1.0)
+        if progress < self.warmup:
+            return 0.01 + 0.99 * progress / self.warmup
+        decay = (progress - self.warmup) / max(1e-9, 1 - self.warmup)
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * decay))
+
+    def on_train_batch_start(self, trainer: L.Trainer, task: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        progress = (self.recorder._elapsed() / self.budget_s if self.budget_s
+                    else trainer.global_step / self.total_steps)
+        for group in trainer.optimizers[0].param_groups:
+            group["lr"] = self.lr * self.factor(progress)
+
+
+def _sample_weights(cfg: Config, info: DatasetInfo, stats: PairStats | None) -> np.ndarray | None:
+    """Per-image draw weights for ``sampler: rare`` (from the train masks), else None."""
+    if cfg.train.sampler != "rare":
+        return None
+    n = len(info.split("train"))
+    if stats is None:  # resuming: measure the train masks again
+        stats = check_pairs(info.split("train"), info.decoder)
+    counts = stats.counts[:n]
+    share = (counts.sum(0) / max(counts.sum(), 1)).tolist()
+    return sample_weights(counts > 0, share)
+
+
+def _tune_events(run_dir: Path, info: DatasetInfo) -> None:
+    """Time-only annotations: tune detect's threshold, minimum duration and merge gap on the validation
+    split; store them in both model files and in ``detect_tuning.json``."""
+    from .audio.tuning import store_tuned, tune_time_events
+
+    weights = run_dir / "weights"
+    tuned = tune_time_events(weights / "best.safetensors", info)
+    if tuned is None:
+        return
+    store_tuned([weights / "best.safetensors", weights / "last.safetensors"], tuned)
+    write_json(run_dir / "detect_tuning.json", tuned)
+    log.info("detect settings tuned on the validation split: threshold %.2f, min duration %g s, merge gap %g s "
+             "(onset/offset F1 %.3f within %g s)", tuned["threshold"], tuned["min_duration"], tuned["merge_gap"],
+             tuned["f1"], tuned["collar_s"])
 
 
 def _fmt(x: Any) -> Any:
@@ -299,7 +357,7 @@ def _dataset_record(info: DatasetInfo, spec: InputSpec) -> dict[str, Any]:
     d = info.decoder
     return {
         "source": str(info.source), "name": info.name, "classes": info.classes, "binary": info.binary,
-        "spectrogram": info.spectrogram,
+        "spectrogram": info.spectrogram, "events": info.events,
         "colours": [list(c) for c in info.colours],
         "decoder": {"mode": d.mode, "num_classes": d.num_classes, "ignore_value": d.ignore_value,
                     "palette": d.palette},
@@ -316,7 +374,7 @@ def _info_from_record(rec: dict[str, Any], source: Path) -> tuple[DatasetInfo, I
     decoder = MaskDecoder(d["mode"], d["num_classes"], ignore, palette)
     splits = {s: [Pair(Path(i), Path(m)) for i, m in pairs] for s, pairs in rec["splits"].items()}
     info = DatasetInfo(rec["name"], source, splits, rec["classes"], decoder, [tuple(c) for c in rec["colours"]],
-                       rec.get("spectrogram"))
+                       rec.get("spectrogram"), rec.get("events"))
     return info, InputSpec.from_dict(rec["input"])
 
 
@@ -341,6 +399,7 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
             raise UnetsegError(f"--resume keeps the run's settings; cannot change {', '.join(sorted(bad))}")
         cfg.update(overrides or {}, "command line")
         info, spec = _info_from_record(json.loads((run_dir / "dataset.json").read_text()), Path(cfg.data.path))
+        stats, plan = None, None
     else:
         cfg = copy.deepcopy(config) if isinstance(config, Config) else Config.from_dict(config or {})
         if overrides:
@@ -349,12 +408,20 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
             raise UnetsegError("no dataset given (--data PATH)")
         cfg.data.path = str(Path(cfg.data.path).resolve())  # the run resumes from any directory
         info = load_dataset(cfg.data.path, cfg.train.seed, cfg.data.val_fraction, cfg.data.test_fraction)
-        counts = check_pairs(info.split("train") + info.split("valid"), info.decoder)
+        stats = check_pairs(info.split("train") + info.split("valid"), info.decoder)
+        counts = stats.total
         log.info("classes: %s", ", ".join(f"{c} {n / max(counts.sum(), 1):.1%}"
                                           for c, n in zip(info.classes, counts, strict=True)))
-        audio_model_defaults(cfg, info)
+        plan = None
+        if cfg.train.plan:
+            plan = make_plan(cfg, info, stats, cfg.data.channels or image_channels(info.split("train")[0].image))
+            log.info("%s", plan.summary())
+        else:
+            audio_model_defaults(cfg, info)
         spec = resolve_input(cfg, info)
         ckpt = None
+    class_weights = parse_class_weights(cfg.train.class_weights, info.classes, info.binary)
+    draw_weights = _sample_weights(cfg, info, stats)
 
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     outputs = 1 if info.binary else info.num_classes
@@ -366,7 +433,9 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
         run_dir = new_run_dir(cfg.train.runs_dir, cfg.train.name or info.name)
         write_text(run_dir / "config.yaml", cfg.to_yaml())
         write_json(run_dir / "dataset.json", _dataset_record(info, spec))
-    task = SegmentationTask(model, cfg, info.classes, info.binary, spec)
+        if plan is not None:
+            write_json(run_dir / "plan.json", plan.to_dict())
+    task = SegmentationTask(model, cfg, info.classes, info.binary, spec, class_weights)
 
     workers = _workers(cfg.data.workers)
     augment = build_augment(cfg.data.crop, **vars(cfg.augment))
@@ -374,12 +443,18 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
     val_ds = SegmentationDataset(info.split("valid"), info.decoder, spec)
     bs = cfg.train.batch_size
     loader_args = {"num_workers": workers, "persistent_workers": workers > 0}
-    train_loader = DataLoader(train_ds, batch_size=bs, shuffle=True, drop_last=len(train_ds) > bs, **loader_args)
-    # Native-size (pad) inputs differ in shape from image to image, so they validate one at a time.
-    val_loader = DataLoader(val_ds, batch_size=1 if spec.mode == "pad" else bs, **loader_args)
+    if draw_weights is None:
+        sampling: dict[str, Any] = {"shuffle": True}
+    else:
+        generator = torch.Generator().manual_seed(cfg.train.seed)
+        sampling = {"sampler": WeightedRandomSampler(draw_weights.tolist(), len(train_ds), generator=generator)}
+    train_loader = DataLoader(train_ds, batch_size=bs, drop_last=len(train_ds) > bs, **sampling, **loader_args)
+    # Native-size (pad) inputs may differ in shape from image to image: batches are padded to the largest.
+    collate = PadCollate(spec) if spec.mode == "pad" else None
+    val_loader = DataLoader(val_ds, batch_size=bs, collate_fn=collate, **loader_args)
 
     meta = build_meta(model_cfg, info.classes, info.binary, info.colours, spec, cfg.train.threshold,
-                      spectrogram=info.spectrogram)
+                      spectrogram=info.spectrogram, events=info.events)
     recorder = RunRecorder(run_dir, meta, cfg.train.monitor)
     callbacks = [
         *(callbacks or []),
@@ -387,6 +462,8 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
         ModelCheckpoint(dirpath=run_dir / "weights", filename="last", monitor=None, save_top_k=1,
                         enable_version_counter=False),
     ]
+    if cfg.train.scheduler == "warmup-cosine":
+        callbacks.append(WarmupCosine(recorder, cfg.train, len(train_loader)))
     if cfg.train.patience > 0:
         callbacks.append(EarlyStopping(cfg.train.monitor, patience=cfg.train.patience,
                                        mode="max" if cfg.train.monitor == "val_iou" else "min"))
@@ -396,7 +473,8 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
         max_time=timedelta(minutes=cfg.train.max_time) if cfg.train.max_time else None,
         accelerator=cfg.train.accelerator, devices=devices, precision=cfg.train.precision,
         callbacks=callbacks, logger=TensorBoardLogger(str(run_dir), name="tensorboard", version=""),
-        enable_progress_bar=cfg.train.progress, enable_model_summary=False, num_sanity_val_steps=0,
+        check_val_every_n_epoch=cfg.train.val_every, enable_progress_bar=cfg.train.progress,
+        enable_model_summary=False, num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(50, len(train_loader))), default_root_dir=str(run_dir),
     )
     with warnings.catch_warnings():
@@ -404,10 +482,14 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
         warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
         trainer.fit(task, train_loader, val_loader, ckpt_path=str(ckpt) if ckpt else None)
     best = run_dir / "weights" / "best.safetensors"
-    if not best.exists() and trainer.global_step > 0 and not trainer.interrupted:
-        log.warning("the time budget ended inside the first epoch; validating the model as it stands")
+    unvalidated = not best.exists() or recorder.validated_epoch != trainer.current_epoch  # --val-every
+    if unvalidated and trainer.global_step > 0 and not trainer.interrupted:
+        if trainer.current_epoch == 0:
+            log.warning("the time budget ended inside the first epoch; validating the model as it stands")
         trainer.validate(task, val_loader, verbose=False)
     if not best.exists():
         raise UnetsegError(f"{run_dir}: training ended before the first validation; no model was saved")
+    if info.spectrogram and info.events == "time":
+        _tune_events(run_dir, info)
     return TrainResult(run_dir, best, run_dir / "weights" / "last.safetensors", recorder.best,
                        recorder.best_epoch, trainer.current_epoch, trainer.interrupted)

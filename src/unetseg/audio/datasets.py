@@ -113,15 +113,22 @@ def build_annotated_dataset(recordings: str | Path | list, annotations: str | Pa
                             cfg: SpectrogramConfig, window: int = 256, overlap: int = 64,
                             classes: list[str] | None = None, energetic: bool = False, seed: int = 0,
                             val_fraction: float = 0.15, test_fraction: float = 0.15,
-                            channel: int | None = None) -> BuiltDataset:
+                            channel: int | None = None, noise: str | Path | list | None = None,
+                            snrs: tuple[float, ...] = (10.0, 5.0, 0.0)) -> BuiltDataset:
     """Recordings + annotations -> a train/valid/test folder dataset of spectrogram windows.
 
     ``annotations``: one file with a file column covering all recordings (onset/offset CSV), a folder
     holding ``<recording stem>.txt|.csv|.selections.txt``, or None for such files beside the recordings.
     ``classes`` None merges every label into one class; else listed labels become classes 1..N and other
     labels are left out. ``energetic`` keeps only the energetic pixels inside each box.
+    ``noise``: background recordings mixed into every recording at each SNR in ``snrs`` (dB) as extra
+    copies with the same annotations (as OpenSoundscape's overlay does); backgrounds are split by recording
+    like the annotated ones, so test windows meet backgrounds never heard in training.
     """
     files = list_recordings(recordings)
+    noise_files = list_recordings(noise) if noise is not None else []
+    if noise_files and not snrs:
+        raise UnetsegError("--noise needs at least one SNR (--snrs)")
     out = Path(output)
     ann = Path(annotations) if annotations else None
     table = events_by_file(read_annotations(ann)) if ann is not None and ann.is_file() else None
@@ -132,25 +139,42 @@ def build_annotated_dataset(recordings: str | Path | list, annotations: str | Pa
     names = classes if classes else ["call"]
     _fresh_output(out)
     assignment = split_recordings([f.stem for f in files], seed, val_fraction, test_fraction)
-    counts = {"train": 0, "valid": 0, "test": 0}
+    noise_split = split_recordings([f.stem for f in noise_files], seed + 1, val_fraction, test_fraction)
+    pools = {s: [f for f in noise_files if noise_split[f.stem] == s] or noise_files for s in counts_template()}
+    rng, cache = np.random.default_rng(seed), {}
+    counts = counts_template()
     for f in files:
         y, sr = load_audio(f, cfg.sample_rate, channel)
         check_not_silent(y, f)
         check_within(per_file[f], len(y) / sr, sr / 2, f)
-        image, mapping = spectrogram_image(y, sr, cfg)
-        starts = window_starts(image.shape[1], window, window - overlap) if image.shape[1] >= window else []
-        if not starts:
-            raise UnetsegError(f"{f}: {len(y) / sr:.2f} s is shorter than one window of {window} columns "
-                               f"({((window - 1) * cfg.hop_length + cfg.win) / sr:.2f} s)")
-        mask = events_to_mask(per_file[f], mapping, image.shape, classes, image if energetic else None)
         split = assignment[f.stem]
-        for s in starts:
-            name = f"{f.stem}_{s:07d}"
-            sidecar = {"recording": str(f.resolve()), **_window_mapping(mapping, s).to_dict()}
-            _write_window(out, split, name, image[:, s:s + window], mask[:, s:s + window], classes is None, sidecar)
-            counts[split] += 1
-    _write_dataset_yaml(out, ["background", *names], cfg)
+        variants: list[tuple[str, np.ndarray, dict]] = [("", y, {})]
+        for snr in snrs if noise_files else ():
+            background, used = _noise_stream(pools[split], sr, len(y), rng, cache)
+            noisy = y + background * snr_scale(y, background, snr)
+            noisy *= min(1.0, 0.99 / max(float(np.abs(noisy).max()), 1e-12))  # within full scale; SNR unchanged
+            variants.append((f"_snr{snr:+g}", noisy, {"snr_db": snr, "noise": used}))
+        for suffix, audio, facts in variants:
+            image, mapping = spectrogram_image(audio, sr, cfg)
+            starts = window_starts(image.shape[1], window, window - overlap) if image.shape[1] >= window else []
+            if not starts:
+                raise UnetsegError(f"{f}: {len(y) / sr:.2f} s is shorter than one window of {window} columns "
+                                   f"({((window - 1) * cfg.hop_length + cfg.win) / sr:.2f} s)")
+            if not suffix:  # the clean recording: its energetic pixels hold for the noisy copies too
+                mask = events_to_mask(per_file[f], mapping, image.shape, classes, image if energetic else None)
+            for s in starts:
+                sidecar = {"recording": str(f.resolve()), **facts, **_window_mapping(mapping, s).to_dict()}
+                _write_window(out, split, f"{f.stem}{suffix}_{s:07d}", image[:, s:s + window], mask[:, s:s + window],
+                              classes is None, sidecar)
+                counts[split] += 1
+    # Time-only annotations (onset/offset) paint whole columns: such models are decoded per column.
+    kind = "time" if all(e.low is None and e.high is None for evs in per_file.values() for e in evs) else "box"
+    _write_dataset_yaml(out, ["background", *names], cfg, {"events": kind})
     return BuiltDataset(out, ["background", *names], counts, assignment)
+
+
+def counts_template() -> dict[str, int]:
+    return {"train": 0, "valid": 0, "test": 0}
 
 
 def snr_scale(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> float:
@@ -224,7 +248,7 @@ def build_mixture_dataset(clean: str | Path | list, noise: str | Path | list, ou
     noise_split = split_recordings([f.stem for f in noise_files], seed + 1, val_fraction, test_fraction)
     pools = {s: [f for f in noise_files if noise_split[f.stem] == s] or noise_files for s in ("train", "valid", "test")}
     cache: dict[Path, np.ndarray] = {}
-    counts = {"train": 0, "valid": 0, "test": 0}
+    counts = counts_template()
     for f in clean_files:
         y, _ = load_audio(f, sr)
         check_not_silent(y, f)

@@ -49,6 +49,12 @@ def spectrogram_config(loaded: LoadedModel, override: SpectrogramConfig | None =
     return SpectrogramConfig.from_dict(loaded.meta["spectrogram"])
 
 
+def tuned_events(loaded: LoadedModel) -> dict[str, float]:
+    """The event settings tuned on the validation split after training (stored in the model file), if any."""
+    tuned = loaded.meta.get("detect") or {}
+    return {k: float(tuned[k]) for k in ("min_duration", "merge_gap") if k in tuned}
+
+
 class _Resampler:
     def __init__(self, orig: int, target: int) -> None:
         self.stream = None
@@ -153,7 +159,8 @@ class Detector:
                  events: EventOptions | None = None, spectrogram: SpectrogramConfig | None = None) -> None:
         self.loaded = loaded
         self.options = options or DetectOptions()
-        self.postprocess, self.events = postprocess or PostProcess(), events or EventOptions()
+        self.columns = loaded.meta.get("events") == "time"
+        self.postprocess, self.events = postprocess or PostProcess(), events or EventOptions(**tuned_events(loaded))
         self.cfg = spectrogram_config(loaded, spectrogram)
         spec = loaded.input_spec
         self.trained = trained = spec.size[1] if spec.size else 256  # columns of the training windows
@@ -171,7 +178,8 @@ class Detector:
         self.threshold = self.engine.threshold(self.postprocess)
 
     def describe(self) -> dict:
-        return {**self.engine.describe(), "window": self.width, "overlap": self.overlap,
+        return {**self.engine.describe(), "decoding": "columns" if self.columns else "regions",
+                "window": self.width, "overlap": self.overlap,
                 "windows_per_batch": self.batch, "block_seconds": self.options.block_seconds,
                 "postprocess": vars(self.postprocess), "events": vars(self.events)}
 
@@ -184,7 +192,7 @@ class Detector:
         sr = cfg.sample_rate or info.sample_rate
         mapping = SpectrogramMapping(sr, 0, cfg.hop_length, cfg.win, row_frequencies(cfg, sr).round(3).tolist(),
                                      cfg.to_dict())
-        tracker = EventTracker(mapping, loaded.classes, self.events)
+        tracker = EventTracker(mapping, loaded.classes, self.events, columns=self.columns, threshold=self.threshold)
         denoiser = Denoiser(Path(denoise), cfg, sr) if denoise else None
         channels = 1 if loaded.binary else len(loaded.classes)
         stream = ColumnStream(self.engine.native, channels, self.width, self.overlap, self.batch, blend="linear",

@@ -109,3 +109,48 @@ def mask_to_events(mask: np.ndarray, mapping: SpectrogramMapping, class_names: l
             events.append(Event(round(float(begin), 6), round(float(end), 6), round(float(max(low, 0.0)), 3),
                                 round(float(high), 3), class_names[c], round(score, 4)))
     return sorted(events, key=lambda e: (e.begin, e.label))
+
+
+def column_probabilities(probs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Probabilities pooled over frequency per column: (rows, k) for a binary model -> (1, k) foreground;
+    (classes, rows, k) -> (classes, k). ``rows`` selects the rows pooled (the positive half)."""
+    if probs.ndim == 2:
+        return probs[rows].mean(axis=0, keepdims=True)
+    return probs[:, rows].mean(axis=1)
+
+
+def column_labels(pooled: np.ndarray, threshold: float) -> np.ndarray:
+    """Per column: 0 where the pooled foreground probability is at most ``threshold``, else the most
+    probable foreground class (1..)."""
+    if pooled.shape[0] == 1:
+        return (pooled[0] > threshold).astype(np.uint8)
+    foreground = 1.0 - pooled[0]
+    return np.where(foreground > threshold, pooled[1:].argmax(0) + 1, 0).astype(np.uint8)
+
+
+def columns_to_events(labels: np.ndarray, pooled: np.ndarray, mapping: SpectrogramMapping, class_names: list[str],
+                      min_duration: float = 0.0, merge_gap: float = 0.0, column_offset: int = 0) -> list[Event]:
+    """Time-only decoding (as vak does): runs of active columns -> segments; runs closer than ``merge_gap``
+    (s) are joined, segments shorter than ``min_duration`` dropped, and each segment is labelled by the
+    majority of its columns. One event per segment, without a band; score = mean pooled foreground over
+    the segment's own columns."""
+    active = labels > 0
+    gap = int(round(merge_gap / mapping.column_seconds))
+    if gap:
+        active = close_time_gaps(active[None], gap)[0]
+    edges = np.diff(np.concatenate([[0], active.astype(np.int8), [0]]))
+    starts, stops = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
+    half = mapping.column_seconds / 2
+    foreground = pooled[0] if pooled.shape[0] == 1 else 1.0 - pooled[0]
+    events = []
+    for a, b in zip(starts, stops, strict=True):
+        begin = mapping.column_time(column_offset + a) - half
+        end = mapping.column_time(column_offset + b - 1) + half
+        if end - begin < min_duration:
+            continue
+        votes = np.bincount(labels[a:b], minlength=len(class_names))[1:]
+        label = class_names[int(votes.argmax()) + 1] if votes.any() else class_names[1]
+        own = labels[a:b] > 0  # the segment's own columns, not the joined gaps
+        events.append(Event(round(float(begin), 6), round(float(end), 6), None, None, label,
+                            round(float(foreground[a:b][own].mean()), 4)))
+    return events

@@ -76,6 +76,9 @@ def add_audio_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", help="comma-separated labels that become classes 1..N (default: every label "
                    "merged into one class)")
     p.add_argument("--energetic", action="store_true", help="keep only energetic pixels inside each box")
+    p.add_argument("--noise", nargs="+", help="background recordings or folders: each recording is also mixed "
+                   "with them at every SNR of --snrs, keeping its annotations")
+    p.add_argument("--snrs", default="10,5,0", help="SNRs in dB of the --noise copies [default: 10,5,0]")
     _window_args(p)
     add_spectrogram_args(p)
     p.set_defaults(func=cmd_dataset)
@@ -168,23 +171,31 @@ def _write_wav(path: Path, y: Any, sr: int) -> None:
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
-    from ..audio.datasets import build_annotated_dataset
+    from ..audio.datasets import build_annotated_dataset, list_recordings
 
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    noise = [f for src in args.noise for f in list_recordings(src)] if args.noise else None
     built = build_annotated_dataset(args.audio, args.annotations, args.output, spectrogram_from_args(args),
                                     args.window, args.overlap, classes, args.energetic, args.seed,
-                                    channel=args.channel)
+                                    channel=args.channel, noise=noise, snrs=_snrs(args.snrs))
     print(f"dataset {built.root}: classes {', '.join(built.classes)}; images per split {built.windows}")
     return 0
+
+
+def _snrs(text: str) -> tuple[float, ...]:
+    try:
+        snrs = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise UnetsegError(f"--snrs {text!r}: expected comma-separated numbers in dB") from None
+    if not all(-60 <= v <= 60 for v in snrs):
+        raise UnetsegError(f"--snrs {text!r}: SNRs must lie between -60 and 60 dB")
+    return snrs
 
 
 def cmd_mix(args: argparse.Namespace) -> int:
     from ..audio.datasets import build_mixture_dataset, list_recordings
 
-    try:
-        snrs = tuple(float(v) for v in args.snrs.split(","))
-    except ValueError:
-        raise UnetsegError(f"--snrs {args.snrs!r}: expected comma-separated numbers") from None
+    snrs = _snrs(args.snrs)
     clean = [f for src in args.clean for f in list_recordings(src)]
     noise = [f for src in args.noise for f in list_recordings(src)]
     built = build_mixture_dataset(clean, noise, args.output, spectrogram_from_args(args), snrs, args.window,
@@ -196,7 +207,7 @@ def cmd_mix(args: argparse.Namespace) -> int:
 def cmd_detect(args: argparse.Namespace) -> int:
     from ..audio.annotations import SUFFIXES, write_events
     from ..audio.datasets import list_recordings
-    from ..audio.detect import Detector
+    from ..audio.detect import Detector, tuned_events
     from ..fileio import write_json, write_png
     from ..modelfile import load_model
 
@@ -212,7 +223,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
             if p.exists():
                 raise UnetsegError(f"{p}: already exists; choose another --output or pass --overwrite")
     detector = Detector(loaded, dataclass_from_args(DetectOptions, args, WINDOWS), inference_from_args(args),
-                        postprocess_from_args(args), dataclass_from_args(EventOptions, args, EVENTS))
+                        postprocess_from_args(args), dataclass_from_args(EventOptions, args, EVENTS,
+                                                                         defaults=tuned_events(loaded)))
     for f in files:
         result = detector.run(f, denoise=denoised.get(f), keep_mask=args.save_mask, channel=args.channel)
         events = [replace(e, file=f.name) for e in result.events]

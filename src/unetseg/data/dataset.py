@@ -9,7 +9,7 @@ from torch.utils.data import Dataset
 
 from ..errors import UnetsegError
 from .inputspec import InputSpec
-from .io import MaskDecoder, read_image, read_mask_raw
+from .io import IGNORE, MaskDecoder, read_image, read_mask_raw
 from .spec import Pair
 from .transforms import fit_image, fit_mask, normalize, plan_placement
 
@@ -59,3 +59,23 @@ def mean_std(pairs: list[Pair], channels: int, limit: int = 64) -> tuple[list[fl
     mean = total / count
     std = np.sqrt(np.maximum(squares / count - mean**2, 1e-12))
     return [round(float(v), 6) for v in mean], [round(float(max(v, 1e-3)), 6) for v in std]
+
+
+class PadCollate:
+    """Batch native-size (``resize_mode: pad``) samples of different sizes: each image is padded at the
+    bottom and right to the batch's largest, as ``fit_image`` pads (black), and masks with ``IGNORE``, so
+    padding counts in no loss or metric."""
+
+    def __init__(self, spec: InputSpec) -> None:
+        self.fill = torch.tensor([-m / s for m, s in zip(spec.mean, spec.std, strict=True)])
+
+    def __call__(self, samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        h = max(s["image"].shape[1] for s in samples)
+        w = max(s["image"].shape[2] for s in samples)
+        images = self.fill.view(1, -1, 1, 1).repeat(len(samples), 1, h, w)
+        masks = torch.full((len(samples), h, w), IGNORE, dtype=samples[0]["mask"].dtype)
+        for i, s in enumerate(samples):
+            _, sh, sw = s["image"].shape
+            images[i, :, :sh, :sw] = s["image"]
+            masks[i, :sh, :sw] = s["mask"]
+        return {"image": images, "mask": masks, "index": torch.stack([s["index"] for s in samples])}

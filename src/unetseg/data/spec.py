@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 SPLIT_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid", "test": "test"}
 YAML_KEYS = {"root", "name", "train", "valid", "val", "validation", "test", "classes", "ignore_index",
-             "palette", "mask_suffix", "mask_mode", "allow_unpaired", "spectrogram", "coco_classes"}
+             "palette", "mask_suffix", "mask_mode", "allow_unpaired", "spectrogram", "coco_classes", "events"}
 
 # Distinct colours for drawing classes (class 0 first); a dataset palette takes precedence.
 DEFAULT_COLOURS = [
@@ -53,6 +53,7 @@ class DatasetInfo:
     decoder: MaskDecoder
     colours: list[tuple[int, int, int]] = field(default_factory=list)
     spectrogram: dict[str, Any] | None = None  # audio datasets: how their images were made
+    events: str | None = None  # audio datasets: "time" (onset/offset annotations) or "box"
 
     @property
     def binary(self) -> bool:
@@ -82,6 +83,7 @@ class _Layout:
     allow_unpaired: bool = False
     name: str = ""
     spectrogram: dict[str, Any] | None = None
+    events: str | None = None
     coco: dict[str, tuple[Path, Path]] = field(default_factory=dict)  # split -> (json, images folder)
     coco_classes: list | None = None
 
@@ -108,7 +110,7 @@ def load_dataset(path: str | Path, seed: int = 0, val_fraction: float = 0.15,
     else:
         colours = [DEFAULT_COLOURS[i % len(DEFAULT_COLOURS)] for i in range(len(classes))]
     return DatasetInfo(layout.name or path.stem if path.is_file() else path.name, path, splits, classes,
-                       decoder, colours, layout.spectrogram)
+                       decoder, colours, layout.spectrogram, layout.events)
 
 
 def _materialize_coco(layout: _Layout) -> None:
@@ -229,7 +231,14 @@ def _read_yaml(path: Path) -> _Layout:
                    mask_mode=str(data.get("mask_mode", "auto")),
                    allow_unpaired=bool(data.get("allow_unpaired", False)),
                    name=str(data.get("name", path.stem)), spectrogram=data.get("spectrogram"), coco=coco,
+                   events=_events_kind(data.get("events"), path),
                    coco_classes=data.get("coco_classes"))
+
+
+def _events_kind(value: Any, path: Path) -> str | None:
+    if value is not None and value not in ("time", "box"):
+        raise UnetsegError(f"{path}: events must be time or box, not {value!r}")
+    return value
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -325,17 +334,31 @@ def _make_decoder(layout: _Layout, train: list[Pair], source: Path) -> tuple[Mas
     raise UnetsegError(f"{source}: unknown mask_mode {mode!r} (auto, binary, index or palette)")
 
 
-def check_pairs(pairs: list[Pair], decoder: MaskDecoder) -> np.ndarray:
-    """Decode every mask and compare sizes with its image; return pixel counts per class.
+@dataclass
+class PairStats:
+    """What checking a list of pairs measured: pixels of each class per pair and image sizes (h, w)."""
+
+    counts: np.ndarray  # (pairs, classes) int64
+    sizes: list[tuple[int, int]]
+
+    @property
+    def total(self) -> np.ndarray:
+        return self.counts.sum(0)
+
+
+def check_pairs(pairs: list[Pair], decoder: MaskDecoder) -> PairStats:
+    """Decode every mask and compare sizes with its image; return pixel counts per class of each pair.
 
     Fails on the first bad pair with a one-line error, before any training starts.
     """
-    counts = np.zeros(decoder.num_classes, dtype=np.int64)
-    for pair in pairs:
+    counts = np.zeros((len(pairs), decoder.num_classes), dtype=np.int64)
+    sizes = []
+    for i, pair in enumerate(pairs):
         mask = decoder.decode(read_mask_raw(pair.mask), pair.mask)
         size = image_size(pair.image)
         if size != mask.shape[:2]:
             raise UnetsegError(f"{pair.image}: image is {size[1]}x{size[0]} but its mask {pair.mask.name} is "
                                f"{mask.shape[1]}x{mask.shape[0]} (width x height)")
-        counts += np.bincount(mask[mask != 255].ravel(), minlength=decoder.num_classes)[: decoder.num_classes]
-    return counts
+        counts[i] = np.bincount(mask[mask != 255].ravel(), minlength=decoder.num_classes)[: decoder.num_classes]
+        sizes.append((int(size[0]), int(size[1])))
+    return PairStats(counts, sizes)

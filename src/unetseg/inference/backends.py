@@ -282,7 +282,7 @@ def _probe(loaded: LoadedModel, options: InferenceOptions, device: torch.device,
             if agreement[name] < AGREEMENT_FLOOR:
                 continue
         candidates[name] = backend
-    rates = _rates(candidates, inputs)
+    rates = rates_in_turns(candidates, inputs)
     choice = max(rates, key=rates.__getitem__)
     write_json(path, {"choice": choice, "images_per_s": {k: round(v, 2) for k, v in rates.items()},
                       "agreement_iou": agreement, "shape": list(shape), "machine": machine,
@@ -314,13 +314,13 @@ def _probe_inputs(loaded: LoadedModel, shape: tuple[int, int, int, int], folder:
     return torch.stack(batch)
 
 
-def _rates(backends: dict[str, Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor,
-           rounds: int = 4) -> dict[str, float]:
-    """Images per second of each backend: two warm-up calls each, then the best of ``rounds`` calls taken
-    in turns, so a passing load on a shared machine weighs on all of them alike."""
+def rates_in_turns(backends: dict[str, Callable[[torch.Tensor], Any]], x: torch.Tensor, warmup: int = 2,
+                   rounds: int = 4) -> dict[str, float]:
+    """Images per second of each callable on ``x``: ``warmup`` calls each, then the best of ``rounds`` calls
+    taken in turns, so a passing load on a shared machine weighs on all of them alike."""
     for backend in backends.values():
-        backend(x)
-        backend(x)
+        for _ in range(warmup):
+            backend(x)
     best = dict.fromkeys(backends, float("inf"))
     for _ in range(rounds):
         for name, backend in backends.items():

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..audio.annotations import Event
-from ..audio.masks import mask_to_events
+from ..audio.masks import column_labels, column_probabilities, columns_to_events, mask_to_events
 from ..audio.spectrogram import SpectrogramMapping
 from .options import EventOptions
 
@@ -34,11 +34,18 @@ def to_classes(probs: Array, binary: bool, threshold: float) -> np.ndarray:
 
 @dataclass
 class EventTracker:
-    """Turns finished mask columns into events, holding only the columns of events still open."""
+    """Turns finished mask columns into events, holding only the columns of events still open.
+
+    Regions (time + frequency boxes) by default; with ``columns`` (models trained from time-only
+    annotations) probabilities are pooled over frequency per column and cut into segments in time, with
+    ``threshold`` on the pooled foreground probability.
+    """
 
     mapping: SpectrogramMapping
     class_names: list[str]
     options: EventOptions = field(default_factory=EventOptions)
+    columns: bool = False
+    threshold: float = 0.5
     events: list[Event] = field(default_factory=list)
     _mask: np.ndarray | None = None
     _probs: np.ndarray | None = None
@@ -46,13 +53,17 @@ class EventTracker:
 
     def push(self, mask: np.ndarray, probs: np.ndarray) -> None:
         """``mask``: class indices (rows, k); ``probs``: (rows, k) for binary models, else (classes, rows, k)."""
+        positive = np.asarray(self.mapping.row_hz) >= 0
+        if self.columns:
+            probs = column_probabilities(probs, positive)
+            mask = column_labels(probs, self.threshold)[None]
+            positive = np.ones(1, bool)
         if self._mask is None:
             self._mask, self._probs = mask, probs
         else:
             self._mask = np.concatenate([self._mask, mask], axis=1)
             self._probs = np.concatenate([self._probs, probs], axis=-1)
         gap = max(1, int(round(self.options.merge_gap / self.mapping.column_seconds))) + 1
-        positive = np.asarray(self.mapping.row_hz) >= 0
         empty = ~(self._mask[positive] > 0).any(axis=0)
         cut = _last_gap_end(empty, gap)
         limit = int(self.options.max_event_seconds / self.mapping.column_seconds)
@@ -64,7 +75,11 @@ class EventTracker:
     def _flush(self, cut: int) -> None:
         assert self._mask is not None and self._probs is not None
         o = self.options
-        self.events += mask_to_events(self._mask[:, :cut], self.mapping, self.class_names, self._probs[..., :cut],
+        if self.columns:
+            self.events += columns_to_events(self._mask[0, :cut], self._probs[:, :cut], self.mapping,
+                                             self.class_names, o.min_duration, o.merge_gap, column_offset=self._start)
+        else:
+            self.events += mask_to_events(self._mask[:, :cut], self.mapping, self.class_names, self._probs[..., :cut],
                                       o.min_duration, o.min_bandwidth, o.merge_gap, column_offset=self._start)
         self._mask, self._probs = self._mask[:, cut:], self._probs[..., cut:]
         self._start += cut

@@ -1,0 +1,95 @@
+"""Detect's event settings tuned on the validation split of a time-only (onset/offset) dataset.
+
+After training, the model decodes the validation windows per column; a small grid of threshold, minimum
+duration and merge gap is scored by onset/offset F1 (both within ``collar``) against the segments of the
+validation masks, and the best setting is stored in the model file, where ``audio detect`` takes it as
+its default (flags still override it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.io import read_image, read_mask_raw
+from ..data.spec import DatasetInfo
+from ..modelfile import load_model, save_model_file
+from .annotations import Event
+from .masks import column_labels, column_probabilities, columns_to_events
+from .metrics import event_scores
+from .spectrogram import SpectrogramMapping
+
+log = logging.getLogger(__name__)
+
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+MIN_DURATIONS = (0.0, 0.01, 0.02, 0.03)  # s
+MERGE_GAPS = (0.0, 0.005, 0.01, 0.02)  # s
+COLLAR = 0.02  # s, onset and offset
+
+
+def _windows(info: DatasetInfo, limit: int) -> list[tuple[np.ndarray, np.ndarray, SpectrogramMapping]]:
+    pairs = info.split("valid")
+    step = max(1, len(pairs) // limit)
+    out = []
+    for pair in pairs[::step][:limit]:
+        sidecar = pair.image.with_suffix(".json")
+        if not sidecar.is_file():
+            continue
+        mapping = SpectrogramMapping.from_dict(json.loads(sidecar.read_text()))
+        image = read_image(pair.image, 1)[:, :, 0]
+        mask = info.decoder.decode(read_mask_raw(pair.mask), pair.mask)
+        out.append((image, mask, mapping))
+    return out
+
+
+def tune_time_events(model_path: str | Path, info: DatasetInfo, limit: int = 200) -> dict[str, Any] | None:
+    """Tune threshold, min_duration and merge_gap on up to ``limit`` validation windows; return the best
+    setting with its F1 (None when the split has no window sidecars)."""
+    from ..inference import Engine, InferenceOptions
+
+    windows = _windows(info, limit)
+    if not windows:
+        return None
+    loaded = load_model(model_path)
+    engine = Engine(loaded, InferenceOptions(backend="torch"))
+    names = loaded.classes
+    pooled, truth = [], []
+    for image, mask, mapping in windows:
+        probs = engine.native(image[None])[0]
+        positive = np.asarray(mapping.row_hz) >= 0
+        pooled.append((column_probabilities(probs[0] if loaded.binary else probs, positive), mapping))
+        truth.append(reference_events(mask, mapping, names))
+    best: dict[str, Any] | None = None
+    for threshold, min_duration, gap in itertools.product(THRESHOLDS, MIN_DURATIONS, MERGE_GAPS):
+        tp = fp = fn = 0
+        for (p, mapping), ref in zip(pooled, truth, strict=True):
+            est = columns_to_events(column_labels(p, threshold), p, mapping, names, min_duration, gap)
+            s = event_scores(ref, est, collar=COLLAR, offset_ratio=0.0)
+            tp, fp, fn = tp + int(s["tp"]), fp + int(s["fp"]), fn + int(s["fn"])
+        f1 = 2 * tp / max(2 * tp + fp + fn, 1)
+        if best is None or f1 > best["f1"]:
+            best = {"threshold": threshold, "min_duration": min_duration, "merge_gap": gap, "f1": round(f1, 4)}
+    assert best is not None
+    best.update({"tuned_on": "valid", "windows": len(windows), "collar_s": COLLAR,
+                 "reference_events": sum(len(r) for r in truth)})
+    return best
+
+
+def store_tuned(paths: list[Path], tuned: dict[str, Any]) -> None:
+    """Write the tuned settings (and threshold) into model files, atomically."""
+    for path in paths:
+        loaded = load_model(path)
+        meta = {**loaded.meta, "detect": tuned, "threshold": tuned["threshold"]}
+        save_model_file(path, loaded.model, meta)
+
+
+def reference_events(mask: np.ndarray, mapping: SpectrogramMapping, names: list[str]) -> list[Event]:
+    """The time-only events a window's mask holds: time-only masks paint whole columns."""
+    positive = np.asarray(mapping.row_hz) >= 0
+    labels = mask[positive].max(axis=0).astype(np.uint8)
+    return columns_to_events(labels, np.zeros((1, len(labels))), mapping, names)

@@ -1,0 +1,149 @@
+"""The training plan: fingerprint of tiny generated data, choices and their overrides, plan.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from unetseg.cli import main
+from unetseg.config import Config
+from unetseg.data.spec import check_pairs, load_dataset
+from unetseg.errors import UnetsegError
+from unetseg.plan import fingerprint, make_plan, median_frequency_weights, sample_weights
+from unetseg.train import WarmupCosine
+
+
+def write_rare_class_dataset(root: Path, n_train: int = 12, size: int = 64) -> Path:
+    """Three classes: background, a large 'field' half of every image, and a small 'sign' square in every
+    fourth train image only; a dataset YAML names them."""
+    from unetseg.fileio import write_png
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("valid", 4), ("test", 2)):
+        for i in range(n):
+            mask = np.zeros((size, size), np.uint8)
+            mask[size // 2:] = 1
+            if split != "train" or i % 4 == 0:
+                y, x = rng.integers(4, size // 2 - 8, 2)
+                mask[y:y + 5, x:x + 5] = 2
+            image = (mask[..., None] * np.array([60, 30, 90], np.uint8) + rng.integers(0, 40, (size, size, 3))
+                     ).astype(np.uint8)
+            write_png(root / split / "images" / f"{split}{i}.png", image)
+            write_png(root / split / "masks" / f"{split}{i}.png", mask)
+    (root / "data.yaml").write_text(yaml.safe_dump({
+        "name": "rare", "root": ".", "classes": ["background", "field", "sign"],
+        **{s: {"images": f"{s}/images", "masks": f"{s}/masks"} for s in ("train", "valid", "test")}}))
+    return root / "data.yaml"
+
+
+@pytest.fixture
+def rare_data(tmp_path: Path) -> Path:
+    return write_rare_class_dataset(tmp_path / "rare")
+
+
+def test_fingerprint_finds_the_rare_class(rare_data: Path) -> None:
+    info = load_dataset(rare_data)
+    stats = check_pairs(info.split("train") + info.split("valid"), info.decoder)
+    fp = fingerprint(info, stats, 3)
+    assert (fp.train_images, fp.valid_images, fp.channels) == (12, 4, 3)
+    assert fp.size_median == fp.size_max == (64, 64)
+    assert fp.train_images_with == [12, 12, 3]
+    assert fp.rare == [2] and fp.classes[2] == "sign"
+    assert fp.object_area_median[2] == 25.0
+    weights = sample_weights(fp.presence, fp.pixel_share)
+    holding = fp.presence[:, 2]
+    assert weights[holding].min() > 2 * weights[~holding].max()  # rare-class images drawn more often
+    assert abs(weights.sum() - 1) < 1e-9
+
+
+def test_median_frequency_weights() -> None:
+    assert median_frequency_weights([0.5, 0.3, 0.2]) == [0.6, 1.0, 1.5]
+    assert median_frequency_weights([0.9, 0.0999, 0.0001]) == [0.2, 1.0, 10.0]  # clipped
+    assert median_frequency_weights([0.5, 0.5, 0.0])[2] == 1.0  # absent class
+
+
+def test_plan_chooses_and_respects_what_the_user_set(rare_data: Path) -> None:
+    info = load_dataset(rare_data)
+    stats = check_pairs(info.split("train") + info.split("valid"), info.decoder)
+    planned = Config.from_dict({"data": {"path": str(rare_data)}})
+    plan = make_plan(planned, info, stats, 3)
+    assert planned.train.loss == "ce+dice" and planned.train.sampler == "rare"
+    weights = [float(w) for w in planned.train.class_weights.split(",")]
+    assert weights[2] == max(weights) and weights[2] > 1
+    assert planned.data.resize_mode == "pad" and planned.data.crop is None  # small images train whole
+    assert planned.train.scheduler == "warmup-cosine" and planned.train.precision in ("bf16-mixed", "32-true")
+    assert planned.model.base_width == 32  # the default model without --max-time
+    assert plan.probe["precision"]["images_per_s"]["fp32"] > 0
+    record = plan.to_dict()
+    assert record["choices"]["train.sampler"]["set_by"] == "plan" and record["choices"]["train.sampler"]["reason"]
+    assert record["fingerprint"]["train_images_with"] == [12, 12, 3]
+
+    user = Config.from_dict({"data": {"path": str(rare_data), "size": [32, 32]},
+                             "train": {"loss": "ce", "precision": "32-true", "sampler": "uniform"},
+                             "model": {"base_width": 8}})
+    plan = make_plan(user, info, stats, 3)
+    assert (user.train.loss, user.train.precision, user.train.sampler) == ("ce", "32-true", "uniform")
+    assert user.data.size == [32, 32] and user.data.resize_mode == "resize"  # geometry group kept
+    assert user.model.base_width == 8 and user.model.depth == 4
+    choices = plan.to_dict()["choices"]
+    assert choices["train.loss"]["set_by"] == choices["data.size"]["set_by"] == "user"
+    assert choices["data.resize_mode"]["set_by"] == "plan" or choices["data.resize_mode"]["value"] == "resize"
+    assert "precision" not in plan.probe  # nothing to probe when the user chose
+
+
+def test_budget_picks_model_and_epochs(rare_data: Path) -> None:
+    info = load_dataset(rare_data)
+    stats = check_pairs(info.split("train") + info.split("valid"), info.decoder)
+    cfg = Config.from_dict({"data": {"path": str(rare_data)}, "train": {"max_time": 2.0}})
+    plan = make_plan(cfg, info, stats, 3)
+    rates = plan.probe["model"]["images_per_s"]
+    assert set(rates) == {"classic U-Net w16", "classic U-Net w32", "U-Net / ResNet-18 (smp)"}
+    assert cfg.train.patience == 0 and cfg.train.max_time < 2.0  # planning time comes out of the budget
+    assert cfg.train.epochs >= 10 and plan.estimate["epochs_in_budget"] > 0
+    with pytest.raises(UnetsegError, match="used up by planning"):
+        make_plan(Config.from_dict({"data": {"path": str(rare_data)}, "train": {"max_time": 0.001}}), info, stats, 3)
+
+
+def test_warmup_cosine_shape() -> None:
+    t = Config().train
+    schedule = WarmupCosine(None, t, 10)  # type: ignore[arg-type]
+    values = [schedule.factor(p) for p in np.linspace(0, 1, 101)]
+    peak = int(np.argmax(values))
+    assert values[0] == pytest.approx(0.01) and values[-1] == pytest.approx(0.01)
+    assert values[peak] == pytest.approx(1.0) and peak == round(t.warmup * 100)
+    assert all(np.diff(values[:peak + 1]) > 0) and all(np.diff(values[peak:]) <= 0)
+
+
+def test_train_saves_plan_json_and_keeps_flags(rare_data: Path, tmp_path: Path) -> None:
+    code = main(["train", "--data", str(rare_data), "--epochs", "1", "--base-width", "8", "--depth", "2",
+                 "--loss", "ce", "--no-progress", "--workers", "0", "--runs-dir", str(tmp_path / "runs"),
+                 "--name", "planned", "--no-test"])
+    assert code == 0
+    run = tmp_path / "runs" / "planned"
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["choices"]["train.loss"] == {"value": "ce", "reason": "", "set_by": "user"} or \
+        plan["choices"]["train.loss"]["set_by"] == "user"
+    assert plan["choices"]["train.sampler"]["value"] == "rare"
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["train"]["loss"] == "ce" and config["train"]["epochs"] == 1
+    assert config["train"]["class_weights"] == plan["choices"]["train.class_weights"]["value"]
+    assert config["model"]["base_width"] == 8
+
+    code = main(["train", "--data", str(rare_data), "--epochs", "1", "--no-plan", "--base-width", "8", "--depth",
+                 "2", "--no-progress", "--workers", "0", "--runs-dir", str(tmp_path / "runs"), "--name", "plain",
+                 "--no-test"])
+    assert code == 0 and not (tmp_path / "runs" / "plain" / "plan.json").exists()
+
+
+def test_bad_class_weights_are_one_line_errors(rare_data: Path, tmp_path: Path, capsys) -> None:
+    for value, needle in (("1,2", "2 weights for 3 classes"), ("1,x,2", "numbers separated by commas"),
+                          ("1,0,2", "positive")):
+        code = main(["train", "--data", str(rare_data), "--class-weights", value, "--epochs", "1",
+                     "--runs-dir", str(tmp_path / "runs"), "--no-progress"])
+        err = capsys.readouterr().err
+        assert code != 0 and needle in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
