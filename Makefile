@@ -24,7 +24,7 @@ test: lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 bench-camvid: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/train_camvid.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/train_camvid.py --minutes 10
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -5,8 +5,8 @@
    binary masks (clean power > noise power, and > 6 dB above the clean recording's median in that row).
    Birds and backgrounds are split by recording: test mixtures use neither in training.
 2. The same CPU time budget for two recipes:
-   - unetseg: classic U-Net (depth 4, width 16, batch norm), bce+dice, AdamW 2e-3, plateau schedule,
-     flips and brightness/contrast augmentation, best epoch by validation IoU;
+   - unetseg: the plain command, ``unetseg train --data MIX --max-time MIN``: the training plan chooses
+     model, precision, loss, augmentation and schedule from the dataset and this machine (plan.json);
    - baseline, as course notebooks do it: plain U-Net (depth 4, width 64), BCE, Adam 1e-4,
      256x256 resize, no augmentation.
 3. Test split: pixel IoU, Dice (over all pixels) and F1 (mean over images), overall and per SNR; SDR of
@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
 
 from unetseg.audio.datasets import build_mixture_dataset, ideal_binary_mask
 from unetseg.audio.detect import DetectOptions, detect_recording
@@ -39,6 +38,7 @@ from unetseg.evaluate import evaluate
 from unetseg.fileio import new_run_dir, write_json
 from unetseg.metrics import image_score, scores_from_counts
 from unetseg.modelfile import load_model
+from unetseg.plan import machine
 from unetseg.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,18 +48,14 @@ SHARED = ROOT.parent / "shared" / "data"
 PUBLISHED_IOU = {"U-Net (BirdSoundsDenoising)": 0.629, "DeepLabV3 (BirdSoundsDenoising)": 0.723}
 
 RECIPES = {
-    "unetseg": {
-        "model": {"arch": "classic", "depth": 4, "base_width": 16, "dropout": 0.0},
-        "augment": {"hflip": 0.5, "vflip": 0.0, "rotate": 0, "scale": 0, "brightness": 0.2, "contrast": 0.2},
-        "train": {"loss": "bce+dice", "optimizer": "adamw", "lr": 2e-3, "scheduler": "plateau", "batch_size": 8},
-        "data": {"size": [256, 256]},
-    },
+    # The plain command: `unetseg train --data MIX --max-time MIN`; the training plan chooses the rest.
+    "unetseg": {},
     "baseline": {
         "model": {"arch": "classic", "depth": 4, "base_width": 64, "dropout": 0.0},
         "augment": {"enabled": False},
-        "train": {"loss": "bce", "optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0, "scheduler": "none",
-                  "batch_size": 8},
-        "data": {"size": [256, 256], "normalize": "none"},
+        "train": {"plan": False, "loss": "bce", "optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0,
+                  "scheduler": "none", "batch_size": 8, "epochs": 10_000, "patience": 0},
+        "data": {"size": [256, 256], "normalize": "none", "workers": 1},
     },
 }
 
@@ -103,11 +99,15 @@ def denoising_sdr(model_path: Path, mix_dir: Path, out_dir: Path) -> dict[str, d
     return out
 
 
+def _plan_choices(run_dir: Path) -> dict | None:
+    path = run_dir / "plan.json"
+    return {k: v["value"] for k, v in json.loads(path.read_text())["choices"].items()} if path.is_file() else None
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=8.0, help="training budget per recipe")
     p.add_argument("--recipes", default="unetseg,baseline")
-    p.add_argument("--width", type=int, default=None, help="base width of the unetseg recipe's U-Net [default: 16]")
     p.add_argument("--work", default=str(ROOT / "runs" / "bench-birdsound"))
     p.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "birdsound.json"))
     args = p.parse_args()
@@ -118,8 +118,6 @@ def main() -> None:
     noise = sorted((SHARED / "soundscapes").glob("*.wav"))
     if not clean or not noise:
         raise SystemExit(f"{SHARED}: the shared finch songs and soundscapes are missing")
-    if args.width:
-        RECIPES["unetseg"]["model"]["base_width"] = args.width
     start = time.perf_counter()
     built = build_mixture_dataset(clean, noise, work / "mix", preset("default"), seed=0)
     mix_seconds = time.perf_counter() - start
@@ -129,10 +127,10 @@ def main() -> None:
     for name in args.recipes.split(","):
         recipe = RECIPES[name]
         cfg = Config.from_dict({
-            "data": {"path": str(work / "mix"), "workers": 1, **recipe["data"]},
-            "model": recipe["model"], "augment": recipe["augment"],
-            "train": {"name": name, "runs_dir": str(work), "epochs": 10_000, "max_time": args.minutes,
-                      "patience": 0, "progress": False, **recipe["train"]},
+            "data": {"path": str(work / "mix"), **recipe.get("data", {})},
+            "model": recipe.get("model", {}), "augment": recipe.get("augment", {}),
+            "train": {"name": name, "runs_dir": str(work), "max_time": args.minutes, "progress": False,
+                      **recipe.get("train", {})},
         })
         t0 = time.perf_counter()
         result = train(cfg)
@@ -142,14 +140,14 @@ def main() -> None:
         results[name] = {"train_seconds": round(train_s, 1), "epochs": result.epochs_run,
                          "best_epoch": result.best_epoch, "test": scores(ev.counts),
                          "test_by_snr": by_snr(ev.per_image, ev.counts), "sdr_db": sdrs,
-                         "model": str(result.best_model)}
+                         "model": str(result.best_model),
+                         "plan": _plan_choices(result.run_dir)}
         print(json.dumps({name: results[name]}, indent=2))
     report = {
         "benchmark": "birdsound",
-        "command": f"python benchmarks/birdsound.py --minutes {args.minutes:g} --recipes {args.recipes}"
-                   + (f" --width {args.width}" if args.width else ""),
-        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "processor": platform.processor() or platform.machine(), "torch": torch.__version__},
+        "command": f"python benchmarks/birdsound.py --minutes {args.minutes:g} --recipes {args.recipes}",
+        "machine": {**machine(), "cpu_count": os.cpu_count(),
+                    "processor": platform.processor() or platform.machine()},
         "data": {"clean_recordings": len(clean), "noise_recordings": len(noise), "snrs_db": [-5, 0, 5, 10],
                  "windows": built.windows, "ideal_mask": "clean power > noise power (0 dB local SNR) and > 6 dB "
                  "above the clean recording's median in that frequency row"},
