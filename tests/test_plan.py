@@ -147,3 +147,27 @@ def test_bad_class_weights_are_one_line_errors(rare_data: Path, tmp_path: Path, 
         err = capsys.readouterr().err
         assert code != 0 and needle in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_planned_native_size_trains_on_images_of_mixed_sizes(tmp_path: Path) -> None:
+    """The plan trains small images whole at native size; batches of different sizes are padded (the
+    padding counts in no loss or metric)."""
+    from unetseg.fileio import write_png
+
+    rng = np.random.default_rng(1)
+    root = tmp_path / "mixed"
+    for split, n in (("train", 8), ("valid", 3), ("test", 2)):
+        for i in range(n):
+            h, w = (48, 64) if i % 2 else (64, 40)
+            mask = np.zeros((h, w), np.uint8)
+            mask[h // 4:h // 2, w // 4:w // 2] = 255
+            image = (mask // 2 + rng.integers(0, 60, (h, w))).astype(np.uint8)
+            write_png(root / split / "images" / f"{i}.png", image)
+            write_png(root / split / "masks" / f"{i}.png", mask)
+    assert main(["train", "--data", str(root), "--epochs", "1", "--base-width", "8", "--depth", "2",
+                 "--no-progress", "--workers", "0", "--runs-dir", str(tmp_path / "runs"), "--name", "m"]) == 0
+    plan = json.loads((tmp_path / "runs" / "m" / "plan.json").read_text())
+    assert plan["choices"]["data.resize_mode"]["value"] == "pad" and plan["choices"]["data.crop"]["value"] is None
+    assert plan["fingerprint"]["size_min"] == [48, 40] and plan["fingerprint"]["size_max"] == [64, 64]
+    metrics = json.loads((tmp_path / "runs" / "m" / "test" / "metrics.json").read_text())
+    assert metrics["images"] == 2 and 0.0 <= metrics["iou"] <= 1.0  # evaluated at native size

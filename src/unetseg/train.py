@@ -448,9 +448,10 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
     else:
         generator = torch.Generator().manual_seed(cfg.train.seed)
         sampling = {"sampler": WeightedRandomSampler(draw_weights.tolist(), len(train_ds), generator=generator)}
-    train_loader = DataLoader(train_ds, batch_size=bs, drop_last=len(train_ds) > bs, **sampling, **loader_args)
     # Native-size (pad) inputs may differ in shape from image to image: batches are padded to the largest.
     collate = PadCollate(spec) if spec.mode == "pad" else None
+    train_loader = DataLoader(train_ds, batch_size=bs, drop_last=len(train_ds) > bs, collate_fn=collate, **sampling,
+                              **loader_args)
     val_loader = DataLoader(val_ds, batch_size=bs, collate_fn=collate, **loader_args)
 
     meta = build_meta(model_cfg, info.classes, info.binary, info.colours, spec, cfg.train.threshold,

@@ -41,7 +41,7 @@ def _windows(info: DatasetInfo, limit: int) -> list[tuple[np.ndarray, np.ndarray
         if not sidecar.is_file():
             continue
         mapping = SpectrogramMapping.from_dict(json.loads(sidecar.read_text()))
-        image = read_image(pair.image, 1)[:, :, 0]
+        image = np.round(read_image(pair.image, 1)[:, :, 0] * 255).astype(np.uint8)  # the engine takes pixels
         mask = info.decoder.decode(read_mask_raw(pair.mask), pair.mask)
         out.append((image, mask, mapping))
     return out

@@ -189,7 +189,9 @@ def _agreement(reference: Backend, other: Backend, loaded: LoadedModel, samples:
             probs = activate(backend(t).float(), loaded.binary)[0]
             masks.append(to_classes(probs, loaded.binary, loaded.threshold))
     classes = 2 if loaded.binary else len(loaded.classes)
-    return mask_agreement(np.stack(masks_b), np.stack(masks_a), classes, loaded.binary)
+    # Calibration images may differ in size (native-size models): pool their pixels.
+    return mask_agreement(np.concatenate([m.ravel() for m in masks_b]), np.concatenate([m.ravel() for m in masks_a]),
+                          classes, loaded.binary)
 
 
 # ---------------------------------------------------------------------------------------------- choice
