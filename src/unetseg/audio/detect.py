@@ -160,7 +160,8 @@ class Detector:
         self.loaded = loaded
         self.options = options or DetectOptions()
         self.columns = loaded.meta.get("events") == "time"
-        self.postprocess, self.events = postprocess or PostProcess(), events or EventOptions(**tuned_events(loaded))
+        self.postprocess = postprocess or PostProcess()
+        self.events = (events or EventOptions(**tuned_events(loaded))).resolved(self.columns)
         self.cfg = spectrogram_config(loaded, spectrogram)
         spec = loaded.input_spec
         self.trained = trained = spec.size[1] if spec.size else 256  # columns of the training windows

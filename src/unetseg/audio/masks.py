@@ -7,6 +7,8 @@ negative frequencies): boxes are painted in both halves and events are read from
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -66,48 +68,97 @@ def close_time_gaps(active: np.ndarray, gap_columns: int) -> np.ndarray:
     """Join runs of active columns separated by at most ``gap_columns`` empty ones, per row."""
     if gap_columns <= 0:
         return active
-    kernel = np.ones((1, gap_columns + 1), np.uint8)
-    padded = np.pad(active.astype(np.uint8), ((0, 0), (gap_columns + 1, gap_columns + 1)))
-    closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, kernel)
-    return closed[:, gap_columns + 1:-gap_columns - 1].astype(bool)
+    n = active.shape[1]
+    index = np.arange(n)
+    left = np.maximum.accumulate(np.where(active, index, -1), axis=1)  # last active column at or before
+    right = np.minimum.accumulate(np.where(active, index, n)[:, ::-1], axis=1)[:, ::-1]  # next at or after
+    return active | ((left >= 0) & (right < n) & (right - left - 1 <= gap_columns))
+
+
+@dataclass
+class _Box:
+    """A region or a group of joined regions: columns [x0, x1), rows [y0, y1), pixels, probability sum."""
+
+    x0: int
+    x1: int
+    y0: int
+    y1: int
+    pixels: int
+    score: float
+
+    def join(self, other: _Box) -> None:
+        self.x0, self.x1 = min(self.x0, other.x0), max(self.x1, other.x1)
+        self.y0, self.y1 = min(self.y0, other.y0), max(self.y1, other.y1)
+        self.pixels += other.pixels
+        self.score += other.score
+
+
+def _join_boxes(boxes: list[_Box], gap: int, rows: int) -> list[_Box]:
+    """Join boxes that overlap in rows (within ``rows``) and lie at most ``gap`` columns apart, transitively:
+    one sweep in order of start column, each box merging every open group it touches."""
+    done: list[_Box] = []
+    open_: list[_Box] = []
+    for box in sorted(boxes, key=lambda b: b.x0):
+        still = []
+        for g in open_:
+            (done if g.x1 + gap < box.x0 else still).append(g)
+        touching = [g for g in still if box.y0 <= g.y1 + rows and g.y0 <= box.y1 + rows]
+        for g in touching:
+            box.join(g)
+        open_ = [g for g in still if all(g is not t for t in touching)] + [box]
+    return done + open_
 
 
 def mask_to_events(mask: np.ndarray, mapping: SpectrogramMapping, class_names: list[str],
                    probabilities: np.ndarray | None = None, min_duration: float = 0.0, min_bandwidth: float = 0.0,
-                   merge_gap: float = 0.0, column_offset: int = 0) -> list[Event]:
-    """Connected regions of each class -> events with time span, band, label and mean probability.
+                   merge_gap: float = 0.0, column_offset: int = 0, *, freq_tolerance: float = 0.0,
+                   min_pixels: int = 1, click_seconds: float = 0.0, click_band: float = 1.0) -> list[Event]:
+    """Connected regions of each class -> events a person would mark: regions of fewer than ``min_pixels``
+    pixels (specks) and clicks (shorter than ``click_seconds`` and spanning more than ``click_band`` of the
+    positive rows) are dropped; regions of a class whose bands overlap (within ``freq_tolerance`` Hz) and
+    that lie closer than ``merge_gap`` s are joined into one event; events shorter than ``min_duration``
+    or narrower than ``min_bandwidth`` are dropped. Each event has a time span, a band, a label and the
+    mean probability of its own pixels.
 
     ``mask``: class indices (0 = background) for rows x columns; ``probabilities``: (classes, rows, columns)
     where class 0 is background, or (rows, columns) for a binary model. ``column_offset`` places the
-    mask's first column in the recording. ``merge_gap`` (s) joins regions of a class closer in time.
+    mask's first column in the recording.
     """
     hz = np.asarray(mapping.row_hz)
     positive = hz >= 0
     step = np.abs(np.diff(hz)).min() if len(hz) > 1 else 0.0
     gap = int(round(merge_gap / mapping.column_seconds))
+    tolerance_rows = int(round(freq_tolerance / step)) if step else 0
+    click_columns = click_seconds / mapping.column_seconds
+    band_rows = int(positive.sum())
     half = mapping.column_seconds / 2
     events = []
     for c in range(1, len(class_names)):
         active = (mask == c) & positive[:, None]
         if not active.any():
             continue
-        joined = close_time_gaps(active, gap)
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(joined.astype(np.uint8), connectivity=8)
-        scores = np.ones(n)
-        if probabilities is not None:  # mean probability over each region's own (not gap-filled) pixels
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(active.astype(np.uint8), connectivity=8)
+        own = labels[active]
+        pixels = np.bincount(own, minlength=n)
+        if probabilities is not None:
             p = probabilities if probabilities.ndim == 2 else probabilities[c]
-            own = labels[active]
-            scores = np.bincount(own, weights=p[active], minlength=n) / np.maximum(np.bincount(own, minlength=n), 1)
+            sums = np.bincount(own, weights=p[active], minlength=n)
+        else:
+            sums = pixels.astype(np.float64)
+        boxes = []
         for k in range(1, n):
             x, y, w, h = (int(v) for v in stats[k, :4])
-            begin = mapping.column_time(column_offset + x) - half
-            end = mapping.column_time(column_offset + x + w - 1) + half
-            low, high = hz[y + h - 1] - step / 2, hz[y] + step / 2
+            if pixels[k] < min_pixels or (w < click_columns and h > click_band * band_rows):
+                continue
+            boxes.append(_Box(x, x + w, y, y + h, int(pixels[k]), float(sums[k])))
+        for b in _join_boxes(boxes, gap, tolerance_rows):
+            begin = mapping.column_time(column_offset + b.x0) - half
+            end = mapping.column_time(column_offset + b.x1 - 1) + half
+            low, high = hz[b.y1 - 1] - step / 2, hz[b.y0] + step / 2
             if end - begin < min_duration or high - low < min_bandwidth:
                 continue
-            score = float(scores[k])
             events.append(Event(round(float(begin), 6), round(float(end), 6), round(float(max(low, 0.0)), 3),
-                                round(float(high), 3), class_names[c], round(score, 4)))
+                                round(float(high), 3), class_names[c], round(b.score / max(b.pixels, 1), 4)))
     return sorted(events, key=lambda e: (e.begin, e.label))
 
 

@@ -4,6 +4,9 @@
   onset lies within ``collar`` seconds of the reference onset and its offset within
   max(``collar``, ``offset_ratio`` x reference duration) of the reference offset (DCASE's rule,
   Mesaros et al. 2016); each event matches at most once (maximum bipartite matching).
+- Box-based: events with time and frequency boxes match one-to-one when their time x frequency IoU
+  reaches a threshold (0.3 by default); time-only references fall back to onset/offset matching.
+- False alarms per minute: estimated events matching no reference event, per minute of audio.
 - Frame-based: activity sampled every ``frame`` seconds per label; F1 over all frames.
 - Segment error rate: ``segment``-second segments; ER = (substitutions + deletions + insertions) /
   reference activity, as in Mesaros et al. 2016.
@@ -56,6 +59,41 @@ def event_scores(reference: list[Event], estimated: list[Event], collar: float =
                  ignore_labels: bool = False) -> dict[str, float | int]:
     tp = len(match_events(reference, estimated, collar, offset_ratio, ignore_labels))
     return _prf(tp, len(estimated) - tp, len(reference) - tp)
+
+
+def box_iou(a: Event, b: Event) -> float:
+    """Intersection over union of two events' time x frequency boxes (0 when either has no band)."""
+    if None in (a.low, a.high, b.low, b.high):
+        return 0.0
+    t = max(0.0, min(a.end, b.end) - max(a.begin, b.begin))
+    f = max(0.0, min(a.high, b.high) - max(a.low, b.low))  # type: ignore[type-var]
+    inter = t * f
+    union = a.duration * (a.high - a.low) + b.duration * (b.high - b.low) - inter  # type: ignore[operator]
+    return inter / union if union > 0 else 0.0
+
+
+def box_scores(reference: list[Event], estimated: list[Event], min_iou: float = 0.3, collar: float = 0.05,
+               ignore_labels: bool = False) -> dict[str, float | int | str]:
+    """Box-level precision, recall and F1: events match one-to-one (maximum total IoU) when their time x
+    frequency IoU is at least ``min_iou`` and their labels agree. A reference without bands (time-only)
+    falls back to onset/offset matching (``event_scores`` with ``collar``)."""
+    if any(e.low is None or e.high is None for e in reference):
+        return {**event_scores(reference, estimated, collar, ignore_labels=ignore_labels), "matched_by": "onset/offset"}
+    tp = 0
+    if reference and estimated:
+        iou = np.array([[box_iou(r, e) if _label(r, ignore_labels) == _label(e, ignore_labels) else 0.0
+                         for e in estimated] for r in reference])
+        rows, cols = linear_sum_assignment(-iou)
+        tp = int((iou[rows, cols] >= min_iou).sum())
+    return {**_prf(tp, len(estimated) - tp, len(reference) - tp), "matched_by": f"box IoU >= {min_iou:g}"}
+
+
+def false_alarms_per_minute(reference: list[Event], estimated: list[Event], duration: float,
+                            collar: float = 0.05, ignore_labels: bool = False) -> float:
+    """Estimated events that match no reference event (onset/offset rule), per minute of audio; on a
+    recording without the target (empty reference) every event is a false alarm."""
+    matched = len(match_events(reference, estimated, collar, ignore_labels=ignore_labels))
+    return round((len(estimated) - matched) / max(duration / 60, 1e-9), 2)
 
 
 def _activity(events: list[Event], labels: list[str], step: float, n: int, ignore_labels: bool) -> np.ndarray:

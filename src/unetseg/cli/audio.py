@@ -117,6 +117,8 @@ def add_audio_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--audio", help="the recording (for its duration)")
     p.add_argument("--collar", type=float, default=0.05, help="onset tolerance (s) [default: 0.05]")
     p.add_argument("--ignore-labels", action="store_true", help="match events whatever their labels")
+    p.add_argument("--box-iou", type=float, default=0.3, help="time x frequency IoU for a box-level match "
+                   "[default: 0.3]")
     p.add_argument("--clean", help="clean reference audio for SDR")
     p.add_argument("--denoised", help="denoised audio for SDR")
     p.add_argument("--output", help="also write the metrics to this JSON file")
@@ -239,10 +241,19 @@ def cmd_detect(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..audio.annotations import check_within, read_annotations
     from ..audio.io import audio_info, load_audio
-    from ..audio.metrics import event_scores, frame_scores, sdr, segment_error_rate
+    from ..audio.metrics import (
+        box_scores,
+        event_scores,
+        false_alarms_per_minute,
+        frame_scores,
+        sdr,
+        segment_error_rate,
+    )
     from ..fileio import write_json
 
     report: dict[str, Any] = {}
+    if not 0 < args.box_iou <= 1:
+        raise UnetsegError(f"--box-iou must be in (0, 1], not {args.box_iou}")
     if args.reference or args.estimate:
         if not (args.reference and args.estimate):
             raise UnetsegError("event metrics need both --reference and --estimate")
@@ -254,6 +265,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         else:
             duration = max([e.end for e in ref + est], default=0.0)
         report["events"] = event_scores(ref, est, args.collar, ignore_labels=args.ignore_labels)
+        report["boxes"] = box_scores(ref, est, args.box_iou, args.collar, ignore_labels=args.ignore_labels)
+        report["false_alarms_per_minute"] = false_alarms_per_minute(ref, est, duration, args.collar,
+                                                                    ignore_labels=args.ignore_labels)
         report["frames"] = frame_scores(ref, est, duration, ignore_labels=args.ignore_labels)
         report["segments"] = segment_error_rate(ref, est, duration, ignore_labels=args.ignore_labels)
         report["reference_events"], report["estimated_events"] = len(ref), len(est)

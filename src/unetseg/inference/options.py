@@ -71,17 +71,53 @@ class DetectOptions:
             raise UnetsegError(f"--block-seconds must be positive, not {self.block_seconds}")
 
 
+# How far pieces of sound are joined into one event: the merge gap (s) and the shortest event kept (s).
+GRANULARITY: dict[str, dict[str, float]] = {
+    "syllable": {"merge_gap": 0.005, "min_duration": 0.01},
+    "call": {"merge_gap": 0.05, "min_duration": 0.03},
+    "song": {"merge_gap": 0.5, "min_duration": 0.1},
+}
+
+
 @dataclass(frozen=True)
 class EventOptions:
-    """How mask regions become events."""
+    """How mask regions become events: specks and clicks dropped, pieces of one call joined, then events
+    shorter or narrower than a person would mark dropped."""
 
-    min_duration: float = option(0.01, "drop events shorter than this (s)", metavar="S")
+    granularity: str | None = option(None, "how far pieces are joined: syllable, call or song (sets --merge-gap "
+                                     "and --min-duration unless given)", tuple(GRANULARITY),
+                                     default_text="call; syllable for models trained from onset/offset labels")
+    min_duration: float | None = option(None, "drop events shorter than this (s)", metavar="S",
+                                        default_text="from --granularity")
+    merge_gap: float | None = option(None, "join regions of a class that overlap in frequency and lie closer "
+                                     "in time than this (s)", metavar="S", default_text="from --granularity")
+    freq_tolerance: float = option(150.0, "bands closer than this (Hz) count as overlapping when joining",
+                                   metavar="HZ")
     min_bandwidth: float = option(0.0, "drop events narrower than this (Hz)", metavar="HZ")
-    merge_gap: float = option(0.01, "join regions of a class closer in time than this (s)", metavar="S")
+    min_pixels: int = option(8, "drop regions of fewer mask pixels before joining (specks)", metavar="N")
+    click_seconds: float = option(0.02, "drop regions shorter than this (s) that span more than --click-band "
+                                  "of the spectrum (broadband clicks)", metavar="S")
+    click_band: float = option(0.5, "share of the spectrum a short region must span to count as a click",
+                               metavar="SHARE")
     max_event_seconds: float = option(60.0, "cut events longer than this (s; bounds memory)", metavar="S")
 
     def __post_init__(self) -> None:
+        if self.granularity is not None and self.granularity not in GRANULARITY:
+            raise UnetsegError(f"unknown --granularity {self.granularity!r} (choose {', '.join(GRANULARITY)})")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.name == "granularity" or value is None:
+                continue
             if value < 0 or (f.name == "max_event_seconds" and value <= 0):
                 raise UnetsegError(f"--{f.name.replace('_', '-')} must be positive, not {value}")
+        if self.click_band > 1:
+            raise UnetsegError(f"--click-band is a share of the spectrum (0-1), not {self.click_band}")
+
+    def resolved(self, columns: bool = False) -> EventOptions:
+        """A copy with --merge-gap and --min-duration filled from the granularity (syllable by default for
+        per-column decoding, call otherwise)."""
+        preset = GRANULARITY[self.granularity or ("syllable" if columns else "call")]
+        return dataclasses.replace(
+            self, granularity=self.granularity or ("syllable" if columns else "call"),
+            min_duration=preset["min_duration"] if self.min_duration is None else self.min_duration,
+            merge_gap=preset["merge_gap"] if self.merge_gap is None else self.merge_gap)

@@ -43,13 +43,16 @@ class EventTracker:
 
     mapping: SpectrogramMapping
     class_names: list[str]
-    options: EventOptions = field(default_factory=EventOptions)
+    options: EventOptions = field(default_factory=EventOptions)  # resolved in __post_init__
     columns: bool = False
     threshold: float = 0.5
     events: list[Event] = field(default_factory=list)
     _mask: np.ndarray | None = None
     _probs: np.ndarray | None = None
     _start: int = 0  # recording column of the first pending column
+
+    def __post_init__(self) -> None:
+        self.options = self.options.resolved(self.columns)
 
     def push(self, mask: np.ndarray, probs: np.ndarray) -> None:
         """``mask``: class indices (rows, k); ``probs``: (rows, k) for binary models, else (classes, rows, k)."""
@@ -80,7 +83,9 @@ class EventTracker:
                                              self.class_names, o.min_duration, o.merge_gap, column_offset=self._start)
         else:
             self.events += mask_to_events(self._mask[:, :cut], self.mapping, self.class_names, self._probs[..., :cut],
-                                      o.min_duration, o.min_bandwidth, o.merge_gap, column_offset=self._start)
+                                          o.min_duration, o.min_bandwidth, o.merge_gap, column_offset=self._start,
+                                          freq_tolerance=o.freq_tolerance, min_pixels=o.min_pixels,
+                                          click_seconds=o.click_seconds, click_band=o.click_band)
         self._mask, self._probs = self._mask[:, cut:], self._probs[..., cut:]
         self._start += cut
 
