@@ -8,8 +8,8 @@ With the bird-mixture model (benchmarks/birdsound.py; pass --model):
 3. The 14 shared soundscapes as noise only: events per minute (they hold some real bird sound too).
 
 "before" is detect without grouping (every region an event: no speck or click removal, no joining across
-frequency, 10 ms merge gap and minimum duration, as detect did); "after" its defaults (--granularity call)
-and the syllable and song presets.
+frequency, 10 ms merge gap and minimum duration, as detect did); "after" its defaults (--granularity
+syllable, harmonics joined) and the call and song presets.
 
     .venv/bin/python benchmarks/events.py --model runs/bench-birdsound-plan/unetseg/weights/best.safetensors
 """
@@ -36,9 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 SETTINGS = {
     "before (no grouping)": EventOptions(min_duration=0.01, merge_gap=0.01, freq_tolerance=0.0, min_pixels=1,
-                                         click_seconds=0.0),
-    "after: call (default)": EventOptions(),
-    "after: syllable": EventOptions(granularity="syllable"),
+                                         click_seconds=0.0, simultaneous=0.0),
+    "after: syllable (default)": EventOptions(),
+    "after: call": EventOptions(granularity="call"),
     "after: song": EventOptions(granularity="song"),
 }
 

@@ -465,11 +465,21 @@ def test_events_drop_clicks_and_specks_and_join_split_calls() -> None:
     mask[2:62, 50] = 1  # a broadband click, one column wide: dropped
     mask[5, 60:62] = 1  # a speck of two pixels: dropped
     mask[20:30, 53:63] = 1  # a second call 200 ms after the first ends: its own event
-    events = _events_of(mask)
+    events = _events_of(mask, granularity="call")
     assert [(round(e.begin, 2), round(e.end, 2)) for e in events] == [(0.1, 0.33), (0.53, 0.63)]
     assert all(e.label == "a" and e.low is not None for e in events)
-    syllables = _events_of(mask, granularity="syllable")  # joins only 5 ms gaps: the split call stays two
+    syllables = _events_of(mask)  # the default joins only 5 ms gaps: the split call stays two
     assert len(syllables) == 3
+
+
+def test_harmonics_of_one_call_join_but_a_long_band_does_not_swallow_calls() -> None:
+    mask = np.zeros((64, 120), np.uint8)
+    mask[40:44, 10:30] = 1  # fundamental ...
+    mask[20:24, 11:30] = 1  # ... and its harmonic, 2 kHz higher, at the same time: one event
+    mask[58:62, 0:120] = 1  # a steady low band through the whole recording
+    mask[5:9, 60:70] = 1  # a short call above it: its own event
+    spans = sorted((round(e.begin, 2), round(e.end, 2)) for e in _events_of(mask))
+    assert spans == [(0.0, 1.2), (0.1, 0.3), (0.6, 0.7)]
 
 
 def test_events_of_two_classes_in_overlapping_bands_stay_separate() -> None:
@@ -477,7 +487,7 @@ def test_events_of_two_classes_in_overlapping_bands_stay_separate() -> None:
     mask[20:30, 10:30] = 1
     mask[25:35, 12:28] = 2
     mask[50:60, 32:40] = 1  # same class, 20 ms later but 2 kHz lower: not joined
-    events = _events_of(mask)
+    events = _events_of(mask, granularity="call")
     assert sorted((e.label, round(e.begin, 2)) for e in events) == [("a", 0.1), ("a", 0.32), ("b", 0.12)]
 
 

@@ -161,7 +161,7 @@ class Detector:
         self.options = options or DetectOptions()
         self.columns = loaded.meta.get("events") == "time"
         self.postprocess = postprocess or PostProcess()
-        self.events = (events or EventOptions(**tuned_events(loaded))).resolved(self.columns)
+        self.events = (events or EventOptions(**tuned_events(loaded))).resolved()
         self.cfg = spectrogram_config(loaded, spectrogram)
         spec = loaded.input_spec
         self.trained = trained = spec.size[1] if spec.size else 256  # columns of the training windows

@@ -93,16 +93,24 @@ class _Box:
         self.score += other.score
 
 
-def _join_boxes(boxes: list[_Box], gap: int, rows: int) -> list[_Box]:
-    """Join boxes that overlap in rows (within ``rows``) and lie at most ``gap`` columns apart, transitively:
-    one sweep in order of start column, each box merging every open group it touches."""
+def _touch(a: _Box, b: _Box, rows: int, simultaneous: float) -> bool:
+    if a.y0 <= b.y1 + rows and b.y0 <= a.y1 + rows:
+        return True
+    overlap = min(a.x1, b.x1) - max(a.x0, b.x0)
+    return simultaneous > 0 and overlap >= simultaneous * max(a.x1 - a.x0, b.x1 - b.x0)
+
+
+def _join_boxes(boxes: list[_Box], gap: int, rows: int, simultaneous: float = 0.0) -> list[_Box]:
+    """Join boxes that overlap in rows (within ``rows``) and lie at most ``gap`` columns apart, or that
+    overlap in time by ``simultaneous`` of the longer one whatever their rows (harmonics of one call),
+    transitively: one sweep in order of start column, each box merging every open group it touches."""
     done: list[_Box] = []
     open_: list[_Box] = []
     for box in sorted(boxes, key=lambda b: b.x0):
         still = []
         for g in open_:
             (done if g.x1 + gap < box.x0 else still).append(g)
-        touching = [g for g in still if box.y0 <= g.y1 + rows and g.y0 <= box.y1 + rows]
+        touching = [g for g in still if _touch(box, g, rows, simultaneous)]
         for g in touching:
             box.join(g)
         open_ = [g for g in still if all(g is not t for t in touching)] + [box]
@@ -112,11 +120,13 @@ def _join_boxes(boxes: list[_Box], gap: int, rows: int) -> list[_Box]:
 def mask_to_events(mask: np.ndarray, mapping: SpectrogramMapping, class_names: list[str],
                    probabilities: np.ndarray | None = None, min_duration: float = 0.0, min_bandwidth: float = 0.0,
                    merge_gap: float = 0.0, column_offset: int = 0, *, freq_tolerance: float = 0.0,
-                   min_pixels: int = 1, click_seconds: float = 0.0, click_band: float = 1.0) -> list[Event]:
+                   min_pixels: int = 1, click_seconds: float = 0.0, click_band: float = 1.0,
+                   simultaneous: float = 0.0) -> list[Event]:
     """Connected regions of each class -> events a person would mark: regions of fewer than ``min_pixels``
     pixels (specks) and clicks (shorter than ``click_seconds`` and spanning more than ``click_band`` of the
     positive rows) are dropped; regions of a class whose bands overlap (within ``freq_tolerance`` Hz) and
-    that lie closer than ``merge_gap`` s are joined into one event; events shorter than ``min_duration``
+    that lie closer than ``merge_gap`` s are joined into one event, as are regions overlapping in time by
+    ``simultaneous`` of the longer one whatever their bands (harmonics); events shorter than ``min_duration``
     or narrower than ``min_bandwidth`` are dropped. Each event has a time span, a band, a label and the
     mean probability of its own pixels.
 
@@ -151,7 +161,7 @@ def mask_to_events(mask: np.ndarray, mapping: SpectrogramMapping, class_names: l
             if pixels[k] < min_pixels or (w < click_columns and h > click_band * band_rows):
                 continue
             boxes.append(_Box(x, x + w, y, y + h, int(pixels[k]), float(sums[k])))
-        for b in _join_boxes(boxes, gap, tolerance_rows):
+        for b in _join_boxes(boxes, gap, tolerance_rows, simultaneous):
             begin = mapping.column_time(column_offset + b.x0) - half
             end = mapping.column_time(column_offset + b.x1 - 1) + half
             low, high = hz[b.y1 - 1] - step / 2, hz[b.y0] + step / 2

@@ -52,7 +52,7 @@ class EventTracker:
     _start: int = 0  # recording column of the first pending column
 
     def __post_init__(self) -> None:
-        self.options = self.options.resolved(self.columns)
+        self.options = self.options.resolved()
 
     def push(self, mask: np.ndarray, probs: np.ndarray) -> None:
         """``mask``: class indices (rows, k); ``probs``: (rows, k) for binary models, else (classes, rows, k)."""
@@ -85,7 +85,8 @@ class EventTracker:
             self.events += mask_to_events(self._mask[:, :cut], self.mapping, self.class_names, self._probs[..., :cut],
                                           o.min_duration, o.min_bandwidth, o.merge_gap, column_offset=self._start,
                                           freq_tolerance=o.freq_tolerance, min_pixels=o.min_pixels,
-                                          click_seconds=o.click_seconds, click_band=o.click_band)
+                                          click_seconds=o.click_seconds, click_band=o.click_band,
+                                          simultaneous=o.simultaneous)
         self._mask, self._probs = self._mask[:, cut:], self._probs[..., cut:]
         self._start += cut
 
