@@ -94,6 +94,11 @@ def test_plan_chooses_and_respects_what_the_user_set(rare_data: Path) -> None:
     assert choices["data.resize_mode"]["set_by"] == "plan" or choices["data.resize_mode"]["value"] == "resize"
     assert "precision" not in plan.probe  # nothing to probe when the user chose
 
+    weights = Config.from_dict({"data": {"path": str(rare_data)}, "model": {"encoder_weights": "w.pth"},
+                                "train": {"max_time": 2.0}})
+    make_plan(weights, info, stats, 3)
+    assert (weights.model.arch, weights.model.base_width) == ("classic", 32)  # no model swapped under weights
+
 
 def test_budget_picks_model_and_epochs(rare_data: Path) -> None:
     info = load_dataset(rare_data)

@@ -48,7 +48,7 @@ AUDIO_MODELS: list[tuple[str, dict[str, Any]]] = [
     ("classic U-Net w16", {"arch": "classic", "base_width": 16, "depth": 4}),
 ]
 GEOMETRY = ("data.size", "data.resize_mode", "data.crop")
-MODEL = ("model.arch", "model.encoder", "model.base_width", "model.depth")
+MODEL = ("model.arch", "model.encoder", "model.encoder_weights", "model.base_width", "model.depth")
 CROP = 256  # side of a training crop: large enough for street-scene context, small enough for a CPU
 NATIVE_MAX = 1024  # images up to this side train on crops at native resolution and predict whole
 BF16_GAIN = 1.25  # bf16 mixed precision is chosen when its training steps are at least this much faster
