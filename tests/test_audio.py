@@ -533,3 +533,24 @@ def test_tuning_recovers_settings_that_reproduce_the_reference(finch_model: Path
     monkeypatch.setattr(Engine, "native", native)
     tuned = tune_time_events(finch_model, info)
     assert tuned is not None and tuned["f1"] == 1.0 and tuned["reference_events"] > 20
+
+
+def test_box_annotated_model_tunes_its_granularity(birds: Path, tmp_path: Path) -> None:
+    from unetseg.audio.detect import Detector
+    from unetseg.inference.options import GRANULARITY
+    from unetseg.modelfile import load_model
+
+    spinetail = birds / "spinetail"
+    assert main(["audio", "dataset", "--audio", str(spinetail / "spinetail.wav"), "--annotations",
+                 str(spinetail / "spinetail.txt"), "--output", str(tmp_path / "sp")]) == 0
+    assert yaml_load(tmp_path / "sp" / "dataset.yaml")["events"] == "box"
+    assert main(["train", "--data", str(tmp_path / "sp"), "--epochs", "1", "--base-width", "8", "--depth", "2",
+                 "--no-progress", "--workers", "0", "--runs-dir", str(tmp_path / "runs"), "--name", "sp",
+                 "--no-test"]) == 0
+    model = load_model(tmp_path / "runs" / "sp" / "weights" / "best.safetensors")
+    tuned = model.meta["detect"]
+    assert tuned["granularity"] in GRANULARITY and tuned["metric"] == "box F1 (IoU >= 0.3)"
+    assert tuned["reference_events"] > 0 and 0 <= tuned["f1"] <= 1
+    detector = Detector(model)
+    assert not detector.columns and detector.events.granularity == tuned["granularity"]
+    assert detector.threshold == tuned["threshold"]

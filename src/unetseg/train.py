@@ -274,19 +274,21 @@ def _sample_weights(cfg: Config, info: DatasetInfo, stats: PairStats | None) -> 
 
 
 def _tune_events(run_dir: Path, info: DatasetInfo) -> None:
-    """Time-only annotations: tune detect's threshold, minimum duration and merge gap on the validation
-    split; store them in both model files and in ``detect_tuning.json``."""
-    from .audio.tuning import store_tuned, tune_time_events
+    """Annotated recordings: tune detect's settings on the validation split (time-only labels: threshold,
+    minimum duration, merge gap; boxes: threshold, granularity); store them in both model files and in
+    ``detect_tuning.json``."""
+    from .audio.tuning import store_tuned, tune_box_events, tune_time_events
 
     weights = run_dir / "weights"
-    tuned = tune_time_events(weights / "best.safetensors", info)
+    tune = tune_time_events if info.events == "time" else tune_box_events
+    tuned = tune(weights / "best.safetensors", info)
     if tuned is None:
         return
     store_tuned([weights / "best.safetensors", weights / "last.safetensors"], tuned)
     write_json(run_dir / "detect_tuning.json", tuned)
-    log.info("detect settings tuned on the validation split: threshold %.2f, min duration %g s, merge gap %g s "
-             "(onset/offset F1 %.3f within %g s)", tuned["threshold"], tuned["min_duration"], tuned["merge_gap"],
-             tuned["f1"], tuned["collar_s"])
+    settings = ", ".join(f"{k} {tuned[k]}" for k in ("threshold", "granularity", "min_duration", "merge_gap")
+                         if k in tuned)
+    log.info("detect settings tuned on the validation split: %s (F1 %.3f)", settings, tuned["f1"])
 
 
 def _fmt(x: Any) -> Any:
@@ -490,7 +492,7 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
         trainer.validate(task, val_loader, verbose=False)
     if not best.exists():
         raise UnetsegError(f"{run_dir}: training ended before the first validation; no model was saved")
-    if info.spectrogram and info.events == "time":
+    if info.spectrogram and info.events in ("time", "box"):
         _tune_events(run_dir, info)
     return TrainResult(run_dir, best, run_dir / "weights" / "last.safetensors", recorder.best,
                        recorder.best_epoch, trainer.current_epoch, trainer.interrupted)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import UnetsegError
 from ..inference import Engine, EventTracker, InferenceOptions, to_classes
-from ..inference.options import DetectOptions, EventOptions
+from ..inference.options import GRANULARITY, DetectOptions, EventOptions
 from ..inference.windows import ColumnStream
 from ..modelfile import LoadedModel
 from ..postprocess import PostProcess
@@ -49,10 +49,13 @@ def spectrogram_config(loaded: LoadedModel, override: SpectrogramConfig | None =
     return SpectrogramConfig.from_dict(loaded.meta["spectrogram"])
 
 
-def tuned_events(loaded: LoadedModel) -> dict[str, float]:
+def tuned_events(loaded: LoadedModel) -> dict[str, float | str]:
     """The event settings tuned on the validation split after training (stored in the model file), if any."""
     tuned = loaded.meta.get("detect") or {}
-    return {k: float(tuned[k]) for k in ("min_duration", "merge_gap") if k in tuned}
+    out: dict[str, float | str] = {k: float(tuned[k]) for k in ("min_duration", "merge_gap") if k in tuned}
+    if tuned.get("granularity") in GRANULARITY:
+        out["granularity"] = str(tuned["granularity"])
+    return out
 
 
 class _Resampler:

@@ -1,9 +1,11 @@
-"""Detect's event settings tuned on the validation split of a time-only (onset/offset) dataset.
+"""Detect's event settings tuned on the validation split of an annotated spectrogram dataset.
 
-After training, the model decodes the validation windows per column; a small grid of threshold, minimum
-duration and merge gap is scored by onset/offset F1 (both within ``collar``) against the segments of the
-validation masks, and the best setting is stored in the model file, where ``audio detect`` takes it as
-its default (flags still override it).
+Time-only (onset/offset) annotations: the model decodes the validation windows per column; a small grid of
+threshold, minimum duration and merge gap is scored by onset/offset F1 (both within ``collar``) against
+the segments of the validation masks. Box annotations: the windows are decoded as regions at each
+threshold and granularity, scored by box-level F1 (time x frequency IoU >= 0.3) against the boxes of the
+validation masks. The best setting is stored in the model file, where ``audio detect`` takes it as its
+default (flags still override it).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 MIN_DURATIONS = (0.0, 0.01, 0.02, 0.03)  # s
 MERGE_GAPS = (0.0, 0.005, 0.01, 0.02)  # s
 COLLAR = 0.02  # s, onset and offset
+BOX_IOU = 0.3  # time x frequency IoU of a box-level match
 
 
 def _windows(info: DatasetInfo, limit: int) -> list[tuple[np.ndarray, np.ndarray, SpectrogramMapping]]:
@@ -76,6 +79,42 @@ def tune_time_events(model_path: str | Path, info: DatasetInfo, limit: int = 200
             best = {"threshold": threshold, "min_duration": min_duration, "merge_gap": gap, "f1": round(f1, 4)}
     assert best is not None
     best.update({"tuned_on": "valid", "windows": len(windows), "collar_s": COLLAR,
+                 "reference_events": sum(len(r) for r in truth)})
+    return best
+
+
+def tune_box_events(model_path: str | Path, info: DatasetInfo, limit: int = 200) -> dict[str, Any] | None:
+    """Tune threshold and granularity of region decoding on up to ``limit`` validation windows of a
+    box-annotated dataset; return the best setting with its box F1 (None without window sidecars)."""
+    from ..inference import Engine, InferenceOptions, to_classes
+    from ..inference.options import GRANULARITY, EventOptions
+    from ..inference.outputs import region_events
+    from .masks import mask_to_events
+    from .metrics import box_scores
+
+    windows = _windows(info, limit)
+    if not windows:
+        return None
+    loaded = load_model(model_path)
+    engine = Engine(loaded, InferenceOptions(backend="torch"))
+    names = loaded.classes
+    probs = [engine.native(image[None])[0] for image, _, _ in windows]
+    truth = [mask_to_events(mask, mapping, names) for _, mask, mapping in windows]  # the drawn boxes
+    best: dict[str, Any] | None = None
+    for threshold in THRESHOLDS:
+        masks = [to_classes(p, loaded.binary, threshold) for p in probs]
+        for granularity in GRANULARITY:
+            options = EventOptions(granularity=granularity).resolved()
+            tp = fp = fn = 0
+            for p, m, (_, _, mapping), ref in zip(probs, masks, windows, truth, strict=True):
+                est = region_events(m, p[0] if loaded.binary else p, mapping, names, options)
+                s = box_scores(ref, est, BOX_IOU)
+                tp, fp, fn = tp + int(s["tp"]), fp + int(s["fp"]), fn + int(s["fn"])
+            f1 = 2 * tp / max(2 * tp + fp + fn, 1)
+            if best is None or f1 > best["f1"]:
+                best = {"threshold": threshold, "granularity": granularity, "f1": round(f1, 4)}
+    assert best is not None
+    best.update({"tuned_on": "valid", "windows": len(windows), "metric": f"box F1 (IoU >= {BOX_IOU})",
                  "reference_events": sum(len(r) for r in truth)})
     return best
 
