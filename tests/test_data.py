@@ -155,3 +155,20 @@ def test_placement_round_trip(mode: str, size: tuple[int, int] | None) -> None:
 def test_size_check_suggests_a_valid_size() -> None:
     with pytest.raises(UnetsegError, match="use --size 256x384"):
         check_size([250, 380], "resize", 32)
+
+
+def test_atomic_writes_follow_the_umask(tmp_path: Path) -> None:
+    """A lab's shared folder can read what we write: files get 0666 less the umask, not mkstemp's 0600."""
+    import os
+
+    from unetseg.fileio import write_json, write_png
+
+    old = os.umask(0o002)
+    try:
+        a = write_json(tmp_path / "a.json", {"x": 1})
+        os.umask(0o027)
+        b = write_png(tmp_path / "b.png", np.zeros((4, 4), np.uint8))
+    finally:
+        os.umask(old)
+    assert a.stat().st_mode & 0o777 == 0o664 and b.stat().st_mode & 0o777 == 0o640
+    assert not list(tmp_path.glob(".*"))  # no temporary file left behind
