@@ -176,3 +176,20 @@ def test_planned_native_size_trains_on_images_of_mixed_sizes(tmp_path: Path) -> 
     assert plan["fingerprint"]["size_min"] == [48, 40] and plan["fingerprint"]["size_max"] == [64, 64]
     metrics = json.loads((tmp_path / "runs" / "m" / "test" / "metrics.json").read_text())
     assert metrics["images"] == 2 and 0.0 <= metrics["iou"] <= 1.0  # evaluated at native size
+
+
+def test_out_of_range_options_are_one_line_errors(rare_data: Path, tmp_path: Path, capsys) -> None:
+    bad = [("train", "lr", -1), ("train", "batch_size", 0), ("train", "epochs", -3), ("model", "base_width", 0),
+           ("model", "dropout", 2), ("train", "threshold", 5), ("train", "patience", -2), ("model", "depth", 0),
+           ("train", "max_time", 0), ("augment", "hflip", 1.5), ("train", "lr", float("nan"))]
+    for section, key, value in bad:
+        with pytest.raises(UnetsegError, match=rf"{section}\.{key}: .* out of range"):
+            Config.from_dict({section: {key: value}})
+    config = tmp_path / "bad.yaml"
+    config.write_text("train:\n  batch_size: 0\n")
+    code = main(["train", "--data", str(rare_data), "--config", str(config), "--runs-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code != 0 and "train.batch_size: 0 is out of range: it must be >= 1" in err and "Traceback" not in err
+    code = main(["train", "--data", str(rare_data), "--dropout", "1", "--runs-dir", str(tmp_path / "runs")])
+    assert code != 0 and "model.dropout: 1.0 is out of range: it must be < 1.0" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import operator
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from .errors import UnetsegError
 
 
 def option(default: Any, help: str, choices: tuple | None = None, **extra: Any) -> Any:
-    """A dataclass field whose metadata makes a flag: help, choices, and optionally metavar, default_text."""
+    """A dataclass field whose metadata makes a flag: help, choices, and optionally metavar, default_text,
+    and bounds ``gt``, ``ge``, ``lt``, ``le`` that every value (YAML or flag) must meet."""
     meta = {"help": help, "choices": choices, **extra}
     if isinstance(default, list | dict):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
@@ -40,15 +42,17 @@ class DataConfig:
         ("resize", "letterbox", "pad"),
     )
     crop: list[int] | None = option(None, "random training crop HxW taken after resizing (none: whole image)")
-    val_fraction: float = option(0.15, "share of train held out for validation when no valid split exists")
-    test_fraction: float = option(0.15, "share of train held out for test when only a train split exists")
+    val_fraction: float = option(0.15, "share of train held out for validation when no valid split exists",
+                                 ge=0.0, lt=1.0)
+    test_fraction: float = option(0.15, "share of train held out for test when only a train split exists",
+                                  ge=0.0, lt=1.0)
     normalize: str = option(
         "auto",
         "auto: ImageNet statistics for pretrained encoders, else the train split's mean/std",
         ("auto", "dataset", "imagenet", "none"),
     )
     channels: int | None = option(None, "model input channels, 1 or 3 (default: from the first train image)")
-    workers: int = option(-1, "data loader worker processes (-1: one per spare core)")
+    workers: int = option(-1, "data loader worker processes (-1: one per spare core)", ge=-1)
 
 
 @dataclass
@@ -56,25 +60,25 @@ class ModelConfig:
     arch: str = option("classic", "classic (our U-Net) or a segmentation_models_pytorch architecture: unet, ...")
     encoder: str = option("resnet34", "smp encoder name (efficientnet-b3, resnet34, mobilenet_v2, ...)")
     encoder_weights: str | None = option(None, "none, imagenet (needs the internet) or a local weights file")
-    depth: int = option(4, "classic U-Net: number of down-sampling steps")
+    depth: int = option(4, "classic U-Net: number of down-sampling steps", ge=1, le=8)
     base_width: int = option(32, "classic U-Net: channels of the first level (doubled at each step); 8 for "
-                             "spectrogram datasets unless set")
+                             "spectrogram datasets unless set", ge=1, le=512)
     batch_norm: bool = option(True, "classic U-Net: batch normalisation after each convolution")
-    dropout: float = option(0.1, "classic U-Net: dropout at the bottleneck and in the decoder")
+    dropout: float = option(0.1, "classic U-Net: dropout at the bottleneck and in the decoder", ge=0.0, lt=1.0)
     attention: bool = option(False, "classic U-Net: attention gates on the skip connections (Oktay et al.)")
 
 
 @dataclass
 class AugmentConfig:
     enabled: bool = option(True, "augment training images (never validation)")
-    hflip: float = option(0.5, "probability of a horizontal flip")
-    vflip: float = option(0.0, "probability of a vertical flip")
-    rotate: float = option(15.0, "maximum rotation in degrees")
-    scale: float = option(0.1, "maximum relative zoom in or out")
-    affine_p: float = option(0.5, "probability of the rotation/scale transform")
-    brightness: float = option(0.2, "maximum relative brightness change")
-    contrast: float = option(0.2, "maximum relative contrast change")
-    color_p: float = option(0.5, "probability of the brightness/contrast change")
+    hflip: float = option(0.5, "probability of a horizontal flip", ge=0.0, le=1.0)
+    vflip: float = option(0.0, "probability of a vertical flip", ge=0.0, le=1.0)
+    rotate: float = option(15.0, "maximum rotation in degrees", ge=0.0, le=180.0)
+    scale: float = option(0.1, "maximum relative zoom in or out", ge=0.0, lt=1.0)
+    affine_p: float = option(0.5, "probability of the rotation/scale transform", ge=0.0, le=1.0)
+    brightness: float = option(0.2, "maximum relative brightness change", ge=0.0, le=1.0)
+    contrast: float = option(0.2, "maximum relative contrast change", ge=0.0, le=1.0)
+    color_p: float = option(0.5, "probability of the brightness/contrast change", ge=0.0, le=1.0)
 
 
 @dataclass
@@ -90,24 +94,24 @@ class TrainConfig:
     sampler: str = option("uniform", "training image sampling: uniform, or rare (images holding rare classes "
                           "drawn more often)", ("uniform", "rare"))
     optimizer: str = option("adamw", "optimizer", ("adam", "adamw", "sgd"))
-    lr: float = option(1e-3, "learning rate")
-    weight_decay: float = option(1e-4, "weight decay")
-    batch_size: int = option(8, "batch size")
-    epochs: int = option(50, "maximum epochs")
-    max_time: float | None = option(None, "stop training after this many minutes")
+    lr: float = option(1e-3, "learning rate", gt=0.0)
+    weight_decay: float = option(1e-4, "weight decay", ge=0.0)
+    batch_size: int = option(8, "batch size", ge=1)
+    epochs: int = option(50, "maximum epochs", ge=1)
+    max_time: float | None = option(None, "stop training after this many minutes", gt=0.0)
     scheduler: str = option("plateau", "learning-rate schedule; warmup-cosine follows --max-time when given",
                             ("plateau", "cosine", "warmup-cosine", "none"))
-    warmup: float = option(0.05, "warmup-cosine: share of training spent raising the learning rate")
-    patience: int = option(10, "early stopping: epochs without improvement of the monitor (0: off)")
-    val_every: int = option(1, "validate every N epochs (and after the last)")
+    warmup: float = option(0.05, "warmup-cosine: share of training spent raising the learning rate", ge=0.0, lt=1.0)
+    patience: int = option(10, "early stopping: epochs without improvement of the monitor (0: off)", ge=0)
+    val_every: int = option(1, "validate every N epochs (and after the last)", ge=1)
     monitor: str = option("val_iou", "metric that picks the best model", ("val_iou", "val_loss"))
-    threshold: float = option(0.5, "binary: probability above which a pixel is foreground")
+    threshold: float = option(0.5, "binary: probability above which a pixel is foreground", gt=0.0, lt=1.0)
     seed: int = option(0, "random seed for splits, initialisation and augmentation")
     accelerator: str = option("auto", "Lightning accelerator: auto, cpu, gpu, ...")
     devices: str = option("auto", "Lightning devices: auto, 1, 4, ...")
     precision: str = option("32-true", "Lightning precision: 32-true, 16-mixed, bf16-mixed")
     channels_last: bool = option(True, "channels_last memory format (faster convolutions on CPU)")
-    val_grid: int = option(4, "validation images drawn in the per-epoch prediction grid")
+    val_grid: int = option(4, "validation images drawn in the per-epoch prediction grid", ge=0)
     progress: bool = option(True, "show a progress bar")
 
 
@@ -224,6 +228,12 @@ def coerce(owner: type, f: dataclasses.Field, value: Any, where: str) -> Any:
     choices = f.metadata.get("choices")
     if choices and out not in choices:
         raise UnetsegError(f"{where}: {out!r} is not one of {', '.join(choices)}")
+    if out is not None and not isinstance(out, bool | str | list):
+        for key, word, ok in (("gt", ">", operator.gt), ("ge", ">=", operator.ge), ("lt", "<", operator.lt),
+                              ("le", "<=", operator.le)):
+            bound = f.metadata.get(key)
+            if bound is not None and not ok(out, bound):
+                raise UnetsegError(f"{where}: {out!r} is out of range: it must be {word} {bound}")
     return out
 
 
