@@ -263,3 +263,44 @@ def test_export_int8_and_predict_record_what_ran(trained: Path, cache: Path, tmp
     assert used["postprocess"]["threshold"] == 0.4 and used["postprocess"]["min_size"] == 3
     assert used["model_sha256"] == load_model(model).digest and used["inputs"] == 6
     assert main(["export", "--model", str(model), "--int8", "--format", "torchscript"]) == 2
+
+
+@pytest.mark.parametrize("field, value, needle", [
+    ("model.depth", 100, "model.depth: 100 is out of range"),
+    ("model.base_width", 10**6, "model.base_width"),
+    ("input.size", [-5, 64], "'input.size'"),
+    ("input.channels", -1, "'input.channels'"),
+    ("input", None, "'input' is missing"),
+    ("format_version", "x", "'format_version' must be a positive integer"),
+    ("input.std", [0.0], "'input.std' must be positive"),
+    ("threshold", 5, "'threshold' must lie between 0 and 1"),
+])
+def test_crafted_model_file_fields_are_one_line_errors(trained: Path, tmp_path: Path, capsys,
+                                                       field: str, value: object, needle: str) -> None:
+    """A model file whose metadata was edited fails at once, naming the field (depth 100 used to grow
+    `predict` to 23 GB)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from unetseg.cli import main
+
+    with safe_open(str(trained), framework="pt") as f:
+        header = f.metadata()
+    meta = json.loads(header["meta"])
+    *parents, last = field.split(".")
+    target = meta
+    for key in parents:
+        target = target[key]
+    if value is None:
+        del target[last]
+    else:
+        target[last] = value
+    crafted = tmp_path / "crafted.safetensors"
+    save_file(load_file(str(trained)), str(crafted), metadata={**header, "meta": json.dumps(meta)})
+    for argv in (["info", str(crafted)], ["predict", "--model", str(crafted), "--input", str(tmp_path),
+                                          "--output", str(tmp_path / "out")]):
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code != 0 and needle in err and "crafted.safetensors" in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,9 +120,67 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         meta = json.loads(header["meta"])
     except json.JSONDecodeError as e:
         raise UnetsegError(f"{path}: corrupt unetseg metadata ({e})") from e
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise UnetsegError(f"{path}: made by a newer unetseg (format {meta['format_version']}); upgrade unetseg")
+    check_meta(meta, path)
     return meta
+
+
+def check_meta(meta: Any, path: str | Path) -> None:
+    """Check every field prediction reads before anything is built: a crafted or damaged file fails here
+    with one line naming the field, not later with a traceback or a model that eats memory."""
+    from .config import Config
+    from .data.transforms import RESIZE_MODES
+
+    def bad(field: str, what: str) -> UnetsegError:
+        return UnetsegError(f"{path}: model file field {field!r} {what}")
+
+    if not isinstance(meta, dict):
+        raise bad("meta", "is not a mapping")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise bad("format_version", f"must be a positive integer, not {version!r}")
+    if version > FORMAT_VERSION:
+        raise UnetsegError(f"{path}: made by a newer unetseg (format {version}); upgrade unetseg")
+    for key in ("model", "classes", "binary", "input"):
+        if key not in meta:
+            raise bad(key, "is missing")
+    if not isinstance(meta["model"], dict):
+        raise bad("model", "is not a mapping")
+    try:
+        Config.from_dict({"model": meta["model"]}, "model")  # types, names and ranges of the model fields
+    except UnetsegError as e:
+        raise UnetsegError(f"{path}: model file field {str(e)}") from None
+    classes = meta["classes"]
+    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
+        raise bad("classes", "must list at least two class names")
+    if len(classes) > 1024:
+        raise bad("classes", f"lists {len(classes)} classes (at most 1024)")
+    if not isinstance(meta["binary"], bool) or (meta["binary"] and len(classes) != 2):
+        raise bad("binary", "must be true (with two classes) or false")
+    spec = meta["input"]
+    if not isinstance(spec, dict) or not {"channels", "mode", "divisor", "mean", "std"} <= set(spec):
+        raise bad("input", "must hold channels, size, mode, divisor, mean and std")
+    if spec["channels"] not in (1, 3) or isinstance(spec["channels"], bool):
+        raise bad("input.channels", f"must be 1 or 3, not {spec['channels']!r}")
+    size = spec.get("size")
+    if size is not None and not (isinstance(size, list) and len(size) == 2 and
+                                 all(isinstance(v, int) and 16 <= v <= 8192 for v in size)):
+        raise bad("input.size", f"must be null or [height, width] between 16 and 8192, not {size!r}")
+    if spec["mode"] not in RESIZE_MODES:
+        raise bad("input.mode", f"must be one of {', '.join(RESIZE_MODES)}, not {spec['mode']!r}")
+    if not isinstance(spec["divisor"], int) or not 1 <= spec["divisor"] <= 1024:
+        raise bad("input.divisor", f"must be an integer from 1 to 1024, not {spec['divisor']!r}")
+    for key in ("mean", "std"):
+        values = spec[key]
+        if not (isinstance(values, list) and len(values) == spec["channels"] and
+                all(isinstance(v, int | float) and math.isfinite(v) for v in values)):
+            raise bad(f"input.{key}", f"must be {spec['channels']} finite numbers, not {values!r}")
+    if not all(v > 0 for v in spec["std"]):
+        raise bad("input.std", f"must be positive (a zero std divides by zero), not {spec['std']!r}")
+    threshold = meta.get("threshold", 0.5)
+    if not isinstance(threshold, int | float) or not 0 < threshold < 1:
+        raise bad("threshold", f"must lie between 0 and 1, not {threshold!r}")
+    if meta.get("events") not in (None, "time", "box"):
+        raise bad("events", f"must be time, box or null, not {meta['events']!r}")
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:

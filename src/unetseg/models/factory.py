@@ -32,6 +32,9 @@ def output_stride(model_cfg: dict[str, Any]) -> int:
     return 32
 
 
+MAX_CHANNELS = 4096  # bottleneck width of the classic U-Net: base width x 2^depth (the default: 32 x 16 = 512)
+
+
 def create_model(model_cfg: dict[str, Any], in_channels: int, outputs: int) -> nn.Module:
     """Build an untrained model; ``model_cfg`` holds the fields of ``ModelConfig``.
 
@@ -40,6 +43,10 @@ def create_model(model_cfg: dict[str, Any], in_channels: int, outputs: int) -> n
     """
     arch = str(model_cfg["arch"]).lower()
     if arch == CLASSIC:
+        widest = int(model_cfg["base_width"]) * 2 ** int(model_cfg["depth"])
+        if widest > MAX_CHANNELS:
+            raise UnetsegError(f"classic U-Net of base width {model_cfg['base_width']} and depth {model_cfg['depth']} "
+                               f"would have {widest} channels at its bottleneck (at most {MAX_CHANNELS})")
         return UNet(in_channels, outputs, depth=int(model_cfg["depth"]), base_width=int(model_cfg["base_width"]),
                     batch_norm=bool(model_cfg["batch_norm"]), dropout=float(model_cfg["dropout"]),
                     attention=bool(model_cfg["attention"]))
