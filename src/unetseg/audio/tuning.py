@@ -50,9 +50,9 @@ def _windows(info: DatasetInfo, limit: int) -> list[tuple[np.ndarray, np.ndarray
     return out
 
 
-def tune_time_events(model_path: str | Path, info: DatasetInfo, limit: int = 200) -> dict[str, Any] | None:
-    """Tune threshold, min_duration and merge_gap on up to ``limit`` validation windows; return the best
-    setting with its F1 (None when the split has no window sidecars)."""
+def _predict(model_path: str | Path, info: DatasetInfo, limit: int) -> tuple[Any, list, list[np.ndarray]] | None:
+    """The model, up to ``limit`` validation windows and the model's probabilities on each (None without
+    window sidecars)."""
     from ..inference import Engine, InferenceOptions
 
     windows = _windows(info, limit)
@@ -60,10 +60,19 @@ def tune_time_events(model_path: str | Path, info: DatasetInfo, limit: int = 200
         return None
     loaded = load_model(model_path)
     engine = Engine(loaded, InferenceOptions(backend="torch"))
+    return loaded, windows, [engine.native(image[None])[0] for image, _, _ in windows]
+
+
+def tune_time_events(model_path: str | Path, info: DatasetInfo, limit: int = 200) -> dict[str, Any] | None:
+    """Tune threshold, min_duration and merge_gap on up to ``limit`` validation windows; return the best
+    setting with its F1 (None when the split has no window sidecars)."""
+    predicted = _predict(model_path, info, limit)
+    if predicted is None:
+        return None
+    loaded, windows, all_probs = predicted
     names = loaded.classes
     pooled, truth = [], []
-    for image, mask, mapping in windows:
-        probs = engine.native(image[None])[0]
+    for (_, mask, mapping), probs in zip(windows, all_probs, strict=True):
         positive = np.asarray(mapping.row_hz) >= 0
         pooled.append((column_probabilities(probs[0] if loaded.binary else probs, positive), mapping))
         truth.append(reference_events(mask, mapping, names))
@@ -86,19 +95,17 @@ def tune_time_events(model_path: str | Path, info: DatasetInfo, limit: int = 200
 def tune_box_events(model_path: str | Path, info: DatasetInfo, limit: int = 200) -> dict[str, Any] | None:
     """Tune threshold and granularity of region decoding on up to ``limit`` validation windows of a
     box-annotated dataset; return the best setting with its box F1 (None without window sidecars)."""
-    from ..inference import Engine, InferenceOptions, to_classes
+    from ..inference import to_classes
     from ..inference.options import GRANULARITY, EventOptions
     from ..inference.outputs import region_events
     from .masks import mask_to_events
     from .metrics import box_scores
 
-    windows = _windows(info, limit)
-    if not windows:
+    predicted = _predict(model_path, info, limit)
+    if predicted is None:
         return None
-    loaded = load_model(model_path)
-    engine = Engine(loaded, InferenceOptions(backend="torch"))
+    loaded, windows, probs = predicted
     names = loaded.classes
-    probs = [engine.native(image[None])[0] for image, _, _ in windows]
     truth = [mask_to_events(mask, mapping, names) for _, mask, mapping in windows]  # the drawn boxes
     best: dict[str, Any] | None = None
     for threshold in THRESHOLDS:
