@@ -20,10 +20,10 @@ from .data.spec import load_dataset
 from .errors import UnetsegError
 from .fileio import new_run_dir, write_json, write_text
 from .inference import Engine, ImageDataset, InferenceOptions
-from .metrics import confusion_counts, image_iou, image_score, summarize
+from .metrics import confusion_matrices, counts_from_matrices, image_iou, image_score, summarize
 from .modelfile import LoadedModel, load_model
 from .postprocess import PostProcess
-from .viz import colourize, confusion_matrix, overlay, panel, plot_evaluation, save_rgb, to_uint8_rgb
+from .viz import colourize, overlay, panel, plot_evaluation, save_rgb, to_uint8_rgb
 
 
 @dataclass
@@ -61,10 +61,11 @@ def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "te
         pair = pairs[item["index"]]
         truth = item["mask"]
         pred = engine.classes(probs, pp)
-        counts = confusion_counts(torch.from_numpy(pred)[None], torch.from_numpy(truth)[None],
-                                  info.num_classes)[0].numpy()
+        image_matrix = confusion_matrices(torch.from_numpy(pred)[None], torch.from_numpy(truth)[None],
+                                          info.num_classes)
+        counts = counts_from_matrices(image_matrix)[0].numpy()
         total += counts
-        matrix += confusion_matrix(truth, pred, info.num_classes)
+        matrix += image_matrix[0].numpy()
         per_image_counts.append(counts)
         iou = image_iou(counts, loaded.binary)
         dice = image_score(counts, loaded.binary, "dice", empty=float("nan"))

@@ -21,20 +21,30 @@ from .data.io import IGNORE
 SCORES = ("iou", "dice", "precision", "recall")
 
 
-def confusion_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(N, H, W) predicted and true class indices -> (N, C, 4) counts tp, fp, tn, fn; ``IGNORE`` pixels of
-    the target count nowhere. One bincount of (image, true, predicted) triples: no one-hot tensors."""
+def confusion_matrices(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(N, H, W) predicted and true class indices -> (N, C, C) pixel counts [image, true, predicted];
+    ``IGNORE`` pixels of the target count nowhere. One bincount of (image, true, predicted) triples."""
     n, c = pred.shape[0], num_classes
     target, pred = target.reshape(n, -1).long(), pred.reshape(n, -1).long()
     valid = target != IGNORE
     image = torch.arange(n, device=pred.device).unsqueeze(1).expand_as(target)
     index = (image * c + target) * c + pred.clamp(0, c - 1)
-    matrix = torch.bincount(index[valid], minlength=n * c * c).reshape(n, c, c)  # [image, true, predicted]
+    return torch.bincount(index[valid], minlength=n * c * c).reshape(n, c, c)
+
+
+def counts_from_matrices(matrix: torch.Tensor) -> torch.Tensor:
+    """(N, C, C) confusion matrices -> (N, C, 4) counts tp, fp, tn, fn per class."""
     tp = matrix.diagonal(dim1=1, dim2=2)
     fp = matrix.sum(1) - tp
     fn = matrix.sum(2) - tp
-    tn = valid.sum(1, keepdim=True) - tp - fp - fn
+    tn = matrix.sum((1, 2)).unsqueeze(1) - tp - fp - fn
     return torch.stack([tp, fp, tn, fn], dim=2)
+
+
+def confusion_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(N, H, W) predicted and true class indices -> (N, C, 4) counts tp, fp, tn, fn; ``IGNORE`` pixels of
+    the target count nowhere (no one-hot tensors: see ``confusion_matrices``)."""
+    return counts_from_matrices(confusion_matrices(pred, target, num_classes))
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

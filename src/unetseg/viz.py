@@ -96,14 +96,6 @@ def plot_history(rows: list[dict], path: str | Path) -> Path:
     return Path(path)
 
 
-def confusion_matrix(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """(classes, classes) pixel counts, rows the true class and columns the predicted one; ignored
-    pixels left out."""
-    valid = truth != IGNORE
-    index = truth[valid].astype(np.int64) * num_classes + pred[valid].astype(np.int64)
-    return np.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-
-
 def plot_evaluation(matrix: np.ndarray, per_class: dict[str, dict], path_confusion: str | Path,
                     path_iou: str | Path) -> None:
     """A confusion matrix normalised per true class (each row sums to 1) and a per-class IoU bar chart."""
