@@ -26,7 +26,7 @@ import numpy as np
 import soundfile as sf
 
 from unetseg.audio.annotations import events_by_file, read_annotations
-from unetseg.audio.datasets import _noise_stream, snr_scale, split_recordings
+from unetseg.audio.datasets import _noise_stream, mix_at_snr, split_recordings
 from unetseg.audio.detect import Detector
 from unetseg.audio.io import load_audio
 from unetseg.audio.metrics import event_scores
@@ -100,8 +100,7 @@ def main() -> None:
             path = Path(song)
             if snr is not None:
                 background, _ = _noise_stream(pool, sr, len(y), rng, cache)
-                noisy = y + background * snr_scale(y, background, snr)
-                noisy *= min(1.0, 0.99 / float(np.abs(noisy).max()))
+                _, _, noisy = mix_at_snr(y, background, snr)
                 path = mixtures / f"{stem}_snr{snr:+g}.wav"
                 sf.write(path, noisy.astype(np.float32), sr, subtype="FLOAT")
             refs.setdefault(key, []).append(references[stem])

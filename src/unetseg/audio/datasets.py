@@ -151,8 +151,7 @@ def build_annotated_dataset(recordings: str | Path | list, annotations: str | Pa
         variants: list[tuple[str, np.ndarray, dict]] = [("", y, {})]
         for snr in snrs if noise_files else ():
             background, used = _noise_stream(pools[split], sr, len(y), rng, cache)
-            noisy = y + background * snr_scale(y, background, snr)
-            noisy *= min(1.0, 0.99 / max(float(np.abs(noisy).max()), 1e-12))  # within full scale; SNR unchanged
+            _, _, noisy = mix_at_snr(y, background, snr)
             variants.append((f"_snr{snr:+g}", noisy, {"snr_db": snr, "noise": used}))
         for suffix, audio, facts in variants:
             image, mapping = spectrogram_image(audio, sr, cfg)
@@ -184,6 +183,17 @@ def snr_scale(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> float:
     if p_noise <= 0:
         raise UnetsegError("background recording is silent")
     return float(np.sqrt(p_clean / (p_noise * 10 ** (snr_db / 10))))
+
+
+def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``clean + noise`` with the noise scaled to ``snr_db``; when the mixture would pass 0.99 of full scale,
+    all three are scaled down alike (the SNR is unchanged). Returns (clean, noise, mixture) as mixed."""
+    noise = noise * snr_scale(clean, noise, snr_db)
+    noisy = clean + noise
+    peak = float(np.abs(noisy).max())
+    if peak > 0.99:
+        return clean * 0.99 / peak, noise * 0.99 / peak, noisy * 0.99 / peak
+    return clean, noise, noisy
 
 
 def ideal_binary_mask(clean: np.ndarray, noise: np.ndarray, cfg: SpectrogramConfig, sr: int,
@@ -255,13 +265,7 @@ def build_mixture_dataset(clean: str | Path | list, noise: str | Path | list, ou
         split = clean_split[f.stem]
         for snr in snrs:
             background, used = _noise_stream(pools[split], sr, len(y), rng, cache)
-            background = background * snr_scale(y, background, snr)
-            noisy = y + background
-            peak = float(np.abs(noisy).max())
-            if peak > 0.99:  # keep the mixture within full scale; SNR is unchanged
-                y_s, background, noisy = y * 0.99 / peak, background * 0.99 / peak, noisy * 0.99 / peak
-            else:
-                y_s = y
+            y_s, background, noisy = mix_at_snr(y, background, snr)
             image, mapping = spectrogram_image(noisy, sr, cfg)
             mask = ideal_binary_mask(y_s, background, cfg, sr, local_snr_db, floor_db)
             mix = f"{f.stem}_snr{snr:+g}"
