@@ -47,7 +47,7 @@ from .losses import SegmentationLoss, parse_class_weights
 from .metrics import confusion_counts, summarize
 from .modelfile import build_meta, save_model_file
 from .models import create_model, load_encoder_weights, output_stride
-from .plan import make_plan, sample_weights
+from .plan import AUDIO_BASE_WIDTH, make_plan, sample_weights
 from .viz import colourize, panel, plot_history, save_rgb, stack_rows, to_uint8_rgb
 
 log = logging.getLogger(__name__)
@@ -338,12 +338,6 @@ def resolve_input(cfg: Config, info: DatasetInfo) -> InputSpec:
         mean, std = [0.0] * channels, [1.0] * channels
     size = tuple(cfg.data.size) if cfg.data.size and cfg.data.resize_mode != "pad" else None
     return InputSpec(channels, size, cfg.data.resize_mode, divisor, tuple(mean), tuple(std))
-
-
-# Spectrogram windows of bird sound: on the bird-mixture benchmark (8 CPU minutes) a classic U-Net of width
-# 8 reached test IoU 0.839 against 0.818 at width 16 (more epochs in the budget) and detects 175x real time
-# against 107x (benchmarks/birdsound.py --width, benchmarks/detect_speed.py).
-AUDIO_BASE_WIDTH = 8
 
 
 def audio_model_defaults(cfg: Config, info: DatasetInfo) -> None:
