@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from .errors import UnetsegError
 
 
 def cache_root() -> Path:
@@ -68,9 +72,61 @@ def write_png(path: str | Path, array: np.ndarray, palette: list[list[int]] | No
     return atomic_write(path, _write)
 
 
+def check_output_dir(path: str | Path) -> Path:
+    """Fail with one line, before any work, when ``path`` cannot become an output folder: it is a file,
+    lies under a file, or its nearest existing folder is not writable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UnetsegError(f"{path}: exists and is not a folder; choose a folder for the outputs")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UnetsegError(f"{path}: cannot be a folder: {probe} is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UnetsegError(f"{path}: cannot write in {probe} (permission denied)")
+    return path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def staged_dir(out: str | Path) -> Iterator[Path]:
+    """Build a new folder in a hidden sibling (``.<name>.partial-<pid>``) and rename it to ``out`` once the
+    block completes: an error or a kill leaves no half-built ``out``. ``out`` must not exist or be empty.
+    Partial siblings left by processes that no longer run are removed first."""
+    out = check_output_dir(out)
+    if out.exists() and any(out.iterdir()):
+        raise UnetsegError(f"{out}: output folder exists and is not empty; choose a new one")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.partial-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if out.exists():
+            out.rmdir()
+        os.chmod(tmp, 0o777 & ~_umask())
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def new_run_dir(parent: str | Path, name: str) -> Path:
     """Create ``parent/name``, or ``name-2``, ``name-3``... if taken; never reuse a folder."""
-    parent = Path(parent)
+    parent = check_output_dir(parent)
     parent.mkdir(parents=True, exist_ok=True)
     n = 1
     while True:

@@ -13,9 +13,10 @@ import torch
 from .data.io import IMAGE_EXTENSIONS, read_image
 from .data.spec import list_images
 from .errors import UnetsegError
-from .fileio import atomic_write, write_json, write_png
+from .fileio import atomic_write, check_output_dir, write_json, write_png
 from .inference import Engine, ImageDataset, InferenceOptions
 from .modelfile import LoadedModel, load_model
+from .outputs import OutputRun
 from .postprocess import PostProcess, mask_to_polygons
 from .viz import overlay, to_uint8_rgb
 
@@ -39,71 +40,87 @@ def resolve_inputs(spec: str | Path | list) -> list[Path]:
     return files
 
 
+# Options that change speed, not the masks: a run may resume with other values.
+SPEED_ONLY = ("device", "threads", "batch_size", "workers")
+
+
 @dataclass
 class PredictResult:
     output: Path
     masks: list[Path]
     backend: str
+    predicted: int  # images predicted in this call (the rest were done before a --resume)
 
 
 def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: str | Path, *,
             options: InferenceOptions | None = None, postprocess: PostProcess | None = None,
             overlays: bool = False, probabilities: bool = False, contours: bool = False, overwrite: bool = False,
             coco_results: str | Path | None = None, coco_json: str | Path | None = None,
-            engine: Engine | None = None) -> PredictResult:
+            engine: Engine | None = None, resume: bool = False) -> PredictResult:
     """Write a mask PNG per input image (at its original size) and optional extras into ``output``.
 
     Masks: binary 0/255, multi-class an indexed PNG whose value is the class and whose palette draws it.
     Extras: ``overlays/<stem>.png``, ``probabilities/<stem>.png`` (binary, 0-255) or ``.npy`` (float16
     C x H x W), ``contours/<stem>.json``, and ``coco_results``: one COCO results file (an RLE per class
     and region) whose image and category ids come from ``coco_json`` when given (matched by file name and
-    class name), else from the input order and class index. Existing files are kept unless ``overwrite``.
-    ``inference.json`` records the options, post-processing, backend and model used. ``engine``: one
-    already loaded (reused across calls).
+    class name), else from the input order and class index (each image's part in ``coco/<stem>.json``).
+    Existing files are an error unless ``overwrite``; ``resume`` finishes a folder an interrupted run with
+    the same model and options left (see ``outputs.OutputRun``). ``inference.json`` records the options,
+    post-processing, backend and model used. ``engine``: one already loaded (reused across calls).
     """
+    if overwrite and resume:
+        raise UnetsegError("--overwrite and --resume exclude each other")
+    out = check_output_dir(output)
     loaded = engine.loaded if engine else model if isinstance(model, LoadedModel) else load_model(model)
     files = resolve_inputs(inputs)
-    out = Path(output)
     stems: dict[str, Path] = {}
     for f in files:
         if f.stem in stems:
             raise UnetsegError(f"{f}: same name as {stems[f.stem]}; their outputs would collide")
         stems[f.stem] = f
-    targets = _targets(out, [f.stem for f in files], loaded.binary, overlays, probabilities, contours)
     if coco_results:
-        targets.append(Path(coco_results))
+        check_output_dir(Path(coco_results).parent)
+    extras = {"overlays": overlays, "probabilities": probabilities, "contours": contours,
+              "coco": bool(coco_results)}
+    targets = {f.stem: _targets(out, f.stem, loaded.binary, **extras) for f in files}
     image_ids, category_ids = _coco_ids(files, loaded.classes, coco_json)
-    results: list[dict] = []
-    if not overwrite:
-        existing = [t for t in targets if t.exists()]
-        if existing:
-            raise UnetsegError(f"{existing[0]}: already exists ({len(existing)} output files would be "
-                               "replaced); choose another --output or pass --overwrite")
     pp = postprocess or PostProcess()
-    engine = engine or Engine(loaded, options)
-    palette = [list(c) for c in loaded.colours]
-    written = []
-    for item, probs in engine.run(ImageDataset(files, loaded.input_spec)):
-        src = files[item["index"]]
-        mask = engine.classes(probs, pp)
-        written.append(write_mask(out / f"{src.stem}.png", mask, loaded.binary, palette))
-        if overlays:
-            image = to_uint8_rgb(read_image(src))
-            write_png(out / "overlays" / f"{src.stem}.png", overlay(image, mask, loaded.colours, loaded.binary))
-        if probabilities:
-            _write_probabilities(out / "probabilities", src.stem, probs, loaded.binary)
-        if coco_results:
-            from .data.coco import mask_to_coco_results
+    opts = engine.options if engine else options or InferenceOptions()
+    if loaded.input_spec.mode != "pad" and opts.tile:
+        size = loaded.input_spec.size or (0, 0)
+        raise UnetsegError(f"--tile {opts.tile}: this model scales every image to {size[1]}x{size[0]} "
+                           f"({loaded.input_spec.mode}); tiles apply to native-size (pad) models only")
+    key = {"model_sha256": loaded.digest, "postprocess": vars(pp), "outputs": extras,
+           "options": {k: v for k, v in opts.to_dict().items() if k not in SPEED_ONLY},
+           "coco_json": str(coco_json) if coco_json else None}
+    run = OutputRun(out, key, targets, "overwrite" if overwrite else "resume" if resume else "new")
+    engine = engine or Engine(loaded, opts)
+    with run.session(engine.describe()):
+        todo = [stems[s] for s in run.pending(stems)]
+        palette = [list(c) for c in loaded.colours]
+        for item, probs in engine.run(ImageDataset(todo, loaded.input_spec)):
+            src = todo[item["index"]]
+            mask = engine.classes(probs, pp)
+            if coco_results:  # first, so that a mask file present means every output of the image is
+                from .data.coco import mask_to_coco_results
 
-            results += mask_to_coco_results(mask, image_ids[src.name], category_ids, probs.numpy())
-        if contours:
-            write_json(out / "contours" / f"{src.stem}.json", {
-                "image": str(src), "height": mask.shape[0], "width": mask.shape[1],
-                "objects": mask_to_polygons(mask, loaded.classes, loaded.binary)}, indent=None)
-    if coco_results:
-        write_json(coco_results, results, indent=None)
-    write_json(out / "inference.json", {**engine.describe(), "postprocess": vars(pp), "inputs": len(files)})
-    return PredictResult(out, written, engine.backend_name)
+                write_json(out / "coco" / f"{src.stem}.json",
+                           mask_to_coco_results(mask, image_ids[src.name], category_ids, probs.numpy()), indent=None)
+            if overlays:
+                image = to_uint8_rgb(read_image(src))
+                write_png(out / "overlays" / f"{src.stem}.png", overlay(image, mask, loaded.colours, loaded.binary))
+            if probabilities:
+                _write_probabilities(out / "probabilities", src.stem, probs, loaded.binary)
+            if contours:
+                write_json(out / "contours" / f"{src.stem}.json", {
+                    "image": str(src), "height": mask.shape[0], "width": mask.shape[1],
+                    "objects": mask_to_polygons(mask, loaded.classes, loaded.binary)}, indent=None)
+            write_mask(out / f"{src.stem}.png", mask, loaded.binary, palette)
+        if coco_results:
+            results = [r for f in files for r in json.loads((out / "coco" / f"{f.stem}.json").read_text())]
+            write_json(coco_results, results, indent=None)
+        run.write(engine.describe(), complete=True, inputs=len(files), postprocess=vars(pp))
+    return PredictResult(out, [out / f"{f.stem}.png" for f in files], engine.backend_name, len(todo))
 
 
 def _coco_ids(files: list[Path], classes: list[str], coco_json: str | Path | None
@@ -135,15 +152,16 @@ def _write_probabilities(folder: Path, stem: str, probs: torch.Tensor, binary: b
         atomic_write(folder / f"{stem}.npy", lambda p: np.save(p, probs.numpy().astype(np.float16)))
 
 
-def _targets(out: Path, stems: list[str], binary: bool, overlays: bool, probabilities: bool,
-             contours: bool) -> list[Path]:
+def _targets(out: Path, stem: str, binary: bool, overlays: bool, probabilities: bool, contours: bool,
+             coco: bool) -> list[Path]:
+    """The files one image produces; its mask last (written last)."""
     paths = []
-    for s in stems:
-        paths.append(out / f"{s}.png")
-        if overlays:
-            paths.append(out / "overlays" / f"{s}.png")
-        if probabilities:
-            paths.append(out / "probabilities" / f"{s}{'.png' if binary else '.npy'}")
-        if contours:
-            paths.append(out / "contours" / f"{s}.json")
-    return paths
+    if coco:
+        paths.append(out / "coco" / f"{stem}.json")
+    if overlays:
+        paths.append(out / "overlays" / f"{stem}.png")
+    if probabilities:
+        paths.append(out / "probabilities" / f"{stem}{'.png' if binary else '.npy'}")
+    if contours:
+        paths.append(out / "contours" / f"{stem}.json")
+    return [*paths, out / f"{stem}.png"]

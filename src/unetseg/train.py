@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -317,10 +318,11 @@ def _workers(n: int) -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1)) if n < 0 else n
 
 
-def resolve_input(cfg: Config, info: DatasetInfo) -> InputSpec:
-    """Channels, size and normalisation for this dataset and model."""
+def resolve_input(cfg: Config, info: DatasetInfo, channels: int | None = None) -> InputSpec:
+    """Channels (``cfg.data.channels``, else ``channels`` as measured, else the first image's), size and
+    normalisation for this dataset and model."""
     train = info.split("train")
-    channels = cfg.data.channels or image_channels(train[0].image)
+    channels = cfg.data.channels or channels or image_channels(train[0].image)
     if channels not in (1, 3):
         raise UnetsegError(f"--channels must be 1 or 3, not {channels}")
     divisor = output_stride(vars(cfg.model))
@@ -356,7 +358,7 @@ def _dataset_record(info: DatasetInfo, spec: InputSpec) -> dict[str, Any]:
         "spectrogram": info.spectrogram, "events": info.events,
         "colours": [list(c) for c in info.colours],
         "decoder": {"mode": d.mode, "num_classes": d.num_classes, "ignore_value": d.ignore_value,
-                    "palette": d.palette},
+                    "palette": d.palette, "snap": d.snap},
         "input": spec.to_dict(),
         "splits": {s: [[str(p.image.resolve()), str(p.mask.resolve())] for p in pairs]
                    for s, pairs in info.splits.items()},
@@ -367,11 +369,33 @@ def _info_from_record(rec: dict[str, Any], source: Path) -> tuple[DatasetInfo, I
     d = rec["decoder"]
     ignore = tuple(d["ignore_value"]) if isinstance(d["ignore_value"], list) else d["ignore_value"]
     palette = tuple(tuple(c) for c in d["palette"]) if d["palette"] else None
-    decoder = MaskDecoder(d["mode"], d["num_classes"], ignore, palette)
+    decoder = MaskDecoder(d["mode"], d["num_classes"], ignore, palette, bool(d.get("snap", False)))
     splits = {s: [Pair(Path(i), Path(m)) for i, m in pairs] for s, pairs in rec["splits"].items()}
     info = DatasetInfo(rec["name"], source, splits, rec["classes"], decoder, [tuple(c) for c in rec["colours"]],
                        rec.get("spectrogram"), rec.get("events"))
     return info, InputSpec.from_dict(rec["input"])
+
+
+def check_checkpoint(path: Path) -> None:
+    """Refuse, in one line, a ``last.ckpt`` that is not a training checkpoint (loaded weights-only: a pickle
+    that would run code is never executed)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for foreign files
+        reason = " ".join(str(e).split())[:160]
+        raise UnetsegError(f"{path}: not a training checkpoint that loads safely ({reason})") from None
+    if not isinstance(state, dict) or "state_dict" not in state or "epoch" not in state:
+        raise UnetsegError(f"{path}: not a Lightning training checkpoint (no state_dict or epoch)")
+
+
+def _mark_failed(run_dir: Path, error: BaseException) -> None:
+    """A run that stopped on an error: removed when it saved nothing, else marked with ``FAILED.txt`` (its
+    last checkpoint can still resume it)."""
+    if not (run_dir / "weights" / "last.ckpt").exists() and not (run_dir / "metrics.csv").exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
+        log.info("removed the run folder %s: the run failed before saving anything", run_dir)
+        return
+    write_text(run_dir / "FAILED.txt", f"{type(error).__name__}: {' '.join(str(error).split())}\n")
 
 
 def train(config: Config | dict | None = None, resume: str | Path | None = None,
@@ -388,6 +412,7 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
         ckpt = run_dir / "weights" / "last.ckpt"
         if not ckpt.is_file():
             raise UnetsegError(f"{run_dir}: no weights/last.ckpt to resume from")
+        check_checkpoint(ckpt)
         cfg = Config.from_yaml(run_dir / "config.yaml")
         allowed = {"epochs", "max_time", "patience", "progress"}
         bad = {f"{s}.{k}" for s, kv in (overrides or {}).items() for k in kv if s != "train" or k not in allowed}
@@ -405,16 +430,19 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
         cfg.data.path = str(Path(cfg.data.path).resolve())  # the run resumes from any directory
         info = load_dataset(cfg.data.path, cfg.train.seed, cfg.data.val_fraction, cfg.data.test_fraction)
         stats = check_pairs(info.split("train") + info.split("valid"), info.decoder)
+        if info.splits.get("test"):  # its masks too, so that a bad one is found now and not after training
+            check_pairs(info.splits["test"], info.decoder)
+        channels = stats.input_channels(info.source)
         counts = stats.total
         log.info("classes: %s", ", ".join(f"{c} {n / max(counts.sum(), 1):.1%}"
                                           for c, n in zip(info.classes, counts, strict=True)))
         plan = None
         if cfg.train.plan:
-            plan = make_plan(cfg, info, stats, cfg.data.channels or image_channels(info.split("train")[0].image))
+            plan = make_plan(cfg, info, stats, cfg.data.channels or channels)
             log.info("%s", plan.summary())
         else:
             audio_model_defaults(cfg, info)
-        spec = resolve_input(cfg, info)
+        spec = resolve_input(cfg, info, channels)
         ckpt = None
     class_weights = parse_class_weights(cfg.train.class_weights, info.classes, info.binary)
     draw_weights = _sample_weights(cfg, info, stats)
@@ -474,10 +502,14 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
         enable_model_summary=False, num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(50, len(train_loader))), default_root_dir=str(run_dir),
     )
-    with warnings.catch_warnings():
-        # Resuming writes into the run's own checkpoint folder, which Lightning warns about.
-        warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
-        trainer.fit(task, train_loader, val_loader, ckpt_path=str(ckpt) if ckpt else None)
+    try:
+        with warnings.catch_warnings():
+            # Resuming writes into the run's own checkpoint folder, which Lightning warns about.
+            warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+            trainer.fit(task, train_loader, val_loader, ckpt_path=str(ckpt) if ckpt else None)
+    except BaseException as e:
+        _mark_failed(run_dir, e)
+        raise
     best = run_dir / "weights" / "best.safetensors"
     unvalidated = not best.exists() or recorder.validated_epoch != trainer.current_epoch  # --val-every
     if unvalidated and trainer.global_step > 0 and not trainer.interrupted:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -47,9 +48,12 @@ def _find(columns: list[str], names: tuple[str, ...]) -> str | None:
 
 def _float(value: str, where: str) -> float:
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         raise UnetsegError(f"{where}: {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise UnetsegError(f"{where}: {value!r} is not a finite number")
+    return number
 
 
 def read_annotations(path: str | Path, label_column: str | None = None) -> list[Event]:
@@ -135,7 +139,11 @@ def _read_table(path: Path, text: str, delimiter: str, label_column: str | None)
 
 def _checked(events: list[Event], path: Path) -> list[Event]:
     for e in events:
-        if e.begin < 0 or e.end <= e.begin:
+        if e.begin < 0:
+            raise UnetsegError(f"{path}: event {e.label!r} starts at a negative time ({e.begin:g} s)")
+        if (e.low is not None and e.low < 0) or (e.high is not None and e.high < 0):
+            raise UnetsegError(f"{path}: event {e.label!r} at {e.begin:g} s has a negative frequency")
+        if e.end <= e.begin:
             raise UnetsegError(f"{path}: event {e.label!r} at {e.begin:g}-{e.end:g} s has no positive duration")
         if e.low is not None and e.high is not None and e.high < e.low:
             raise UnetsegError(f"{path}: event {e.label!r} at {e.begin:g} s has high frequency below low frequency")

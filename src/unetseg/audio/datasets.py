@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 
 from ..errors import UnetsegError
-from ..fileio import write_json, write_png, write_text
+from ..fileio import staged_dir, write_json, write_png, write_text
 from ..inference.windows import window_starts
 from .annotations import Event, check_within, events_by_file, read_annotations
 from .io import AUDIO_EXTENSIONS, check_not_silent, load_audio
@@ -61,8 +61,9 @@ def split_recordings(names: list[str], seed: int, val_fraction: float, test_frac
     return out
 
 
-def _write_dataset_yaml(out: Path, classes: list[str], cfg: SpectrogramConfig, extra: dict | None = None) -> None:
-    data = {"name": out.name, "classes": classes, "spectrogram": cfg.to_dict(), **(extra or {})}
+def _write_dataset_yaml(out: Path, name: str, classes: list[str], cfg: SpectrogramConfig,
+                        extra: dict | None = None) -> None:
+    data = {"name": name, "classes": classes, "spectrogram": cfg.to_dict(), **(extra or {})}
     write_text(out / "dataset.yaml", yaml.safe_dump(data, sort_keys=False))
 
 
@@ -71,12 +72,6 @@ def _write_window(out: Path, split: str, name: str, image: np.ndarray, mask: np.
     write_png(out / split / "images" / f"{name}.png", image)
     write_png(out / split / "masks" / f"{name}.png", (mask * 255).astype(np.uint8) if binary else mask)
     write_json(out / split / "images" / f"{name}.json", sidecar)
-
-
-def _fresh_output(out: Path) -> None:
-    if out.exists() and any(out.iterdir()):
-        raise UnetsegError(f"{out}: output folder exists and is not empty; choose a new one")
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def _window_mapping(mapping: SpectrogramMapping, start: int) -> SpectrogramMapping:
@@ -109,6 +104,14 @@ def _annotations_for(recording: Path, annotations: Path | None, table: dict[str 
                        f"{folder}")
 
 
+def _unknown_recordings(table: dict[str | None, list[Event]] | None, files: list[Path]) -> list[str]:
+    """File names in a many-recording annotation table that match no recording."""
+    if table is None or (None in table and len(table) == 1):
+        return []
+    stems = {f.stem for f in files}
+    return sorted(k for k in table if k and Path(k).stem not in stems)
+
+
 def build_annotated_dataset(recordings: str | Path | list, annotations: str | Path | None, output: str | Path,
                             cfg: SpectrogramConfig, window: int = 256, overlap: int = 64,
                             classes: list[str] | None = None, energetic: bool = False, seed: int = 0,
@@ -133,42 +136,49 @@ def build_annotated_dataset(recordings: str | Path | list, annotations: str | Pa
     ann = Path(annotations) if annotations else None
     table = events_by_file(read_annotations(ann)) if ann is not None and ann.is_file() else None
     per_file = {f: _annotations_for(f, ann, table) for f in files}
-    for f, evs in per_file.items():
-        if not evs:
-            log.warning("%s: no annotations; its windows have empty masks", f)
+    unknown = _unknown_recordings(table, files)
+    bare = [f for f, evs in per_file.items() if not evs]
+    if unknown and bare:  # a misspelt file name: its recording would train as silence
+        raise UnetsegError(f"{ann}: rows name recording {unknown[0]!r}, which is not in {recordings}, while "
+                           f"{bare[0].name} has no rows ({len(unknown)} unknown name(s)); fix the file column")
+    if unknown:
+        log.warning("%s: rows of %d recording(s) not in %s left out (first: %s)", ann, len(unknown), recordings,
+                    unknown[0])
+    for f in bare:
+        log.warning("%s: no annotations; its windows have empty masks", f)
     names = classes if classes else ["call"]
-    _fresh_output(out)
-    assignment = split_recordings([f.stem for f in files], seed, val_fraction, test_fraction)
-    noise_split = split_recordings([f.stem for f in noise_files], seed + 1, val_fraction, test_fraction)
-    pools = {s: [f for f in noise_files if noise_split[f.stem] == s] or noise_files for s in counts_template()}
-    rng, cache = np.random.default_rng(seed), {}
-    counts = counts_template()
-    for f in files:
-        y, sr = load_audio(f, cfg.sample_rate, channel)
-        check_not_silent(y, f)
-        check_within(per_file[f], len(y) / sr, sr / 2, f)
-        split = assignment[f.stem]
-        variants: list[tuple[str, np.ndarray, dict]] = [("", y, {})]
-        for snr in snrs if noise_files else ():
-            background, used = _noise_stream(pools[split], sr, len(y), rng, cache)
-            _, _, noisy = mix_at_snr(y, background, snr)
-            variants.append((f"_snr{snr:+g}", noisy, {"snr_db": snr, "noise": used}))
-        for suffix, audio, facts in variants:
-            image, mapping = spectrogram_image(audio, sr, cfg)
-            starts = window_starts(image.shape[1], window, window - overlap) if image.shape[1] >= window else []
-            if not starts:
-                raise UnetsegError(f"{f}: {len(y) / sr:.2f} s is shorter than one window of {window} columns "
-                                   f"({((window - 1) * cfg.hop_length + cfg.win) / sr:.2f} s)")
-            if not suffix:  # the clean recording: its energetic pixels hold for the noisy copies too
-                mask = events_to_mask(per_file[f], mapping, image.shape, classes, image if energetic else None)
-            for s in starts:
-                sidecar = {"recording": str(f.resolve()), **facts, **_window_mapping(mapping, s).to_dict()}
-                _write_window(out, split, f"{f.stem}{suffix}_{s:07d}", image[:, s:s + window], mask[:, s:s + window],
-                              classes is None, sidecar)
-                counts[split] += 1
-    # Time-only annotations (onset/offset) paint whole columns: such models are decoded per column.
-    kind = "time" if all(e.low is None and e.high is None for evs in per_file.values() for e in evs) else "box"
-    _write_dataset_yaml(out, ["background", *names], cfg, {"events": kind})
+    with staged_dir(out) as stage:  # renamed to out only when complete
+        assignment = split_recordings([f.stem for f in files], seed, val_fraction, test_fraction)
+        noise_split = split_recordings([f.stem for f in noise_files], seed + 1, val_fraction, test_fraction)
+        pools = {s: [f for f in noise_files if noise_split[f.stem] == s] or noise_files for s in counts_template()}
+        rng, cache = np.random.default_rng(seed), {}
+        counts = counts_template()
+        for f in files:
+            y, sr = load_audio(f, cfg.sample_rate, channel)
+            check_not_silent(y, f)
+            check_within(per_file[f], len(y) / sr, sr / 2, f)
+            split = assignment[f.stem]
+            variants: list[tuple[str, np.ndarray, dict]] = [("", y, {})]
+            for snr in snrs if noise_files else ():
+                background, used = _noise_stream(pools[split], sr, len(y), rng, cache)
+                _, _, noisy = mix_at_snr(y, background, snr)
+                variants.append((f"_snr{snr:+g}", noisy, {"snr_db": snr, "noise": used}))
+            for suffix, audio, facts in variants:
+                image, mapping = spectrogram_image(audio, sr, cfg)
+                starts = window_starts(image.shape[1], window, window - overlap) if image.shape[1] >= window else []
+                if not starts:
+                    raise UnetsegError(f"{f}: {len(y) / sr:.2f} s is shorter than one window of {window} columns "
+                                       f"({((window - 1) * cfg.hop_length + cfg.win) / sr:.2f} s)")
+                if not suffix:  # the clean recording: its energetic pixels hold for the noisy copies too
+                    mask = events_to_mask(per_file[f], mapping, image.shape, classes, image if energetic else None)
+                for s in starts:
+                    sidecar = {"recording": str(f.resolve()), **facts, **_window_mapping(mapping, s).to_dict()}
+                    _write_window(stage, split, f"{f.stem}{suffix}_{s:07d}", image[:, s:s + window],
+                                  mask[:, s:s + window], classes is None, sidecar)
+                    counts[split] += 1
+        # Time-only annotations (onset/offset) paint whole columns: such models are decoded per column.
+        kind = "time" if all(e.low is None and e.high is None for evs in per_file.values() for e in evs) else "box"
+        _write_dataset_yaml(stage, out.name, ["background", *names], cfg, {"events": kind})
     return BuiltDataset(out, ["background", *names], counts, assignment)
 
 
@@ -249,41 +259,42 @@ def build_mixture_dataset(clean: str | Path | list, noise: str | Path | list, ou
         raise UnetsegError("mixtures need a one-sided linear spectrogram (ideal masks are computed per STFT bin)")
     clean_files, noise_files = list_recordings(clean), list_recordings(noise)
     out = Path(output)
-    _fresh_output(out)
     sr = cfg.sample_rate
     if sr is None:
         raise UnetsegError("mixtures need a fixed sample rate in the spectrogram settings")
-    rng = np.random.default_rng(seed)
-    clean_split = split_recordings([f.stem for f in clean_files], seed, val_fraction, test_fraction)
-    noise_split = split_recordings([f.stem for f in noise_files], seed + 1, val_fraction, test_fraction)
-    pools = {s: [f for f in noise_files if noise_split[f.stem] == s] or noise_files for s in ("train", "valid", "test")}
-    cache: dict[Path, np.ndarray] = {}
-    counts = counts_template()
-    for f in clean_files:
-        y, _ = load_audio(f, sr)
-        check_not_silent(y, f)
-        split = clean_split[f.stem]
-        for snr in snrs:
-            background, used = _noise_stream(pools[split], sr, len(y), rng, cache)
-            y_s, background, noisy = mix_at_snr(y, background, snr)
-            image, mapping = spectrogram_image(noisy, sr, cfg)
-            mask = ideal_binary_mask(y_s, background, cfg, sr, local_snr_db, floor_db)
-            mix = f"{f.stem}_snr{snr:+g}"
-            if keep_audio:
-                audio_dir = out / split / "audio"
-                audio_dir.mkdir(parents=True, exist_ok=True)
-                sf.write(str(audio_dir / f"{mix}_noisy.wav"), noisy.astype(np.float32), sr, subtype="FLOAT")
-                sf.write(str(audio_dir / f"{mix}_clean.wav"), y_s.astype(np.float32), sr, subtype="FLOAT")
-            starts = window_starts(image.shape[1], window, window - overlap) if image.shape[1] >= window else []
-            if not starts:
-                raise UnetsegError(f"{f}: shorter than one window of {window} columns")
-            for s in starts:
-                sidecar = {"recording": str(f.resolve()), "mixture": mix, "snr_db": snr, "noise": used,
-                           "local_snr_db": local_snr_db, "floor_db": floor_db, **_window_mapping(mapping, s).to_dict()}
-                _write_window(out, split, f"{mix}_{s:07d}", image[:, s:s + window], mask[:, s:s + window], True,
-                              sidecar)
-                counts[split] += 1
-    _write_dataset_yaml(out, ["background", "bird"], cfg, {"mask_mode": "binary"})
-    write_json(out / "mixtures.json", {"snrs": list(snrs), "local_snr_db": local_snr_db, "floor_db": floor_db,
-                                       "clean_split": clean_split, "noise_split": noise_split})
+    with staged_dir(out) as stage:  # renamed to out only when complete
+        rng = np.random.default_rng(seed)
+        clean_split = split_recordings([f.stem for f in clean_files], seed, val_fraction, test_fraction)
+        noise_split = split_recordings([f.stem for f in noise_files], seed + 1, val_fraction, test_fraction)
+        pools = {s: [f for f in noise_files if noise_split[f.stem] == s] or noise_files for s in counts_template()}
+        cache: dict[Path, np.ndarray] = {}
+        counts = counts_template()
+        for f in clean_files:
+            y, _ = load_audio(f, sr)
+            check_not_silent(y, f)
+            split = clean_split[f.stem]
+            for snr in snrs:
+                background, used = _noise_stream(pools[split], sr, len(y), rng, cache)
+                y_s, background, noisy = mix_at_snr(y, background, snr)
+                image, mapping = spectrogram_image(noisy, sr, cfg)
+                mask = ideal_binary_mask(y_s, background, cfg, sr, local_snr_db, floor_db)
+                mix = f"{f.stem}_snr{snr:+g}"
+                if keep_audio:
+                    audio_dir = stage / split / "audio"
+                    audio_dir.mkdir(parents=True, exist_ok=True)
+                    sf.write(str(audio_dir / f"{mix}_noisy.wav"), noisy.astype(np.float32), sr, subtype="FLOAT")
+                    sf.write(str(audio_dir / f"{mix}_clean.wav"), y_s.astype(np.float32), sr, subtype="FLOAT")
+                starts = window_starts(image.shape[1], window, window - overlap) if image.shape[1] >= window else []
+                if not starts:
+                    raise UnetsegError(f"{f}: shorter than one window of {window} columns")
+                for s in starts:
+                    sidecar = {"recording": str(f.resolve()), "mixture": mix, "snr_db": snr, "noise": used,
+                               "local_snr_db": local_snr_db, "floor_db": floor_db,
+                               **_window_mapping(mapping, s).to_dict()}
+                    _write_window(stage, split, f"{mix}_{s:07d}", image[:, s:s + window], mask[:, s:s + window], True,
+                                  sidecar)
+                    counts[split] += 1
+        _write_dataset_yaml(stage, out.name, ["background", "bird"], cfg, {"mask_mode": "binary"})
+        write_json(stage / "mixtures.json", {"snrs": list(snrs), "local_snr_db": local_snr_db, "floor_db": floor_db,
+                                           "clean_split": clean_split, "noise_split": noise_split})
     return BuiltDataset(out, ["background", "bird"], counts, clean_split)

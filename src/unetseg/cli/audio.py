@@ -105,10 +105,12 @@ def add_audio_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channel", type=int, default=None, help="channel to read (default: mix to mono)")
     p.add_argument("--denoise", help="denoised WAV (one input) or folder (a folder of inputs)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--resume", action="store_true", help="finish an interrupted --output folder (same model and "
+                   "options; recordings whose outputs exist are skipped)")
     add_dataclass_arguments(p.add_argument_group("windows"), DetectOptions, WINDOWS)
     add_dataclass_arguments(p.add_argument_group("events"), EventOptions, EVENTS)
     add_postprocess_args(p, skip=("open_px", "close_px", "min_size", "fill_holes"))
-    add_inference_args(p, skip=("workers", "tile", "tile_overlap", "blend", "tta"))
+    add_inference_args(p, skip=("workers", "tile", "tile_overlap", "blend", "tta", "max_memory"))
     p.set_defaults(func=cmd_detect)
 
     p = asub.add_parser("evaluate", help="event metrics against reference annotations; SDR of denoised audio")
@@ -210,31 +212,43 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from ..audio.annotations import SUFFIXES, write_events
     from ..audio.datasets import list_recordings
     from ..audio.detect import Detector, tuned_events
-    from ..fileio import write_json, write_png
+    from ..fileio import check_output_dir, write_png
     from ..modelfile import load_model
+    from ..outputs import OutputRun
 
+    if args.overwrite and args.resume:
+        raise UnetsegError("--overwrite and --resume exclude each other")
+    out = check_output_dir(args.output)
     files = list_recordings(args.input)
-    loaded = load_model(args.model)
-    out = Path(args.output)
     single = Path(args.input).is_file()
-    targets = {f: out / f"{f.stem}{SUFFIXES[args.format]}" for f in files}
+    if args.denoise:
+        check_output_dir(Path(args.denoise).parent if single else args.denoise)
+    loaded = load_model(args.model)
     denoised = {f: (Path(args.denoise) if single else Path(args.denoise) / f"{f.stem}.denoised.wav")
                 for f in files} if args.denoise else {}
-    if not args.overwrite:
-        for p in [*targets.values(), *denoised.values()]:
-            if p.exists():
-                raise UnetsegError(f"{p}: already exists; choose another --output or pass --overwrite")
+    targets = {f.name: [*([denoised[f]] if args.denoise else []),
+                        *([out / f"{f.stem}.mask.png"] if args.save_mask else []),
+                        out / f"{f.stem}{SUFFIXES[args.format]}"] for f in files}  # the events table last
     detector = Detector(loaded, dataclass_from_args(DetectOptions, args, WINDOWS), inference_from_args(args),
                         postprocess_from_args(args), dataclass_from_args(EventOptions, args, EVENTS,
                                                                          defaults=tuned_events(loaded)))
-    for f in files:
-        result = detector.run(f, denoise=denoised.get(f), keep_mask=args.save_mask, channel=args.channel)
-        events = [replace(e, file=f.name) for e in result.events]
-        write_events(targets[f], events, args.format)
-        if result.mask is not None:
-            write_png(out / f"{f.stem}.mask.png", (result.mask * (255 if loaded.binary else 1)).astype("uint8"))
-        print(f"{f}: {len(events)} events in {result.duration:.1f} s -> {targets[f]}")
-    write_json(out / "inference.json", {**detector.describe(), "inputs": len(files)})
+    described = detector.describe()
+    key = {"model_sha256": loaded.digest, "backend": described["options"]["backend"], "format": args.format,
+           "denoise": bool(args.denoise), "save_mask": args.save_mask, "channel": args.channel,
+           **{k: described[k] for k in ("decoding", "window", "overlap", "postprocess", "events")}}
+    run = OutputRun(out, key, targets, "overwrite" if args.overwrite else "resume" if args.resume else "new")
+    with run.session(described):
+        todo = [f for f in files if f.name in run.pending(targets)]
+        for f in todo:
+            result = detector.run(f, denoise=denoised.get(f), keep_mask=args.save_mask, channel=args.channel)
+            events = [replace(e, file=f.name) for e in result.events]
+            if result.mask is not None:
+                write_png(out / f"{f.stem}.mask.png", (result.mask * (255 if loaded.binary else 1)).astype("uint8"))
+            write_events(targets[f.name][-1], events, args.format)
+            print(f"{f}: {len(events)} events in {result.duration:.1f} s -> {targets[f.name][-1]}")
+        if len(todo) < len(files):
+            print(f"{len(files) - len(todo)} recording(s) done before were skipped")
+        run.write(described, complete=True, inputs=len(files))
     return 0
 
 

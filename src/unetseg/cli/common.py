@@ -69,6 +69,19 @@ def error_line(e: BaseException) -> str:
     return " ".join(text.split())
 
 
+def save_traceback(e: BaseException) -> Path:
+    """Write the traceback of an unexpected error to a file under the cache; return its path."""
+    import os
+    import time
+    import traceback
+
+    from ..fileio import cache_root, write_text
+
+    path = cache_root() / "errors" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    write_text(path, "".join(traceback.format_exception(e)))
+    return path
+
+
 def configure_logging(quiet: bool = False) -> None:
     """Our messages on stderr; Lightning's start-up banner (hardware, tips) only as warnings."""
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")

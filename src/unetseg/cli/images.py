@@ -49,6 +49,8 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--coco-results", metavar="FILE", help="also write COCO results json (RLE per class and region)")
     p.add_argument("--coco-json", metavar="FILE", help="COCO json of the inputs, for image and category ids")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--resume", action="store_true", help="finish an interrupted --output folder (same model and "
+                   "options; images whose outputs exist are skipped)")
     add_postprocess_args(p)
     add_inference_args(p)
     p.set_defaults(func=cmd_predict)
@@ -128,10 +130,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     res = predict(args.model, args.input, args.output, options=inference_from_args(args),
                   postprocess=postprocess_from_args(args), overlays=args.overlays, probabilities=args.probabilities,
                   contours=args.contours, overwrite=args.overwrite, coco_results=args.coco_results,
-                  coco_json=args.coco_json)
+                  coco_json=args.coco_json, resume=args.resume)
     took = time.perf_counter() - start
-    print(f"{len(res.masks)} masks written to {res.output} ({len(res.masks) / took:.1f} images/s, "
-          f"backend {res.backend})")
+    skipped = len(res.masks) - res.predicted
+    done = f"; {skipped} done before" if skipped else ""
+    print(f"{res.predicted} masks written to {res.output} ({res.predicted / took:.1f} images/s, "
+          f"backend {res.backend}{done})")
     return 0
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from ..errors import UnetsegError
-from .io import IMAGE_EXTENSIONS, MaskDecoder, image_size, read_mask_raw
+from .io import IMAGE_EXTENSIONS, LOSSY_FORMATS, SNAP_HIGH, SNAP_LOW, MaskDecoder, read_header, read_mask_raw
 
 log = logging.getLogger(__name__)
 
@@ -304,6 +304,10 @@ def split_fractions(splits: dict[str, list[Pair]], seed: int, val_fraction: floa
 
 def _make_decoder(layout: _Layout, train: list[Pair], source: Path) -> tuple[MaskDecoder, list[str]]:
     classes, mode, ignore = layout.classes, layout.mask_mode, layout.ignore_index
+    lossy = [p.mask for p in train if read_header(p.mask).format in LOSSY_FORMATS]
+    if lossy and (layout.palette or mode in ("index", "palette") or (classes and len(classes) > 2)):
+        raise UnetsegError(f"{lossy[0]}: a multi-class mask saved as JPEG; lossy compression changes class values "
+                           "at every edge; save masks as PNG")
     if layout.palette:
         return MaskDecoder("palette", len(layout.palette), ignore, tuple(layout.palette)), list(classes or [])
     if mode == "auto":
@@ -318,15 +322,22 @@ def _make_decoder(layout: _Layout, train: list[Pair], source: Path) -> tuple[Mas
                                        "class colours in a dataset YAML (palette:)")
                 values.update(np.unique(raw).tolist())
             values.discard(ignore)
-            if values <= {0, 1} or values <= {0, 255}:
+            if lossy:
+                if not all(v <= SNAP_LOW or v >= SNAP_HIGH for v in values) or max(values, default=0) < SNAP_HIGH:
+                    raise UnetsegError(f"{lossy[0]}: masks saved as JPEG hold {len(values)} distinct values, not a "
+                                       "0/255 mask with compression noise; save masks as PNG")
+                mode = "binary"
+            elif values <= {0, 1} or values <= {0, 255}:
                 mode = "binary"
             else:
                 mode = "index"
                 classes = [f"class{i}" for i in range(int(max(values)) + 1)]
                 log.warning("%s: no class names given; found %d classes from mask values", source, len(classes))
     if mode == "binary":
+        if lossy and ignore is not None:
+            raise UnetsegError(f"{lossy[0]}: masks saved as JPEG cannot keep an exact ignore value; save masks as PNG")
         names = classes if classes and len(classes) == 2 else ["background", (classes or ["foreground"])[-1]]
-        return MaskDecoder("binary", 2, ignore), names
+        return MaskDecoder("binary", 2, ignore, snap=bool(lossy)), names
     if mode == "index":
         if not classes:
             raise UnetsegError(f"{source}: mask_mode index needs a classes list")
@@ -336,14 +347,22 @@ def _make_decoder(layout: _Layout, train: list[Pair], source: Path) -> tuple[Mas
 
 @dataclass
 class PairStats:
-    """What checking a list of pairs measured: pixels of each class per pair and image sizes (h, w)."""
+    """What checking a list of pairs measured: pixels of each class per pair, image sizes (h, w) and channels."""
 
     counts: np.ndarray  # (pairs, classes) int64
     sizes: list[tuple[int, int]]
+    channels: list[int] = field(default_factory=list)
 
     @property
     def total(self) -> np.ndarray:
         return self.counts.sum(0)
+
+    def input_channels(self, source: str | Path) -> int:
+        """3 when any image is colour (grey ones are repeated into RGB, with a warning), else 1."""
+        if len(set(self.channels)) > 1:
+            log.warning("%s: %d grey and %d colour images; grey ones are read as RGB", source,
+                        self.channels.count(1), self.channels.count(3))
+        return max(self.channels, default=3)
 
 
 def check_pairs(pairs: list[Pair], decoder: MaskDecoder) -> PairStats:
@@ -352,13 +371,22 @@ def check_pairs(pairs: list[Pair], decoder: MaskDecoder) -> PairStats:
     Fails on the first bad pair with a one-line error, before any training starts.
     """
     counts = np.zeros((len(pairs), decoder.num_classes), dtype=np.int64)
-    sizes = []
+    sizes, channels = [], []
+    snapped = 0
     for i, pair in enumerate(pairs):
-        mask = decoder.decode(read_mask_raw(pair.mask), pair.mask)
-        size = image_size(pair.image)
+        raw = read_mask_raw(pair.mask)
+        mask = decoder.decode(raw, pair.mask)
+        if decoder.snap:
+            snapped += int(((raw != 0) & (raw != 255)).sum())
+        header = read_header(pair.image)
+        size = (header.height, header.width)
         if size != mask.shape[:2]:
             raise UnetsegError(f"{pair.image}: image is {size[1]}x{size[0]} but its mask {pair.mask.name} is "
-                               f"{mask.shape[1]}x{mask.shape[0]} (width x height)")
+                               f"{mask.shape[1]}x{mask.shape[0]} (width x height, as displayed)")
         counts[i] = np.bincount(mask[mask != 255].ravel(), minlength=decoder.num_classes)[: decoder.num_classes]
         sizes.append((int(size[0]), int(size[1])))
-    return PairStats(counts, sizes)
+        channels.append(header.channels)
+    if snapped:
+        log.warning("%s: masks saved as JPEG (lossy): %d pixels (%.2f%%) snapped to 0 or 255; save masks as PNG",
+                    pairs[0].mask.parent, snapped, 100 * snapped / max(1, sum(h * w for h, w in sizes)))
+    return PairStats(counts, sizes, channels)

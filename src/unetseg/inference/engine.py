@@ -5,6 +5,7 @@ predict, evaluate, audio detect and the server are thin layers on it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,12 @@ from ..errors import UnetsegError
 from ..modelfile import LoadedModel
 from ..postprocess import PostProcess, postprocess_mask
 from .backends import Backend, create_backend
+from .memory import MemoryGuard, gib
 from .options import InferenceOptions
 from .outputs import activate, to_classes
 from .windows import sliding_window
+
+log = logging.getLogger(__name__)
 
 
 class ImageDataset(Dataset):
@@ -71,7 +75,14 @@ class Engine:
             side = self.options.tile or (spec.size if spec.size else (spec.divisor * 16, spec.divisor * 16))
             size = (side, side) if isinstance(side, int) else tuple(side)
             shape = (self.options.batch_size, spec.channels, *size)
+        self.guard = MemoryGuard(loaded.model, spec.channels, spec.divisor, self.options.max_memory)
+        if spec.mode != "pad" and spec.size and not self.guard.fits(shape[0], *spec.size):
+            need = self.guard.estimate(shape[0], *spec.size)
+            raise UnetsegError(f"{loaded.path}: a batch of {shape[0]} at {spec.size[1]}x{spec.size[0]} needs about "
+                               f"{gib(need)}, over the memory budget of {gib(self.guard.budget)}; lower --batch-size "
+                               "or raise --max-memory")
         self.backend: Backend = create_backend(loaded, self.options, shape)
+        self._auto_tile: int | None = None
 
     @property
     def backend_name(self) -> str:
@@ -87,16 +98,32 @@ class Engine:
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Network logits of normalised (N, C, H, W) input: tiled and flip-averaged as configured."""
         o = self.options
+        tile = o.tile or self._tile_for(x)
 
         def once(t: torch.Tensor) -> torch.Tensor:
-            if o.tile and max(t.shape[2:]) > o.tile:
-                return sliding_window(self.backend, t, o.tile, o.tile_overlap, o.blend)
+            if tile and max(t.shape[2:]) > tile:
+                return sliding_window(self.backend, t, tile, o.tile_overlap, o.blend)
             return self.backend(t).float()
 
         out = once(x)
         if o.tta:
             out = (out + once(x.flip(3)).flip(3) + once(x.flip(2)).flip(2)) / 3
         return out
+
+    def _tile_for(self, x: torch.Tensor) -> int | None:
+        """None when the whole input fits the memory budget, else the tile that does (said once)."""
+        n, _, h, w = x.shape
+        if self.guard.fits(n, h, w):
+            return None
+        tile = self.guard.tile(n)
+        if tile is None:
+            raise UnetsegError(f"{self.loaded.path}: not even one tile fits the memory budget of "
+                               f"{gib(self.guard.budget)}; raise --max-memory")
+        if tile != self._auto_tile:
+            log.info("%dx%d input needs about %s, over the memory budget of %s (--max-memory): predicting in "
+                     "tiles of %d px", w, h, gib(self.guard.estimate(n, h, w)), gib(self.guard.budget), tile)
+            self._auto_tile = tile
+        return tile
 
     def loader(self, dataset: Dataset) -> DataLoader:
         # Native-size (pad) inputs differ in shape, so they go one at a time.

@@ -30,6 +30,9 @@ class InferenceOptions:
     tile_overlap: float = option(0.25, "share of a tile its neighbours overlap")
     blend: str = option("gaussian", "weighting of overlapping tiles", BLENDS)
     tta: bool = option(False, "average predictions over horizontal and vertical flips")
+    max_memory: float | None = option(None, "memory budget of one forward pass in GB; a larger native-size image "
+                                      "is predicted in tiles that fit", metavar="GB", gt=0.0,
+                                      default_text="half the machine's memory")
     calibration: str | None = option(None, "images for int8 calibration", metavar="DIR",
                                      default_text="the training split recorded in the model's run")
 
@@ -44,6 +47,8 @@ class InferenceOptions:
             raise UnetsegError(f"--threads must be at least 1, not {self.threads}")
         if self.tile is not None and self.tile < 1:
             raise UnetsegError(f"--tile must be a positive number of pixels, not {self.tile}")
+        if self.max_memory is not None and not self.max_memory > 0:
+            raise UnetsegError(f"--max-memory must be a positive number of GB, not {self.max_memory}")
         if not 0 <= self.tile_overlap < 1:
             raise UnetsegError(f"--tile-overlap must be in [0, 1), not {self.tile_overlap}")
 

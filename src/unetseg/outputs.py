@@ -1,0 +1,101 @@
+"""Output folders of inference runs (``predict``, ``audio detect``): never mixed, never half-written, resumable.
+
+The folder's ``inference.json`` is written before the first output and records the *key* of the run: the
+model's digest and every option that changes what is written. ``--resume`` continues a folder only when
+its key is the same; an input counts as done when all its output files exist (each is written atomically,
+so an existing file is a complete one). Temporary files left by a killed run are removed first.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .errors import UnetsegError
+from .fileio import atomic_write, check_output_dir, write_json
+
+MANIFEST = "inference.json"
+
+
+def _is_temporary(path: Path) -> bool:
+    """Files our atomic writers leave behind when killed: ``.<name>.<random>.tmp<ext>`` and ``.<name>.partial``."""
+    name = path.name
+    return name.startswith(".") and (".tmp" in name or name.endswith(".partial"))
+
+
+def _first_difference(old: Any, new: Any, prefix: str = "") -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in sorted(set(old) | set(new)):
+            if old.get(k) != new.get(k):
+                return _first_difference(old.get(k), new.get(k), f"{prefix}{k}.")
+    return f"{prefix.rstrip('.')} ({old!r} then, {new!r} now)"
+
+
+class OutputRun:
+    """The outputs of one run in ``folder``: ``targets`` maps each input's name to the files it produces.
+
+    ``mode``: ``new`` (an existing output file is an error), ``overwrite`` or ``resume``.
+    """
+
+    def __init__(self, folder: str | Path, key: Mapping[str, Any], targets: Mapping[str, list[Path]],
+                 mode: str = "new") -> None:
+        if mode not in ("new", "overwrite", "resume"):
+            raise ValueError(mode)
+        self.folder = check_output_dir(folder)
+        self.key = json.loads(json.dumps(dict(key), default=str))  # as it reads back from JSON
+        self.targets = targets
+        self.mode = mode
+        self.done: set[str] = set()
+        manifest = self.folder / MANIFEST
+        if mode == "resume" and manifest.is_file():
+            try:
+                old = json.loads(manifest.read_text()).get("key")
+            except (OSError, ValueError, AttributeError):
+                old = None
+            if old is None:
+                raise UnetsegError(f"{manifest}: not written by a resumable run; choose another --output")
+            if old != self.key:
+                raise UnetsegError(f"{self.folder}: made by another model or other options (differs in "
+                                   f"{_first_difference(old, self.key)}); resume with the same ones or choose "
+                                   "another --output")
+            self.done = {name for name, files in targets.items() if all(f.exists() for f in files)}
+        elif mode != "overwrite":
+            existing = [f for files in targets.values() for f in files if f.exists()]
+            if existing:
+                hint = "--resume (continue it)" if mode == "new" else "--overwrite"
+                raise UnetsegError(f"{existing[0]}: already exists ({len(existing)} output files would be replaced);"
+                                   f" choose another --output, or pass {hint} or --overwrite")
+
+    @contextmanager
+    def session(self, describe: Mapping[str, Any]) -> Iterator[OutputRun]:
+        """Remove temporary files of killed runs and record the run before the first output; when the block
+        fails before any output exists, take the record (and a folder it made) away again."""
+        created = not self.folder.exists()
+        for folder in {f.parent for files in self.targets.values() for f in files} | {self.folder}:
+            if folder.is_dir():
+                for f in folder.iterdir():
+                    if _is_temporary(f) and f.is_file():
+                        f.unlink(missing_ok=True)
+        previous = (self.folder / MANIFEST).read_bytes() if (self.folder / MANIFEST).is_file() else None
+        self.write(describe, complete=False)
+        try:
+            yield self
+        except BaseException:
+            if not any(f.exists() for files in self.targets.values() for f in files):
+                if previous is None:
+                    (self.folder / MANIFEST).unlink(missing_ok=True)
+                else:
+                    atomic_write(self.folder / MANIFEST, lambda p: p.write_bytes(previous))
+                if created and self.folder.is_dir() and not any(self.folder.iterdir()):
+                    self.folder.rmdir()
+            raise
+
+    def pending(self, names: Iterable[str]) -> list[str]:
+        return [n for n in names if n not in self.done]
+
+    def write(self, describe: Mapping[str, Any], complete: bool, **extra: Any) -> None:
+        write_json(self.folder / MANIFEST, {**describe, "key": self.key, "complete": complete,
+                                            "resumed": len(self.done), **extra})
