@@ -52,7 +52,7 @@ class DataConfig:
         ("auto", "dataset", "imagenet", "none"),
     )
     channels: int | None = option(None, "model input channels, 1 or 3 (default: from the first train image)")
-    workers: int = option(-1, "data loader worker processes (-1: one per spare core)", ge=-1)
+    workers: int = option(-1, "data loader worker processes (-1: one per spare core)", ge=-1, le=64)
 
 
 @dataclass
@@ -99,6 +99,9 @@ class TrainConfig:
     batch_size: int = option(8, "batch size", ge=1)
     epochs: int = option(50, "maximum epochs", ge=1)
     max_time: float | None = option(None, "stop training after this many minutes", gt=0.0)
+    max_memory: float | None = option(None, "memory budget of a training step in GB (checked before training, "
+                                      "from the model and the batch's size); default: half the machine's memory",
+                                      gt=0.0)
     scheduler: str = option("plateau", "learning-rate schedule; warmup-cosine follows --max-time when given",
                             ("plateau", "cosine", "warmup-cosine", "none"))
     warmup: float = option(0.05, "warmup-cosine: share of training spent raising the learning rate", ge=0.0, lt=1.0)
@@ -107,9 +110,10 @@ class TrainConfig:
     monitor: str = option("val_iou", "metric that picks the best model", ("val_iou", "val_loss"))
     threshold: float = option(0.5, "binary: probability above which a pixel is foreground", gt=0.0, lt=1.0)
     seed: int = option(0, "random seed for splits, initialisation and augmentation")
-    accelerator: str = option("auto", "Lightning accelerator: auto, cpu, gpu, ...")
-    devices: str = option("auto", "Lightning devices: auto, 1, 4, ...")
-    precision: str = option("32-true", "Lightning precision: 32-true, 16-mixed, bf16-mixed")
+    accelerator: str = option("auto", "Lightning accelerator", ("auto", "cpu", "gpu", "cuda", "mps"))
+    devices: str = option("auto", "Lightning devices: auto, a count (1, 4) or GPU indices (0,2)")
+    precision: str = option("32-true", "Lightning precision", ("32-true", "32", "16-mixed", "bf16-mixed",
+                                                               "bf16-true", "16-true", "64-true"))
     channels_last: bool = option(True, "channels_last memory format (faster convolutions on CPU)")
     val_grid: int = option(4, "validation images drawn in the per-epoch prediction grid", ge=0)
     progress: bool = option(True, "show a progress bar")
@@ -175,20 +179,26 @@ SECTIONS: dict[str, type] = {
 }
 
 
+MAX_SIDE = 65536  # pixels on a side of a network input or crop
+
+
 def parse_size(text: str | int | list | tuple | None) -> list[int] | None:
     """``256`` -> [256, 256]; ``384x640`` -> [384, 640]; ``none`` -> None."""
     if text is None or (isinstance(text, str) and text.lower() in ("", "none", "null")):
         return None
+    if isinstance(text, bool) or (isinstance(text, list | tuple) and any(
+            isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()) for v in text)):
+        raise ValueError(f"expected HxW in whole pixels, got {text!r}")
     if isinstance(text, int):
-        return [text, text]
-    if isinstance(text, list | tuple):
+        values = [text, text]
+    elif isinstance(text, list | tuple):
         values = [int(v) for v in text]
     else:
         values = [int(v) for v in str(text).lower().replace(",", "x").split("x")]
     if len(values) == 1:
         values = values * 2
-    if len(values) != 2 or min(values) <= 0:
-        raise ValueError(f"expected HxW, got {text!r}")
+    if len(values) != 2 or not all(1 <= v <= MAX_SIDE for v in values):
+        raise ValueError(f"expected HxW between 1 and {MAX_SIDE} pixels, got {text!r}")
     return values
 
 

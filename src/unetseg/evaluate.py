@@ -18,7 +18,7 @@ import torch
 from .data.io import read_image
 from .data.spec import load_dataset
 from .errors import UnetsegError
-from .fileio import new_run_dir, write_json, write_text
+from .fileio import check_output_dir, new_run_dir, write_json, write_text
 from .inference import Engine, ImageDataset, InferenceOptions
 from .metrics import confusion_matrices, counts_from_matrices, image_iou, image_score, summarize
 from .modelfile import LoadedModel, load_model
@@ -43,8 +43,10 @@ def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "te
     Splits held out from a train-only dataset are re-derived with the same ``seed`` and fractions
     the training used (its config.yaml holds them).
     """
+    if output:
+        check_output_dir(output)
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
-    info = load_dataset(data, seed, val_fraction, test_fraction)
+    info = load_dataset(data, seed, val_fraction, test_fraction, need_train=False)
     if info.num_classes != len(loaded.classes) or info.binary != loaded.binary:
         raise UnetsegError(f"{data}: dataset has {info.num_classes} classes but the model predicts "
                            f"{len(loaded.classes)} ({', '.join(loaded.classes)})")

@@ -7,6 +7,8 @@ the target count in no loss.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -28,6 +30,8 @@ def parse_loss(spec: str, binary: bool) -> list[tuple[float, str]]:
             w = float(weight) if weight else 1.0
         except ValueError:
             raise UnetsegError(f"loss {spec!r}: bad weight {weight!r}") from None
+        if not (math.isfinite(w) and w > 0):
+            raise UnetsegError(f"loss {spec!r}: weights must be positive numbers, not {weight!r}")
         if name not in LOSS_NAMES:
             raise UnetsegError(f"loss {spec!r}: unknown term {name!r} (known: {', '.join(LOSS_NAMES)})")
         if binary and name in MULTICLASS_ONLY:

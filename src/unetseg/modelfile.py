@@ -23,6 +23,7 @@ from .data.inputspec import InputSpec
 from .errors import UnetsegError
 from .fileio import atomic_write
 from .models import create_model
+from .models.factory import output_stride
 
 FORMAT = "unetseg-model"
 FORMAT_VERSION = 1
@@ -163,12 +164,19 @@ def check_meta(meta: Any, path: str | Path) -> None:
         raise bad("input.channels", f"must be 1 or 3, not {spec['channels']!r}")
     size = spec.get("size")
     if size is not None and not (isinstance(size, list) and len(size) == 2 and
-                                 all(isinstance(v, int) and 16 <= v <= 8192 for v in size)):
+                                 all(isinstance(v, int) and not isinstance(v, bool) and 16 <= v <= 8192
+                                     for v in size)):
         raise bad("input.size", f"must be null or [height, width] between 16 and 8192, not {size!r}")
     if spec["mode"] not in RESIZE_MODES:
         raise bad("input.mode", f"must be one of {', '.join(RESIZE_MODES)}, not {spec['mode']!r}")
-    if not isinstance(spec["divisor"], int) or not 1 <= spec["divisor"] <= 1024:
+    if not isinstance(spec["divisor"], int) or isinstance(spec["divisor"], bool) or not 1 <= spec["divisor"] <= 1024:
         raise bad("input.divisor", f"must be an integer from 1 to 1024, not {spec['divisor']!r}")
+    stride = output_stride(meta["model"])
+    if spec["divisor"] % stride:
+        raise bad("input.divisor", f"must be a multiple of the model's stride {stride}, not {spec['divisor']!r}")
+    if spec["mode"] != "pad" and (size is None or size[0] % spec["divisor"] or size[1] % spec["divisor"]):
+        raise bad("input.size", f"must be [height, width] divisible by {spec['divisor']} for mode {spec['mode']}, "
+                  f"not {size!r}")
     for key in ("mean", "std"):
         values = spec[key]
         if not (isinstance(values, list) and len(values) == spec["channels"] and
@@ -181,6 +189,40 @@ def check_meta(meta: Any, path: str | Path) -> None:
         raise bad("threshold", f"must lie between 0 and 1, not {threshold!r}")
     if meta.get("events") not in (None, "time", "box"):
         raise bad("events", f"must be time, box or null, not {meta['events']!r}")
+    colours = meta.get("colours")
+    if not (isinstance(colours, list) and len(colours) == len(classes) and all(
+            isinstance(c, list) and len(c) == 3 and all(type(v) is int and 0 <= v <= 255 for v in c)
+            for c in colours)):
+        raise bad("colours", f"must give one [R, G, B] (0-255) per class, not {str(colours)[:60]}")
+    _check_audio_meta(meta, bad)
+
+
+def _check_audio_meta(meta: dict, bad: Any) -> None:
+    """The spectrogram settings and the tuned event settings of a bird-sound model, when present."""
+    from .audio.spectrogram import SpectrogramConfig
+
+    spectrogram = meta.get("spectrogram")
+    if spectrogram is not None:
+        if not isinstance(spectrogram, dict):
+            raise bad("spectrogram", "must be a mapping of spectrogram settings or null")
+        try:
+            cfg = SpectrogramConfig.from_dict(spectrogram)
+        except (UnetsegError, TypeError, ValueError) as e:
+            raise bad("spectrogram", f"is not a valid spectrogram setting ({' '.join(str(e).split())[:100]})") from None
+        numbers = {k: v for k, v in vars(cfg).items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        sizes = ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "fmin", "fmax")
+        if not all(math.isfinite(v) and (k not in sizes or v >= 0) for k, v in numbers.items()) \
+                or not 0 < cfg.n_fft <= 65536 or not 0 < (cfg.sample_rate or 1) <= 384_000:
+            raise bad("spectrogram", f"holds a value out of range ({numbers})")
+    detect = meta.get("detect")
+    if detect is not None:
+        if not isinstance(detect, dict):
+            raise bad("detect", "must be a mapping of tuned event settings or null")
+        for key in ("min_duration", "merge_gap"):
+            v = detect.get(key)
+            if v is not None and not (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                                      and 0 <= v <= 3600):
+                raise bad(f"detect.{key}", f"must be a number of seconds from 0 to 3600, not {v!r}")
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:

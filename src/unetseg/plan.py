@@ -379,8 +379,11 @@ def _probe_steps(p: _Planner, configs: dict[str, tuple[dict[str, Any], bool]]) -
     """Training images/s of each (model fields, bf16) config at the planned batch, input size and loss:
     forward, loss, backward and an AdamW step on random data, timed in turns (cached per machine and
     config)."""
+    from .data.transforms import check_size
     from .inference.backends import rates_in_turns
+    from .inference.memory import check_training_memory
     from .models import create_model
+    from .models.factory import output_stride
 
     channels, batch, loss = p.fp.channels, p.cfg.train.batch_size, p.cfg.train.loss
     outputs = 1 if p.fp.binary else len(p.fp.classes)
@@ -391,19 +394,23 @@ def _probe_steps(p: _Planner, configs: dict[str, tuple[dict[str, Any], bool]]) -
     path = cache_root() / "probes" / "training" / f"{key}.json"
     if path.is_file():
         try:
-            return {k: float(v) for k, v in json.loads(path.read_text())["images_per_s"].items()}
-        except (OSError, ValueError, KeyError):
+            cached = {k: float(v) for k, v in json.loads(path.read_text())["images_per_s"].items()}
+            if set(cached) == set(configs):
+                return cached
+        except (OSError, ValueError, KeyError, AttributeError):
             pass
+    models = {}
+    for name, (fields, _) in configs.items():  # each checked before anything big is allocated
+        model = create_model(fields, channels, outputs)
+        stride = output_stride(fields)
+        if h % stride or w % stride:
+            check_size([h, w], "resize", stride)
+        check_training_memory(model, channels, stride, batch, h, w, p.cfg.train.max_memory)
+        models[name] = model.to(memory_format=torch.channels_last)
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(batch, channels, h, w, generator=generator).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, max(outputs, 2), (batch, h, w), generator=generator).to(torch.uint8)
-    steps = {}
-    for name, (fields, bf16) in configs.items():
-        try:
-            model = create_model(fields, channels, outputs).to(memory_format=torch.channels_last)
-        except UnetsegError:
-            continue
-        steps[name] = _train_step(model, y, bf16, loss, outputs == 1)
+    steps = {name: _train_step(models[name], y, bf16, loss, outputs == 1) for name, (_, bf16) in configs.items()}
     rates = rates_in_turns(steps, x, warmup=1, rounds=2)
     rates = {k: round(v, 3) for k, v in rates.items()}
     write_json(path, {"images_per_s": rates, "batch": batch, "input": [channels, h, w]})

@@ -44,6 +44,7 @@ from .data.spec import DatasetInfo, Pair, PairStats, check_pairs, load_dataset
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_augment, check_size
 from .errors import UnetsegError
 from .fileio import new_run_dir, write_json, write_text
+from .inference.memory import check_training_memory
 from .losses import SegmentationLoss, parse_class_weights
 from .metrics import confusion_counts, summarize
 from .modelfile import build_meta, save_model_file
@@ -314,6 +315,36 @@ def _append_csv(path: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def lightning_devices(accelerator: str, devices: str) -> Any:
+    """``train.devices`` as Lightning takes it, checked against the machine: ``auto``, a count, or GPU indices."""
+    text = str(devices).strip()
+    gpu = accelerator in ("gpu", "cuda")
+    if gpu and not torch.cuda.is_available():
+        raise UnetsegError(f"train.accelerator: {accelerator} but no CUDA GPU is available here; use cpu or auto")
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise UnetsegError("train.accelerator: mps is not available here; use cpu or auto")
+    if text == "auto":
+        return "auto"
+    available = torch.cuda.device_count() if gpu else os.cpu_count() or 1
+    if text.isdigit() and 1 <= int(text) <= max(available, 1):
+        return int(text)
+    if gpu and all(v.strip().isdigit() and int(v) < available for v in text.split(",") if v.strip()) and "," in text:
+        return text
+    raise UnetsegError(f"train.devices: {text!r} must be auto, a count from 1 to {max(available, 1)}, or GPU indices "
+                       "such as 0,2")
+
+
+def _step_size(cfg: Config, spec: InputSpec, stats: PairStats | None) -> tuple[int, int]:
+    """(height, width) of a training batch: the crop, else the input size, else the largest image padded."""
+    if cfg.data.crop:
+        return cfg.data.crop[0], cfg.data.crop[1]
+    if spec.size:
+        return spec.size
+    sizes = stats.sizes if stats is not None else [(spec.divisor, spec.divisor)]
+    d = spec.divisor
+    return max(-(-h // d) * d for h, _ in sizes), max(-(-w // d) * d for _, w in sizes)
+
+
 def _workers(n: int) -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1)) if n < 0 else n
 
@@ -444,6 +475,7 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
             audio_model_defaults(cfg, info)
         spec = resolve_input(cfg, info, channels)
         ckpt = None
+    devices = lightning_devices(cfg.train.accelerator, cfg.train.devices)
     class_weights = parse_class_weights(cfg.train.class_weights, info.classes, info.binary)
     draw_weights = _sample_weights(cfg, info, stats)
 
@@ -452,6 +484,8 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
     model_cfg = vars(cfg.model)
     model = create_model(model_cfg, spec.channels, outputs)
     if ckpt is None:
+        check_training_memory(model, spec.channels, spec.divisor, cfg.train.batch_size,
+                              *_step_size(cfg, spec, stats), cfg.train.max_memory)
         load_encoder_weights(model, model_cfg, spec.channels)
         # The run folder appears only once data and model are known to be good.
         run_dir = new_run_dir(cfg.train.runs_dir, cfg.train.name or info.name)
@@ -492,7 +526,6 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
     if cfg.train.patience > 0:
         callbacks.append(EarlyStopping(cfg.train.monitor, patience=cfg.train.patience,
                                        mode="max" if cfg.train.monitor == "val_iou" else "min"))
-    devices: Any = cfg.train.devices if cfg.train.devices == "auto" else int(cfg.train.devices)
     trainer = L.Trainer(
         max_epochs=cfg.train.epochs,
         max_time=timedelta(minutes=cfg.train.max_time) if cfg.train.max_time else None,

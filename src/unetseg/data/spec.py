@@ -89,8 +89,11 @@ class _Layout:
 
 
 def load_dataset(path: str | Path, seed: int = 0, val_fraction: float = 0.15,
-                 test_fraction: float = 0.15) -> DatasetInfo:
-    """Resolve a dataset folder or YAML into file pairs per split, classes and a mask decoder."""
+                 test_fraction: float = 0.15, need_train: bool = True) -> DatasetInfo:
+    """Resolve a dataset folder or YAML into file pairs per split, classes and a mask decoder.
+
+    ``need_train`` False (evaluation) accepts a dataset without a train split: its masks are read from
+    the splits it has."""
     path = Path(path)
     if not path.exists():
         raise UnetsegError(f"{path}: dataset not found")
@@ -101,10 +104,13 @@ def load_dataset(path: str | Path, seed: int = 0, val_fraction: float = 0.15,
         split: pair_files(img_dir, mask_dir, layout.mask_suffix, layout.allow_unpaired)
         for split, (img_dir, mask_dir) in layout.dirs.items()
     }
-    if not splits.get("train"):
+    if splits.get("train"):
+        splits = split_fractions(splits, seed, val_fraction, test_fraction, path)
+        decoder, classes = _make_decoder(layout, splits["train"], path)
+    elif need_train or not any(splits.values()):
         raise UnetsegError(f"{path}: the train split is empty or missing")
-    splits = split_fractions(splits, seed, val_fraction, test_fraction, path)
-    decoder, classes = _make_decoder(layout, splits["train"], path)
+    else:
+        decoder, classes = _make_decoder(layout, [p for pairs in splits.values() for p in pairs], path)
     if layout.palette:
         colours = [tuple(c) for c in layout.palette]
     else:
