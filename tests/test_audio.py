@@ -337,6 +337,21 @@ def test_detect_on_a_folder_loads_and_exports_the_model_once(finch_model: Path, 
     assert len(calls) == 1 and out.count("events in") == 3
     used = json.loads((tmp_path / "ev" / "inference.json").read_text())
     assert used["backend"] == "onnxruntime" and used["inputs"] == 3 and used["window"] == 1024
+    # an interrupted folder (one table gone, a temporary file left) is finished by --resume, and only then
+    before = {f.name: f.read_bytes() for f in (tmp_path / "ev").glob("*.txt")}
+    (tmp_path / "ev" / "r1.selections.txt").unlink()
+    (tmp_path / "ev" / ".r1.selections.txt.x1y2.tmp.txt").write_text("half")
+    base = ["audio", "detect", "--model", str(finch_model), "--input", str(folder), "--output", str(tmp_path / "ev"),
+            "--backend", "onnxruntime"]
+    code, _, err = run(base, capsys)
+    assert code == 2 and "--resume" in err
+    code, _, err = run([*base, "--resume", "--min-duration", "0.2"], capsys)
+    assert code == 2 and "other options" in err and "events.min_duration" in err
+    code, out, err = run([*base, "--resume"], capsys)
+    assert code == 0, err
+    assert out.count("events in") == 1 and "2 recording(s) done before were skipped" in out
+    assert {f.name: f.read_bytes() for f in (tmp_path / "ev").glob("*.txt")} == before
+    assert not list((tmp_path / "ev").glob(".*"))
 
 
 def test_spectrogram_datasets_default_to_a_narrow_unet_unless_told() -> None:
