@@ -11,6 +11,7 @@ from ..errors import UnetsegError
 from .audio import add_audio_commands
 from .common import configure_logging, error_line, save_traceback
 from .images import add_image_commands
+from .serve import add_serve_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_image_commands(sub)
     add_audio_commands(sub)
+    add_serve_command(sub)
     return parser
 
 

@@ -1,0 +1,89 @@
+"""Requests that arrive together run as one batch; a bounded number wait, the rest are turned away."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import numpy as np
+
+
+class Busy(Exception):
+    """The queue is full: the caller answers 503 with Retry-After."""
+
+
+class Admission:
+    """At most ``limit`` requests inside the server (running or waiting) at a time."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.count, self.lock = limit, 0, threading.Lock()
+
+    def __enter__(self) -> Admission:
+        with self.lock:
+            if self.count >= self.limit:
+                raise Busy
+            self.count += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self.lock:
+            self.count -= 1
+
+
+class Batcher:
+    """One worker thread runs ``forward(list of inputs) -> list of outputs`` on inputs that share a key
+    (their prepared shape), taking up to ``max_batch`` that arrive within ``max_wait`` seconds of the first."""
+
+    def __init__(self, forward: Callable[[list[Any]], list[Any]], max_batch: int = 8, max_wait: float = 0.005) -> None:
+        self.forward, self.max_batch, self.max_wait = forward, max_batch, max_wait
+        self.inbox: queue.Queue[tuple[Any, Any, Future] | None] = queue.Queue()
+        self.batches: list[int] = []  # sizes of the batches run (for tests and the load benchmark)
+        self.thread = threading.Thread(target=self._loop, name="unetseg-batcher", daemon=True)
+        self.thread.start()
+
+    def submit(self, key: Any, item: Any) -> Future:
+        fut: Future = Future()
+        self.inbox.put((key, item, fut))
+        return fut
+
+    def close(self) -> None:
+        self.inbox.put(None)
+        self.thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        held: list[tuple[Any, Any, Future]] = []
+        while True:
+            first = held.pop(0) if held else self.inbox.get()
+            if first is None:
+                return
+            group = [first]
+            deadline = time.monotonic() + self.max_wait
+            while len(group) < self.max_batch:
+                try:
+                    nxt = self.inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    held.append(nxt)  # type: ignore[arg-type]
+                    break
+                (group if nxt[0] == first[0] else held).append(nxt)
+            self.batches.append(len(group))
+            try:
+                outputs = self.forward([item for _, item, _ in group])
+                for (_, _, fut), out in zip(group, outputs, strict=True):
+                    fut.set_result(out)
+            except BaseException as e:  # noqa: BLE001 - every waiting request gets the error
+                for _, _, fut in group:
+                    fut.set_exception(e)
+
+
+def shape_key(image: np.ndarray, spec: Any) -> tuple[int, ...]:
+    """Images batch together when their prepared network input has the same shape."""
+    from ..data.transforms import plan_placement
+
+    placement = plan_placement(image.shape[:2], spec.size, spec.mode, spec.divisor)
+    return tuple(placement.out)

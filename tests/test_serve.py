@@ -1,0 +1,247 @@
+"""The HTTP API (FastAPI's test client): every endpoint, every format and every limit."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from unetseg.config import Config
+from unetseg.serve import ServeOptions, create_app, load_models
+
+from .conftest import shared
+from .test_reliability import _model
+
+
+def audio_model(tmp: Path, bias: float = 0.0) -> Path:
+    """A small untrained spectrogram model; ``bias`` on its last layer makes it see sound everywhere (>0)."""
+    import torch
+
+    from unetseg.audio.spectrogram import SpectrogramConfig
+    from unetseg.data.inputspec import InputSpec
+    from unetseg.modelfile import build_meta, save_model_file
+    from unetseg.models import create_model
+
+    model_cfg = vars(Config().model) | {"arch": "classic", "depth": 2, "base_width": 4, "dropout": 0.0}
+    model = create_model(model_cfg, 1, 1)
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():
+        last.bias.fill_(bias)
+    spec = InputSpec(1, None, "pad", 4, (0.3,), (0.2,))
+    meta = build_meta(model_cfg, ["background", "bird"], True, [(0, 0, 0), (255, 200, 0)], spec, 0.5,
+                      spectrogram=SpectrogramConfig().to_dict(), events="box")
+    return save_model_file(tmp / "birds.safetensors", model, meta)
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def wav_bytes(seconds: float = 2.0, sr: int = 22050) -> bytes:
+    t = np.arange(int(seconds * sr)) / sr
+    noise = 0.01 * np.random.default_rng(0).standard_normal(len(t))
+    y = 0.3 * np.sin(2 * np.pi * 3000 * t) * (np.sin(2 * np.pi * 2 * t) > 0) + noise
+    buf = io.BytesIO()
+    sf.write(buf, y.astype(np.float32), sr, format="WAV")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("serve")
+    return [_model(root, "pad", width=4, depth=2), _model(root, size=[32, 32]), audio_model(root, bias=3.0)]
+
+
+def client(models: list[Path], **options: object) -> TestClient:
+    opts = ServeOptions(backend="torch", **options)  # type: ignore[arg-type]
+    return TestClient(create_app(load_models(models, opts), opts))
+
+
+IMAGE = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+
+
+def test_health_models_docs_and_page(models: list[Path]) -> None:
+    with client(models) as c:
+        assert c.get("/health").json()["status"] == "ok"
+        listed = c.get("/models").json()
+        assert [m["name"] for m in listed] == ["pad", "resize", "birds"]
+        assert [m["kind"] for m in listed] == ["image", "image", "audio"]
+        assert listed[0]["classes"] == ["background", "call"] and listed[0]["input"]["mode"] == "pad"
+        assert c.get("/docs").status_code == 200 and "/predict" in c.get("/openapi.json").json()["paths"]
+        page = c.get("/")
+        assert page.status_code == 200 and "unetseg" in page.text and "cdn" not in page.text.lower()
+        assert c.get("/static/app.js").status_code == 200
+
+
+def test_predict_png_raw_and_multipart_give_the_same_mask(models: list[Path]) -> None:
+    with client(models) as c:
+        raw = c.post("/predict?model=pad", content=png_bytes(IMAGE))
+        multi = c.post("/predict?model=pad", files={"file": ("../../etc/passwd", png_bytes(IMAGE), "image/png")})
+        assert raw.status_code == multi.status_code == 200 and raw.headers["content-type"] == "image/png"
+        assert raw.content == multi.content
+        mask = np.asarray(Image.open(io.BytesIO(raw.content)))
+        assert mask.shape == (40, 56) and set(np.unique(mask)) <= {0, 255}
+        resized = np.asarray(Image.open(io.BytesIO(c.post("/predict?model=resize", content=png_bytes(IMAGE)).content)))
+        assert resized.shape == (40, 56)  # at the original size
+
+
+def test_predict_json_areas_polygons_rle_and_options(models: list[Path]) -> None:
+    from pycocotools import mask as mask_utils
+
+    with client(models) as c:
+        low = c.post("/predict?model=pad&format=json&mask=true&threshold=0.01", content=png_bytes(IMAGE)).json()
+        high = c.post("/predict?model=pad&format=json&threshold=0.99", content=png_bytes(IMAGE)).json()
+        assert sum(k["pixels"] for k in low["classes"]) == 40 * 56 and low["threshold"] == 0.01
+        assert low["classes"][1]["pixels"] >= high["classes"][1]["pixels"]
+        decoded = mask_utils.decode({"size": low["rle"]["call"]["size"], "counts": low["rle"]["call"]["counts"]})
+        assert int(decoded.sum()) == low["classes"][1]["pixels"]
+        assert all(r["class"] == "call" for r in low["regions"]) and "mask_png" in low and "mask_png" not in high
+        tiled = c.post("/predict?model=pad&format=json&tile=32&tta=true", content=png_bytes(IMAGE))
+        assert tiled.status_code == 200
+        assert c.post("/predict?model=resize&tile=32", content=png_bytes(IMAGE)).status_code == 400
+        assert c.post("/predict?model=pad&threshold=2", content=png_bytes(IMAGE)).status_code == 422
+        assert c.post("/predict?model=nope", content=png_bytes(IMAGE)).status_code == 404
+        assert c.post("/predict?model=birds", content=png_bytes(IMAGE)).status_code == 400
+
+
+def test_requests_that_arrive_together_are_batched(models: list[Path]) -> None:
+    opts = ServeOptions(backend="torch", max_batch=8)
+    served = load_models(models[1:2], opts)
+    app = create_app(served, opts)
+    with TestClient(app) as c:
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(c.post("/predict", content=png_bytes(IMAGE))))
+                   for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(r.status_code == 200 for r in results) and len({r.content for r in results}) == 1
+        assert max(served["resize"].batcher.batches) > 1
+
+
+@pytest.mark.parametrize("fmt", ["json", "raven", "audacity", "csv"])
+def test_detect_formats(models: list[Path], fmt: str) -> None:
+    with client(models) as c:
+        r = c.post(f"/detect?format={fmt}", content=wav_bytes())
+        assert r.status_code == 200, r.text
+        if fmt == "json":
+            body = r.json()
+            assert body["model"] == "birds" and abs(body["duration"] - 2.0) < 0.01 and body["events"]
+            assert body["raven"].startswith("Selection\t")
+        else:
+            header = {"raven": "Selection\tView", "csv": "label,onset_s", "audacity": ""}[fmt]
+            assert r.text.startswith(header) and len(r.text.strip().splitlines()) >= 1
+
+
+def test_detect_denoise_and_spectrogram_links_are_fetched_once(models: list[Path]) -> None:
+    with client(models) as c:
+        body = c.post("/detect?denoise=true&spectrogram=true", files={"f": ("x.wav", wav_bytes())}).json()
+        wav = c.get(body["denoised"])
+        assert wav.status_code == 200 and wav.headers["content-type"] == "audio/wav"
+        y, sr = sf.read(io.BytesIO(wav.content))
+        assert sr == 22050 and abs(len(y) / sr - 2.0) < 0.05
+        assert c.get(body["denoised"]).status_code == 404  # once
+        picture = c.get(body["spectrogram"]["url"])
+        assert picture.status_code == 200 and Image.open(io.BytesIO(picture.content)).height == len(
+            body["spectrogram"]["row_hz"])
+
+
+def test_token_guards_everything_but_health_and_the_page(models: list[Path], monkeypatch) -> None:
+    with client(models, token="s3cret") as c:
+        assert c.get("/health").status_code == 200 and c.get("/").status_code == 200
+        for method, path in (("get", "/models"), ("get", "/docs"), ("post", "/predict"), ("post", "/detect")):
+            assert getattr(c, method)(path).status_code == 401
+        assert c.get("/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        ok = c.post("/predict", content=png_bytes(IMAGE), headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+
+
+def test_cors_only_when_asked(models: list[Path]) -> None:
+    origin = {"Origin": "http://lab.example", "Access-Control-Request-Method": "POST"}
+    with client(models) as c:
+        assert "access-control-allow-origin" not in c.options("/predict", headers=origin).headers
+    with client(models, cors=["http://lab.example"]) as c:
+        assert c.options("/predict", headers=origin).headers["access-control-allow-origin"] == "http://lab.example"
+
+
+def test_limits_are_413_and_bad_files_400_in_one_line(models: list[Path]) -> None:
+    with client(models, max_upload_mb=0.01, max_pixels=1000, max_seconds=1.0) as c:
+        big = c.post("/predict", content=b"\0" * 200_000)
+        assert big.status_code == 413 and "--max-upload-mb" in big.json()["detail"]
+        bomb = c.post("/predict?model=pad", content=png_bytes(IMAGE))  # 2240 pixels > 1000
+        assert bomb.status_code == 413 and "--max-pixels" in bomb.json()["detail"]
+    with client(models, max_seconds=1.0) as c:
+        long = c.post("/detect", content=wav_bytes(1.5))
+        assert long.status_code == 413 and "--max-seconds" in long.json()["detail"]
+    with client(models) as c:
+        for path, data in (("/predict", png_bytes(IMAGE)[:60]), ("/predict", b""), ("/detect", b"RIFF....WAVEjunk"),
+                           ("/detect", wav_bytes()[:30])):
+            r = c.post(path, content=data)
+            detail = r.json()["detail"]
+            assert r.status_code == 400 and "\n" not in detail and "/tmp" not in detail, (path, detail)
+
+
+def test_upload_files_are_removed_after_requests_and_errors(models: list[Path], monkeypatch) -> None:
+    scratch = Path(tempfile.mkdtemp())
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    with client(models) as c:
+        c.post("/predict?model=pad", content=png_bytes(IMAGE))
+        c.post("/predict?model=pad", content=b"not an image")
+        c.post("/detect", content=wav_bytes())
+        c.post("/detect", content=b"junk")
+        assert not [p for p in scratch.iterdir() if p.name.startswith("unetseg-upload-")]
+
+
+def test_a_full_queue_answers_503_with_retry_after_at_once(models: list[Path]) -> None:
+    opts = ServeOptions(backend="torch", queue=1)
+    served = load_models(models[2:], opts)
+    release = threading.Event()
+    detector = served["birds"].detector
+    real = detector.run
+
+    def slow(*a: object, **k: object) -> object:
+        release.wait(20)
+        return real(*a, **k)
+
+    detector.run = slow  # type: ignore[method-assign]
+    with TestClient(create_app(served, opts)) as c:
+        first = threading.Thread(target=lambda: c.post("/detect", content=wav_bytes()))
+        first.start()
+        time.sleep(0.5)
+        start = time.monotonic()
+        busy = c.post("/detect", content=wav_bytes())
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1" and time.monotonic() - start < 2
+        release.set()
+        first.join()
+        assert c.post("/detect", content=wav_bytes()).status_code == 200  # and it recovers
+
+
+def test_serve_flags_are_checked(capsys) -> None:
+    from unetseg.cli import main
+
+    assert main(["serve", "--model", "x.safetensors", "--port", "70000"]) == 2
+    assert "--port" in capsys.readouterr().err
+    assert main(["serve", "--model", "x.safetensors", "--queue", "0"]) == 2
+    assert "--queue must be positive" in capsys.readouterr().err
+
+
+def test_real_camvid_image_and_bird_recording(models: list[Path]) -> None:
+    camvid = shared("camvid-mini")
+    birds = shared("bird-audio")
+    image = sorted((camvid / "test").glob("*.png"))[0]
+    with client(models) as c:
+        r = c.post("/predict?model=pad&format=json", content=image.read_bytes())
+        assert r.status_code == 200 and (r.json()["width"], r.json()["height"]) == Image.open(image).size
+        r = c.post("/detect?format=json", content=(birds / "spinetail" / "spinetail.wav").read_bytes())
+        assert r.status_code == 200 and r.json()["duration"] > 10
