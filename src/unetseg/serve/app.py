@@ -273,7 +273,6 @@ def create_app(models: dict[str, ServedModel], options: ServeOptions | None = No
                       format: str = Query("png", pattern="^(png|json)$"), mask: bool = False) -> Response:
         """An image (request body or multipart file) -> its mask PNG, or with ``format=json`` polygons per
         region, per-class pixel areas and COCO RLE (``mask=true`` adds the PNG as base64)."""
-        from ..data.io import read_header, read_image
         from ..postprocess import PostProcess
 
         served = pick(model, "image")
@@ -283,27 +282,25 @@ def create_app(models: dict[str, ServedModel], options: ServeOptions | None = No
         if tile and tile % spec.divisor:
             raise _bad(400, f"tile {tile} is not divisible by the model's stride {spec.divisor}")
         pp = PostProcess(threshold=threshold, open_px=open, close_px=close, min_size=min_size, fill_holes=fill_holes)
-        with _upload_dir() as folder:
-            path = await upload(request, folder)
-            try:
-                header = read_header(path)
-                if header.height * header.width > options.max_pixels:
-                    raise _bad(413, f"image of {header.width}x{header.height} pixels is over the limit of "
-                               f"{options.max_pixels} pixels (--max-pixels)")
-                image = read_image(path, spec.channels)
-            except UnetsegError as e:
-                raise _bad(400, str(e).replace(str(path), "upload")) from None
-        if tile or tta:
-            engine = served.engine_for(tile, tta)
-            probs = (await asyncio.to_thread(engine.probabilities, [image]))[0]
-        else:
-            engine = served.engine
-            probs = await asyncio.wrap_future(served.batcher.submit(shape_key(image, spec), image))
-        classes = engine.classes(probs, pp)
-        png = _mask_png(classes, served.loaded)
-        if format == "png":
-            return Response(png, media_type="image/png")
-        return JSONResponse(_mask_json(classes, served, engine.threshold(pp), png if mask else None))
+        batched = not (tile or tta)
+        if batched:
+            served.batcher.expect(1)
+        try:
+            with _upload_dir() as folder:
+                path = await upload(request, folder)
+                image = await asyncio.to_thread(_read_upload_image, path, spec.channels, options.max_pixels)
+            if batched:
+                engine = served.engine
+                future = served.batcher.submit(shape_key(image, spec), image)
+                batched = False  # announced and submitted
+                probs = await asyncio.wrap_future(future)
+            else:
+                engine = served.engine_for(tile, tta)
+                probs = (await asyncio.to_thread(engine.probabilities, [image]))[0]
+        finally:
+            if batched:  # left before submitting (a bad upload)
+                served.batcher.expect(-1)
+        return await asyncio.to_thread(_mask_response, engine, probs, pp, served, format, mask)
 
     @app.post("/detect", dependencies=[Depends(admitted)])
     async def detect(request: Request, model: str | None = None,
@@ -366,6 +363,28 @@ def create_app(models: dict[str, ServedModel], options: ServeOptions | None = No
     return app
 
 
+def _read_upload_image(path: Path, channels: int, max_pixels: int) -> np.ndarray:
+    """The uploaded image, refusing more than ``max_pixels`` from its header before decoding (413)."""
+    from ..data.io import read_header, read_image
+
+    try:
+        header = read_header(path)
+        if header.height * header.width > max_pixels:
+            raise _bad(413, f"image of {header.width}x{header.height} pixels is over the limit of {max_pixels} "
+                       "pixels (--max-pixels)")
+        return read_image(path, channels)
+    except UnetsegError as e:
+        raise _bad(400, str(e).replace(str(path), "upload")) from None
+
+
+def _mask_response(engine: Any, probs: Any, pp: Any, served: ServedModel, fmt: str, with_png: bool) -> Response:
+    classes = engine.classes(probs, pp)
+    png = _mask_png(classes, served.loaded)
+    if fmt == "png":
+        return Response(png, media_type="image/png")
+    return JSONResponse(_mask_json(classes, served, engine.threshold(pp), png if with_png else None))
+
+
 def _detect(served: ServedModel, path: Path, denoised: Path | None) -> Any:
     with served.lock:  # one recording at a time per model: its memory stays bounded
         return served.detector.run(path, denoise=denoised)
@@ -392,12 +411,12 @@ def _spectrogram_png(served: ServedModel, path: Path, folder: Path, max_width: i
 def _mask_png(mask: np.ndarray, loaded: LoadedModel) -> bytes:
     buf = io.BytesIO()
     if loaded.binary:
-        Image.fromarray((mask * 255).astype(np.uint8)).save(buf, format="PNG")
+        Image.fromarray((mask * 255).astype(np.uint8)).save(buf, format="PNG", compress_level=1)
     else:
         img = Image.fromarray(mask.astype(np.uint8), mode="L").convert("P")
         flat = [c for rgb in loaded.colours for c in rgb]
         img.putpalette(flat + [0] * (768 - len(flat)))
-        img.save(buf, format="PNG")
+        img.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 

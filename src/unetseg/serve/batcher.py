@@ -36,17 +36,29 @@ class Admission:
 
 class Batcher:
     """One worker thread runs ``forward(list of inputs) -> list of outputs`` on inputs that share a key
-    (their prepared shape), taking up to ``max_batch`` that arrive within ``max_wait`` seconds of the first."""
+    (their prepared shape), taking up to ``max_batch`` that arrive within ``max_wait`` seconds of the first,
+    or within ``max_hold`` while requests already inside the server (``arriving``: admitted, still being
+    read or decoded) are on their way."""
 
-    def __init__(self, forward: Callable[[list[Any]], list[Any]], max_batch: int = 8, max_wait: float = 0.005) -> None:
-        self.forward, self.max_batch, self.max_wait = forward, max_batch, max_wait
+    def __init__(self, forward: Callable[[list[Any]], list[Any]], max_batch: int = 8, max_wait: float = 0.005,
+                 max_hold: float = 0.05) -> None:
+        self.forward, self.max_batch, self.max_wait, self.max_hold = forward, max_batch, max_wait, max_hold
+        self.arriving = 0
+        self.count_lock = threading.Lock()
         self.inbox: queue.Queue[tuple[Any, Any, Future] | None] = queue.Queue()
         self.batches: list[int] = []  # sizes of the batches run (for tests and the load benchmark)
         self.thread = threading.Thread(target=self._loop, name="unetseg-batcher", daemon=True)
         self.thread.start()
 
+    def expect(self, delta: int) -> None:
+        """A request that will submit an input arrived (+1) or left without one (-1)."""
+        with self.count_lock:
+            self.arriving += delta
+
     def submit(self, key: Any, item: Any) -> Future:
+        """Queue an input announced with ``expect(1)``; the future holds its output."""
         fut: Future = Future()
+        self.expect(-1)
         self.inbox.put((key, item, fut))
         return fut
 
@@ -61,11 +73,14 @@ class Batcher:
             if first is None:
                 return
             group = [first]
-            deadline = time.monotonic() + self.max_wait
+            start = time.monotonic()
             while len(group) < self.max_batch:
+                hold = self.max_hold if self.arriving > 0 else self.max_wait
                 try:
-                    nxt = self.inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+                    nxt = self.inbox.get(timeout=max(0.0, start + hold - time.monotonic()))
                 except queue.Empty:
+                    if self.arriving > 0 and time.monotonic() - start < self.max_hold:
+                        continue
                     break
                 if nxt is None:
                     held.append(nxt)  # type: ignore[arg-type]
