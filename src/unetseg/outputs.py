@@ -9,7 +9,7 @@ so an existing file is a complete one). Temporary files left by a killed run are
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -92,9 +92,6 @@ class OutputRun:
                 if created and self.folder.is_dir() and not any(self.folder.iterdir()):
                     self.folder.rmdir()
             raise
-
-    def pending(self, names: Iterable[str]) -> list[str]:
-        return [n for n in names if n not in self.done]
 
     def write(self, describe: Mapping[str, Any], complete: bool, **extra: Any) -> None:
         write_json(self.folder / MANIFEST, {**describe, "key": self.key, "complete": complete,

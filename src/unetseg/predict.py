@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import json
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,11 +13,12 @@ import torch
 
 from .data.io import IMAGE_EXTENSIONS, read_image
 from .data.spec import list_images
+from .distributed import Group
 from .errors import UnetsegError
 from .fileio import atomic_write, check_output_dir, write_json, write_png
 from .inference import Engine, ImageDataset, InferenceOptions
 from .modelfile import LoadedModel, load_model
-from .outputs import OutputRun
+from .outputs import MANIFEST, OutputRun
 from .postprocess import PostProcess, mask_to_polygons
 from .viz import overlay, to_uint8_rgb
 
@@ -56,7 +58,7 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
             options: InferenceOptions | None = None, postprocess: PostProcess | None = None,
             overlays: bool = False, probabilities: bool = False, contours: bool = False, overwrite: bool = False,
             coco_results: str | Path | None = None, coco_json: str | Path | None = None,
-            engine: Engine | None = None, resume: bool = False) -> PredictResult:
+            engine: Engine | None = None, resume: bool = False, group: Group | None = None) -> PredictResult:
     """Write a mask PNG per input image (at its original size) and optional extras into ``output``.
 
     Masks: binary 0/255, multi-class an indexed PNG whose value is the class and whose palette draws it.
@@ -67,6 +69,8 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
     Existing files are an error unless ``overwrite``; ``resume`` finishes a folder an interrupted run with
     the same model and options left (see ``outputs.OutputRun``). ``inference.json`` records the options,
     post-processing, backend and model used. ``engine``: one already loaded (reused across calls).
+    ``group``: the processes sharing the inputs (``distributed.launched_group``); each writes its own
+    share, rank 0 checks the folder first and merges the COCO results last.
     """
     if overwrite and resume:
         raise UnetsegError("--overwrite and --resume exclude each other")
@@ -93,10 +97,16 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
     key = {"model_sha256": loaded.digest, "postprocess": vars(pp), "outputs": extras,
            "options": {k: v for k, v in opts.to_dict().items() if k not in SPEED_ONLY},
            "coco_json": str(coco_json) if coco_json else None}
-    run = OutputRun(out, key, targets, "overwrite" if overwrite else "resume" if resume else "new")
+    group = group or Group()
     engine = engine or Engine(loaded, opts)
-    with run.session(engine.describe()):
-        todo = [stems[s] for s in run.pending(stems)]
+    with ExitStack() as stack:
+        def open_run() -> set[str]:  # rank 0 checks the folder, cleans it and records the run
+            run = OutputRun(out, key, targets, "overwrite" if overwrite else "resume" if resume else "new")
+            stack.enter_context(run.session(engine.describe()))
+            return run.done
+
+        done = group.gather(group.first(open_run))[0]
+        todo = group.shard([stems[s] for s in sorted(stems) if s not in done])
         palette = [list(c) for c in loaded.colours]
         for item, probs in engine.run(ImageDataset(todo, loaded.input_spec)):
             src = todo[item["index"]]
@@ -116,11 +126,14 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
                     "image": str(src), "height": mask.shape[0], "width": mask.shape[1],
                     "objects": mask_to_polygons(mask, loaded.classes, loaded.binary)}, indent=None)
             write_mask(out / f"{src.stem}.png", mask, loaded.binary, palette)
-        if coco_results:
-            results = [r for f in files for r in json.loads((out / "coco" / f"{f.stem}.json").read_text())]
-            write_json(coco_results, results, indent=None)
-        run.write(engine.describe(), complete=True, inputs=len(files), postprocess=vars(pp))
-    return PredictResult(out, [out / f"{f.stem}.png" for f in files], engine.backend_name, len(todo))
+        predicted = sum(group.gather(len(todo)))  # every process is done
+        if group.main:
+            if coco_results:
+                results = [r for f in files for r in json.loads((out / "coco" / f"{f.stem}.json").read_text())]
+                write_json(coco_results, results, indent=None)
+            write_json(out / MANIFEST, {**engine.describe(), "key": key, "complete": True, "resumed": len(done),
+                                        "inputs": len(files), "processes": group.world, "postprocess": vars(pp)})
+    return PredictResult(out, [out / f"{f.stem}.png" for f in files], engine.backend_name, predicted)
 
 
 def _coco_ids(files: list[Path], classes: list[str], coco_json: str | Path | None

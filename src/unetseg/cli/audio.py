@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,16 @@ from typing import Any
 from ..config import add_dataclass_arguments, dataclass_from_args
 from ..errors import UnetsegError
 from ..inference.options import DetectOptions, EventOptions
-from .common import add_inference_args, add_postprocess_args, inference_from_args, postprocess_from_args
+from .common import (
+    add_inference_args,
+    add_postprocess_args,
+    group_threads,
+    inference_from_args,
+    postprocess_from_args,
+)
 
 WINDOWS, EVENTS = "windows", "events"
+COMBINED = "events.csv"  # audio detect: every recording's events in one table, with a file column
 
 SPECTROGRAM_FLAGS = {  # flag -> (field, type, help)
     "--sample-rate": ("sample_rate", int, "resample to this rate (0: keep each file's rate)"),
@@ -209,12 +217,13 @@ def cmd_mix(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from ..audio.annotations import SUFFIXES, write_events
+    from ..audio.annotations import SUFFIXES, format_csv, read_annotations, write_events
     from ..audio.datasets import list_recordings
     from ..audio.detect import Detector, tuned_events
-    from ..fileio import check_output_dir, write_png
+    from ..distributed import launched_group
+    from ..fileio import check_output_dir, write_json, write_png, write_text
     from ..modelfile import load_model
-    from ..outputs import OutputRun
+    from ..outputs import MANIFEST, OutputRun
 
     if args.overwrite and args.resume:
         raise UnetsegError("--overwrite and --resume exclude each other")
@@ -229,16 +238,22 @@ def cmd_detect(args: argparse.Namespace) -> int:
     targets = {f.name: [*([denoised[f]] if args.denoise else []),
                         *([out / f"{f.stem}.mask.png"] if args.save_mask else []),
                         out / f"{f.stem}{SUFFIXES[args.format]}"] for f in files}  # the events table last
-    detector = Detector(loaded, dataclass_from_args(DetectOptions, args, WINDOWS), inference_from_args(args),
-                        postprocess_from_args(args), dataclass_from_args(EventOptions, args, EVENTS,
-                                                                         defaults=tuned_events(loaded)))
+    group = launched_group()
+    event_options = dataclass_from_args(EventOptions, args, EVENTS, defaults=tuned_events(loaded))
+    detector = Detector(loaded, dataclass_from_args(DetectOptions, args, WINDOWS),
+                        group_threads(inference_from_args(args), group), postprocess_from_args(args), event_options)
     described = detector.describe()
     key = {"model_sha256": loaded.digest, "backend": described["options"]["backend"], "format": args.format,
            "denoise": bool(args.denoise), "save_mask": args.save_mask, "channel": args.channel,
            **{k: described[k] for k in ("decoding", "window", "overlap", "postprocess", "events")}}
-    run = OutputRun(out, key, targets, "overwrite" if args.overwrite else "resume" if args.resume else "new")
-    with run.session(described):
-        todo = [f for f in files if f.name in run.pending(targets)]
+    with ExitStack() as stack:
+        def open_run() -> set[str]:  # rank 0 checks the folder, cleans it and records the run
+            run = OutputRun(out, key, targets, "overwrite" if args.overwrite else "resume" if args.resume else "new")
+            stack.enter_context(run.session(described))
+            return run.done
+
+        done = group.gather(group.first(open_run))[0]
+        todo = group.shard([f for f in files if f.name not in done])
         for f in todo:
             result = detector.run(f, denoise=denoised.get(f), keep_mask=args.save_mask, channel=args.channel)
             events = [replace(e, file=f.name) for e in result.events]
@@ -246,9 +261,14 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 write_png(out / f"{f.stem}.mask.png", (result.mask * (255 if loaded.binary else 1)).astype("uint8"))
             write_events(targets[f.name][-1], events, args.format)
             print(f"{f}: {len(events)} events in {result.duration:.1f} s -> {targets[f.name][-1]}")
-        if len(todo) < len(files):
-            print(f"{len(files) - len(todo)} recording(s) done before were skipped")
-        run.write(described, complete=True, inputs=len(files))
+        group.gather(len(todo))  # every process is done
+        if group.main:
+            if done:
+                print(f"{len(done)} recording(s) done before were skipped")
+            combined = [replace(e, file=f.name) for f in files for e in read_annotations(targets[f.name][-1])]
+            write_text(out / COMBINED, format_csv(combined))
+            write_json(out / MANIFEST, {**described, "key": key, "complete": True, "resumed": len(done),
+                                        "inputs": len(files), "processes": group.world})
     return 0
 
 

@@ -27,6 +27,18 @@ def inference_from_args(args: argparse.Namespace) -> Any:
     return dataclass_from_args(InferenceOptions, args, INFERENCE)
 
 
+def group_threads(options: Any, group: Any) -> Any:
+    """Inference options of one of several processes on a machine: its share of the cores, unless
+    --threads says."""
+    import dataclasses
+    import os
+
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", group.world))
+    if group.world == 1 or options.threads is not None:
+        return options
+    return dataclasses.replace(options, threads=max(1, (os.cpu_count() or 1) // max(1, local)))
+
+
 def add_postprocess_args(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """The flags of ``PostProcess`` (threshold, morphology, small regions, holes)."""
     from ..postprocess import PostProcess

@@ -12,6 +12,7 @@ from ..errors import UnetsegError
 from .common import (
     add_inference_args,
     add_postprocess_args,
+    group_threads,
     inference_from_args,
     postprocess_from_args,
     print_metrics,
@@ -124,14 +125,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from ..distributed import launched_group
     from ..predict import predict
 
     start = time.perf_counter()
-    res = predict(args.model, args.input, args.output, options=inference_from_args(args),
+    group = launched_group()
+    res = predict(args.model, args.input, args.output, options=group_threads(inference_from_args(args), group),
                   postprocess=postprocess_from_args(args), overlays=args.overlays, probabilities=args.probabilities,
                   contours=args.contours, overwrite=args.overwrite, coco_results=args.coco_results,
-                  coco_json=args.coco_json, resume=args.resume)
+                  coco_json=args.coco_json, resume=args.resume, group=group)
     took = time.perf_counter() - start
+    if not group.main:
+        return 0
     skipped = len(res.masks) - res.predicted
     done = f"; {skipped} done before" if skipped else ""
     print(f"{res.predicted} masks written to {res.output} ({res.predicted / took:.1f} images/s, "

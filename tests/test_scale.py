@@ -1,0 +1,109 @@
+"""Corpus inference over several processes (``torchrun``): the outputs of one process, exactly; a killed
+job resumes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from PIL import Image
+
+from .conftest import shared
+from .test_kill import _files
+from .test_reliability import _model
+from .test_serve import audio_model
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def torchrun(argv: list[str], cwd: Path, n: int = 2) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
+                             "-m", "unetseg", "-q", *argv], cwd=cwd, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+
+
+def single(argv: list[str], cwd: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "unetseg", "-q", *argv], cwd=cwd, env=ENV, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def finish(proc: subprocess.Popen) -> None:
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out.decode()[-3000:]
+
+
+def outputs(folder: Path) -> dict[str, bytes]:
+    files = _files(folder)
+    files.pop("inference.json")
+    return files
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def images(folder: Path, n: int) -> Path:
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    for i in range(n):  # an odd count: two processes share it unevenly
+        Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(folder / f"im{i:02d}.png")
+    return folder
+
+
+def test_predict_on_two_processes_gives_the_outputs_of_one(tmp_path: Path) -> None:
+    model, inputs = _model(tmp_path, "pad"), images(tmp_path / "in", 7)
+    argv = ["predict", "--model", str(model), "--input", str(inputs), "--backend", "torch", "--contours"]
+    single([*argv, "--output", "one", "--coco-results", "one.json"], tmp_path)
+    finish(torchrun([*argv, "--output", "two", "--coco-results", "two.json"], tmp_path))
+    assert outputs(tmp_path / "two") == outputs(tmp_path / "one")
+    assert (tmp_path / "two.json").read_bytes() == (tmp_path / "one.json").read_bytes()
+
+
+def test_detect_on_two_processes_gives_the_outputs_of_one(tmp_path: Path) -> None:
+    birds = shared("bird-audio")
+    y, sr = sf.read(birds / "spinetail" / "spinetail.wav")
+    recs = tmp_path / "recs"
+    recs.mkdir()
+    for i in range(3):
+        sf.write(recs / f"r{i}.wav", y[i * 3 * sr:(i * 3 + 4) * sr], sr)
+    argv = ["audio", "detect", "--model", str(audio_model(tmp_path, bias=3.0)), "--input", str(recs), "--backend",
+            "torch"]
+    single([*argv, "--output", "one"], tmp_path)
+    finish(torchrun([*argv, "--output", "two"], tmp_path))
+    assert outputs(tmp_path / "two") == outputs(tmp_path / "one")
+    combined = (tmp_path / "two" / "events.csv").read_text().splitlines()
+    assert combined[0].endswith(",file") and {ln.rsplit(",", 1)[1] for ln in combined[1:]} == {"r0.wav", "r1.wav",
+                                                                                                 "r2.wav"}
+
+
+def test_a_killed_process_then_resume_completes_the_same_outputs(tmp_path: Path) -> None:
+    model, inputs = _model(tmp_path, "pad", width=16, depth=4), images(tmp_path / "in", 31)
+    argv = ["predict", "--model", str(model), "--input", str(inputs), "--backend", "torch", "--threads", "1"]
+    single([*argv, "--output", "one"], tmp_path)
+    job = torchrun([*argv, "--output", "two"], tmp_path)
+    deadline = time.monotonic() + 120
+    while len(list((tmp_path / "two").glob("im*.png"))) < 4:
+        assert job.poll() is None and time.monotonic() < deadline, "the job ended before it could be killed"
+        time.sleep(0.01)
+    workers = children(job.pid)
+    assert workers, "no worker processes"
+    os.kill(workers[-1], signal.SIGKILL)
+    job.communicate(timeout=300)
+    assert job.returncode != 0
+    assert len(list((tmp_path / "two").glob("im*.png"))) < 31
+    finish(torchrun([*argv, "--output", "two", "--resume"], tmp_path))
+    assert outputs(tmp_path / "two") == outputs(tmp_path / "one")
