@@ -107,3 +107,43 @@ def test_a_killed_process_then_resume_completes_the_same_outputs(tmp_path: Path)
     assert len(list((tmp_path / "two").glob("im*.png"))) < 31
     finish(torchrun([*argv, "--output", "two", "--resume"], tmp_path))
     assert outputs(tmp_path / "two") == outputs(tmp_path / "one")
+
+
+def test_two_process_training_validates_exactly_like_one_process(camvid: Path, tmp_path: Path) -> None:
+    """DDP on CPU (gloo) through Lightning's own launcher: one run folder, and the validation metrics of
+    the last epoch equal a single-process evaluate of the same model file on the same split."""
+    import json
+
+    from unetseg.evaluate import evaluate
+    from unetseg.inference import InferenceOptions
+    from unetseg.modelfile import read_meta
+
+    r = subprocess.run([sys.executable, "-m", "unetseg", "train", "--data", str(camvid), "--accelerator", "cpu",
+                        "--devices", "2", "--epochs", "2", "--resize-mode", "pad", "--crop", "64",
+                        "--arch", "classic", "--depth", "3", "--base-width", "8", "--batch-size", "4", "--no-plan",
+                        "--no-progress", "--workers", "0", "--no-test", "--runs-dir", "runs"],
+                       cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1, runs
+    assert "time budget ended" not in r.stderr
+    config = (runs[0] / "config.yaml").read_text()
+    assert "# processes: 2; train.batch_size is per process" in config
+    model = runs[0] / "weights" / "last.safetensors"
+    trained = read_meta(model)["training"]
+    assert trained["epoch"] == 2
+    ev = evaluate(model, camvid, "valid", tmp_path / "ev", options=InferenceOptions(backend="torch"), figures=0)
+    assert ev.metrics["images"] == 40
+    # every valid pixel counted exactly once (no padded repeats, none missing) ...
+    total = {name: sum(c["tp"] + c["fn"] for c in counts.values()) for name, counts in
+             (("ddp", trained["counts"]), ("evaluate", ev.metrics["counts"]))}
+    assert total["ddp"] == total["evaluate"] > 0
+    # ... and predicted alike but for near-ties: the engine folds batch norm into the convolutions, which moves
+    # logits by ~1e-6 (one pixel of 6.9 million flipped class in the run that was checked)
+    for c, counts in trained["counts"].items():
+        assert all(abs(counts[k] - ev.metrics["counts"][c][k]) <= 3 for k in counts), c
+    for key in ("iou", "dice", "precision", "recall", "accuracy"):  # reported rounded to 6 decimals
+        got, want = trained["metrics"][f"val_{key}"], ev.metrics[key]
+        assert (got is None and want is None) or abs(got - want) <= 1e-6 + 1e-12, (key, got, want)
+    rows = (runs[0] / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3 and json.loads(json.dumps(rows))  # one row per epoch, written once

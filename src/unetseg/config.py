@@ -96,7 +96,7 @@ class TrainConfig:
     optimizer: str = option("adamw", "optimizer", ("adam", "adamw", "sgd"))
     lr: float = option(1e-3, "learning rate", gt=0.0)
     weight_decay: float = option(1e-4, "weight decay", ge=0.0)
-    batch_size: int = option(8, "batch size", ge=1)
+    batch_size: int = option(8, "batch size per process (a step of N processes sees N x this)", ge=1)
     epochs: int = option(50, "maximum epochs", ge=1)
     max_time: float | None = option(None, "stop training after this many minutes", gt=0.0)
     max_memory: float | None = option(None, "memory budget of a training step in GB (checked before training, "
@@ -111,7 +111,11 @@ class TrainConfig:
     threshold: float = option(0.5, "binary: probability above which a pixel is foreground", gt=0.0, lt=1.0)
     seed: int = option(0, "random seed for splits, initialisation and augmentation")
     accelerator: str = option("auto", "Lightning accelerator", ("auto", "cpu", "gpu", "cuda", "mps"))
-    devices: str = option("auto", "Lightning devices: auto, a count (1, 4) or GPU indices (0,2)")
+    devices: str = option("auto", "Lightning devices per node: auto, a count (1, 4) or GPU indices (0,2); on a CPU a "
+                          "count of processes")
+    num_nodes: int = option(1, "machines (SLURM nodes) the run spans", ge=1, le=4096)
+    strategy: str = option("auto", "Lightning strategy for several processes", ("auto", "ddp", "ddp_spawn",
+                                                                                 "ddp_find_unused_parameters_true"))
     precision: str = option("32-true", "Lightning precision", ("32-true", "32", "16-mixed", "bf16-mixed",
                                                                "bf16-true", "16-true", "64-true"))
     channels_last: bool = option(True, "channels_last memory format (faster convolutions on CPU)")

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import UnetsegError
@@ -89,3 +90,52 @@ def launched_group(timeout_minutes: float = 60 * 24) -> Group:
                                 timeout=timedelta(minutes=timeout_minutes))
         atexit.register(group.close)  # gloo's threads must stop before the interpreter does (else abort)
     return group
+
+
+RUN_DIR_ENV = "UNETSEG_RUN_DIR"  # the run folder rank 0 made, for the processes Lightning starts after it
+
+
+def is_main_process() -> bool:
+    """False in the processes of a multi-process launch that are not global rank 0: children started by
+    Lightning (LOCAL_RANK/NODE_RANK), torchrun (RANK) or srun (SLURM_PROCID)."""
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"]) == 0
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ:
+        return int(os.environ["SLURM_PROCID"]) == 0
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+
+
+def _launch_file(runs_dir: Path) -> Path | None:
+    """Where rank 0 of a torchrun or srun launch names its run folder for the other ranks."""
+    job = os.environ.get("TORCHELASTIC_RUN_ID")
+    if not job and os.environ.get("SLURM_JOB_ID"):
+        job = f"{os.environ['SLURM_JOB_ID']}.{os.environ.get('SLURM_STEP_ID', '0')}"
+    return runs_dir / f".launch-{job}" if job and job != "none" else None
+
+
+def announce_run_dir(run_dir: Path) -> None:
+    """Rank 0: tell the other processes of this launch which run folder to use."""
+    from .fileio import write_text
+
+    os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
+    launch = _launch_file(run_dir.parent)
+    if launch is not None:
+        write_text(launch, str(run_dir.resolve()))
+
+
+def shared_run_dir(runs_dir: str | Path, timeout: float = 600.0) -> Path:
+    """Another rank: the run folder rank 0 made (waits for it under torchrun or srun)."""
+    import time
+
+    if os.environ.get(RUN_DIR_ENV):
+        return Path(os.environ[RUN_DIR_ENV])
+    launch = _launch_file(Path(runs_dir))
+    if launch is None:
+        raise UnetsegError("a process of rank > 0 without the run folder of rank 0 (start training through "
+                           "Lightning, torchrun or srun)")
+    deadline = time.monotonic() + timeout
+    while not launch.is_file():
+        if time.monotonic() > deadline:
+            raise UnetsegError(f"{launch}: rank 0 did not name its run folder within {timeout:.0f} s")
+        time.sleep(0.5)
+    return Path(launch.read_text().strip())

@@ -83,7 +83,9 @@ def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "te
                         ["image", "truth", "prediction", f"overlay  IoU {iou:.3f}"])
             save_rgb(out / "figures" / f"{pair.image.stem}.png", fig)
     metrics = summarize(total, info.classes, loaded.binary)
-    metrics = {"split": split, "images": len(rows), "dataset": str(data), **metrics}
+    metrics = {"split": split, "images": len(rows), "dataset": str(data), **metrics,
+               "counts": {c: dict(zip(("tp", "fp", "tn", "fn"), map(int, total[i]), strict=True))
+                          for i, c in enumerate(info.classes)}}
     metrics["confusion_matrix"] = {"rows": "true class", "columns": "predicted class", "pixels": matrix.tolist()}
     write_json(out / "metrics.json", metrics)
     plot_evaluation(matrix, metrics["per_class"], out / "confusion_matrix.png", out / "class_iou.png")

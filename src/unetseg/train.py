@@ -34,7 +34,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 
 from .config import Config
 from .data.dataset import PadCollate, SegmentationDataset, mean_std
@@ -42,6 +42,7 @@ from .data.inputspec import InputSpec
 from .data.io import MaskDecoder, image_channels
 from .data.spec import DatasetInfo, Pair, PairStats, check_pairs, load_dataset
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_augment, check_size
+from .distributed import RUN_DIR_ENV, announce_run_dir, is_main_process, shared_run_dir
 from .errors import UnetsegError
 from .fileio import new_run_dir, write_json, write_text
 from .inference.memory import check_training_memory
@@ -64,6 +65,7 @@ class TrainResult:
     best_epoch: int | None
     epochs_run: int
     interrupted: bool
+    main: bool = True  # False in the other processes of a multi-process run (they write nothing)
 
 
 def predict_classes(logits: torch.Tensor, binary: bool, threshold: float) -> torch.Tensor:
@@ -142,8 +144,11 @@ class SegmentationTask(L.LightningModule):
             loss = self.all_gather(loss).sum(0)
         summary = summarize(counts.cpu().numpy(), self.classes, self.binary)
         val_loss = float(loss[0] / max(loss[1], 1))
+        per_class_counts = counts.cpu().numpy()
         self.last_val = {"val_loss": val_loss, **{f"val_{k}": v for k, v in summary.items() if k != "per_class"},
-                         "per_class": summary["per_class"]}
+                         "per_class": summary["per_class"],
+                         "counts": {c: dict(zip(("tp", "fp", "tn", "fn"), map(int, per_class_counts[i]), strict=True))
+                                    for i, c in enumerate(self.classes)}}
         metrics = {"val_loss": val_loss}
         for key in ("iou", "dice", "precision", "recall", "accuracy"):
             value = summary[key]
@@ -202,16 +207,18 @@ class RunRecorder(Callback):
         return self.elapsed_before + time.monotonic() - self.started
 
     def on_validation_end(self, trainer: L.Trainer, task: SegmentationTask) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking:
             return
         # Inside fit, the epoch being run; after fit (a final validation), the epochs completed.
         epoch = max(1, trainer.current_epoch + (0 if trainer.state.fn == "validate" else 1))
         if epoch == self.validated_epoch:
             return
-        self.validated_epoch = epoch
+        self.validated_epoch = epoch  # on every process, so that all agree on a final validation
+        if not trainer.is_global_zero:
+            return
         val = task.last_val
         row = {"epoch": epoch, "train_loss": _fmt(task.train_loss)}
-        row.update({k: _fmt(v) for k, v in val.items() if k != "per_class"})
+        row.update({k: _fmt(v) for k, v in val.items() if k not in ("per_class", "counts")})
         if not task.binary:
             row.update({f"iou_{c}": _fmt(s["iou"]) for c, s in val["per_class"].items()})
         row["lr"] = _fmt(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else ""
@@ -221,7 +228,8 @@ class RunRecorder(Callback):
         self._save_grid(task, epoch)
 
         weights = self.run_dir / "weights"
-        training = {"epoch": epoch, "metrics": {k: v for k, v in val.items() if k != "per_class"}}
+        training = {"epoch": epoch, "metrics": {k: v for k, v in val.items() if k not in ("per_class", "counts")},
+                    "counts": val["counts"]}
         meta = {**self.meta, "training": training}
         save_model_file(weights / "last.safetensors", task.model, meta)
         score = val.get(self.monitor)
@@ -244,10 +252,13 @@ class WarmupCosine(Callback):
     1%. With ``max_time`` the share is of the time budget (elapsed time, resumes included), so the decay
     ends with the budget however fast the machine is; otherwise of ``epochs`` x steps per epoch."""
 
-    def __init__(self, recorder: RunRecorder, t: Any, steps_per_epoch: int) -> None:
-        self.recorder, self.lr, self.warmup = recorder, t.lr, t.warmup
+    def __init__(self, recorder: RunRecorder, t: Any) -> None:
+        self.recorder, self.lr, self.warmup, self.epochs = recorder, t.lr, t.warmup, t.epochs
         self.budget_s = t.max_time * 60 if t.max_time else None
-        self.total_steps = max(1, t.epochs * steps_per_epoch)
+        self.total_steps = 1
+
+    def on_train_start(self, trainer: L.Trainer, task: L.LightningModule) -> None:
+        self.total_steps = max(1, self.epochs * int(trainer.num_training_batches))
 
     def factor(self, progress: float) -> float:
         progress = min(max(progress, 0.0), 1.0)
@@ -438,6 +449,7 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
     last checkpoint, with the same data and settings (``overrides`` may raise ``train.epochs`` or
     ``train.max_time``). ``callbacks``: extra Lightning callbacks.
     """
+    main = is_main_process()
     if resume is not None:
         run_dir = Path(resume)
         ckpt = run_dir / "weights" / "last.ckpt"
@@ -452,6 +464,12 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
         cfg.update(overrides or {}, "command line")
         info, spec = _info_from_record(json.loads((run_dir / "dataset.json").read_text()), Path(cfg.data.path))
         stats, plan = None, None
+    elif not main:  # a process that rank 0's launch started: rank 0's run folder, config and data
+        given = copy.deepcopy(config) if isinstance(config, Config) else Config.from_dict(config or {})
+        run_dir = shared_run_dir(given.train.runs_dir)
+        cfg = Config.from_yaml(run_dir / "config.yaml")
+        info, spec = _info_from_record(json.loads((run_dir / "dataset.json").read_text()), Path(cfg.data.path))
+        stats, plan, ckpt = None, None, None
     else:
         cfg = copy.deepcopy(config) if isinstance(config, Config) else Config.from_dict(config or {})
         if overrides:
@@ -483,7 +501,7 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
     outputs = 1 if info.binary else info.num_classes
     model_cfg = vars(cfg.model)
     model = create_model(model_cfg, spec.channels, outputs)
-    if ckpt is None:
+    if ckpt is None and main:
         check_training_memory(model, spec.channels, spec.divisor, cfg.train.batch_size,
                               *_step_size(cfg, spec, stats), cfg.train.max_memory)
         load_encoder_weights(model, model_cfg, spec.channels)
@@ -493,24 +511,8 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
         write_json(run_dir / "dataset.json", _dataset_record(info, spec))
         if plan is not None:
             write_json(run_dir / "plan.json", plan.to_dict())
+        announce_run_dir(run_dir)  # for the processes a multi-process launch starts
     task = SegmentationTask(model, cfg, info.classes, info.binary, spec, class_weights)
-
-    workers = _workers(cfg.data.workers)
-    augment = build_augment(cfg.data.crop, **vars(cfg.augment))
-    train_ds = SegmentationDataset(info.split("train"), info.decoder, spec, augment)
-    val_ds = SegmentationDataset(info.split("valid"), info.decoder, spec)
-    bs = cfg.train.batch_size
-    loader_args = {"num_workers": workers, "persistent_workers": workers > 0}
-    if draw_weights is None:
-        sampling: dict[str, Any] = {"shuffle": True}
-    else:
-        generator = torch.Generator().manual_seed(cfg.train.seed)
-        sampling = {"sampler": WeightedRandomSampler(draw_weights.tolist(), len(train_ds), generator=generator)}
-    # Native-size (pad) inputs may differ in shape from image to image: batches are padded to the largest.
-    collate = PadCollate(spec) if spec.mode == "pad" else None
-    train_loader = DataLoader(train_ds, batch_size=bs, drop_last=len(train_ds) > bs, collate_fn=collate, **sampling,
-                              **loader_args)
-    val_loader = DataLoader(val_ds, batch_size=bs, collate_fn=collate, **loader_args)
 
     meta = build_meta(model_cfg, info.classes, info.binary, info.colours, spec, cfg.train.threshold,
                       spectrogram=info.spectrogram, events=info.events)
@@ -522,33 +524,69 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
                         enable_version_counter=False),
     ]
     if cfg.train.scheduler == "warmup-cosine":
-        callbacks.append(WarmupCosine(recorder, cfg.train, len(train_loader)))
+        callbacks.append(WarmupCosine(recorder, cfg.train))
     if cfg.train.patience > 0:
         callbacks.append(EarlyStopping(cfg.train.monitor, patience=cfg.train.patience,
                                        mode="max" if cfg.train.monitor == "val_iou" else "min"))
+    bs = cfg.train.batch_size
     trainer = L.Trainer(
         max_epochs=cfg.train.epochs,
         max_time=timedelta(minutes=cfg.train.max_time) if cfg.train.max_time else None,
-        accelerator=cfg.train.accelerator, devices=devices, precision=cfg.train.precision,
+        accelerator=cfg.train.accelerator, devices=devices, num_nodes=cfg.train.num_nodes,
+        strategy=cfg.train.strategy, precision=cfg.train.precision,
         callbacks=callbacks, logger=TensorBoardLogger(str(run_dir), name="tensorboard", version=""),
         check_val_every_n_epoch=cfg.train.val_every, enable_progress_bar=cfg.train.progress,
-        enable_model_summary=False, num_sanity_val_steps=0,
-        log_every_n_steps=max(1, min(50, len(train_loader))), default_root_dir=str(run_dir),
+        enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
+        log_every_n_steps=max(1, min(50, len(info.split("train")) // bs)), default_root_dir=str(run_dir),
     )
+    world, rank = trainer.world_size, trainer.global_rank
+    if main and ckpt is None:
+        write_text(run_dir / "config.yaml", cfg.to_yaml() + f"# processes: {world}; train.batch_size is per process "
+                   f"(a step sees {world} x {bs} = {world * bs} images)\n")
+
+    workers = _workers(cfg.data.workers)
+    augment = build_augment(cfg.data.crop, **vars(cfg.augment))
+    train_ds = SegmentationDataset(info.split("train"), info.decoder, spec, augment)
+    val_ds = SegmentationDataset(info.split("valid"), info.decoder, spec)
+    loader_args = {"num_workers": workers, "persistent_workers": workers > 0}
+    generator = torch.Generator().manual_seed(cfg.train.seed + rank)
+    if draw_weights is not None:
+        sampling: dict[str, Any] = {"sampler": WeightedRandomSampler(
+            draw_weights.tolist(), math.ceil(len(train_ds) / world), generator=generator)}
+    elif world > 1:  # each process its share, reshuffled every epoch (Lightning sets the sampler's epoch)
+        sampling = {"sampler": DistributedSampler(train_ds, world, rank, shuffle=True, seed=cfg.train.seed)}
+    else:
+        sampling = {"shuffle": True}
+    # Native-size (pad) inputs may differ in shape from image to image: batches are padded to the largest.
+    collate = PadCollate(spec) if spec.mode == "pad" else None
+    share = math.ceil(len(train_ds) / world)
+    train_loader = DataLoader(train_ds, batch_size=bs, drop_last=share > bs, collate_fn=collate, **sampling,
+                              **loader_args)
+    # Validation: every image exactly once over the processes (no padding repeats), counts summed after.
+    val_loader = DataLoader(val_ds, batch_size=bs, collate_fn=collate, sampler=list(range(rank, len(val_ds), world)),
+                            **loader_args)
     try:
         with warnings.catch_warnings():
             # Resuming writes into the run's own checkpoint folder, which Lightning warns about.
             warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+            # Validation metrics are summed over the processes before they are logged: no sync_dist needed.
+            warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
             trainer.fit(task, train_loader, val_loader, ckpt_path=str(ckpt) if ckpt else None)
     except BaseException as e:
-        _mark_failed(run_dir, e)
+        if main:
+            _mark_failed(run_dir, e)
         raise
+    finally:
+        os.environ.pop(RUN_DIR_ENV, None)
     best = run_dir / "weights" / "best.safetensors"
     unvalidated = not best.exists() or recorder.validated_epoch != trainer.current_epoch  # --val-every
     if unvalidated and trainer.global_step > 0 and not trainer.interrupted:
         if trainer.current_epoch == 0:
             log.warning("the time budget ended inside the first epoch; validating the model as it stands")
         trainer.validate(task, val_loader, verbose=False)
+    if not main:
+        return TrainResult(run_dir, best, run_dir / "weights" / "last.safetensors", recorder.best,
+                           recorder.best_epoch, trainer.current_epoch, trainer.interrupted, main=False)
     if not best.exists():
         raise UnetsegError(f"{run_dir}: training ended before the first validation; no model was saved")
     if info.spectrogram and info.events in ("time", "box"):

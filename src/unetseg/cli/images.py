@@ -92,6 +92,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.data:
             cfg.data.path = args.data
         result = train(cfg, overrides=overrides)
+    if not result.main:  # another process of a multi-process run: rank 0 reports and tests
+        return 0
     best = "n/a" if result.best_score is None else f"{result.best_score:.4f}"
     print(f"run folder: {result.run_dir}")
     print(f"best {cfg.train.monitor} {best} at epoch {result.best_epoch}; model: {result.best_model}")
