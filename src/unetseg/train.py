@@ -139,9 +139,9 @@ class SegmentationTask(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         counts = self._val_counts.to(self.device)
         loss = torch.tensor(self._val_loss, dtype=torch.float64, device=self.device)
-        if self.trainer.world_size > 1:
-            counts = self.all_gather(counts).sum(0)
-            loss = self.all_gather(loss).sum(0)
+        if self.trainer.world_size > 1:  # every process validated its own images: sum (exact for counts)
+            counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
+            loss = self.trainer.strategy.reduce(loss, reduce_op="sum")
         summary = summarize(counts.cpu().numpy(), self.classes, self.binary)
         val_loss = float(loss[0] / max(loss[1], 1))
         per_class_counts = counts.cpu().numpy()

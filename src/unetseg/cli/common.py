@@ -28,15 +28,22 @@ def inference_from_args(args: argparse.Namespace) -> Any:
 
 
 def group_threads(options: Any, group: Any) -> Any:
-    """Inference options of one of several processes on a machine: its share of the cores, unless
-    --threads says."""
+    """Inference options of one of several processes on a machine: its share of the cores (unless --threads
+    says) and, with --device auto on a GPU machine, GPU LOCAL_RANK modulo the GPUs (processes share GPUs)."""
     import dataclasses
     import os
 
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", group.world))
-    if group.world == 1 or options.threads is not None:
+    import torch
+
+    if group.world == 1:
         return options
-    return dataclasses.replace(options, threads=max(1, (os.cpu_count() or 1) // max(1, local)))
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", group.world))
+    changes: dict[str, Any] = {}
+    if options.threads is None:
+        changes["threads"] = max(1, (os.cpu_count() or 1) // max(1, local))
+    if options.device == "auto" and torch.cuda.is_available():
+        changes["device"] = f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
+    return dataclasses.replace(options, **changes)
 
 
 def add_postprocess_args(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
