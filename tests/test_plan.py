@@ -115,7 +115,7 @@ def test_budget_picks_model_and_epochs(rare_data: Path) -> None:
 
 def test_warmup_cosine_shape() -> None:
     t = Config().train
-    schedule = WarmupCosine(None, t, 10)  # type: ignore[arg-type]
+    schedule = WarmupCosine(None, t)  # type: ignore[arg-type]
     values = [schedule.factor(p) for p in np.linspace(0, 1, 101)]
     peak = int(np.argmax(values))
     assert values[0] == pytest.approx(0.01) and values[-1] == pytest.approx(0.01)

@@ -123,6 +123,14 @@ def announce_run_dir(run_dir: Path) -> None:
         write_text(launch, str(run_dir.resolve()))
 
 
+def forget_run_dir(run_dir: Path) -> None:
+    """Rank 0, after training: the launch file and the environment variable are no longer needed."""
+    os.environ.pop(RUN_DIR_ENV, None)
+    launch = _launch_file(run_dir.parent)
+    if launch is not None:
+        launch.unlink(missing_ok=True)
+
+
 def shared_run_dir(runs_dir: str | Path, timeout: float = 600.0) -> Path:
     """Another rank: the run folder rank 0 made (waits for it under torchrun or srun)."""
     import time

@@ -42,7 +42,7 @@ from .data.inputspec import InputSpec
 from .data.io import MaskDecoder, image_channels
 from .data.spec import DatasetInfo, Pair, PairStats, check_pairs, load_dataset
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_augment, check_size
-from .distributed import RUN_DIR_ENV, announce_run_dir, is_main_process, shared_run_dir
+from .distributed import announce_run_dir, forget_run_dir, is_main_process, shared_run_dir
 from .errors import UnetsegError
 from .fileio import new_run_dir, write_json, write_text
 from .inference.memory import check_training_memory
@@ -540,6 +540,7 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
         log_every_n_steps=max(1, min(50, len(info.split("train")) // bs)), default_root_dir=str(run_dir),
     )
     world, rank = trainer.world_size, trainer.global_rank
+    trainer.log_every_n_steps = max(1, min(50, math.ceil(len(info.split("train")) / world) // bs))
     if main and ckpt is None:
         write_text(run_dir / "config.yaml", cfg.to_yaml() + f"# processes: {world}; train.batch_size is per process "
                    f"(a step sees {world} x {bs} = {world * bs} images)\n")
@@ -577,7 +578,8 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
             _mark_failed(run_dir, e)
         raise
     finally:
-        os.environ.pop(RUN_DIR_ENV, None)
+        if main:
+            forget_run_dir(run_dir)
     best = run_dir / "weights" / "best.safetensors"
     unvalidated = not best.exists() or recorder.validated_epoch != trainer.current_epoch  # --val-every
     if unvalidated and trainer.global_step > 0 and not trainer.interrupted:
