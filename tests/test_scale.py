@@ -147,3 +147,30 @@ def test_two_process_training_validates_exactly_like_one_process(camvid: Path, t
         assert (got is None and want is None) or abs(got - want) <= 1e-6 + 1e-12, (key, got, want)
     rows = (runs[0] / "metrics.csv").read_text().splitlines()
     assert len(rows) == 3 and json.loads(json.dumps(rows))  # one row per epoch, written once
+
+
+def test_a_killed_detect_process_then_resume_completes_the_same_tables(tmp_path: Path) -> None:
+    birds = shared("bird-audio")
+    y, sr = sf.read(birds / "spinetail" / "spinetail.wav")
+    recs = tmp_path / "recs"
+    recs.mkdir()
+    for i in range(10):
+        sf.write(recs / f"r{i}.wav", y[i * sr:(i + 8) * sr], sr)
+    argv = ["audio", "detect", "--model", str(audio_model(tmp_path, bias=3.0)), "--input", str(recs), "--backend",
+            "torch", "--threads", "1", "--denoise", "den"]
+    single([*argv[:-1], "one-den", "--output", "one"], tmp_path)
+    job = torchrun([*argv, "--output", "two"], tmp_path)
+    deadline = time.monotonic() + 120
+    while len(list((tmp_path / "two").glob("r*.selections.txt"))) < 2:
+        assert job.poll() is None and time.monotonic() < deadline, "the job ended before it could be killed"
+        time.sleep(0.01)
+    os.kill(children(job.pid)[-1], signal.SIGKILL)
+    job.communicate(timeout=300)
+    assert job.returncode != 0 and len(list((tmp_path / "two").glob("r*.selections.txt"))) < 10
+    finish(torchrun([*argv, "--output", "two", "--resume"], tmp_path))
+    assert outputs(tmp_path / "two") == outputs(tmp_path / "one")
+    # denoised audio too, none half-written (samples compared: libsndfile stamps float WAVs with the time)
+    den, ref = sorted((tmp_path / "den").iterdir()), sorted((tmp_path / "one-den").iterdir())
+    assert [f.name for f in den] == [f.name for f in ref] and len(den) == 10
+    for a, b in zip(den, ref, strict=True):
+        assert np.array_equal(sf.read(a)[0], sf.read(b)[0]), a.name
