@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -58,18 +59,22 @@ def write_json(path: str | Path, data: Any, indent: int | None = 2) -> Path:
     return write_text(path, json.dumps(data, indent=indent, default=_json_default) + "\n")
 
 
+def encode_png(array: np.ndarray, palette: list[list[int]] | None = None, compress_level: int = 6) -> bytes:
+    """A uint8/uint16 array as PNG bytes; with ``palette``, as an indexed ('P') image."""
+    img = Image.fromarray(array)
+    if palette is not None:
+        img = img.convert("P") if img.mode != "P" else img
+        flat = [c for rgb in palette for c in rgb]
+        img.putpalette(flat + [0] * (768 - len(flat)))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
 def write_png(path: str | Path, array: np.ndarray, palette: list[list[int]] | None = None) -> Path:
     """Write a uint8/uint16 array as PNG; with ``palette``, as an indexed ('P') image."""
-
-    def _write(p: Path) -> None:
-        img = Image.fromarray(array)
-        if palette is not None:
-            img = img.convert("P") if img.mode != "P" else img
-            flat = [c for rgb in palette for c in rgb]
-            img.putpalette(flat + [0] * (768 - len(flat)))
-        img.save(p, format="PNG")
-
-    return atomic_write(path, _write)
+    data = encode_png(array, palette)
+    return atomic_write(path, lambda p: p.write_bytes(data))
 
 
 def check_output_dir(path: str | Path) -> Path:

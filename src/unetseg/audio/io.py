@@ -20,6 +20,7 @@ class AudioInfo:
     sample_rate: int
     channels: int
     format: str
+    duration: float  # seconds, from the header
 
 
 def audio_info(path: str | Path) -> AudioInfo:
@@ -31,7 +32,7 @@ def audio_info(path: str | Path) -> AudioInfo:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise UnetsegError(f"{path}: not a readable audio file ({_reason(e)})") from e
-    return AudioInfo(path, int(info.samplerate), int(info.channels), str(info.format))
+    return AudioInfo(path, int(info.samplerate), int(info.channels), str(info.format), float(info.duration))
 
 
 def _reason(e: Exception) -> str:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-import io
 import secrets
 import shutil
 import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from starlette.background import BackgroundTask
 
 from .. import __version__
 from ..errors import UnetsegError
+from ..fileio import encode_png
 from ..modelfile import LoadedModel, load_model
 from .batcher import Admission, Batcher, Busy, shape_key
 
@@ -162,15 +162,6 @@ def _bad(status: int, message: str) -> HTTPException:
     return HTTPException(status, " ".join(str(message).split()))
 
 
-@contextmanager
-def _upload_dir() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="unetseg-upload-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 def create_app(models: dict[str, ServedModel], options: ServeOptions | None = None) -> FastAPI:
     """The FastAPI application serving ``models`` under ``options``."""
     options = options or ServeOptions()
@@ -286,7 +277,8 @@ def create_app(models: dict[str, ServedModel], options: ServeOptions | None = No
         if batched:
             served.batcher.expect(1)
         try:
-            with _upload_dir() as folder:
+            with tempfile.TemporaryDirectory(prefix="unetseg-upload-") as name:
+                folder = Path(name)
                 path = await upload(request, folder)
                 image = await asyncio.to_thread(_read_upload_image, path, spec.channels, options.max_pixels)
             if batched:
@@ -309,18 +301,17 @@ def create_app(models: dict[str, ServedModel], options: ServeOptions | None = No
         """A recording (any format ``audio detect`` reads) -> events as JSON, a Raven table, Audacity labels or
         CSV. ``denoise=true`` adds a link to the denoised WAV and ``spectrogram=true`` one to a spectrogram
         PNG (JSON only); each link can be fetched once."""
-        import soundfile as sf
-
         from ..audio.annotations import format_audacity, format_csv, format_raven
+        from ..audio.io import audio_info
 
         served = pick(model, "audio")
-        with _upload_dir() as folder:
+        with tempfile.TemporaryDirectory(prefix="unetseg-upload-") as name:
+            folder = Path(name)
             path = await upload(request, folder)
             try:
-                info = sf.info(str(path))
-            except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-                reason = " ".join(str(e).replace(f"'{path}'", "it").split())[:120]
-                raise _bad(400, f"upload: not a readable audio file ({reason})") from None
+                info = audio_info(path)
+            except UnetsegError as e:
+                raise _bad(400, str(e).replace(str(path), "upload")) from None
             if info.duration > options.max_seconds:
                 raise _bad(413, f"recording of {info.duration:.0f} s is over the limit of {options.max_seconds:g} s "
                            "(--max-seconds)")
@@ -409,15 +400,10 @@ def _spectrogram_png(served: ServedModel, path: Path, folder: Path, max_width: i
 
 
 def _mask_png(mask: np.ndarray, loaded: LoadedModel) -> bytes:
-    buf = io.BytesIO()
+    """The mask as ``predict`` writes it (binary 0/255, else indexed with the class colours), encoded fast."""
     if loaded.binary:
-        Image.fromarray((mask * 255).astype(np.uint8)).save(buf, format="PNG", compress_level=1)
-    else:
-        img = Image.fromarray(mask.astype(np.uint8), mode="L").convert("P")
-        flat = [c for rgb in loaded.colours for c in rgb]
-        img.putpalette(flat + [0] * (768 - len(flat)))
-        img.save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+        return encode_png((mask * 255).astype(np.uint8), compress_level=1)
+    return encode_png(mask.astype(np.uint8), [list(c) for c in loaded.colours], compress_level=1)
 
 
 def _mask_json(mask: np.ndarray, served: ServedModel, threshold: float, png: bytes | None) -> dict[str, Any]:
