@@ -4,6 +4,7 @@ as an uninterrupted run."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,13 +23,18 @@ def _start(argv: list[str], cwd: Path) -> subprocess.Popen:
                             stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
-def _kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 120) -> None:
-    """SIGKILL ``proc`` as soon as ``ready()``; fail when it ends first."""
+def _kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 120,
+               victim: Callable[[], int] | None = None) -> None:
+    """SIGKILL ``proc`` (or the process ``victim()`` names, then wait for ``proc`` to end) as soon as
+    ``ready()``; fail when it ends first."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if ready():
-            proc.kill()
-            proc.wait()
+            if victim is None:
+                proc.kill()
+            else:
+                os.kill(victim(), signal.SIGKILL)
+            proc.communicate(timeout=300)
             return
         if proc.poll() is not None:
             raise AssertionError(f"finished before it could be killed: {proc.stderr.read().decode()[-500:]}")

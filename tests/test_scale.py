@@ -4,10 +4,9 @@ job resumes."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import soundfile as sf
 from PIL import Image
 
 from .conftest import shared
-from .test_kill import _files
+from .test_kill import _files, _kill_when
 from .test_reliability import _model
 from .test_serve import audio_model
 
@@ -56,6 +55,21 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def recordings(folder: Path, n: int, seconds: int, step: int) -> Path:
+    """``n`` cuts of the spinetail recording, ``seconds`` long, ``step`` seconds apart."""
+    y, sr = sf.read(shared("bird-audio") / "spinetail" / "spinetail.wav")
+    folder.mkdir()
+    for i in range(n):
+        sf.write(folder / f"r{i}.wav", y[i * step * sr:(i * step + seconds) * sr], sr)
+    return folder
+
+
+def killed_worker(job: subprocess.Popen, ready: Callable[[], bool]) -> None:
+    """SIGKILL one worker of a torchrun ``job`` once ``ready()``; the job then fails."""
+    _kill_when(job, ready, victim=lambda: children(job.pid)[-1])
+    assert job.returncode != 0
+
+
 def images(folder: Path, n: int) -> Path:
     rng = np.random.default_rng(0)
     folder.mkdir()
@@ -74,12 +88,7 @@ def test_predict_on_two_processes_gives_the_outputs_of_one(tmp_path: Path) -> No
 
 
 def test_detect_on_two_processes_gives_the_outputs_of_one(tmp_path: Path) -> None:
-    birds = shared("bird-audio")
-    y, sr = sf.read(birds / "spinetail" / "spinetail.wav")
-    recs = tmp_path / "recs"
-    recs.mkdir()
-    for i in range(3):
-        sf.write(recs / f"r{i}.wav", y[i * 3 * sr:(i * 3 + 4) * sr], sr)
+    recs = recordings(tmp_path / "recs", 3, seconds=4, step=3)
     argv = ["audio", "detect", "--model", str(audio_model(tmp_path, bias=3.0)), "--input", str(recs), "--backend",
             "torch"]
     single([*argv, "--output", "one"], tmp_path)
@@ -95,15 +104,7 @@ def test_a_killed_process_then_resume_completes_the_same_outputs(tmp_path: Path)
     argv = ["predict", "--model", str(model), "--input", str(inputs), "--backend", "torch", "--threads", "1"]
     single([*argv, "--output", "one"], tmp_path)
     job = torchrun([*argv, "--output", "two"], tmp_path)
-    deadline = time.monotonic() + 120
-    while len(list((tmp_path / "two").glob("im*.png"))) < 4:
-        assert job.poll() is None and time.monotonic() < deadline, "the job ended before it could be killed"
-        time.sleep(0.01)
-    workers = children(job.pid)
-    assert workers, "no worker processes"
-    os.kill(workers[-1], signal.SIGKILL)
-    job.communicate(timeout=300)
-    assert job.returncode != 0
+    killed_worker(job, lambda: len(list((tmp_path / "two").glob("im*.png"))) >= 4)
     assert len(list((tmp_path / "two").glob("im*.png"))) < 31
     finish(torchrun([*argv, "--output", "two", "--resume"], tmp_path))
     assert outputs(tmp_path / "two") == outputs(tmp_path / "one")
@@ -150,23 +151,13 @@ def test_two_process_training_validates_exactly_like_one_process(camvid: Path, t
 
 
 def test_a_killed_detect_process_then_resume_completes_the_same_tables(tmp_path: Path) -> None:
-    birds = shared("bird-audio")
-    y, sr = sf.read(birds / "spinetail" / "spinetail.wav")
-    recs = tmp_path / "recs"
-    recs.mkdir()
-    for i in range(10):
-        sf.write(recs / f"r{i}.wav", y[i * sr:(i + 8) * sr], sr)
+    recs = recordings(tmp_path / "recs", 10, seconds=8, step=1)
     argv = ["audio", "detect", "--model", str(audio_model(tmp_path, bias=3.0)), "--input", str(recs), "--backend",
             "torch", "--threads", "1", "--denoise", "den"]
     single([*argv[:-1], "one-den", "--output", "one"], tmp_path)
     job = torchrun([*argv, "--output", "two"], tmp_path)
-    deadline = time.monotonic() + 120
-    while len(list((tmp_path / "two").glob("r*.selections.txt"))) < 2:
-        assert job.poll() is None and time.monotonic() < deadline, "the job ended before it could be killed"
-        time.sleep(0.01)
-    os.kill(children(job.pid)[-1], signal.SIGKILL)
-    job.communicate(timeout=300)
-    assert job.returncode != 0 and len(list((tmp_path / "two").glob("r*.selections.txt"))) < 10
+    killed_worker(job, lambda: len(list((tmp_path / "two").glob("r*.selections.txt"))) >= 2)
+    assert len(list((tmp_path / "two").glob("r*.selections.txt"))) < 10
     finish(torchrun([*argv, "--output", "two", "--resume"], tmp_path))
     assert outputs(tmp_path / "two") == outputs(tmp_path / "one")
     # denoised audio too, none half-written (samples compared: libsndfile stamps float WAVs with the time)

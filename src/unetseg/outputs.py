@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from .distributed import Group
 from .errors import UnetsegError
 from .fileio import atomic_write, check_output_dir, write_json
 
@@ -94,5 +95,31 @@ class OutputRun:
             raise
 
     def write(self, describe: Mapping[str, Any], complete: bool, **extra: Any) -> None:
-        write_json(self.folder / MANIFEST, {**describe, "key": self.key, "complete": complete,
-                                            "resumed": len(self.done), **extra})
+        write_manifest(self.folder, describe, self.key, complete, len(self.done), **extra)
+
+
+def write_manifest(folder: Path, describe: Mapping[str, Any], key: Mapping[str, Any], complete: bool,
+                   resumed: int, **extra: Any) -> None:
+    """``inference.json``: what ran, the run's key, whether it completed and how many inputs a resume skipped."""
+    write_json(folder / MANIFEST, {**describe, "key": key, "complete": complete, "resumed": resumed, **extra})
+
+
+def output_mode(overwrite: bool, resume: bool) -> str:
+    """``--overwrite`` / ``--resume`` as an ``OutputRun`` mode."""
+    if overwrite and resume:
+        raise UnetsegError("--overwrite and --resume exclude each other")
+    return "overwrite" if overwrite else "resume" if resume else "new"
+
+
+@contextmanager
+def shared_run(group: Group, folder: Path, key: Mapping[str, Any], targets: Mapping[str, list[Path]], mode: str,
+               describe: Mapping[str, Any]) -> Iterator[set[str]]:
+    """An ``OutputRun`` for every process of ``group``: rank 0 checks the folder and holds its session (its
+    error raised on every rank); each process gets the names of the inputs done before."""
+    with ExitStack() as stack:
+        def open_run() -> set[str]:
+            run = OutputRun(folder, key, targets, mode)
+            stack.enter_context(run.session(describe))
+            return run.done
+
+        yield group.gather(group.first(open_run))[0]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import glob
 import json
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from .errors import UnetsegError
 from .fileio import atomic_write, check_output_dir, write_json, write_png
 from .inference import Engine, ImageDataset, InferenceOptions
 from .modelfile import LoadedModel, load_model
-from .outputs import MANIFEST, OutputRun
+from .outputs import output_mode, shared_run, write_manifest
 from .postprocess import PostProcess, mask_to_polygons
 from .viz import overlay, to_uint8_rgb
 
@@ -72,8 +71,7 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
     ``group``: the processes sharing the inputs (``distributed.launched_group``); each writes its own
     share, rank 0 checks the folder first and merges the COCO results last.
     """
-    if overwrite and resume:
-        raise UnetsegError("--overwrite and --resume exclude each other")
+    mode = output_mode(overwrite, resume)
     out = check_output_dir(output)
     loaded = engine.loaded if engine else model if isinstance(model, LoadedModel) else load_model(model)
     files = resolve_inputs(inputs)
@@ -99,13 +97,7 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
            "coco_json": str(coco_json) if coco_json else None}
     group = group or Group()
     engine = engine or Engine(loaded, opts)
-    with ExitStack() as stack:
-        def open_run() -> set[str]:  # rank 0 checks the folder, cleans it and records the run
-            run = OutputRun(out, key, targets, "overwrite" if overwrite else "resume" if resume else "new")
-            stack.enter_context(run.session(engine.describe()))
-            return run.done
-
-        done = group.gather(group.first(open_run))[0]
+    with shared_run(group, out, key, targets, mode, engine.describe()) as done:
         todo = group.shard([stems[s] for s in sorted(stems) if s not in done])
         palette = [list(c) for c in loaded.colours]
         for item, probs in engine.run(ImageDataset(todo, loaded.input_spec)):
@@ -131,8 +123,8 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
             if coco_results:
                 results = [r for f in files for r in json.loads((out / "coco" / f"{f.stem}.json").read_text())]
                 write_json(coco_results, results, indent=None)
-            write_json(out / MANIFEST, {**engine.describe(), "key": key, "complete": True, "resumed": len(done),
-                                        "inputs": len(files), "processes": group.world, "postprocess": vars(pp)})
+            write_manifest(out, engine.describe(), key, True, len(done), inputs=len(files), processes=group.world,
+                           postprocess=vars(pp))
     return PredictResult(out, [out / f"{f.stem}.png" for f in files], engine.backend_name, predicted)
 
 

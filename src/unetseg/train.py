@@ -418,6 +418,13 @@ def _info_from_record(rec: dict[str, Any], source: Path) -> tuple[DatasetInfo, I
     return info, InputSpec.from_dict(rec["input"])
 
 
+def _load_run(run_dir: Path) -> tuple[Config, DatasetInfo, InputSpec]:
+    """A run folder's settings, dataset (its exact files) and input, as the run recorded them."""
+    cfg = Config.from_yaml(run_dir / "config.yaml")
+    info, spec = _info_from_record(json.loads((run_dir / "dataset.json").read_text()), Path(cfg.data.path))
+    return cfg, info, spec
+
+
 def check_checkpoint(path: Path) -> None:
     """Refuse, in one line, a ``last.ckpt`` that is not a training checkpoint (loaded weights-only: a pickle
     that would run code is never executed)."""
@@ -456,19 +463,17 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
         if not ckpt.is_file():
             raise UnetsegError(f"{run_dir}: no weights/last.ckpt to resume from")
         check_checkpoint(ckpt)
-        cfg = Config.from_yaml(run_dir / "config.yaml")
         allowed = {"epochs", "max_time", "patience", "progress"}
         bad = {f"{s}.{k}" for s, kv in (overrides or {}).items() for k in kv if s != "train" or k not in allowed}
         if bad:
             raise UnetsegError(f"--resume keeps the run's settings; cannot change {', '.join(sorted(bad))}")
+        cfg, info, spec = _load_run(run_dir)
         cfg.update(overrides or {}, "command line")
-        info, spec = _info_from_record(json.loads((run_dir / "dataset.json").read_text()), Path(cfg.data.path))
         stats, plan = None, None
     elif not main:  # a process that rank 0's launch started: rank 0's run folder, config and data
         given = copy.deepcopy(config) if isinstance(config, Config) else Config.from_dict(config or {})
         run_dir = shared_run_dir(given.train.runs_dir)
-        cfg = Config.from_yaml(run_dir / "config.yaml")
-        info, spec = _info_from_record(json.loads((run_dir / "dataset.json").read_text()), Path(cfg.data.path))
+        cfg, info, spec = _load_run(run_dir)
         stats, plan, ckpt = None, None, None
     else:
         cfg = copy.deepcopy(config) if isinstance(config, Config) else Config.from_dict(config or {})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -221,12 +220,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from ..audio.datasets import list_recordings
     from ..audio.detect import Detector, tuned_events
     from ..distributed import launched_group
-    from ..fileio import check_output_dir, write_json, write_png, write_text
+    from ..fileio import check_output_dir, write_png, write_text
     from ..modelfile import load_model
-    from ..outputs import MANIFEST, OutputRun
+    from ..outputs import output_mode, shared_run, write_manifest
 
-    if args.overwrite and args.resume:
-        raise UnetsegError("--overwrite and --resume exclude each other")
+    mode = output_mode(args.overwrite, args.resume)
     out = check_output_dir(args.output)
     files = list_recordings(args.input)
     single = Path(args.input).is_file()
@@ -246,13 +244,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     key = {"model_sha256": loaded.digest, "backend": described["options"]["backend"], "format": args.format,
            "denoise": bool(args.denoise), "save_mask": args.save_mask, "channel": args.channel,
            **{k: described[k] for k in ("decoding", "window", "overlap", "postprocess", "events")}}
-    with ExitStack() as stack:
-        def open_run() -> set[str]:  # rank 0 checks the folder, cleans it and records the run
-            run = OutputRun(out, key, targets, "overwrite" if args.overwrite else "resume" if args.resume else "new")
-            stack.enter_context(run.session(described))
-            return run.done
-
-        done = group.gather(group.first(open_run))[0]
+    with shared_run(group, out, key, targets, mode, described) as done:
         todo = group.shard([f for f in files if f.name not in done])
         for f in todo:
             result = detector.run(f, denoise=denoised.get(f), keep_mask=args.save_mask, channel=args.channel)
@@ -267,8 +259,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 print(f"{len(done)} recording(s) done before were skipped")
             combined = [replace(e, file=f.name) for f in files for e in read_annotations(targets[f.name][-1])]
             write_text(out / COMBINED, format_csv(combined))
-            write_json(out / MANIFEST, {**described, "key": key, "complete": True, "resumed": len(done),
-                                        "inputs": len(files), "processes": group.world})
+            write_manifest(out, described, key, True, len(done), inputs=len(files), processes=group.world)
     return 0
 
 
