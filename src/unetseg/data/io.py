@@ -55,7 +55,10 @@ def read_header(path: str | Path) -> ImageHeader:
     try:
         with Image.open(path) as img:
             try:
-                orientation = int(img.getexif().get(0x0112, 1))
+                # A PNG's eXIf chunk after the pixels would make Pillow decode them all to find it (40% of a
+                # read): only one stored before the pixels (as cameras and Pillow write it) is read.
+                exif = img.getexif() if img.format != "PNG" or "exif" in img.info else {}
+                orientation = int(exif.get(0x0112, 1))
             except Exception:  # noqa: BLE001 - a broken EXIF block is ignored as viewers do
                 orientation = 1
             orientation = orientation if orientation in _ORIENT else 1
