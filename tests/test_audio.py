@@ -21,6 +21,7 @@ from unetseg.errors import UnetsegError
 
 from .conftest import shared
 from .test_e2e import assert_one_line_error, run
+from .test_reliability import _dead_pid
 
 
 @pytest.fixture
@@ -211,11 +212,14 @@ def test_detect_events_and_denoise_then_evaluate(finch_model: Path, birds: Path,
     assert sr2 == sr and abs(len(den) - len(clean)) < 512
     mask = np.asarray(Image.open(out / f"{wav.stem}.mask.png"))
     assert mask.shape[0] == 256 and set(np.unique(mask)) <= {0, 255}
+    code, _, err = run(["audio", "detect", "--model", str(finch_model), "--input", str(wav), "--output", str(out),
+                        "--format", "csv"], capsys)  # the folder holds a run: its record and events.csv stay
+    assert_one_line_error(code, err, "inference.json", "already exists")
     for fmt, suffix in (("audacity", ".labels.txt"), ("csv", ".events.csv")):
         code, _, err = run(["audio", "detect", "--model", str(finch_model), "--input", str(wav), "--output",
-                            str(out), "--format", fmt], capsys)
+                            str(tmp_path / fmt), "--format", fmt], capsys)
         assert code == 0, err
-        assert len(read_annotations(out / f"{wav.stem}{suffix}")) == len(events)
+        assert len(read_annotations(tmp_path / fmt / f"{wav.stem}{suffix}")) == len(events)
     reference = tmp_path / "ref.csv"
     rows = [e for e in read_annotations(birds / "bengalese-finch-gy6or6" / "annotations_generic.csv")
             if e.file and e.file.startswith(wav.stem)]
@@ -340,7 +344,7 @@ def test_detect_on_a_folder_loads_and_exports_the_model_once(finch_model: Path, 
     # an interrupted folder (one table gone, a temporary file left) is finished by --resume, and only then
     before = {f.name: f.read_bytes() for f in (tmp_path / "ev").glob("*.txt")}
     (tmp_path / "ev" / "r1.selections.txt").unlink()
-    (tmp_path / "ev" / ".r1.selections.txt.x1y2.tmp.txt").write_text("half")
+    (tmp_path / "ev" / f".r1.selections.txt.unetseg-{_dead_pid()}-x1y2.tmp.txt").write_text("half")
     base = ["audio", "detect", "--model", str(finch_model), "--input", str(folder), "--output", str(tmp_path / "ev"),
             "--backend", "onnxruntime"]
     code, _, err = run(base, capsys)

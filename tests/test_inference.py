@@ -160,7 +160,7 @@ def test_auto_falls_back_to_torch_with_one_warning(trained: Path, cache: Path, m
 
 
 def test_bad_inference_options_are_one_line_errors() -> None:
-    for bad, needle in ((dict(backend="tpu"), "unknown backend"), (dict(batch_size=0), "--batch-size"),
+    for bad, needle in ((dict(backend="tpu"), "--backend: .tpu. is not one of"), (dict(batch_size=0), "--batch-size"),
                         (dict(threads=0), "--threads"), (dict(tile_overlap=1.0), "--tile-overlap"),
                         (dict(tile=-16), "--tile")):
         with pytest.raises(UnetsegError, match=needle):

@@ -41,6 +41,15 @@ def _images(folder: Path, n: int = 3, size: tuple[int, int] = (40, 56)) -> Path:
     return folder
 
 
+def _dead_pid() -> int:
+    """The id of a process that has ended."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
 # ------------------------------------------------------------------------------------------- safety net
 
 def test_unexpected_exception_is_one_line_with_the_traceback_in_a_file(monkeypatch, capsys, tmp_path) -> None:
@@ -264,7 +273,10 @@ def test_predict_resume_finishes_an_interrupted_folder_and_refuses_other_options
     assert run([*base, "--output", str(out)], capsys)[0] == 0
     (out / "im1.png").unlink()
     (out / "contours" / "im2.json").unlink()
-    (out / ".im3.png.abc123.tmp.png").write_bytes(b"half a png")  # what kill -9 left
+    dead = _dead_pid()
+    (out / f".im3.png.unetseg-{dead}-abc123.tmp.png").write_bytes(b"half a png")  # what kill -9 left
+    (out / ".notes.tmp.txt").write_text("mine")  # a user's hidden files, which look temporary
+    (out / ".mydata.partial").write_text("mine too")
     code, _, err = run([*base, "--output", str(out)], capsys)
     assert_one_line_error(code, err, "already exists", "--resume")
     code, _, err = run([*base, "--output", str(out), "--resume", "--threshold", "0.3"], capsys)
@@ -272,7 +284,7 @@ def test_predict_resume_finishes_an_interrupted_folder_and_refuses_other_options
     code, printed, err = run([*base, "--output", str(out), "--resume"], capsys)
     assert code == 0, err
     assert "2 masks written" in printed and "2 done before" in printed
-    assert not list(out.glob(".*"))
+    assert sorted(f.name for f in out.glob(".*")) == [".mydata.partial", ".notes.tmp.txt"]
     for f in (tmp_path / "full").rglob("*"):
         if f.is_file() and f.name != "inference.json":
             assert f.read_bytes() == (out / f.relative_to(tmp_path / "full")).read_bytes(), f

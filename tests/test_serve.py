@@ -233,7 +233,8 @@ def test_serve_flags_are_checked(capsys) -> None:
     assert main(["serve", "--model", "x.safetensors", "--port", "70000"]) == 2
     assert "--port" in capsys.readouterr().err
     assert main(["serve", "--model", "x.safetensors", "--queue", "0"]) == 2
-    assert "--queue must be positive" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--queue" in err and "out of range" in err and len(err.splitlines()) == 1
 
 
 def test_real_camvid_image_and_bird_recording(models: list[Path]) -> None:
@@ -245,3 +246,81 @@ def test_real_camvid_image_and_bird_recording(models: list[Path]) -> None:
         assert r.status_code == 200 and (r.json()["width"], r.json()["height"]) == Image.open(image).size
         r = c.post("/detect?format=json", content=(birds / "spinetail" / "spinetail.wav").read_bytes())
         assert r.status_code == 200 and r.json()["duration"] > 10
+
+
+def _rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_slow_uploads_take_no_place_and_stalled_ones_get_408(models: list[Path]) -> None:
+    import socket
+
+    import httpx
+    import uvicorn
+
+    opts = ServeOptions(backend="torch", queue=4, read_timeout=3.0)
+    app = create_app(load_models(models, opts), opts)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    slow = []
+    try:
+        for _ in range(4):  # as many slow clients as the queue has places, 10 bytes each of a 500 kB body
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(b"POST /predict?model=pad HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                         b"Content-Length: 500000\r\n\r\n" + b"\x89PNG\r\n\x1a\n\0\0")
+            slow.append(sock)
+        time.sleep(0.5)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+            codes = [c.post("/predict?model=pad", content=png_bytes(IMAGE)).status_code for _ in range(6)]
+            assert codes == [200] * 6, codes
+        for sock in slow:  # nothing more arrives: each stalled upload is answered 408 and dropped
+            sock.settimeout(10)
+            assert b" 408 " in sock.recv(4096).split(b"\r\n")[0]
+    finally:
+        for sock in slow:
+            sock.close()
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_memory_stays_flat_over_300_varied_requests(models: list[Path]) -> None:
+    rng = np.random.default_rng(1)
+    with client(models) as c:
+        def burst(n: int) -> None:
+            for i in range(n):
+                tile = int(rng.integers(4, 17)) * 4  # multiples of the model's stride, 16-64 px
+                r = c.post(f"/predict?model=pad&tile={tile}&tta={'true' if i % 2 else 'false'}",
+                           content=png_bytes(IMAGE))
+                assert r.status_code == 200
+
+        burst(60)
+        start = _rss()
+        burst(240)
+        grown = _rss() - start
+        served = c.app.state.models["pad"]  # type: ignore[attr-defined]
+        assert len(served.variants) <= 4
+    assert grown < 40 * 2**20, f"RSS grew {grown / 2**20:.0f} MB over 240 requests"
+
+
+def test_a_png_declaring_100000_pixels_a_side_is_413(models: list[Path]) -> None:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + \
+        chunk(b"IEND", b"")
+    with client(models) as c:
+        r = c.post("/predict?model=pad", content=bomb)
+    assert r.status_code == 413 and "--max-pixels" in r.json()["detail"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import operator
 import types
 import typing
@@ -18,6 +19,9 @@ from typing import Any, Literal
 import yaml
 
 from .errors import UnetsegError
+from .guard import check_run_name
+
+MAX_SEED = 2**32 - 1  # numpy's and Lightning's seeds
 
 
 def option(default: Any, help: str, choices: tuple | None = None, **extra: Any) -> Any:
@@ -83,7 +87,8 @@ class AugmentConfig:
 
 @dataclass
 class TrainConfig:
-    name: str = option("", "run name; the run folder is <runs_dir>/<name>[-N] (default: dataset folder name)")
+    name: str = option("", "run name; the run folder is <runs_dir>/<name>[-N] (default: dataset folder name)",
+                       check=lambda v: v == "" or check_run_name(v))
     runs_dir: str = option("runs", "parent folder of run folders")
     plan: bool = option(True, "choose the options you leave unset from the dataset's fingerprint, the machine "
                         "and --max-time; the plan and its reasons are saved as plan.json")
@@ -94,22 +99,22 @@ class TrainConfig:
     sampler: str = option("uniform", "training image sampling: uniform, or rare (images holding rare classes "
                           "drawn more often)", ("uniform", "rare"))
     optimizer: str = option("adamw", "optimizer", ("adam", "adamw", "sgd"))
-    lr: float = option(1e-3, "learning rate", gt=0.0)
-    weight_decay: float = option(1e-4, "weight decay", ge=0.0)
-    batch_size: int = option(8, "batch size per process (a step of N processes sees N x this)", ge=1)
-    epochs: int = option(50, "maximum epochs", ge=1)
-    max_time: float | None = option(None, "stop training after this many minutes", gt=0.0)
+    lr: float = option(1e-3, "learning rate", gt=0.0, le=10.0)
+    weight_decay: float = option(1e-4, "weight decay", ge=0.0, le=10.0)
+    batch_size: int = option(8, "batch size per process (a step of N processes sees N x this)", ge=1, le=65536)
+    epochs: int = option(50, "maximum epochs", ge=1, le=10**6)
+    max_time: float | None = option(None, "stop training after this many minutes", gt=0.0, le=10**6)
     max_memory: float | None = option(None, "memory budget of a training step in GB (checked before training, "
                                       "from the model and the batch's size); default: half the machine's memory",
                                       gt=0.0)
     scheduler: str = option("plateau", "learning-rate schedule; warmup-cosine follows --max-time when given",
                             ("plateau", "cosine", "warmup-cosine", "none"))
     warmup: float = option(0.05, "warmup-cosine: share of training spent raising the learning rate", ge=0.0, lt=1.0)
-    patience: int = option(10, "early stopping: epochs without improvement of the monitor (0: off)", ge=0)
-    val_every: int = option(1, "validate every N epochs (and after the last)", ge=1)
+    patience: int = option(10, "early stopping: epochs without improvement of the monitor (0: off)", ge=0, le=10**6)
+    val_every: int = option(1, "validate every N epochs (and after the last)", ge=1, le=10**6)
     monitor: str = option("val_iou", "metric that picks the best model", ("val_iou", "val_loss"))
     threshold: float = option(0.5, "binary: probability above which a pixel is foreground", gt=0.0, lt=1.0)
-    seed: int = option(0, "random seed for splits, initialisation and augmentation")
+    seed: int = option(0, "random seed for splits, initialisation and augmentation", ge=0, le=MAX_SEED)
     accelerator: str = option("auto", "Lightning accelerator", ("auto", "cpu", "gpu", "cuda", "mps"))
     devices: str = option("auto", "Lightning devices per node: auto, a count (1, 4) or GPU indices (0,2); on a CPU a "
                           "count of processes")
@@ -119,7 +124,7 @@ class TrainConfig:
     precision: str = option("32-true", "Lightning precision", ("32-true", "32", "16-mixed", "bf16-mixed",
                                                                "bf16-true", "16-true", "64-true"))
     channels_last: bool = option(True, "channels_last memory format (faster convolutions on CPU)")
-    val_grid: int = option(4, "validation images drawn in the per-epoch prediction grid", ge=0)
+    val_grid: int = option(4, "validation images drawn in the per-epoch prediction grid", ge=0, le=64)
     progress: bool = option(True, "show a progress bar")
 
 
@@ -230,7 +235,9 @@ def coerce(owner: type, f: dataclasses.Field, value: Any, where: str) -> Any:
             else:
                 out = bool(value)
         elif base is int:
-            if isinstance(value, float) and not value.is_integer():
+            if isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
+                value = float(value)  # 1e3 is a whole number; nan, inf and 2.5 are refused below
+            if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
                 raise ValueError("expected an integer")
             out = int(value)
         elif base is float:
@@ -243,12 +250,63 @@ def coerce(owner: type, f: dataclasses.Field, value: Any, where: str) -> Any:
     if choices and out not in choices:
         raise UnetsegError(f"{where}: {out!r} is not one of {', '.join(choices)}")
     if out is not None and not isinstance(out, bool | str | list):
-        for key, word, ok in (("gt", ">", operator.gt), ("ge", ">=", operator.ge), ("lt", "<", operator.lt),
-                              ("le", "<=", operator.le)):
-            bound = f.metadata.get(key)
-            if bound is not None and not ok(out, bound):
-                raise UnetsegError(f"{where}: {out!r} is out of range: it must be {word} {bound}")
+        problem = check_bounds(out, **{k: f.metadata.get(k) for k in ("gt", "ge", "lt", "le")})
+        if problem:
+            raise UnetsegError(f"{where}: {out!r} {problem}")
+    check = f.metadata.get("check")
+    if check is not None and out is not None:
+        try:
+            check(out)
+        except UnetsegError as e:
+            raise UnetsegError(f"{where}: {e}") from None
     return out
+
+
+MAX_INT = 2**63 - 1
+
+
+def check_bounds(value: float, gt: float | None = None, ge: float | None = None, lt: float | None = None,
+                 le: float | None = None) -> str | None:
+    """What is wrong with a number (not finite, or out of its bounds), or None: every option's range check."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "is not a finite number"
+    if isinstance(value, int) and not -MAX_INT <= value <= MAX_INT:
+        return "is out of range"
+    for bound, word, ok in ((gt, ">", operator.gt), (ge, ">=", operator.ge), (lt, "<", operator.lt),
+                            (le, "<=", operator.le)):
+        if bound is not None and not ok(value, bound):
+            return f"is out of range: it must be {word} {bound}"
+    return None
+
+
+def check_threads(threads: int) -> None:
+    """More threads than cores only slows inference down; a typo like 10000 would start them all."""
+    import os
+
+    cores = os.cpu_count() or 1
+    if threads > cores:
+        raise UnetsegError(f"{threads} threads: this machine has {cores} cores")
+
+
+def check_fields(obj: Any) -> None:
+    """Check every field of a dataclass instance built in code (not from flags) against its metadata: the
+    choices, bounds and finiteness that ``coerce`` checks for YAML and flags."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if value is None or isinstance(value, bool | list | dict | tuple):
+            continue
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise UnetsegError(f"{flag_name(f)}: {value!r} is not one of {', '.join(map(str, choices))}")
+        if isinstance(value, int | float):
+            problem = check_bounds(value, **{k: f.metadata.get(k) for k in ("gt", "ge", "lt", "le")})
+            if problem:
+                raise UnetsegError(f"{flag_name(f)}: {value!r} {problem}")
+        if f.metadata.get("check") is not None:
+            try:
+                f.metadata["check"](value)
+            except UnetsegError as e:
+                raise UnetsegError(f"{flag_name(f)}: {e}") from None
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

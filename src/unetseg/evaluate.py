@@ -19,6 +19,7 @@ from .data.io import read_image
 from .data.spec import load_dataset
 from .errors import UnetsegError
 from .fileio import check_output_dir, new_run_dir, write_json, write_text
+from .guard import check_outputs, folder_lock
 from .inference import Engine, ImageDataset, InferenceOptions
 from .metrics import confusion_matrices, counts_from_matrices, image_iou, image_score, summarize
 from .modelfile import LoadedModel, load_model
@@ -37,11 +38,13 @@ class EvalResult:
 def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "test",
              output: str | Path | None = None, *, options: InferenceOptions | None = None,
              postprocess: PostProcess | None = None, figures: int | None = None, runs_dir: str | Path = "runs",
-             seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15) -> EvalResult:
+             seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15,
+             overwrite: bool = False) -> EvalResult:
     """Score ``model`` on one split of ``data``; ``figures`` limits the per-image figures (None: all).
 
     Splits held out from a train-only dataset are re-derived with the same ``seed`` and fractions
-    the training used (its config.yaml holds them).
+    the training used (its config.yaml holds them). An ``output`` folder holding an earlier evaluation is
+    refused unless ``overwrite``; everything is checked before the folder is made.
     """
     if output:
         check_output_dir(output)
@@ -51,10 +54,24 @@ def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "te
         raise UnetsegError(f"{data}: dataset has {info.num_classes} classes but the model predicts "
                            f"{len(loaded.classes)} ({', '.join(loaded.classes)})")
     pairs = info.split(split)
-    out = Path(output) if output else new_run_dir(runs_dir, f"eval-{info.name}-{split}")
-    out.mkdir(parents=True, exist_ok=True)
     pp = postprocess or PostProcess()
-    engine = Engine(loaded, options)
+    engine = Engine(loaded, options)  # device and backend checked before a folder is made
+    if output:
+        out = Path(output)
+        inputs = [*([loaded.path] if loaded.path else []), *(p.image for p in pairs), *(p.mask for p in pairs)]
+        check_outputs([out / name for name in OUTPUTS] + [out / "figures" / f"{p.image.stem}.png" for p in pairs],
+                      inputs, overwrite)
+    else:
+        out = new_run_dir(runs_dir, f"eval-{info.name}-{split}")
+    with folder_lock(out):
+        return _evaluate(loaded, engine, info, pairs, split, data, out, pp, figures)
+
+
+OUTPUTS = ("metrics.json", "inference.json", "per_image.csv", "confusion_matrix.png", "class_iou.png")
+
+
+def _evaluate(loaded: LoadedModel, engine: Engine, info: Any, pairs: list, split: str, data: str | Path, out: Path,
+              pp: PostProcess, figures: int | None) -> EvalResult:
     dataset = ImageDataset([p.image for p in pairs], loaded.input_spec, [p.mask for p in pairs], info.decoder)
     total = np.zeros((info.num_classes, 4), np.int64)
     matrix = np.zeros((info.num_classes, info.num_classes), np.int64)

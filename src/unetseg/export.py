@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from .errors import UnetsegError
-from .fileio import atomic_write, write_json
+from .fileio import atomic_write, check_output_dir, write_json
+from .guard import check_outputs
 from .modelfile import LoadedModel, load_model
 
 log = logging.getLogger(__name__)
@@ -166,8 +167,8 @@ def export(model: str | Path | LoadedModel, output: str | Path | None = None, fm
         suffix = ".int8.onnx" if int8 else ".onnx" if fmt == "onnx" else ".torchscript.pt"
         output = Path(model).with_suffix(suffix)
     out = Path(output)
-    if out.exists() and not overwrite:
-        raise UnetsegError(f"{out}: already exists; choose another --output or pass --overwrite")
+    check_output_dir(out.parent)
+    check_outputs([out, out.with_name(out.name + ".json")], [loaded.path, calibration], overwrite)
     module = RawPixelModel(loaded).eval()
     agreement = None
     with torch.no_grad():

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import UnetsegError
+from .guard import check_run_name, pid_alive, temp_prefix
 
 
 def cache_root() -> Path:
@@ -38,7 +39,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -93,16 +94,6 @@ def check_output_dir(path: str | Path) -> Path:
     return path
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextmanager
 def staged_dir(out: str | Path) -> Iterator[Path]:
     """Build a new folder in a hidden sibling (``.<name>.partial-<pid>``) and rename it to ``out`` once the
@@ -114,7 +105,7 @@ def staged_dir(out: str | Path) -> Iterator[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in out.parent.glob(f".{out.name}.partial-*"):
         pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -130,7 +121,9 @@ def staged_dir(out: str | Path) -> Iterator[Path]:
 
 
 def new_run_dir(parent: str | Path, name: str) -> Path:
-    """Create ``parent/name``, or ``name-2``, ``name-3``... if taken; never reuse a folder."""
+    """Create ``parent/name``, or ``name-2``, ``name-3``... if taken; never reuse a folder. ``name`` must be
+    a plain folder name (no separators or ``..``): a run never lands outside ``parent``."""
+    check_run_name(name)
     parent = check_output_dir(parent)
     parent.mkdir(parents=True, exist_ok=True)
     n = 1

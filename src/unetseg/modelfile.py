@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from .data.inputspec import InputSpec
 from .errors import UnetsegError
 from .fileio import atomic_write
 from .models import create_model
-from .models.factory import output_stride
+from .models.factory import CLASSIC, output_stride
 
 FORMAT = "unetseg-model"
 FORMAT_VERSION = 1
@@ -117,12 +118,51 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         raise UnetsegError(f"{path}: not a unetseg model file (not safetensors: {' '.join(str(e).split())})") from e
     if header.get("format") != FORMAT or "meta" not in header:
         raise UnetsegError(f"{path}: not a unetseg model file (safetensors without unetseg metadata)")
+    if len(header["meta"]) > MAX_META_BYTES:
+        raise UnetsegError(f"{path}: unetseg metadata of {len(header['meta'])} bytes (at most {MAX_META_BYTES})")
     try:
         meta = json.loads(header["meta"])
     except json.JSONDecodeError as e:
         raise UnetsegError(f"{path}: corrupt unetseg metadata ({e})") from e
+    except RecursionError:
+        raise UnetsegError(f"{path}: unetseg metadata nested too deeply to be a model's") from None
     check_meta(meta, path)
     return meta
+
+
+MAX_META_BYTES = 1 << 20
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,79}$")  # architecture, encoder and window names
+
+
+def validate_model_file(path: str | Path) -> tuple[dict[str, Any], nn.Module]:
+    """The one check of a model file, shared by ``info``, ``load_model`` and every command: its metadata
+    (``check_meta``), then the model it describes built without memory (on torch's meta device) and compared,
+    tensor by tensor, with the shapes the file holds, then its size against the memory budget. Returns the
+    metadata and the memory-less model. Nothing is allocated for the weights before all of this passes."""
+    from safetensors import safe_open
+
+    from .inference.memory import gib, memory_budget
+
+    meta = read_meta(path)
+    outputs = 1 if meta["binary"] else len(meta["classes"])
+    with torch.device("meta"):
+        skeleton = create_model(meta["model"], int(meta["input"]["channels"]), outputs)
+    wanted = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    with safe_open(str(path), framework="pt") as f:
+        held = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 - not a dict
+    missing = sorted(set(wanted) - set(held))
+    extra = sorted(set(held) - set(wanted))
+    wrong = [k for k in wanted if k in held and held[k] != wanted[k]]
+    if missing or extra or wrong:
+        first = (f"missing {missing[0]}" if missing else f"unexpected {extra[0]}" if extra else
+                 f"{wrong[0]} is {list(held[wrong[0]])}, the model needs {list(wanted[wrong[0]])}")
+        raise UnetsegError(f"{path}: weights do not match the {meta['model']['arch']} model it describes ({first}; "
+                           f"{len(missing)} missing, {len(extra)} unexpected, {len(wrong)} of another shape)")
+    need = sum(t.numel() * 4 for t in skeleton.state_dict().values())
+    if need > memory_budget():
+        raise UnetsegError(f"{path}: its model needs {gib(need)} for the weights alone, over the memory budget of "
+                           f"{gib(memory_budget())}")
+    return meta, skeleton
 
 
 def check_meta(meta: Any, path: str | Path) -> None:
@@ -146,6 +186,20 @@ def check_meta(meta: Any, path: str | Path) -> None:
             raise bad(key, "is missing")
     if not isinstance(meta["model"], dict):
         raise bad("model", "is not a mapping")
+    for key in ("arch", "encoder"):
+        name = meta["model"].get(key)
+        if name not in (None, "") and not (isinstance(name, str) and NAME.match(name)):
+            raise bad(f"model.{key}", f"is not a name ({str(name)[:40]!r})")
+    arch = str(meta["model"].get("arch", "")).lower()
+    if arch != CLASSIC:
+        from .models.factory import smp_architectures
+
+        if arch not in smp_architectures():
+            raise bad("model.arch", f"is not an architecture unetseg knows ({arch[:40]!r})")
+        import segmentation_models_pytorch as smp
+
+        if str(meta["model"].get("encoder")) not in smp.encoders.get_encoder_names():
+            raise bad("model.encoder", f"is not an encoder unetseg knows ({str(meta['model'].get('encoder'))[:40]!r})")
     try:
         Config.from_dict({"model": meta["model"]}, "model")  # types, names and ranges of the model fields
     except UnetsegError as e:
@@ -229,7 +283,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     """Rebuild the model from its metadata and load its weights (no code from the file runs)."""
     from safetensors.torch import load_file
 
-    meta = read_meta(path)
+    meta, _ = validate_model_file(path)
     outputs = 1 if meta["binary"] else len(meta["classes"])
     model = create_model(meta["model"], int(meta["input"]["channels"]), outputs)
     try:
@@ -238,4 +292,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     except (RuntimeError, SafetensorError) as e:
         raise UnetsegError(f"{path}: weights do not match the {meta['model']['arch']} model it describes "
                            f"({' '.join(str(e).split())[:200]})") from e
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise UnetsegError(f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values (first: {bad[0]}); "
+                           "the model would predict nonsense - retrain or take an earlier checkpoint")
     return LoadedModel(model.to(device).eval(), meta, Path(path))

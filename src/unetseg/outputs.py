@@ -3,13 +3,14 @@
 The folder's ``inference.json`` is written before the first output and records the *key* of the run: the
 model's digest and every option that changes what is written. ``--resume`` continues a folder only when
 its key is the same; an input counts as done when all its output files exist (each is written atomically,
-so an existing file is a complete one). Temporary files left by a killed run are removed first.
+so an existing file is a complete one). Temporary files left by a killed run of ours are removed first (only
+those: see ``guard``), outputs are checked against the inputs, and the folder is locked while it is written.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,14 +18,9 @@ from typing import Any
 from .distributed import Group
 from .errors import UnetsegError
 from .fileio import atomic_write, check_output_dir, write_json
+from .guard import LOCK, check_outputs, folder_lock, remove_stale_temps
 
 MANIFEST = "inference.json"
-
-
-def _is_temporary(path: Path) -> bool:
-    """Files our atomic writers leave behind when killed: ``.<name>.<random>.tmp<ext>`` and ``.<name>.partial``."""
-    name = path.name
-    return name.startswith(".") and (".tmp" in name or name.endswith(".partial"))
 
 
 def _first_difference(old: Any, new: Any, prefix: str = "") -> str:
@@ -38,14 +34,17 @@ def _first_difference(old: Any, new: Any, prefix: str = "") -> str:
 class OutputRun:
     """The outputs of one run in ``folder``: ``targets`` maps each input's name to the files it produces.
 
-    ``mode``: ``new`` (an existing output file is an error), ``overwrite`` or ``resume``.
+    ``mode``: ``new`` (an existing output file is an error), ``overwrite`` or ``resume``. ``inputs``: the
+    files the run reads (model, images, recordings); no output may be one of them, whatever the mode.
     """
 
     def __init__(self, folder: str | Path, key: Mapping[str, Any], targets: Mapping[str, list[Path]],
-                 mode: str = "new") -> None:
+                 mode: str = "new", inputs: Iterable[Path] = ()) -> None:
         if mode not in ("new", "overwrite", "resume"):
             raise ValueError(mode)
         self.folder = check_output_dir(folder)
+        check_outputs([self.folder / MANIFEST, *(f for files in targets.values() for f in files)], inputs,
+                      overwrite=True)
         self.key = json.loads(json.dumps(dict(key), default=str))  # as it reads back from JSON
         self.targets = targets
         self.mode = mode
@@ -65,6 +64,8 @@ class OutputRun:
             self.done = {name for name, files in targets.items() if all(f.exists() for f in files)}
         elif mode != "overwrite":
             existing = [f for files in targets.values() for f in files if f.exists()]
+            if (self.folder / MANIFEST).is_file() and not existing:
+                existing = [self.folder / MANIFEST]  # the record of an earlier run, whose outputs are elsewhere
             if existing:
                 hint = "--resume (continue it)" if mode == "new" else "--overwrite"
                 raise UnetsegError(f"{existing[0]}: already exists ({len(existing)} output files would be replaced);"
@@ -75,22 +76,25 @@ class OutputRun:
         """Remove temporary files of killed runs and record the run before the first output; when the block
         fails before any output exists, take the record (and a folder it made) away again."""
         created = not self.folder.exists()
-        for folder in {f.parent for files in self.targets.values() for f in files} | {self.folder}:
-            if folder.is_dir():
-                for f in folder.iterdir():
-                    if _is_temporary(f) and f.is_file():
-                        f.unlink(missing_ok=True)
+        with folder_lock(self.folder):
+            remove_stale_temps({f.parent for files in self.targets.values() for f in files} | {self.folder})
+            with self._recorded(describe, created):
+                yield self
+
+    @contextmanager
+    def _recorded(self, describe: Mapping[str, Any], created: bool) -> Iterator[None]:
         previous = (self.folder / MANIFEST).read_bytes() if (self.folder / MANIFEST).is_file() else None
         self.write(describe, complete=False)
         try:
-            yield self
+            yield
         except BaseException:
             if not any(f.exists() for files in self.targets.values() for f in files):
                 if previous is None:
                     (self.folder / MANIFEST).unlink(missing_ok=True)
                 else:
                     atomic_write(self.folder / MANIFEST, lambda p: p.write_bytes(previous))
-                if created and self.folder.is_dir() and not any(self.folder.iterdir()):
+                if created and self.folder.is_dir() and not [f for f in self.folder.iterdir() if f.name != LOCK]:
+                    (self.folder / LOCK).unlink(missing_ok=True)
                     self.folder.rmdir()
             raise
 
@@ -113,12 +117,12 @@ def output_mode(overwrite: bool, resume: bool) -> str:
 
 @contextmanager
 def shared_run(group: Group, folder: Path, key: Mapping[str, Any], targets: Mapping[str, list[Path]], mode: str,
-               describe: Mapping[str, Any]) -> Iterator[set[str]]:
+               describe: Mapping[str, Any], inputs: Iterable[Path] = ()) -> Iterator[set[str]]:
     """An ``OutputRun`` for every process of ``group``: rank 0 checks the folder and holds its session (its
     error raised on every rank); each process gets the names of the inputs done before."""
     with ExitStack() as stack:
         def open_run() -> set[str]:
-            run = OutputRun(folder, key, targets, mode)
+            run = OutputRun(folder, key, targets, mode, inputs)
             stack.enter_context(run.session(describe))
             return run.done
 

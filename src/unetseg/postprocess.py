@@ -13,19 +13,26 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from .config import option
+from .config import check_fields, option
+
+MAX_RADIUS = 256  # pixels: a structuring element of (2r+1)^2 is built per call
 
 
 @dataclass(frozen=True)
 class PostProcess:
     """Probabilities -> cleaned class mask: the threshold, then morphology. Each field is a flag."""
 
-    threshold: float | None = option(None, "binary: foreground probability cut-off", metavar="P",
-                                 default_text="the model's")
-    open_px: int = option(0, "morphological opening radius in pixels", metavar="PX", flag="--open")
-    close_px: int = option(0, "morphological closing radius in pixels", metavar="PX", flag="--close")
-    min_size: int = option(0, "remove regions under N pixels", metavar="N")
+    threshold: float | None = option(None, "binary: foreground probability cut-off, between 0 and 1", metavar="P",
+                                     default_text="the model's", gt=0.0, lt=1.0)
+    open_px: int = option(0, "morphological opening radius in pixels", metavar="PX", flag="--open", ge=0,
+                          le=MAX_RADIUS)
+    close_px: int = option(0, "morphological closing radius in pixels", metavar="PX", flag="--close", ge=0,
+                           le=MAX_RADIUS)
+    min_size: int = option(0, "remove regions under N pixels", metavar="N", ge=0, le=2**40)
     fill_holes: bool = option(False, "fill holes inside regions")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     @property
     def active(self) -> bool:

@@ -15,6 +15,7 @@ from .data.spec import list_images
 from .distributed import Group
 from .errors import UnetsegError
 from .fileio import atomic_write, check_output_dir, write_json, write_png
+from .guard import check_outputs
 from .inference import Engine, ImageDataset, InferenceOptions
 from .modelfile import LoadedModel, load_model
 from .outputs import output_mode, shared_run, write_manifest
@@ -80,8 +81,11 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
         if f.stem in stems:
             raise UnetsegError(f"{f}: same name as {stems[f.stem]}; their outputs would collide")
         stems[f.stem] = f
+    inputs = [*files, *([loaded.path] if loaded.path else []), *([Path(coco_json)] if coco_json else [])]
     if coco_results:
         check_output_dir(Path(coco_results).parent)
+        check_outputs([coco_results], inputs, overwrite=mode != "new",
+                      hint="--overwrite (or --resume to finish the run that wrote it)")
     extras = {"overlays": overlays, "probabilities": probabilities, "contours": contours,
               "coco": bool(coco_results)}
     targets = {f.stem: _targets(out, f.stem, loaded.binary, **extras) for f in files}
@@ -97,7 +101,7 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
            "coco_json": str(coco_json) if coco_json else None}
     group = group or Group()
     engine = engine or Engine(loaded, opts)
-    with shared_run(group, out, key, targets, mode, engine.describe()) as done:
+    with shared_run(group, out, key, targets, mode, engine.describe(), inputs) as done:
         todo = group.shard([stems[s] for s in sorted(stems) if s not in done])
         palette = [list(c) for c in loaded.colours]
         for item, probs in engine.run(ImageDataset(todo, loaded.input_spec)):

@@ -23,6 +23,7 @@ import os
 import shutil
 import time
 import warnings
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -45,6 +46,7 @@ from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_augment, check_s
 from .distributed import announce_run_dir, forget_run_dir, is_main_process, shared_run_dir
 from .errors import UnetsegError
 from .fileio import new_run_dir, write_json, write_text
+from .guard import folder_lock
 from .inference.memory import check_training_memory
 from .losses import SegmentationLoss, parse_class_weights
 from .metrics import confusion_counts, summarize
@@ -454,8 +456,15 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
 
     ``config``: a Config or ``{section: {key: value}}``. ``resume``: a run folder to continue from its
     last checkpoint, with the same data and settings (``overrides`` may raise ``train.epochs`` or
-    ``train.max_time``). ``callbacks``: extra Lightning callbacks.
+    ``train.max_time``). ``callbacks``: extra Lightning callbacks. The run folder is locked while training
+    writes it: a second ``--resume`` of it fails at once.
     """
+    with ExitStack() as locks:
+        return _train(locks, config, resume, overrides, callbacks)
+
+
+def _train(locks: ExitStack, config: Config | dict | None, resume: str | Path | None,
+           overrides: dict[str, dict[str, Any]] | None, callbacks: list[Callback] | None) -> TrainResult:
     main = is_main_process()
     if resume is not None:
         run_dir = Path(resume)
@@ -463,6 +472,8 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
         if not ckpt.is_file():
             raise UnetsegError(f"{run_dir}: no weights/last.ckpt to resume from")
         check_checkpoint(ckpt)
+        if main:
+            locks.enter_context(folder_lock(run_dir))
         allowed = {"epochs", "max_time", "patience", "progress"}
         bad = {f"{s}.{k}" for s, kv in (overrides or {}).items() for k in kv if s != "train" or k not in allowed}
         if bad:
@@ -512,6 +523,7 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
         load_encoder_weights(model, model_cfg, spec.channels)
         # The run folder appears only once data and model are known to be good.
         run_dir = new_run_dir(cfg.train.runs_dir, cfg.train.name or info.name)
+        locks.enter_context(folder_lock(run_dir))
         write_text(run_dir / "config.yaml", cfg.to_yaml())
         write_json(run_dir / "dataset.json", _dataset_record(info, spec))
         if plan is not None:

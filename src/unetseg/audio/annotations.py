@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import UnetsegError
 from ..fileio import write_text
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("raven", "audacity", "csv")
 ONSET_COLUMNS = ("onset_s", "onset", "begin time (s)", "begin_time", "begin", "start_s", "start", "t_start")
@@ -150,8 +153,13 @@ def _checked(events: list[Event], path: Path) -> list[Event]:
     return events
 
 
-def check_within(events: list[Event], duration: float, nyquist: float, source: str | Path) -> None:
-    """Annotations must fall inside the recording (time) and below its Nyquist frequency."""
+def check_within(events: list[Event], duration: float, nyquist: float, source: str | Path,
+                 file_nyquist: float | None = None) -> None:
+    """Annotations must fall inside the recording (time) and below its Nyquist frequency: a band reaching
+    above the file's own Nyquist (``file_nyquist``, default ``nyquist``) is refused, one reaching above the
+    spectrogram's (after resampling) is cut there with a warning."""
+    limit = file_nyquist or nyquist
+    cut = 0
     for e in events:
         if e.begin >= duration or e.end > duration + 0.05:
             raise UnetsegError(f"{source}: event {e.label!r} at {e.begin:g}-{e.end:g} s lies beyond the recording's "
@@ -159,6 +167,28 @@ def check_within(events: list[Event], duration: float, nyquist: float, source: s
         if e.low is not None and e.low >= nyquist:
             raise UnetsegError(f"{source}: event {e.label!r} at {e.begin:g} s starts at {e.low:g} Hz, above the "
                                f"recording's Nyquist frequency ({nyquist:g} Hz)")
+        if e.high is not None and e.high > limit * 1.001:
+            raise UnetsegError(f"{source}: event {e.label!r} at {e.begin:g} s reaches {e.high:g} Hz, above the "
+                               f"recording's Nyquist frequency ({limit:g} Hz)")
+        cut += e.high is not None and e.high > nyquist * 1.001
+    if cut:
+        log.warning("%s: %d event band(s) reach above %g Hz, the top of the spectrogram (--sample-rate); they are "
+                    "cut there", source, cut, nyquist)
+
+
+def check_labels(events: list[Event], classes: list[str] | None, source: str | Path) -> None:
+    """Labels that are not among ``classes`` are left out of the masks: say which, rather than train on
+    silently empty masks."""
+    if classes is None:
+        return
+    missing: dict[str, int] = {}
+    for e in events:
+        if e.label not in classes:
+            missing[e.label] = missing.get(e.label, 0) + 1
+    if missing:
+        listed = ", ".join(f"{label!r} ({n})" for label, n in sorted(missing.items(), key=lambda kv: -kv[1])[:5])
+        log.warning("%s: %d event(s) with labels not in --classes are left out: %s", source, sum(missing.values()),
+                    listed)
 
 
 def format_raven(events: list[Event]) -> str:

@@ -25,10 +25,17 @@ import yaml
 from ..errors import UnetsegError
 from ..fileio import staged_dir, write_json, write_png, write_text
 from ..inference.windows import window_starts
-from .annotations import Event, check_within, events_by_file, read_annotations
-from .io import AUDIO_EXTENSIONS, check_not_silent, load_audio
+from .annotations import Event, check_labels, check_within, events_by_file, read_annotations
+from .io import AUDIO_EXTENSIONS, audio_info, check_not_silent, load_audio
 from .masks import events_to_mask
-from .spectrogram import SpectrogramConfig, SpectrogramMapping, spectrogram_image, spectrogram_rows, stft
+from .spectrogram import (
+    SpectrogramConfig,
+    SpectrogramMapping,
+    check_spectrogram_memory,
+    spectrogram_image,
+    spectrogram_rows,
+    stft,
+)
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +153,7 @@ def build_annotated_dataset(recordings: str | Path | list, annotations: str | Pa
                     unknown[0])
     for f in bare:
         log.warning("%s: no annotations; its windows have empty masks", f)
+    check_labels([e for evs in per_file.values() for e in evs], classes, ann or recordings)
     names = classes if classes else ["call"]
     with staged_dir(out) as stage:  # renamed to out only when complete
         assignment = split_recordings([f.stem for f in files], seed, val_fraction, test_fraction)
@@ -154,9 +162,11 @@ def build_annotated_dataset(recordings: str | Path | list, annotations: str | Pa
         rng, cache = np.random.default_rng(seed), {}
         counts = counts_template()
         for f in files:
+            rate = audio_info(f).sample_rate
+            check_spectrogram_memory(round(audio_info(f).duration * (cfg.sample_rate or rate)), cfg, str(f))
             y, sr = load_audio(f, cfg.sample_rate, channel)
             check_not_silent(y, f)
-            check_within(per_file[f], len(y) / sr, sr / 2, f)
+            check_within(per_file[f], len(y) / sr, sr / 2, f, rate / 2)
             split = assignment[f.stem]
             variants: list[tuple[str, np.ndarray, dict]] = [("", y, {})]
             for snr in snrs if noise_files else ():

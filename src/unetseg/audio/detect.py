@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UnetsegError
+from ..guard import temp_path
 from ..inference import Engine, EventTracker, InferenceOptions, to_classes
 from ..inference.options import GRANULARITY, DetectOptions, EventOptions
 from ..inference.windows import ColumnStream
@@ -31,6 +32,7 @@ from .spectrogram import (
     masked_frames,
     n_frames,
     row_frequencies,
+    spectrogram_bytes,
     spectrogram_rows,
     stft,
     to_image,
@@ -80,7 +82,7 @@ class Denoiser:
 
         self.cfg, self.sr, self.w = cfg, sr, window_array(cfg)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = path.with_name(f".{path.name}.partial")
+        self.tmp = temp_path(path)
         self.path = path
         self.file = sf.SoundFile(str(self.tmp), "w", samplerate=sr, channels=1, subtype="FLOAT", format="WAV")
         self.ola = np.zeros(0)
@@ -181,6 +183,39 @@ class Detector:
         self.engine = Engine(loaded, inference, shape=(self.batch, 1, rows, self.width))
         self.threshold = self.engine.threshold(self.postprocess)
 
+    def _block_seconds(self, path: Path, info: AudioInfo, keep_mask: bool) -> float:
+        """--block-seconds, shortened where a block's decoding and spectrogram would pass a quarter of the memory
+        budget; a recording whose whole mask (--save-mask) or whose single window would not fit is refused."""
+        from ..inference.memory import gib, memory_budget
+
+        cfg, budget = self.cfg, memory_budget()
+        sr = cfg.sample_rate or info.sample_rate
+        rows = len(row_frequencies(cfg, sr))
+        if keep_mask:
+            columns = max(1, int(info.duration * sr) // cfg.hop_length)
+            if 2 * rows * columns > budget:
+                raise UnetsegError(f"{path}: the whole mask of {info.duration:.0f} s ({rows} x {columns} pixels) needs "
+                                   f"about {gib(2 * rows * columns)}, over the memory budget of {gib(budget)}; drop "
+                                   "--save-mask (events and --denoise are written in blocks)")
+
+        def need(seconds: float) -> int:
+            samples = int(seconds * sr)
+            decoded = int(seconds * info.sample_rate) * 4 * (info.channels + 2)
+            return spectrogram_bytes(samples, cfg) + decoded
+
+        seconds = self.options.block_seconds
+        least = ((self.width - 1) * cfg.hop_length + cfg.win) / sr  # one model window of columns
+        while seconds > least and need(seconds) > budget // 4:
+            seconds = max(least, seconds / 2)
+        if need(seconds) > budget // 4:
+            raise UnetsegError(f"{path}: one window of {self.width} columns (n_fft {cfg.n_fft}, hop {cfg.hop_length}) "
+                               f"needs about {gib(need(seconds))} to decode, over a quarter of the memory budget of "
+                               f"{gib(budget)}; lower --window or use a model with a smaller spectrogram")
+        if seconds < self.options.block_seconds:
+            log.info("%s: reading %.2f s at a time (not %g) to stay within the memory budget", path, seconds,
+                     self.options.block_seconds)
+        return seconds
+
     def describe(self) -> dict:
         return {**self.engine.describe(), "decoding": "columns" if self.columns else "regions",
                 "window": self.width, "overlap": self.overlap,
@@ -194,6 +229,7 @@ class Detector:
         path = Path(path)
         info = audio_info(path)
         sr = cfg.sample_rate or info.sample_rate
+        block_seconds = self._block_seconds(path, info, keep_mask)
         mapping = SpectrogramMapping(sr, 0, cfg.hop_length, cfg.win, row_frequencies(cfg, sr).round(3).tolist(),
                                      cfg.to_dict())
         tracker = EventTracker(mapping, loaded.classes, self.events, columns=self.columns, threshold=self.threshold)
@@ -222,8 +258,7 @@ class Detector:
 
         decoded = [0]
         try:
-            for columns, S in _columns(path, info, cfg, self.options.block_seconds, channel, denoiser is not None,
-                                       decoded):
+            for columns, S in _columns(path, info, cfg, block_seconds, channel, denoiser is not None, decoded):
                 if S is not None:
                     pending_stft.append(S)
                 finished(stream.push(columns))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,8 @@ import numpy as np
 import soundfile as sf
 
 from ..errors import UnetsegError
+
+log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".opus")
 
@@ -52,8 +55,18 @@ def select_channel(block: np.ndarray, channel: int | None) -> np.ndarray:
 
 
 def load_audio(path: str | Path, sample_rate: int | None = None, channel: int | None = None) -> tuple[np.ndarray, int]:
-    """Whole recording as float32 mono in [-1, 1], resampled to ``sample_rate`` when given."""
+    """Whole recording as float32 mono in [-1, 1], resampled to ``sample_rate`` when given. Refused before
+    decoding when it would not fit the memory budget; NaN/inf samples become 0 with a warning."""
+    from ..inference.memory import gib, memory_budget
+
     info = audio_info(path)
+    frames = round(info.duration * info.sample_rate)
+    ratio = (sample_rate or info.sample_rate) / info.sample_rate
+    need = frames * 4 * (info.channels + 1 + 2 * ratio)  # decoded, mono, resampled (and its work copy)
+    if need > memory_budget():
+        raise UnetsegError(f"{path}: {info.duration:.0f} s of {info.channels}-channel audio needs about {gib(need)} "
+                           f"to load whole, over the memory budget of {gib(memory_budget())}; cut it into shorter "
+                           "files (audio detect reads any length in blocks)")
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as e:
@@ -61,6 +74,8 @@ def load_audio(path: str | Path, sample_rate: int | None = None, channel: int | 
     y = select_channel(data, channel)
     if y.size == 0:
         raise UnetsegError(f"{path}: the recording is empty")
+    check_length(path, info, len(y))
+    y = repair_samples(y, path)
     if sample_rate and sample_rate != info.sample_rate:
         y = resample(y, info.sample_rate, sample_rate)
         sr = sample_rate
@@ -77,13 +92,63 @@ def iter_blocks(path: str | Path, block_frames: int, overlap: int = 0,
                 channel: int | None = None) -> Iterator[np.ndarray]:
     """Mono float32 blocks of ``block_frames`` samples, consecutive blocks sharing ``overlap`` samples;
     memory stays bounded whatever the recording's length."""
-    audio_info(path)
+    info = audio_info(path)
+    read, bad = 0, 0
     try:
         with sf.SoundFile(str(path)) as f:
             for block in f.blocks(blocksize=block_frames, overlap=overlap, dtype="float32", always_2d=True):
-                yield select_channel(block, channel)
+                y = select_channel(block, channel)
+                read += len(y) - (overlap if read else 0)
+                finite = np.isfinite(y)
+                if not finite.all():
+                    bad += int((~finite).sum())
+                    y = np.where(finite, y, np.float32(0))
+                yield y
     except (sf.LibsndfileError, RuntimeError) as e:
         raise UnetsegError(f"{path}: cannot decode audio ({_reason(e)})") from e
+    if bad:
+        log.warning("%s: %d NaN or infinite samples were read as silence", path, bad)
+    check_length(path, info, read)
+
+
+def repair_samples(y: np.ndarray, path: str | Path) -> np.ndarray:
+    """NaN and infinite samples (a broken float WAV) as silence, with one warning naming the file."""
+    finite = np.isfinite(y)
+    if finite.all():
+        return y
+    log.warning("%s: %d NaN or infinite samples were read as silence", path, int((~finite).sum()))
+    return np.where(finite, y, np.float32(0))
+
+
+def check_length(path: str | Path, info: AudioInfo, read: int) -> None:
+    """A WAV cut short (its header promises more samples than it holds; libsndfile reads what is there) is
+    read as far as it goes, with a warning."""
+    promised = wav_header_frames(path) if info.format.upper().startswith("WAV") else None
+    if promised is not None and read < promised:
+        log.warning("%s: the header promises %d samples (%.2f s) but only %d could be read; the file is cut short",
+                    path, promised, promised / info.sample_rate, read)
+
+
+def wav_header_frames(path: str | Path) -> int | None:
+    """Sample frames a RIFF/WAVE header declares (its data chunk's size over the frame size), or None."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return None
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, align = 12, None
+    while pos + 8 <= len(head):
+        chunk, size = head[pos:pos + 4], struct.unpack("<I", head[pos + 4:pos + 8])[0]
+        if chunk == b"fmt " and pos + 22 <= len(head):
+            align = struct.unpack("<H", head[pos + 20:pos + 22])[0]
+        if chunk == b"data":
+            return size // align if align and size != 0xFFFFFFFF else None
+        pos += 8 + size + (size & 1)
+    return None
 
 
 def check_not_silent(y: np.ndarray, path: str | Path) -> None:

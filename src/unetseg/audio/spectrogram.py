@@ -16,6 +16,7 @@ from scipy.signal import get_window
 from ..errors import UnetsegError
 
 SCALES = ("db", "magnitude", "power")
+MAX_FFT, MAX_MELS, MAX_RATE = 65536, 1024, 384_000  # samples; mel bands; Hz
 AXES = ("linear", "mel")
 
 
@@ -39,6 +40,25 @@ class SpectrogramConfig:
     gain: float = 1.0
 
     def __post_init__(self) -> None:
+        import math
+
+        if not 8 <= self.n_fft <= MAX_FFT or not 1 <= self.win <= MAX_FFT or not 1 <= self.n_mels <= MAX_MELS:
+            raise UnetsegError(f"bad STFT: n_fft {self.n_fft} and window {self.win} must lie in 8-{MAX_FFT} samples, "
+                               f"n_mels {self.n_mels} in 1-{MAX_MELS}")
+        if self.sample_rate is not None and not 1 <= self.sample_rate <= MAX_RATE:
+            raise UnetsegError(f"sample rate {self.sample_rate} Hz is out of range (1-{MAX_RATE})")
+        numbers = {"fmin": self.fmin, "fmax": self.fmax, "db_floor": self.db_floor, "gain": self.gain}
+        if not all(v is None or (isinstance(v, int | float) and math.isfinite(v)) for v in numbers.values()):
+            raise UnetsegError(f"spectrogram settings must be finite numbers ({numbers})")
+        if self.fmin < 0 or (self.fmax is not None and self.fmax <= self.fmin) or self.gain <= 0:
+            raise UnetsegError(f"spectrogram band {self.fmin}-{self.fmax} Hz or gain {self.gain} is out of range")
+        if self.scale == "db" and not -300 <= self.db_floor < 0:
+            raise UnetsegError(f"spectrogram db_floor {self.db_floor} must lie in [-300, 0) dB")
+        try:
+            get_window(self.window, 16)
+        except (ValueError, TypeError):
+            raise UnetsegError(f"unknown STFT window {str(self.window)[:40]!r} (hann, hamming, blackman, ...)"
+                               ) from None
         if self.scale not in SCALES:
             raise UnetsegError(f"spectrogram scale {self.scale!r} is not one of {', '.join(SCALES)}")
         if self.axis not in AXES:
@@ -252,3 +272,25 @@ def masked_inverse(S: np.ndarray, mask: np.ndarray, cfg: SpectrogramConfig, sr: 
         out[s:s + cfg.win] += x[:, j]
         norm[s:s + cfg.win] += w**2
     return (out / np.maximum(norm, 1e-8)).astype(np.float32)
+
+
+def spectrogram_bytes(samples: int, cfg: SpectrogramConfig) -> int:
+    """Peak bytes of ``spectrogram_image`` (and the complex STFT a denoiser keeps) on ``samples`` samples: the
+    windowed frames (float64), the complex spectrum and its FFT's work copy, magnitudes, rows and the image."""
+    frames = max(1, (samples - cfg.win) // cfg.hop_length + 1)
+    bins = cfg.n_fft if cfg.two_sided else cfg.n_fft // 2 + 1
+    rows = cfg.n_mels if cfg.axis == "mel" else bins
+    per_frame = 8 * cfg.win + 16 * cfg.n_fft + 16 * bins + 8 * bins + 24 * rows + rows
+    return frames * per_frame + samples * 8
+
+
+def check_spectrogram_memory(samples: int, cfg: SpectrogramConfig, what: str, advice: str = "") -> None:
+    """Refuse, before anything is decoded, a spectrogram whose estimate is over the memory budget."""
+    from ..inference.memory import gib, memory_budget
+
+    need, budget = spectrogram_bytes(samples, cfg), memory_budget()
+    if need > budget:
+        frames = max(1, (samples - cfg.win) // cfg.hop_length + 1)
+        raise UnetsegError(f"{what}: its spectrogram ({frames} frames of n_fft {cfg.n_fft}, hop {cfg.hop_length}) "
+                           f"needs about {gib(need)}, over the memory budget of {gib(budget)}; raise --hop or lower "
+                           f"--n-fft{advice}")

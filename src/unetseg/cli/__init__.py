@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 from .. import __version__
 from ..errors import UnetsegError
 from .audio import add_audio_commands
-from .common import configure_logging, error_line, save_traceback
+from .common import Parser, configure_logging, error_line, save_traceback
 from .images import add_image_commands
 from .serve import add_serve_command
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="unetseg", description=__doc__)
+    parser = Parser(prog="unetseg", description=__doc__)
     parser.add_argument("--version", action="version", version=f"unetseg {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error")
@@ -26,29 +29,65 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is so that every clean-up on the way out runs (temporary files
+    removed, records of runs that wrote nothing taken back), as for Ctrl-C."""
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    raise Terminated
+
+
+# A full disk, a read-only or foreign folder: what the user can fix, said in one line (exit 2).
+USER_OS_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or our one-line usage error
+        return int(e.code or 0) if not isinstance(e.code, str) else 2
     configure_logging(args.quiet)
     func: Callable[[argparse.Namespace], int] = args.func
+    previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         return func(args)
     except UnetsegError as e:
         print(f"error: {error_line(e)}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated: complete outputs are kept and unfinished ones removed; --resume finishes a predict or "
+              "detect folder, train --resume a run", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.errno not in USER_OS_ERRORS:
+            return _internal(e, args.debug)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}; nothing half-written was left (complete outputs are kept)",
+              file=sys.stderr)
+        return 2
     except Exception as e:  # the safety net: one line, the traceback kept in a file
         if isinstance(e, RuntimeError) and "UnetsegError" in str(e):  # raised in a data-loader worker
             print(f"error: {error_line(e)}", file=sys.stderr)
             return 2
-        if args.debug:
-            raise
-        where = save_traceback(e)
-        print(f"internal error: {type(e).__name__}: {error_line(e)[:300]} (full traceback in {where}; "
-              "rerun with --debug to show it)", file=sys.stderr)
-        return 1
+        return _internal(e, args.debug)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _internal(e: Exception, debug: bool) -> int:
+    if debug:
+        raise e
+    where = save_traceback(e)
+    print(f"internal error: {type(e).__name__}: {error_line(e)[:300]} (full traceback in {where}; "
+          "rerun with --debug to show it)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

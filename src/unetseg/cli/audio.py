@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..config import add_dataclass_arguments, dataclass_from_args
+from ..config import MAX_SEED, add_dataclass_arguments, dataclass_from_args
 from ..errors import UnetsegError
 from ..inference.options import DetectOptions, EventOptions
 from .common import (
@@ -16,24 +16,28 @@ from .common import (
     add_postprocess_args,
     group_threads,
     inference_from_args,
+    number,
     postprocess_from_args,
 )
 
 WINDOWS, EVENTS = "windows", "events"
+MAX_RATE, MAX_FFT, MAX_MELS = 384_000, 65536, 1024  # Hz; samples; mel bands
 COMBINED = "events.csv"  # audio detect: every recording's events in one table, with a file column
 
 SPECTROGRAM_FLAGS = {  # flag -> (field, type, help)
-    "--sample-rate": ("sample_rate", int, "resample to this rate (0: keep each file's rate)"),
-    "--n-fft": ("n_fft", int, "FFT length"),
-    "--win-length": ("win_length", int, "window length in samples (default: n_fft)"),
-    "--hop": ("hop_length", int, "hop between frames in samples"),
+    "--sample-rate": ("sample_rate", number(int, ge=0, le=MAX_RATE), "resample to this rate (0: keep each file's "
+                      "rate)"),
+    "--n-fft": ("n_fft", number(int, ge=8, le=MAX_FFT), "FFT length"),
+    "--win-length": ("win_length", number(int, ge=8, le=MAX_FFT), "window length in samples (default: n_fft)"),
+    "--hop": ("hop_length", number(int, ge=1, le=MAX_FFT), "hop between frames in samples"),
     "--stft-window": ("window", str, "STFT window name (hann, hamming, blackman, ...)"),
     "--scale": ("scale", str, "db, magnitude or power"),
     "--axis": ("axis", str, "linear or mel"),
-    "--n-mels": ("n_mels", int, "mel bands (axis mel)"),
-    "--fmin": ("fmin", float, "lowest frequency (Hz)"),
-    "--fmax": ("fmax", float, "highest frequency (Hz)"),
-    "--db-floor": ("db_floor", float, "dB (re full scale) drawn black (scale db)"),
+    "--n-mels": ("n_mels", number(int, ge=1, le=MAX_MELS), "mel bands (axis mel)"),
+    "--fmin": ("fmin", number(float, ge=0.0, le=MAX_RATE / 2), "lowest frequency (Hz)"),
+    "--fmax": ("fmax", number(float, gt=0.0, le=MAX_RATE / 2), "highest frequency (Hz)"),
+    "--db-floor": ("db_floor", number(float, ge=-300.0, lt=0.0), "dB (re full scale) drawn black (scale db; "
+                   "below 0)"),
 }
 
 
@@ -45,7 +49,8 @@ def add_spectrogram_args(p: argparse.ArgumentParser) -> None:
         g.add_argument(flag, type=typ, default=None, help=help_text)
     g.add_argument("--two-sided", action=argparse.BooleanOptionalAction, default=None,
                    help="two-sided (fftshift-ed) spectrum")
-    g.add_argument("--channel", type=int, default=None, help="channel to read (default: mix to mono)")
+    g.add_argument("--channel", type=number(int, ge=0, le=1023), default=None,
+                   help="channel to read (default: mix to mono)")
 
 
 def spectrogram_from_args(args: argparse.Namespace) -> Any:
@@ -68,10 +73,12 @@ def add_audio_commands(sub: argparse._SubParsersAction) -> None:
     p = asub.add_parser("spectrogram", help="audio -> spectrogram PNG + JSON pixel mapping; optional denoising")
     p.add_argument("--input", required=True, help="an audio file or a folder of them")
     p.add_argument("--output", required=True, help="output folder")
-    p.add_argument("--start-sample", type=int, default=0, help="skip this many samples (after resampling)")
-    p.add_argument("--duration", type=float, default=None, help="seconds to keep")
+    p.add_argument("--start-sample", type=number(int, ge=0), default=0, help="skip this many samples (after "
+                   "resampling)")
+    p.add_argument("--duration", type=number(float, gt=0.0), default=None, help="seconds to keep")
     p.add_argument("--mask", help="with --denoise: a mask image of the same STFT (0 = remove)")
     p.add_argument("--denoise", help="write audio with the STFT zeroed where --mask is 0, to this WAV")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     add_spectrogram_args(p)
     p.set_defaults(func=cmd_spectrogram)
 
@@ -95,10 +102,10 @@ def add_audio_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--noise", required=True, nargs="+", help="background recordings or folders")
     p.add_argument("--output", required=True, help="new dataset folder")
     p.add_argument("--snrs", default="-5,0,5,10", help="mixture SNRs in dB, e.g. --snrs=-5,0,5,10 [default: -5,0,5,10]")
-    p.add_argument("--local-snr", type=float, default=0.0, help="ideal mask: clean/noise power ratio (dB) a "
-                   "pixel needs [default: 0]")
-    p.add_argument("--floor-db", type=float, default=6.0, help="ideal mask: dB above the clean recording's "
-                   "median in that row [default: 6]")
+    p.add_argument("--local-snr", type=number(float, ge=-60.0, le=60.0), default=0.0,
+                   help="ideal mask: clean/noise power ratio (dB) a pixel needs [default: 0]")
+    p.add_argument("--floor-db", type=number(float, ge=-60.0, le=120.0), default=6.0,
+                   help="ideal mask: dB above the clean recording's median in that row [default: 6]")
     _window_args(p)
     add_spectrogram_args(p)
     p.set_defaults(func=cmd_mix)
@@ -109,7 +116,8 @@ def add_audio_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="folder for the event files")
     p.add_argument("--format", default="raven", choices=("raven", "audacity", "csv"), help="[default: raven]")
     p.add_argument("--save-mask", action="store_true", help="also write the whole recording's mask PNG")
-    p.add_argument("--channel", type=int, default=None, help="channel to read (default: mix to mono)")
+    p.add_argument("--channel", type=number(int, ge=0, le=1023), default=None,
+                   help="channel to read (default: mix to mono)")
     p.add_argument("--denoise", help="denoised WAV (one input) or folder (a folder of inputs)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--resume", action="store_true", help="finish an interrupted --output folder (same model and "
@@ -124,50 +132,65 @@ def add_audio_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference", help="reference annotation file")
     p.add_argument("--estimate", help="estimated events (e.g. from audio detect)")
     p.add_argument("--audio", help="the recording (for its duration)")
-    p.add_argument("--collar", type=float, default=0.05, help="onset tolerance (s) [default: 0.05]")
+    p.add_argument("--collar", type=number(float, ge=0.0, le=60.0), default=0.05,
+                   help="onset tolerance (s) [default: 0.05]")
     p.add_argument("--ignore-labels", action="store_true", help="match events whatever their labels")
-    p.add_argument("--box-iou", type=float, default=0.3, help="time x frequency IoU for a box-level match "
-                   "[default: 0.3]")
+    p.add_argument("--box-iou", type=number(float, gt=0.0, le=1.0), default=0.3,
+                   help="time x frequency IoU for a box-level match [default: 0.3]")
     p.add_argument("--clean", help="clean reference audio for SDR")
     p.add_argument("--denoised", help="denoised audio for SDR")
     p.add_argument("--output", help="also write the metrics to this JSON file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     p.set_defaults(func=cmd_evaluate)
 
 
 def _window_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--window", type=int, default=256, help="columns per image [default: 256]")
-    p.add_argument("--overlap", type=int, default=64, help="columns shared by neighbouring images [default: 64]")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split by recording [default: 0]")
+    p.add_argument("--window", type=number(int, ge=16, le=65536), default=256, help="columns per image [default: 256]")
+    p.add_argument("--overlap", type=number(int, ge=0, le=65535), default=64,
+                   help="columns shared by neighbouring images, fewer than --window [default: 64]")
+    p.add_argument("--seed", type=number(int, ge=0, le=MAX_SEED), default=0,
+                   help="seed of the split by recording [default: 0]")
 
 
 def cmd_spectrogram(args: argparse.Namespace) -> int:
-    import numpy as np
-    from PIL import Image
-
     from ..audio.datasets import list_recordings
-    from ..audio.io import check_not_silent, load_audio
-    from ..audio.spectrogram import masked_inverse, spectrogram_image, stft
-    from ..fileio import write_json, write_png
+    from ..audio.io import audio_info, check_not_silent, load_audio
+    from ..audio.spectrogram import check_spectrogram_memory, masked_inverse, spectrogram_image, stft
+    from ..data.io import read_mask_raw
+    from ..fileio import check_output_dir, write_json, write_png
+    from ..guard import check_outputs
 
     cfg = spectrogram_from_args(args)
     files = list_recordings(args.input)
     if args.denoise and (len(files) != 1 or not args.mask):
         raise UnetsegError("--denoise needs --mask and a single --input file")
-    out = Path(args.output)
+    if args.mask and not args.denoise:
+        raise UnetsegError("--mask is used with --denoise; give --denoise OUT.wav too")
+    out = check_output_dir(args.output)
+    outputs = [out / f"{f.stem}{ext}" for f in files for ext in (".png", ".json")] + [args.denoise]
+    check_outputs(outputs, [*files, args.mask], args.overwrite)
     for f in files:
+        info = audio_info(f)
+        rate = cfg.sample_rate or info.sample_rate
+        kept = round(info.duration * rate) - args.start_sample
+        if args.duration is not None:
+            kept = min(kept, round(args.duration * rate))
+        check_spectrogram_memory(max(kept, 0), cfg, str(f), ", or cut it with --start-sample and --duration")
         y, sr = load_audio(f, cfg.sample_rate, args.channel)
         check_not_silent(y, f)
         stop = len(y) if args.duration is None else args.start_sample + int(round(args.duration * sr))
         y = y[args.start_sample:stop]
         image, mapping = spectrogram_image(y, sr, cfg, args.start_sample)
+        if args.denoise:  # the mask checked before anything is written
+            mask = read_mask_raw(Path(args.mask))
+            mask = (mask if mask.ndim == 2 else mask[..., 0]) > 127
+            if mask.shape != image.shape:
+                raise UnetsegError(f"{args.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but the spectrogram is "
+                                   f"{image.shape[1]}x{image.shape[0]}")
         write_png(out / f"{f.stem}.png", image)
         write_json(out / f"{f.stem}.json", {"recording": str(f), **mapping.to_dict()})
         print(f"{out / f.stem}.png: {image.shape[0]} x {image.shape[1]} ({len(y) / sr:.2f} s at {sr} Hz)")
         if args.denoise:
-            mask = np.asarray(Image.open(args.mask).convert("L")) > 127
-            if mask.shape != image.shape:
-                raise UnetsegError(f"{args.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but the spectrogram is "
-                                   f"{image.shape[1]}x{image.shape[0]}")
             _write_wav(Path(args.denoise), masked_inverse(stft(y, cfg), mask, cfg, sr), sr)
             print(f"denoised audio: {args.denoise}")
     return 0
@@ -184,6 +207,7 @@ def _write_wav(path: Path, y: Any, sr: int) -> None:
 def cmd_dataset(args: argparse.Namespace) -> int:
     from ..audio.datasets import build_annotated_dataset, list_recordings
 
+    _check_windows(args)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     noise = [f for src in args.noise for f in list_recordings(src)] if args.noise else None
     built = build_annotated_dataset(args.audio, args.annotations, args.output, spectrogram_from_args(args),
@@ -191,6 +215,11 @@ def cmd_dataset(args: argparse.Namespace) -> int:
                                     channel=args.channel, noise=noise, snrs=_snrs(args.snrs))
     print(f"dataset {built.root}: classes {', '.join(built.classes)}; images per split {built.windows}")
     return 0
+
+
+def _check_windows(args: argparse.Namespace) -> None:
+    if args.overlap >= args.window:
+        raise UnetsegError(f"--overlap {args.overlap} must be smaller than --window {args.window}")
 
 
 def _snrs(text: str) -> tuple[float, ...]:
@@ -206,6 +235,7 @@ def _snrs(text: str) -> tuple[float, ...]:
 def cmd_mix(args: argparse.Namespace) -> int:
     from ..audio.datasets import build_mixture_dataset, list_recordings
 
+    _check_windows(args)
     snrs = _snrs(args.snrs)
     clean = [f for src in args.clean for f in list_recordings(src)]
     noise = [f for src in args.noise for f in list_recordings(src)]
@@ -216,6 +246,9 @@ def cmd_mix(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    inference, postprocess = inference_from_args(args), postprocess_from_args(args)
+    windows = dataclass_from_args(DetectOptions, args, WINDOWS)
+    dataclass_from_args(EventOptions, args, EVENTS)  # checked before the model loads; its tuned defaults below
     from ..audio.annotations import SUFFIXES, format_csv, read_annotations, write_events
     from ..audio.datasets import list_recordings
     from ..audio.detect import Detector, tuned_events
@@ -238,13 +271,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
                         out / f"{f.stem}{SUFFIXES[args.format]}"] for f in files}  # the events table last
     group = launched_group()
     event_options = dataclass_from_args(EventOptions, args, EVENTS, defaults=tuned_events(loaded))
-    detector = Detector(loaded, dataclass_from_args(DetectOptions, args, WINDOWS),
-                        group_threads(inference_from_args(args), group), postprocess_from_args(args), event_options)
+    detector = Detector(loaded, windows, group_threads(inference, group), postprocess, event_options)
     described = detector.describe()
     key = {"model_sha256": loaded.digest, "backend": described["options"]["backend"], "format": args.format,
            "denoise": bool(args.denoise), "save_mask": args.save_mask, "channel": args.channel,
            **{k: described[k] for k in ("decoding", "window", "overlap", "postprocess", "events")}}
-    with shared_run(group, out, key, targets, mode, described) as done:
+    inputs = [*files, *([loaded.path] if loaded.path else [])]
+    with shared_run(group, out, key, targets, mode, described, inputs) as done:
         todo = group.shard([f for f in files if f.name not in done])
         for f in todo:
             result = detector.run(f, denoise=denoised.get(f), keep_mask=args.save_mask, channel=args.channel)
@@ -274,11 +307,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         sdr,
         segment_error_rate,
     )
-    from ..fileio import write_json
+    from ..fileio import check_output_dir, write_json
+    from ..guard import check_outputs
 
     report: dict[str, Any] = {}
-    if not 0 < args.box_iou <= 1:
-        raise UnetsegError(f"--box-iou must be in (0, 1], not {args.box_iou}")
+    if args.output:
+        check_output_dir(Path(args.output).parent)
+        check_outputs([args.output], [args.reference, args.estimate, args.audio, args.clean, args.denoised],
+                      args.overwrite)
     if args.reference or args.estimate:
         if not (args.reference and args.estimate):
             raise UnetsegError("event metrics need both --reference and --estimate")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..config import add_dataclass_arguments, dataclass_from_args
 
@@ -105,6 +106,40 @@ def configure_logging(quiet: bool = False) -> None:
     """Our messages on stderr; Lightning's start-up banner (hardware, tips) only as warnings."""
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    from PIL import Image
+
+    # Pillow's warning for images of 89-179 M pixels: our memory estimates decide, with our own message.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
         logging.getLogger(name).propagate = False
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors (unknown flag, bad choice, bad number) as our one line and exit 2, not a usage
+    block; ``unetseg CMD --help`` shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        import sys
+
+        print(f"error: {self.prog}: {' '.join(message.split())} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def number(kind: type = float, gt: float | None = None, ge: float | None = None, lt: float | None = None,
+           le: float | None = None) -> Callable[[str], Any]:
+    """An argparse ``type`` for a finite int or float within bounds (NaN, inf and out-of-range values refused)."""
+    from ..config import check_bounds
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        problem = check_bounds(value, gt=gt, ge=ge, lt=lt, le=le)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse

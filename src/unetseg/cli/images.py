@@ -7,13 +7,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, add_config_arguments, overrides_from_args
+from ..config import MAX_SEED, Config, add_config_arguments, overrides_from_args
 from ..errors import UnetsegError
 from .common import (
     add_inference_args,
     add_postprocess_args,
     group_threads,
     inference_from_args,
+    number,
     postprocess_from_args,
     print_metrics,
 )
@@ -34,8 +35,11 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="dataset folder or dataset YAML")
     p.add_argument("--split", default="test", help="train, valid or test [default: test]")
     p.add_argument("--output", help="output folder [default: a new runs/eval-<dataset>-<split>]")
-    p.add_argument("--figures", type=int, default=None, metavar="N", help="draw figures for the first N images")
-    p.add_argument("--seed", type=int, default=0, help="seed of held-out splits (as in training) [default: 0]")
+    p.add_argument("--figures", type=number(int, ge=0), default=None, metavar="N",
+                   help="draw figures for the first N images")
+    p.add_argument("--seed", type=number(int, ge=0, le=MAX_SEED), default=0,
+                   help="seed of held-out splits (as in training) [default: 0]")
+    p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier evaluation in --output")
     add_postprocess_args(p)
     add_inference_args(p)
     p.set_defaults(func=cmd_evaluate)
@@ -58,7 +62,7 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("demo", help="generate a small dataset, train, evaluate and predict (no data needed)")
     p.add_argument("--runs-dir", default="runs", help="parent folder of the demo's run [default: runs]")
-    p.add_argument("--epochs", type=int, default=12, help="training epochs [default: 12]")
+    p.add_argument("--epochs", type=number(int, ge=1, le=10000), default=12, help="training epochs [default: 12]")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     p.set_defaults(func=cmd_demo)
 
@@ -118,22 +122,24 @@ def _test_after_training(result: Any, cfg: Config) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    options, postprocess = inference_from_args(args), postprocess_from_args(args)  # checked before the imports
     from ..evaluate import evaluate
 
-    ev = evaluate(args.model, args.data, args.split, args.output, options=inference_from_args(args),
-                  postprocess=postprocess_from_args(args), figures=args.figures, seed=args.seed)
+    ev = evaluate(args.model, args.data, args.split, args.output, options=options, postprocess=postprocess,
+                  figures=args.figures, seed=args.seed, overwrite=args.overwrite)
     print_metrics(ev.metrics, ev.output)
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    options, postprocess = inference_from_args(args), postprocess_from_args(args)  # checked before the imports
     from ..distributed import launched_group
     from ..predict import predict
 
     start = time.perf_counter()
     group = launched_group()
-    res = predict(args.model, args.input, args.output, options=group_threads(inference_from_args(args), group),
-                  postprocess=postprocess_from_args(args), overlays=args.overlays, probabilities=args.probabilities,
+    res = predict(args.model, args.input, args.output, options=group_threads(options, group),
+                  postprocess=postprocess, overlays=args.overlays, probabilities=args.probabilities,
                   contours=args.contours, overwrite=args.overwrite, coco_results=args.coco_results,
                   coco_json=args.coco_json, resume=args.resume, group=group)
     took = time.perf_counter() - start
@@ -192,9 +198,11 @@ def _count(data: Path) -> list[int]:
 def cmd_info(args: argparse.Namespace) -> int:
     import json
 
-    from ..modelfile import read_meta
+    from ..modelfile import validate_model_file
 
-    print(json.dumps(read_meta(args.model), indent=2))
+    meta, skeleton = validate_model_file(args.model)  # the same checks as every command that loads it
+    parameters = sum(t.numel() for t in skeleton.state_dict().values())
+    print(json.dumps({**meta, "parameters": parameters}, indent=2))
     return 0
 
 

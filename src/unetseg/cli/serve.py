@@ -7,6 +7,8 @@ import logging
 import os
 
 from ..errors import UnetsegError
+from ..inference.options import BACKENDS
+from .common import number
 
 log = logging.getLogger(__name__)
 
@@ -15,20 +17,25 @@ def add_serve_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="HTTP API and web page for image and recording models")
     p.add_argument("--model", action="append", required=True, help="model file (repeat for several)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind [default: 127.0.0.1, this machine only]")
-    p.add_argument("--port", type=int, default=8000, help="[default: 8000]")
+    p.add_argument("--port", type=number(int, ge=1, le=65535), default=8000, help="[default: 8000]")
     p.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' on every request but /health "
                    "and the page itself [default: $UNETSEG_TOKEN, else none]")
     p.add_argument("--cors", action="append", default=[], metavar="ORIGIN", help="allow browser calls from ORIGIN "
                    "(repeat; default: none)")
-    p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload; 413 above [default: 50]")
-    p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image in pixels; 413 above "
-                   "[default: 40000000]")
-    p.add_argument("--max-seconds", type=float, default=3600.0, help="longest recording; 413 above [default: 3600]")
-    p.add_argument("--queue", type=int, default=16, help="requests inside the server at once; 503 with Retry-After "
-                   "above [default: 16]")
-    p.add_argument("--max-batch", type=int, default=8, help="image requests run together [default: 8]")
-    p.add_argument("--backend", default="auto", help="inference backend, as for predict [default: auto]")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads [default: all]")
+    p.add_argument("--max-upload-mb", type=number(float, gt=0.0, le=65536.0), default=50.0,
+                   help="largest upload; 413 above [default: 50]")
+    p.add_argument("--max-pixels", type=number(int, ge=1, le=2**40), default=40_000_000,
+                   help="largest image in pixels; 413 above [default: 40000000]")
+    p.add_argument("--max-seconds", type=number(float, gt=0.0, le=10**6), default=3600.0,
+                   help="longest recording; 413 above [default: 3600]")
+    p.add_argument("--queue", type=number(int, ge=1, le=10000), default=16,
+                   help="requests inside the server at once; 503 with Retry-After above [default: 16]")
+    p.add_argument("--max-batch", type=number(int, ge=1, le=1024), default=8,
+                   help="image requests run together [default: 8]")
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="inference backend, as for predict [default: auto]")
+    p.add_argument("--threads", type=number(int, ge=1, le=os.cpu_count() or 1), default=None,
+                   help="CPU threads [default: all]")
     p.set_defaults(func=cmd_serve)
 
 

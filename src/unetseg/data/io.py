@@ -70,7 +70,11 @@ def read_header(path: str | Path) -> ImageHeader:
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
         raise UnetsegError(f"{path}: not a readable image ({_reason(e)})") from e
     except Image.DecompressionBombError as e:
-        raise UnetsegError(f"{path}: {_reason(e)}") from e
+        raise ImageTooLarge(f"{path}: {_reason(e)}") from e
+
+
+class ImageTooLarge(UnetsegError):
+    """An image whose header declares more pixels than can be decoded safely (a decompression bomb)."""
 
 
 def _palette_is_grey(img: Image.Image) -> bool:

@@ -71,11 +71,16 @@ class Engine:
         spec = loaded.input_spec
         if self.options.tile and self.options.tile % spec.divisor:
             raise UnetsegError(f"--tile {self.options.tile} is not divisible by the model's stride {spec.divisor}")
+        given = shape is not None
         if shape is None:
             side = self.options.tile or (spec.size if spec.size else (spec.divisor * 16, spec.divisor * 16))
             size = (side, side) if isinstance(side, int) else tuple(side)
             shape = (self.options.batch_size, spec.channels, *size)
         self.guard = MemoryGuard(loaded.model, spec.channels, spec.divisor, self.options.max_memory)
+        if given and not self.guard.fits(shape[0], shape[2], shape[3]):
+            raise UnetsegError(f"{loaded.path}: a batch of {shape[0]} at {shape[3]}x{shape[2]} needs about "
+                               f"{gib(self.guard.estimate(shape[0], shape[2], shape[3]))}, over the memory budget of "
+                               f"{gib(self.guard.budget)}; lower --batch-size or --window, or raise --max-memory")
         if spec.mode != "pad" and spec.size and not self.guard.fits(shape[0], *spec.size):
             need = self.guard.estimate(shape[0], *spec.size)
             raise UnetsegError(f"{loaded.path}: a batch of {shape[0]} at {spec.size[1]}x{spec.size[0]} needs about "

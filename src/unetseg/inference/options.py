@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import option
+from ..config import check_fields, check_threads, option
 from ..errors import UnetsegError
 
 BACKENDS = ("auto", "torch", "torch-bf16", "onnxruntime", "onnxruntime-int8")
@@ -23,11 +23,13 @@ class InferenceOptions:
     backend: str = option("auto", "auto (the fastest backend here whose masks agree with fp32; probed once per "
                           "machine and model), torch (eager, channels_last, fp32), torch-bf16 (bf16 autocast), "
                           "onnxruntime (fp32), onnxruntime-int8 (static int8 quantization)", BACKENDS)
-    threads: int | None = option(None, "CPU threads for inference", default_text="all")
-    batch_size: int = option(4, "images or spectrogram windows per forward pass")
-    workers: int = option(0, "image reading processes")
-    tile: int | None = option(None, "sliding-window tiles of PX x PX for larger (native-size) inputs", metavar="PX")
-    tile_overlap: float = option(0.25, "share of a tile its neighbours overlap")
+    threads: int | None = option(None, "CPU threads for inference (at most the machine's cores)", default_text="all",
+                                 ge=1, le=4096, check=check_threads)
+    batch_size: int = option(4, "images or spectrogram windows per forward pass", ge=1, le=4096)
+    workers: int = option(0, "image reading processes", ge=0, le=64)
+    tile: int | None = option(None, "sliding-window tiles of PX x PX for larger (native-size) inputs", metavar="PX",
+                              ge=16, le=65536)
+    tile_overlap: float = option(0.25, "share of a tile its neighbours overlap", ge=0.0, lt=1.0)
     blend: str = option("gaussian", "weighting of overlapping tiles", BLENDS)
     tta: bool = option(False, "average predictions over horizontal and vertical flips")
     max_memory: float | None = option(None, "memory budget of one forward pass in GB; a larger native-size image "
@@ -37,6 +39,7 @@ class InferenceOptions:
                                      default_text="the training split recorded in the model's run")
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.backend not in BACKENDS:
             raise UnetsegError(f"unknown backend {self.backend!r} (choose {', '.join(BACKENDS)})")
         if self.blend not in BLENDS:
@@ -62,12 +65,16 @@ class DetectOptions:
 
     window: int | None = option(None, "spectrogram columns per model window (the network is fully "
                                 "convolutional: wider windows share fewer columns)", metavar="COLUMNS",
-                                default_text="4 x the model's input width")
+                                default_text="4 x the model's input width", ge=1, le=65536)
     overlap: int | None = option(None, "columns shared by neighbouring windows", metavar="COLUMNS",
-                                 default_text="a quarter of the model's input width")
-    block_seconds: float = option(20.0, "seconds of audio read at a time (bounds memory)", metavar="S")
+                                 default_text="a quarter of the model's input width", ge=0, le=65535)
+    block_seconds: float = option(20.0, "seconds of audio read at a time (bounds memory)", metavar="S", gt=0.0,
+                                  le=3600.0)
 
     def __post_init__(self) -> None:
+        check_fields(self)
+        if self.window is not None and self.overlap is not None and self.overlap >= self.window:
+            raise UnetsegError(f"--overlap {self.overlap} must be smaller than --window {self.window}")
         if self.window is not None and self.window < 1:
             raise UnetsegError(f"--window must be a positive number of columns, not {self.window}")
         if self.overlap is not None and self.overlap < 0:
@@ -97,22 +104,28 @@ class EventOptions:
                                      "and --min-duration unless given)", tuple(GRANULARITY),
                                      default_text=DEFAULT_GRANULARITY)
     min_duration: float | None = option(None, "drop events shorter than this (s)", metavar="S",
-                                        default_text="from --granularity")
+                                        default_text="from --granularity", ge=0.0, le=3600.0)
     merge_gap: float | None = option(None, "join regions of a class that overlap in frequency and lie closer "
-                                     "in time than this (s)", metavar="S", default_text="from --granularity")
+                                     "in time than this (s)", metavar="S", default_text="from --granularity",
+                                     ge=0.0, le=3600.0)
     freq_tolerance: float = option(150.0, "bands closer than this (Hz) count as overlapping when joining",
-                                   metavar="HZ")
+                                   metavar="HZ", ge=0.0, le=1e6)
     simultaneous: float = option(0.5, "join regions of a class that overlap in time by this share of the longer "
-                                 "one, whatever their bands (harmonics of one call; 0: never)", metavar="SHARE")
-    min_bandwidth: float = option(0.0, "drop events narrower than this (Hz)", metavar="HZ")
-    min_pixels: int = option(8, "drop regions of fewer mask pixels before joining (specks)", metavar="N")
+                                 "one, whatever their bands (harmonics of one call; 0: never)", metavar="SHARE",
+                                 ge=0.0, le=1.0)
+    min_bandwidth: float = option(0.0, "drop events narrower than this (Hz)", metavar="HZ", ge=0.0, le=1e6)
+    min_pixels: int = option(8, "drop regions of fewer mask pixels before joining (specks)", metavar="N", ge=0,
+                             le=10**9)
     click_seconds: float = option(0.02, "drop regions shorter than this (s) that span more than --click-band "
-                                  "of the spectrum (broadband clicks)", metavar="S")
+                                  "of the spectrum (broadband clicks)", metavar="S",
+                                  ge=0.0, le=3600.0)
     click_band: float = option(0.5, "share of the spectrum a short region must span to count as a click",
-                               metavar="SHARE")
-    max_event_seconds: float = option(60.0, "cut events longer than this (s; bounds memory)", metavar="S")
+                               metavar="SHARE", ge=0.0, le=1.0)
+    max_event_seconds: float = option(60.0, "cut events longer than this (s; bounds memory)", metavar="S", gt=0.0,
+                                      le=86400.0)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.granularity is not None and self.granularity not in GRANULARITY:
             raise UnetsegError(f"unknown --granularity {self.granularity!r} (choose {', '.join(GRANULARITY)})")
         for f in dataclasses.fields(self):

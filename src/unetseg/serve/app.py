@@ -1,9 +1,11 @@
 """``unetseg serve``: an HTTP API and a web page on the inference engine (FastAPI).
 
 Models load once per process. Image requests that arrive together run as one batch (``Batcher``); a
-bounded number of requests may be inside the server at once and the rest get 503 with Retry-After at
-once. Uploads are limited in bytes, pixels and seconds; client file names never reach the disk (an
-upload is saved as ``upload.bin`` in a temporary folder removed after the request, also after errors).
+bounded number of requests may be at work at once and the rest get 503 with Retry-After at once. A request
+takes its place only once its body is read: a slow upload holds no place (and each piece of it must arrive
+within ``read_timeout`` s, else 408). Uploads are limited in bytes, pixels and seconds; client file names
+never reach the disk (an upload is saved as ``upload.bin`` in a temporary folder removed after the request,
+also after errors).
 """
 
 from __future__ import annotations
@@ -11,29 +13,34 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import logging
 import secrets
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from starlette.background import BackgroundTask
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..errors import UnetsegError
 from ..fileio import encode_png
 from ..modelfile import LoadedModel, load_model
 from .batcher import Admission, Batcher, Busy, shape_key
+
+log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 FORMATS = ("json", "raven", "audacity", "csv")
@@ -52,9 +59,11 @@ class ServeOptions:
     max_batch: int = 8
     backend: str = "auto"
     threads: int | None = None
+    read_timeout: float = 30.0  # seconds a client may take between two pieces of its upload
+    variants: int = 4  # engines kept for other tile/flip settings (least recently used dropped)
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_mb", "max_pixels", "max_seconds", "queue", "max_batch"):
+        for name in ("max_upload_mb", "max_pixels", "max_seconds", "queue", "max_batch", "read_timeout", "variants"):
             if not getattr(self, name) > 0:
                 raise UnetsegError(f"--{name.replace('_', '-')} must be positive, not {getattr(self, name)}")
         if self.threads is not None and self.threads < 1:
@@ -72,7 +81,8 @@ class ServedModel:
         self.inference = InferenceOptions(backend=options.backend, batch_size=options.max_batch,
                                           threads=options.threads)
         self.lock = threading.Lock()
-        self.variants: dict[tuple, Any] = {}
+        self.variants: OrderedDict[tuple, Any] = OrderedDict()
+        self.keep = options.variants
         if self.kind == "image":
             self.engine = Engine(loaded, self.inference)
             self.batcher = Batcher(self.engine.probabilities, options.max_batch)
@@ -82,14 +92,19 @@ class ServedModel:
             self.detector = Detector(loaded, inference=self.inference)
 
     def engine_for(self, tile: int | None, tta: bool) -> Any:
-        """An engine with other tiles or flips, sharing the chosen backend kind (made once per setting)."""
+        """An engine with other tiles or flips, sharing the chosen backend kind: the last few settings are
+        kept, the least recently used dropped (memory stays bounded whatever the requests ask)."""
         from ..inference import Engine
 
         key = (tile, tta)
         with self.lock:
-            if key not in self.variants:
+            if key in self.variants:
+                self.variants.move_to_end(key)
+            else:
                 opts = dataclasses.replace(self.inference, backend=self.engine.backend_name, tile=tile, tta=tta)
                 self.variants[key] = Engine(self.loaded, opts)
+                while len(self.variants) > self.keep:
+                    self.variants.popitem(last=False)
             return self.variants[key]
 
     def describe(self) -> dict[str, Any]:
@@ -166,6 +181,7 @@ def create_app(models: dict[str, ServedModel], options: ServeOptions | None = No
     """The FastAPI application serving ``models`` under ``options``."""
     options = options or ServeOptions()
     admission = Admission(options.queue)
+    uploading = Admission(4 * options.queue)  # bodies being read: their memory is bounded too
     store = FileStore()
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -204,10 +220,6 @@ def create_app(models: dict[str, ServedModel], options: ServeOptions | None = No
         return JSONResponse({"detail": f"busy: {options.queue} requests are in progress; retry shortly"},
                             status_code=503, headers={"Retry-After": "1"})
 
-    def admitted() -> Iterator[None]:
-        with admission:
-            yield
-
     def pick(name: str | None, kind: str) -> ServedModel:
         if name is None:
             chosen = next((m for m in models.values() if m.kind == kind), None)
@@ -222,8 +234,24 @@ def create_app(models: dict[str, ServedModel], options: ServeOptions | None = No
         return models[name]
 
     async def upload(request: Request, folder: Path) -> Path:
+        """The request's file, read before the request takes a place among those at work."""
+        with uploading:
+            return await _receive(request, folder)
+
+    async def _receive(request: Request, folder: Path) -> Path:
         body = bytearray()
-        async for chunk in request.stream():
+        pieces = request.stream().__aiter__()
+        while True:
+            try:
+                chunk = await asyncio.wait_for(pieces.__anext__(), options.read_timeout)
+            except StopAsyncIteration:
+                break
+            except asyncio.TimeoutError:
+                log.info("upload from %s stalled for %g s; dropped", _client(request), options.read_timeout)
+                raise _bad(408, f"upload stalled: nothing arrived for {options.read_timeout:g} s") from None
+            except ClientDisconnect:
+                log.info("client %s went away during its upload", _client(request))
+                raise _bad(400, "the client went away during the upload") from None
             body += chunk
             if len(body) > limit + 65536:
                 raise _bad(413, f"upload is over the limit of {options.max_upload_mb:g} MB (--max-upload-mb)")
@@ -255,7 +283,7 @@ def create_app(models: dict[str, ServedModel], options: ServeOptions | None = No
         """Each served model's metadata: kind (image or audio), classes, colours, input."""
         return [m.describe() for m in models.values()]
 
-    @app.post("/predict", dependencies=[Depends(admitted)])
+    @app.post("/predict")
     async def predict(request: Request, model: str | None = None,
                       threshold: float | None = Query(None, gt=0, lt=1),
                       open: int = Query(0, ge=0, le=64), close: int = Query(0, ge=0, le=64),
@@ -274,67 +302,72 @@ def create_app(models: dict[str, ServedModel], options: ServeOptions | None = No
             raise _bad(400, f"tile {tile} is not divisible by the model's stride {spec.divisor}")
         pp = PostProcess(threshold=threshold, open_px=open, close_px=close, min_size=min_size, fill_holes=fill_holes)
         batched = not (tile or tta)
-        if batched:
-            served.batcher.expect(1)
-        try:
-            with tempfile.TemporaryDirectory(prefix="unetseg-upload-") as name:
-                folder = Path(name)
-                path = await upload(request, folder)
-                image = await asyncio.to_thread(_read_upload_image, path, spec.channels, options.max_pixels)
-            if batched:
-                engine = served.engine
-                future = served.batcher.submit(shape_key(image, spec), image)
-                batched = False  # announced and submitted
-                probs = await asyncio.wrap_future(future)
-            else:
-                engine = served.engine_for(tile, tta)
-                probs = (await asyncio.to_thread(engine.probabilities, [image]))[0]
-        finally:
-            if batched:  # left before submitting (a bad upload)
-                served.batcher.expect(-1)
-        return await asyncio.to_thread(_mask_response, engine, probs, pp, served, format, mask)
+        with tempfile.TemporaryDirectory(prefix="unetseg-upload-") as name:
+            path = await upload(request, Path(name))
+            with admission:  # a place among the requests at work, once the body is here (503 when none is free)
+                if batched:
+                    served.batcher.expect(1)
+                try:
+                    image = await asyncio.to_thread(_read_upload_image, path, spec.channels, options.max_pixels)
+                    if batched:
+                        engine = served.engine
+                        future = served.batcher.submit(shape_key(image, spec), image)
+                        batched = False  # announced and submitted
+                        probs = await asyncio.wrap_future(future)
+                    else:
+                        engine = served.engine_for(tile, tta)
+                        probs = (await asyncio.to_thread(engine.probabilities, [image]))[0]
+                finally:
+                    if batched:  # left before submitting (a bad upload)
+                        served.batcher.expect(-1)
+                return await asyncio.to_thread(_mask_response, engine, probs, pp, served, format, mask)
 
-    @app.post("/detect", dependencies=[Depends(admitted)])
+    @app.post("/detect")
     async def detect(request: Request, model: str | None = None,
                      format: str = Query("json", pattern="^(json|raven|audacity|csv)$"), denoise: bool = False,
                      spectrogram: bool = False) -> Response:
         """A recording (any format ``audio detect`` reads) -> events as JSON, a Raven table, Audacity labels or
         CSV. ``denoise=true`` adds a link to the denoised WAV and ``spectrogram=true`` one to a spectrogram
         PNG (JSON only); each link can be fetched once."""
-        from ..audio.annotations import format_audacity, format_csv, format_raven
-        from ..audio.io import audio_info
-
         served = pick(model, "audio")
         with tempfile.TemporaryDirectory(prefix="unetseg-upload-") as name:
             folder = Path(name)
             path = await upload(request, folder)
-            try:
-                info = audio_info(path)
-            except UnetsegError as e:
-                raise _bad(400, str(e).replace(str(path), "upload")) from None
-            if info.duration > options.max_seconds:
-                raise _bad(413, f"recording of {info.duration:.0f} s is over the limit of {options.max_seconds:g} s "
-                           "(--max-seconds)")
-            denoised = folder / "denoised.wav" if denoise else None
-            try:
-                result = await asyncio.to_thread(_detect, served, path, denoised)
-                picture = await asyncio.to_thread(_spectrogram_png, served, path, folder) if spectrogram else None
-            except UnetsegError as e:
-                raise _bad(400, str(e).replace(str(path), "upload")) from None
-            events = result.events
-            if format != "json":
-                text = {"raven": format_raven, "audacity": format_audacity, "csv": format_csv}[format](events)
-                return PlainTextResponse(text, media_type="text/csv" if format == "csv" else "text/plain")
-            body: dict[str, Any] = {
-                "model": served.name, "duration": round(result.duration, 4), "sample_rate": result.sample_rate,
-                "events": [{k: v for k, v in dataclasses.asdict(e).items() if k != "file"} for e in events],
-                "raven": format_raven(events)}
-            if denoised is not None:
-                body["denoised"] = store.add(denoised, "audio/wav")
-            if picture is not None:
-                png, rows_hz = picture
-                body["spectrogram"] = {"url": store.add(png, "image/png"), "seconds": result.duration,
-                                       "row_hz": rows_hz}
+            with admission:  # a place among the requests at work, once the body is here (503 when none is free)
+                return await _detect_response(served, path, folder, format, denoise, spectrogram)
+
+    async def _detect_response(served: ServedModel, path: Path, folder: Path, format: str, denoise: bool,
+                               spectrogram: bool) -> Response:
+        from ..audio.annotations import format_audacity, format_csv, format_raven
+        from ..audio.io import audio_info
+
+        try:
+            info = audio_info(path)
+        except UnetsegError as e:
+            raise _bad(400, str(e).replace(str(path), "upload")) from None
+        if info.duration > options.max_seconds:
+            raise _bad(413, f"recording of {info.duration:.0f} s is over the limit of {options.max_seconds:g} s "
+                       "(--max-seconds)")
+        denoised = folder / "denoised.wav" if denoise else None
+        try:
+            result = await asyncio.to_thread(_detect, served, path, denoised)
+            picture = await asyncio.to_thread(_spectrogram_png, served, path, folder) if spectrogram else None
+        except UnetsegError as e:
+            raise _bad(400, str(e).replace(str(path), "upload")) from None
+        events = result.events
+        if format != "json":
+            text = {"raven": format_raven, "audacity": format_audacity, "csv": format_csv}[format](events)
+            return PlainTextResponse(text, media_type="text/csv" if format == "csv" else "text/plain")
+        body: dict[str, Any] = {
+            "model": served.name, "duration": round(result.duration, 4), "sample_rate": result.sample_rate,
+            "events": [{k: v for k, v in dataclasses.asdict(e).items() if k != "file"} for e in events],
+            "raven": format_raven(events)}
+        if denoised is not None:
+            body["denoised"] = store.add(denoised, "audio/wav")
+        if picture is not None:
+            png, rows_hz = picture
+            body["spectrogram"] = {"url": store.add(png, "image/png"), "seconds": result.duration,
+                                   "row_hz": rows_hz}
         return JSONResponse(body)
 
     @app.get("/files/{key}")
@@ -354,12 +387,20 @@ def create_app(models: dict[str, ServedModel], options: ServeOptions | None = No
     return app
 
 
+def _client(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "?"
+
+
 def _read_upload_image(path: Path, channels: int, max_pixels: int) -> np.ndarray:
     """The uploaded image, refusing more than ``max_pixels`` from its header before decoding (413)."""
-    from ..data.io import read_header, read_image
+    from ..data.io import ImageTooLarge, read_header, read_image
 
     try:
-        header = read_header(path)
+        try:
+            header = read_header(path)
+        except ImageTooLarge:
+            raise _bad(413, f"image header declares more pixels than can be decoded safely; the limit is {max_pixels} "
+                       "pixels (--max-pixels)") from None
         if header.height * header.width > max_pixels:
             raise _bad(413, f"image of {header.width}x{header.height} pixels is over the limit of {max_pixels} "
                        "pixels (--max-pixels)")
