@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench-camvid clean
+.PHONY: install demo test test-slow test-all lint bench-camvid clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,14 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
+# The fast tier (a few minutes on 2 cores); test-slow runs the rest (@pytest.mark.slow); .ci/run runs both.
 test: lint
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
+
+test-all: lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 bench-camvid: $(STAMP)

@@ -193,6 +193,7 @@ def finch_model(birds: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "runs" / "finch" / "weights" / "best.safetensors"
 
 
+@pytest.mark.slow
 def test_detect_events_and_denoise_then_evaluate(finch_model: Path, birds: Path, tmp_path: Path, capsys) -> None:
     wav = birds / "bengalese-finch-gy6or6" / "wav" / "gy6or6_baseline_230312_0808.138.wav"
     out = tmp_path / "det"
@@ -322,6 +323,7 @@ def test_a_recording_shorter_than_one_window_gives_correctly_timed_events(finch_
         assert abs(a.begin - b.begin) <= 0.012 and abs(min(a.end, 0.5) - min(b.end, 0.5)) <= 0.012
 
 
+@pytest.mark.slow
 def test_detect_on_a_folder_loads_and_exports_the_model_once(finch_model: Path, birds: Path, tmp_path: Path,
                                                             capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     import unetseg.export as export_module
@@ -554,6 +556,7 @@ def test_tuning_recovers_settings_that_reproduce_the_reference(finch_model: Path
     assert tuned is not None and tuned["f1"] == 1.0 and tuned["reference_events"] > 20
 
 
+@pytest.mark.slow
 def test_box_annotated_model_tunes_its_granularity(birds: Path, tmp_path: Path) -> None:
     from unetseg.audio.detect import Detector
     from unetseg.inference.options import GRANULARITY

@@ -70,6 +70,7 @@ def test_paint_order_small_objects_on_top_and_crowd_regions(tmp_path: Path) -> N
     assert mask[15, 15] == 1 and mask[30, 30] == 2 and mask[42, 42] == 3 and mask[48, 2] == 0
 
 
+@pytest.mark.slow
 def test_coco_facade_train_evaluate_predict(tmp_path: Path, capsys) -> None:
     data = shared("coco-facade-mini")
     runs = tmp_path / "runs"

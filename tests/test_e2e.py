@@ -31,6 +31,7 @@ def assert_one_line_error(code: int, err: str, *needles: str) -> None:
         assert needle in lines[0], lines[0]
 
 
+@pytest.mark.slow
 def test_binary_train_evaluate_predict_and_resume(binary_data: Path, tmp_path: Path, capsys) -> None:
     runs = tmp_path / "runs"
     code, out, err = run(["train", "--data", str(binary_data), "--size", "64", "--epochs", "2", "--lr", "3e-3",
@@ -93,6 +94,7 @@ def test_binary_train_evaluate_predict_and_resume(binary_data: Path, tmp_path: P
     assert_one_line_error(code, err, "already exists", "--overwrite")
 
 
+@pytest.mark.slow
 def test_camvid_multiclass_end_to_end(camvid: Path, tmp_path: Path, capsys) -> None:
     runs = tmp_path / "runs"
     code, out, err = run(["train", "--data", str(camvid), "--arch", "unet", "--encoder", "resnet18",

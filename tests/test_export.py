@@ -29,6 +29,7 @@ def model_file(tmp_path: Path) -> Path:
     return save_model_file(tmp_path / "m.safetensors", model, meta)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_export_parity_with_raw_pixels_and_dynamic_shapes(model_file: Path, tmp_path: Path, fmt: str) -> None:
     out = tmp_path / f"m.{fmt}"
@@ -46,6 +47,7 @@ def test_export_parity_with_raw_pixels_and_dynamic_shapes(model_file: Path, tmp_
         export(model_file, out, fmt)
 
 
+@pytest.mark.slow
 def test_onnxruntime_backend_predicts_the_same_masks(model_file: Path, tmp_path: Path) -> None:
     images = tmp_path / "images"
     images.mkdir()

@@ -26,6 +26,8 @@ from PIL import Image
 from .conftest import write_binary_dataset
 from .test_reliability import _model
 
+pytestmark = pytest.mark.slow  # run by make test-slow (and .ci/run), not by make test
+
 MEMORY_LIMIT = 3 << 30
 TIMEOUT = 120
 FUZZ = settings(max_examples=int(os.environ.get("UNETSEG_FUZZ_EXAMPLES", "10")), deadline=None, derandomize=True,

@@ -25,6 +25,8 @@ from .conftest import write_binary_dataset
 from .test_reliability import _images, _model
 from .test_serve import audio_model
 
+pytestmark = pytest.mark.slow  # run by make test-slow (and .ci/run), not by make test
+
 LIMIT = 3 << 30  # the data segment a case may grow to; its peak must stay under PEAK
 PEAK = 1.5 * 2**30
 
@@ -67,6 +69,8 @@ def work() -> Path:
     sr = 22050
     y = (0.05 * rng.standard_normal(2 * sr)).astype(np.float32)
     sf.write(root / "rec.wav", y, sr, subtype="FLOAT")
+    sf.write(root / "tiny.wav", y[:100], sr, subtype="FLOAT")  # shorter than one STFT window
+    sf.write(root / "rec4.wav", np.concatenate([y, y]), sr, subtype="FLOAT")  # longer than an n_fft of 65536
     (root / "recs").mkdir()
     sf.write(root / "recs" / "a.wav", y, sr, subtype="FLOAT")
     (root / "truth.txt").write_text("onset_s,offset_s,label\n0.1,0.3,call\n")
@@ -75,6 +79,8 @@ def work() -> Path:
     (root / "evaluated").mkdir()
     for name in ("metrics.json", "inference.json"):
         (root / "evaluated" / name).write_text('{"earlier": true}\n')
+    (root / "huge").mkdir()
+    Image.new("RGB", (10000, 10000)).save(root / "huge" / "h.png", compress_level=1)
     (root / "spec").mkdir()
     (root / "spec" / "rec.png").write_bytes(b"an earlier spectrogram")
     (root / "spec" / "rec.json").write_text("{}")
@@ -172,6 +178,11 @@ OPTIONS = {
                                   "o", "--block-seconds", "inf"], "--block-seconds"),
     "detect block-seconds 100000": (["audio", "detect", "--model", "birds.safetensors", "--input", "rec.wav",
                                      "--output", "o", "--block-seconds", "100000"], "--block-seconds"),
+    "predict 10000x10000 with overlays and probabilities": (["predict", "--model", "pad.safetensors", "--input",
+                                                             "huge", "--output", "o", "--overlays", "--probabilities",
+                                                             "--backend", "torch"], "memory budget"),
+    "detect on a recording with no frame": (["audio", "detect", "--model", "birds.safetensors", "--input",
+                                             "tiny.wav", "--output", "o"], "shorter than one STFT window"),
     "predict backend foo": (["predict", "--model", "pad.safetensors", "--input", "imgs", "--output", "o", "--backend",
                              "foo"], "--backend"),
     "export format foo": (["export", "--model", "pad.safetensors", "--format", "foo"], "--format"),
@@ -267,7 +278,7 @@ def test_crafted_model_files_are_refused_alike_by_info_and_every_command(work: P
     for name, (change, needle) in MODEL_FILES.items():
         path = str(_crafted(work, name.replace(" ", "_").replace("(", "").replace(")", ""), change))
         if name.startswith("audio"):
-            run = ["audio", "detect", "--model", path, "--input", "rec.wav", "--output", f"o-{name}"]
+            run = ["audio", "detect", "--model", path, "--input", "rec4.wav", "--output", f"o-{name}"]
         else:
             run = ["predict", "--model", path, "--input", "imgs", "--output", f"o-{name}"]
         if name not in ("all-NaN weights", "audio n_fft 65536 hop 1"):  # info reads neither weights nor audio
@@ -351,3 +362,20 @@ def test_sigterm_leaves_nothing_half_written(work: Path, tmp_path: Path) -> None
     assert err.strip().splitlines()[-1].startswith("terminated"), err
     assert not list(tmp_path.glob(".*")) and not (tmp_path / "den.wav").exists()
     assert not (tmp_path / "d" / "long.selections.txt").exists()
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_half_written_file(work: Path, tmp_path: Path) -> None:
+    import signal
+
+    def small_files() -> None:  # every file may grow to 3 kB: the overlays cannot be written
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "UNETSEG_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-m", "unetseg", "predict", "--model", str(work / "pad.safetensors"),
+                        "--input", str(work / "imgs"), "--output", str(tmp_path / "p"), "--overlays", "--backend",
+                        "torch"], env=env, capture_output=True, text=True, timeout=180, preexec_fn=small_files)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and "File too large" in lines[0], \
+        r.stderr
+    assert not [f for f in (tmp_path / "p").rglob(".*") if f.name != ".unetseg.lock"]  # no temporary file left

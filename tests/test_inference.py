@@ -73,6 +73,7 @@ def _masks(engine: Engine, images: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([m for m, _ in out]), np.stack([p for _, p in out])
 
 
+@pytest.mark.slow
 def test_every_backend_gives_the_masks_of_torch_eager(trained: Path, cache: Path) -> None:
     loaded = load_model(trained)
     images = sorted((trained.parents[3] / "calls" / "test" / "images").glob("*.png"))
@@ -89,6 +90,7 @@ def test_every_backend_gives_the_masks_of_torch_eager(trained: Path, cache: Path
     assert recorded["agreement_iou"] >= calibration_module.AGREEMENT_FLOOR and recorded["calibration_images"] == 24
 
 
+@pytest.mark.slow
 def test_graph_cache_is_reused_and_rebuilt_when_corrupt_or_foreign(trained: Path, cache: Path,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("WARNING", logger="unetseg")
@@ -112,6 +114,7 @@ def test_graph_cache_is_reused_and_rebuilt_when_corrupt_or_foreign(trained: Path
     assert json.loads(sidecar.read_text())["model"] == loaded.digest
 
 
+@pytest.mark.slow
 def test_int8_below_the_agreement_floor_is_refused(trained: Path, cache: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(backends_module, "AGREEMENT_FLOOR", 1.01)
@@ -119,6 +122,7 @@ def test_int8_below_the_agreement_floor_is_refused(trained: Path, cache: Path,
         Engine(load_model(trained), InferenceOptions(backend="onnxruntime-int8"))
 
 
+@pytest.mark.slow
 def test_int8_without_calibration_images_says_how(trained: Path, cache: Path, tmp_path: Path) -> None:
     loose = tmp_path / "model.safetensors"  # a model file outside its run folder
     loose.write_bytes(trained.read_bytes())
@@ -129,6 +133,7 @@ def test_int8_without_calibration_images_says_how(trained: Path, cache: Path, tm
     assert engine.backend_name == "onnxruntime-int8"
 
 
+@pytest.mark.slow
 def test_auto_probes_once_and_caches_its_choice(trained: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     loaded = load_model(trained)
     engine = Engine(loaded, InferenceOptions())
@@ -219,6 +224,7 @@ def test_no_import_circle() -> None:
             visit(name, [name])
 
 
+@pytest.mark.slow
 def test_every_module_imports_alone() -> None:
     """Each module in a fresh interpreter (forked after the third-party libraries are loaded)."""
     names = sorted(_modules())
@@ -244,6 +250,7 @@ def test_every_module_imports_alone() -> None:
     assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_export_int8_and_predict_record_what_ran(trained: Path, cache: Path, tmp_path: Path, capsys) -> None:
     from unetseg.cli import main
 

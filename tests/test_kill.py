@@ -12,10 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from .conftest import shared
 from .test_reliability import _model
+
+pytestmark = pytest.mark.slow  # run by make test-slow (and .ci/run), not by make test
 
 
 def _start(argv: list[str], cwd: Path) -> subprocess.Popen:

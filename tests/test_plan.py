@@ -66,6 +66,7 @@ def test_median_frequency_weights() -> None:
     assert median_frequency_weights([0.5, 0.5, 0.0])[2] == 1.0  # absent class
 
 
+@pytest.mark.slow
 def test_plan_chooses_and_respects_what_the_user_set(rare_data: Path) -> None:
     info = load_dataset(rare_data)
     stats = check_pairs(info.split("train") + info.split("valid"), info.decoder)
@@ -154,6 +155,7 @@ def test_bad_class_weights_are_one_line_errors(rare_data: Path, tmp_path: Path, 
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_planned_native_size_trains_on_images_of_mixed_sizes(tmp_path: Path) -> None:
     """The plan trains small images whole at native size; batches of different sizes are padded (the
     padding counts in no loss or metric)."""

@@ -291,6 +291,7 @@ def test_predict_resume_finishes_an_interrupted_folder_and_refuses_other_options
     assert json.loads((out / "inference.json").read_text())["complete"] is True
 
 
+@pytest.mark.slow
 def test_failed_train_run_leaves_no_folder(binary_data: Path, tmp_path: Path, capsys) -> None:
     import cv2
 

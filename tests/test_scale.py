@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 from PIL import Image
 
@@ -17,6 +18,8 @@ from .conftest import shared
 from .test_kill import _files, _kill_when
 from .test_reliability import _model
 from .test_serve import audio_model
+
+pytestmark = pytest.mark.slow  # run by make test-slow (and .ci/run), not by make test
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 

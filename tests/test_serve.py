@@ -292,6 +292,7 @@ def test_slow_uploads_take_no_place_and_stalled_ones_get_408(models: list[Path])
         thread.join(10)
 
 
+@pytest.mark.slow
 def test_memory_stays_flat_over_300_varied_requests(models: list[Path]) -> None:
     rng = np.random.default_rng(1)
     with client(models) as c:

@@ -21,6 +21,8 @@ from .conftest import shared
 from .test_reliability import _model
 from .test_serve import audio_model
 
+pytestmark = pytest.mark.slow  # run by make test-slow (and .ci/run), not by make test
+
 
 def chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")

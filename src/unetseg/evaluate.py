@@ -56,6 +56,7 @@ def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "te
     pairs = info.split(split)
     pp = postprocess or PostProcess()
     engine = Engine(loaded, options)  # device and backend checked before a folder is made
+    engine.check_sizes([p.image for p in pairs], 16.0)  # the truth mask and the figure
     if output:
         out = Path(output)
         inputs = [*([loaded.path] if loaded.path else []), *(p.image for p in pairs), *(p.mask for p in pairs)]

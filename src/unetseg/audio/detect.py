@@ -156,6 +156,19 @@ def _columns(path: Path, info: AudioInfo, cfg: SpectrogramConfig, block_seconds:
         current = following
 
 
+def check_recordings(files: list[Path], cfg: SpectrogramConfig, channel: int | None = None) -> None:
+    """Every recording readable, holding the channel asked for and at least one STFT frame: checked from the
+    headers before any output is written."""
+    for f in files:
+        info = audio_info(f)
+        if channel is not None and not 0 <= channel < info.channels:
+            raise UnetsegError(f"{f}: channel {channel} does not exist ({info.channels} channels)")
+        sr = cfg.sample_rate or info.sample_rate
+        if info.duration * sr < cfg.win:
+            raise UnetsegError(f"{f}: {info.duration * 1000:.1f} ms of audio is shorter than one STFT window "
+                               f"({cfg.win} samples at {sr} Hz); it has no spectrogram frame to detect in")
+
+
 class Detector:
     """A model's engine, loaded once, and the settings that turn recordings into events."""
 

@@ -251,7 +251,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     dataclass_from_args(EventOptions, args, EVENTS)  # checked before the model loads; its tuned defaults below
     from ..audio.annotations import SUFFIXES, format_csv, read_annotations, write_events
     from ..audio.datasets import list_recordings
-    from ..audio.detect import Detector, tuned_events
+    from ..audio.detect import Detector, check_recordings, spectrogram_config, tuned_events
     from ..distributed import launched_group
     from ..fileio import check_output_dir, write_png, write_text
     from ..modelfile import load_model
@@ -264,6 +264,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if args.denoise:
         check_output_dir(Path(args.denoise).parent if single else args.denoise)
     loaded = load_model(args.model)
+    check_recordings(files, spectrogram_config(loaded), args.channel)  # before the output folder is made
     denoised = {f: (Path(args.denoise) if single else Path(args.denoise) / f"{f.stem}.denoised.wav")
                 for f in files} if args.denoise else {}
     targets = {f.name: [*([denoised[f]] if args.denoise else []),
