@@ -205,13 +205,15 @@ def _check(work: Path, argv: list[str], needle: str, keep: list[Path]) -> float:
 def _table(work: Path, cases: dict[str, tuple[list[str], str, list[Path]]]) -> None:
     with ThreadPoolExecutor(2) as pool:
         futures = {name: pool.submit(_check, work, argv, needle, keep) for name, (argv, needle, keep) in cases.items()}
-    failures = []
+    failures, peaks = [], {}
     for name, future in futures.items():
         try:
-            future.result()
+            peaks[name] = future.result()
         except AssertionError as e:
             failures.append(f"{name}: {e}")
     assert not failures, "\n".join(failures)
+    worst = max(peaks, key=peaks.get)
+    print(f"{len(peaks)} cases refused; highest peak RSS {peaks[worst] / 2**30:.2f} GB ({worst})")
 
 
 def test_no_command_loses_a_users_file(work: Path) -> None:
