@@ -197,11 +197,15 @@ def _count(data: Path) -> list[int]:
 
 def cmd_info(args: argparse.Namespace) -> int:
     import json
+    import math
+
+    from safetensors import safe_open
 
     from ..modelfile import validate_model_file
 
-    meta, skeleton = validate_model_file(args.model)  # the same checks as every command that loads it
-    parameters = sum(t.numel() for t in skeleton.state_dict().values())
+    meta, _ = validate_model_file(args.model)  # the same checks as every command that loads it
+    with safe_open(str(args.model), framework="pt") as f:
+        parameters = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118 - not a dict
     print(json.dumps({**meta, "parameters": parameters}, indent=2))
     return 0
 
