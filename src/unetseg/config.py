@@ -246,20 +246,27 @@ def coerce(owner: type, f: dataclasses.Field, value: Any, where: str) -> Any:
             out = str(value)
     except (TypeError, ValueError) as e:
         raise UnetsegError(f"{where}: bad value {value!r}: {e}") from e
+    check_value(f, out, where)
+    return out
+
+
+def check_value(f: dataclasses.Field, value: Any, where: str) -> None:
+    """A field's value against its metadata: choices, bounds and finiteness of numbers, and its ``check``."""
+    if value is None:
+        return
     choices = f.metadata.get("choices")
-    if choices and out not in choices:
-        raise UnetsegError(f"{where}: {out!r} is not one of {', '.join(choices)}")
-    if out is not None and not isinstance(out, bool | str | list):
-        problem = check_bounds(out, **{k: f.metadata.get(k) for k in ("gt", "ge", "lt", "le")})
+    if choices and value not in choices:
+        raise UnetsegError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        problem = check_bounds(value, **{k: f.metadata.get(k) for k in ("gt", "ge", "lt", "le")})
         if problem:
-            raise UnetsegError(f"{where}: {out!r} {problem}")
+            raise UnetsegError(f"{where}: {value!r} {problem}")
     check = f.metadata.get("check")
-    if check is not None and out is not None:
+    if check is not None:
         try:
-            check(out)
+            check(value)
         except UnetsegError as e:
             raise UnetsegError(f"{where}: {e}") from None
-    return out
 
 
 MAX_INT = 2**63 - 1
@@ -292,21 +299,7 @@ def check_fields(obj: Any) -> None:
     """Check every field of a dataclass instance built in code (not from flags) against its metadata: the
     choices, bounds and finiteness that ``coerce`` checks for YAML and flags."""
     for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if value is None or isinstance(value, bool | list | dict | tuple):
-            continue
-        choices = f.metadata.get("choices")
-        if choices and value not in choices:
-            raise UnetsegError(f"{flag_name(f)}: {value!r} is not one of {', '.join(map(str, choices))}")
-        if isinstance(value, int | float):
-            problem = check_bounds(value, **{k: f.metadata.get(k) for k in ("gt", "ge", "lt", "le")})
-            if problem:
-                raise UnetsegError(f"{flag_name(f)}: {value!r} {problem}")
-        if f.metadata.get("check") is not None:
-            try:
-                f.metadata["check"](value)
-            except UnetsegError as e:
-                raise UnetsegError(f"{flag_name(f)}: {e}") from None
+        check_value(f, getattr(obj, f.name), flag_name(f))
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

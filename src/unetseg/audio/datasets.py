@@ -162,11 +162,11 @@ def build_annotated_dataset(recordings: str | Path | list, annotations: str | Pa
         rng, cache = np.random.default_rng(seed), {}
         counts = counts_template()
         for f in files:
-            rate = audio_info(f).sample_rate
-            check_spectrogram_memory(round(audio_info(f).duration * (cfg.sample_rate or rate)), cfg, str(f))
+            info = audio_info(f)
+            check_spectrogram_memory(round(info.duration * (cfg.sample_rate or info.sample_rate)), cfg, str(f))
             y, sr = load_audio(f, cfg.sample_rate, channel)
             check_not_silent(y, f)
-            check_within(per_file[f], len(y) / sr, sr / 2, f, rate / 2)
+            check_within(per_file[f], len(y) / sr, sr / 2, f, info.sample_rate / 2)
             split = assignment[f.stem]
             variants: list[tuple[str, np.ndarray, dict]] = [("", y, {})]
             for snr in snrs if noise_files else ():

@@ -97,12 +97,9 @@ def iter_blocks(path: str | Path, block_frames: int, overlap: int = 0,
     try:
         with sf.SoundFile(str(path)) as f:
             for block in f.blocks(blocksize=block_frames, overlap=overlap, dtype="float32", always_2d=True):
-                y = select_channel(block, channel)
+                y, nonfinite = _silence_nonfinite(select_channel(block, channel))
                 read += len(y) - (overlap if read else 0)
-                finite = np.isfinite(y)
-                if not finite.all():
-                    bad += int((~finite).sum())
-                    y = np.where(finite, y, np.float32(0))
+                bad += nonfinite
                 yield y
     except (sf.LibsndfileError, RuntimeError) as e:
         raise UnetsegError(f"{path}: cannot decode audio ({_reason(e)})") from e
@@ -113,11 +110,18 @@ def iter_blocks(path: str | Path, block_frames: int, overlap: int = 0,
 
 def repair_samples(y: np.ndarray, path: str | Path) -> np.ndarray:
     """NaN and infinite samples (a broken float WAV) as silence, with one warning naming the file."""
+    y, bad = _silence_nonfinite(y)
+    if bad:
+        log.warning("%s: %d NaN or infinite samples were read as silence", path, bad)
+    return y
+
+
+def _silence_nonfinite(y: np.ndarray) -> tuple[np.ndarray, int]:
+    """``y`` with NaN and infinite samples set to 0, and how many there were."""
     finite = np.isfinite(y)
     if finite.all():
-        return y
-    log.warning("%s: %d NaN or infinite samples were read as silence", path, int((~finite).sum()))
-    return np.where(finite, y, np.float32(0))
+        return y, 0
+    return np.where(finite, y, np.float32(0)), int((~finite).sum())
 
 
 def check_length(path: str | Path, info: AudioInfo, read: int) -> None:

@@ -14,9 +14,9 @@ import numpy as np
 from scipy.signal import get_window
 
 from ..errors import UnetsegError
+from . import MAX_FFT, MAX_MELS, MAX_RATE
 
 SCALES = ("db", "magnitude", "power")
-MAX_FFT, MAX_MELS, MAX_RATE = 65536, 1024, 384_000  # samples; mel bands; Hz
 AXES = ("linear", "mel")
 
 
@@ -277,7 +277,7 @@ def masked_inverse(S: np.ndarray, mask: np.ndarray, cfg: SpectrogramConfig, sr: 
 def spectrogram_bytes(samples: int, cfg: SpectrogramConfig) -> int:
     """Peak bytes of ``spectrogram_image`` (and the complex STFT a denoiser keeps) on ``samples`` samples: the
     windowed frames (float64), the complex spectrum and its FFT's work copy, magnitudes, rows and the image."""
-    frames = max(1, (samples - cfg.win) // cfg.hop_length + 1)
+    frames = max(1, n_frames(samples, cfg))
     bins = cfg.n_fft if cfg.two_sided else cfg.n_fft // 2 + 1
     rows = cfg.n_mels if cfg.axis == "mel" else bins
     per_frame = 8 * cfg.win + 16 * cfg.n_fft + 16 * bins + 8 * bins + 24 * rows + rows
@@ -290,7 +290,7 @@ def check_spectrogram_memory(samples: int, cfg: SpectrogramConfig, what: str, ad
 
     need, budget = spectrogram_bytes(samples, cfg), memory_budget()
     if need > budget:
-        frames = max(1, (samples - cfg.win) // cfg.hop_length + 1)
+        frames = max(1, n_frames(samples, cfg))
         raise UnetsegError(f"{what}: its spectrogram ({frames} frames of n_fft {cfg.n_fft}, hop {cfg.hop_length}) "
                            f"needs about {gib(need)}, over the memory budget of {gib(budget)}; raise --hop or lower "
                            f"--n-fft{advice}")

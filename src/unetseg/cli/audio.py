@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..audio import MAX_FFT, MAX_MELS, MAX_RATE
 from ..config import MAX_SEED, add_dataclass_arguments, dataclass_from_args
 from ..errors import UnetsegError
 from ..inference.options import DetectOptions, EventOptions
@@ -21,7 +22,6 @@ from .common import (
 )
 
 WINDOWS, EVENTS = "windows", "events"
-MAX_RATE, MAX_FFT, MAX_MELS = 384_000, 65536, 1024  # Hz; samples; mel bands
 COMBINED = "events.csv"  # audio detect: every recording's events in one table, with a file column
 
 SPECTROGRAM_FLAGS = {  # flag -> (field, type, help)

@@ -39,21 +39,7 @@ class InferenceOptions:
                                      default_text="the training split recorded in the model's run")
 
     def __post_init__(self) -> None:
-        check_fields(self)
-        if self.backend not in BACKENDS:
-            raise UnetsegError(f"unknown backend {self.backend!r} (choose {', '.join(BACKENDS)})")
-        if self.blend not in BLENDS:
-            raise UnetsegError(f"unknown blending {self.blend!r} (choose {', '.join(BLENDS)})")
-        if self.batch_size < 1:
-            raise UnetsegError(f"--batch-size must be at least 1, not {self.batch_size}")
-        if self.threads is not None and self.threads < 1:
-            raise UnetsegError(f"--threads must be at least 1, not {self.threads}")
-        if self.tile is not None and self.tile < 1:
-            raise UnetsegError(f"--tile must be a positive number of pixels, not {self.tile}")
-        if self.max_memory is not None and not self.max_memory > 0:
-            raise UnetsegError(f"--max-memory must be a positive number of GB, not {self.max_memory}")
-        if not 0 <= self.tile_overlap < 1:
-            raise UnetsegError(f"--tile-overlap must be in [0, 1), not {self.tile_overlap}")
+        check_fields(self)  # choices, bounds and finiteness of every field, from their metadata
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -75,12 +61,6 @@ class DetectOptions:
         check_fields(self)
         if self.window is not None and self.overlap is not None and self.overlap >= self.window:
             raise UnetsegError(f"--overlap {self.overlap} must be smaller than --window {self.window}")
-        if self.window is not None and self.window < 1:
-            raise UnetsegError(f"--window must be a positive number of columns, not {self.window}")
-        if self.overlap is not None and self.overlap < 0:
-            raise UnetsegError(f"--overlap must be 0 or more columns, not {self.overlap}")
-        if self.block_seconds <= 0:
-            raise UnetsegError(f"--block-seconds must be positive, not {self.block_seconds}")
 
 
 # How far pieces of sound are joined into one event: the merge gap (s) and the shortest event kept (s).
@@ -125,17 +105,7 @@ class EventOptions:
                                       le=86400.0)
 
     def __post_init__(self) -> None:
-        check_fields(self)
-        if self.granularity is not None and self.granularity not in GRANULARITY:
-            raise UnetsegError(f"unknown --granularity {self.granularity!r} (choose {', '.join(GRANULARITY)})")
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "granularity" or value is None:
-                continue
-            if value < 0 or (f.name == "max_event_seconds" and value <= 0):
-                raise UnetsegError(f"--{f.name.replace('_', '-')} must be positive, not {value}")
-        if self.click_band > 1 or self.simultaneous > 1:
-            raise UnetsegError("--click-band and --simultaneous are shares between 0 and 1")
+        check_fields(self)  # choices, bounds and finiteness of every field, from their metadata
 
     def resolved(self) -> EventOptions:
         """A copy with --merge-gap and --min-duration filled from the granularity."""
