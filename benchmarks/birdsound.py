@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from unetseg import train
 from unetseg.audio.datasets import build_mixture_dataset, ideal_binary_mask
 from unetseg.audio.detect import DetectOptions, detect_recording
 from unetseg.audio.metrics import sdr
@@ -39,7 +40,6 @@ from unetseg.fileio import new_run_dir, write_json
 from unetseg.metrics import image_score, scores_from_counts
 from unetseg.modelfile import load_model
 from unetseg.plan import machine
-from unetseg.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

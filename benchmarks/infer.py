@@ -109,7 +109,7 @@ def make_model(path: Path, size: int) -> None:
     import torch
 
     from unetseg.config import ModelConfig
-    from unetseg.data.inputspec import InputSpec
+    from unetseg.inputspec import InputSpec
     from unetseg.modelfile import build_meta, save_model_file
     from unetseg.models import create_model
 

@@ -30,6 +30,7 @@ def images(model: Path, folder: Path, limit: int) -> dict:
     from unetseg.data.io import read_image
     from unetseg.inference import Engine, InferenceOptions
     from unetseg.modelfile import load_model
+    from unetseg.postprocess import to_mask
     from unetseg.predict import predict
 
     files = sorted(folder.glob("*.png"))[:limit]
@@ -42,7 +43,7 @@ def images(model: Path, folder: Path, limit: int) -> dict:
     pixels = [read_image(f, loaded.input_spec.channels) for f in files]
     start = time.perf_counter()
     for image in pixels:
-        engine.classes(engine.probabilities([image])[0])
+        to_mask(engine.probabilities([image])[0], engine.loaded)
     model_only = len(files) / (time.perf_counter() - start)
     return {"images": len(files), "size": list(pixels[0].shape[:2]), "backend": engine.backend_name,
             "images_per_s": round(end_to_end, 2), "model_only_images_per_s": round(model_only, 2),

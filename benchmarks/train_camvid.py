@@ -26,6 +26,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
 
+from unetseg import train
 from unetseg.cli.common import configure_logging
 from unetseg.config import Config
 from unetseg.data.dataset import SegmentationDataset
@@ -34,7 +35,7 @@ from unetseg.evaluate import evaluate
 from unetseg.fileio import write_json
 from unetseg.models import create_model
 from unetseg.plan import machine
-from unetseg.train import resolve_input, train
+from unetseg.training import resolve_input
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "examples" / "camvid-mini.yaml"

@@ -326,12 +326,12 @@ def test_a_recording_shorter_than_one_window_gives_correctly_timed_events(finch_
 @pytest.mark.slow
 def test_detect_on_a_folder_loads_and_exports_the_model_once(finch_model: Path, birds: Path, tmp_path: Path,
                                                             capsys, monkeypatch: pytest.MonkeyPatch) -> None:
-    import unetseg.export as export_module
+    import unetseg.inference.graphs as graphs_module
 
     monkeypatch.setenv("UNETSEG_CACHE", str(tmp_path / "cache"))
     calls = []
-    real = export_module.export_onnx
-    monkeypatch.setattr(export_module, "export_onnx", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = graphs_module.export_onnx
+    monkeypatch.setattr(graphs_module, "export_onnx", lambda *a, **k: calls.append(1) or real(*a, **k))
     folder = tmp_path / "recs"
     folder.mkdir()
     y, sr = load_audio(birds / "bengalese-finch-gy6or6" / "wav" / "gy6or6_baseline_230312_0808.138.wav", 22050)
@@ -364,7 +364,8 @@ def test_spectrogram_datasets_default_to_a_narrow_unet_unless_told() -> None:
     from types import SimpleNamespace
 
     from unetseg.config import Config
-    from unetseg.train import AUDIO_BASE_WIDTH, audio_model_defaults
+    from unetseg.plan import AUDIO_BASE_WIDTH
+    from unetseg.training import audio_model_defaults
 
     audio, images = SimpleNamespace(spectrogram={"n_fft": 512}), SimpleNamespace(spectrogram=None)
     cfg = Config()
@@ -401,8 +402,8 @@ def test_columns_to_events_join_gaps_drop_specks_and_vote() -> None:
 
 
 def test_column_tracker_is_the_same_whatever_the_pieces() -> None:
+    from unetseg.audio.events import EventTracker
     from unetseg.inference.options import EventOptions
-    from unetseg.inference.outputs import EventTracker
 
     rng = np.random.default_rng(0)
     active = np.repeat(rng.random(60) < 0.4, 5)  # runs of 5 columns
@@ -470,8 +471,8 @@ def yaml_load(path: Path) -> dict:
 
 
 def _events_of(mask: np.ndarray, **options: object) -> list[Event]:
+    from unetseg.audio.events import EventTracker
     from unetseg.inference.options import EventOptions
-    from unetseg.inference.outputs import EventTracker
 
     mapping = SpectrogramMapping(1000, 0, 10, 10, [float(100 * r) for r in range(63, -1, -1)], {})  # 10 ms, 100 Hz
     tracker = EventTracker(mapping, ["background", "a", "b"], EventOptions(**options))

@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from unetseg.data.inputspec import InputSpec
 from unetseg.errors import UnetsegError
 from unetseg.export import RawPixelModel, export, run_exported
 from unetseg.inference import Engine, InferenceOptions
+from unetseg.inputspec import InputSpec
 from unetseg.modelfile import build_meta, load_model, save_model_file
 from unetseg.models import create_model
 from unetseg.predict import predict

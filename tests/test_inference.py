@@ -20,8 +20,10 @@ from unetseg.errors import UnetsegError
 from unetseg.inference import Engine, ImageDataset, InferenceOptions
 from unetseg.inference import backends as backends_module
 from unetseg.inference import calibration as calibration_module
+from unetseg.inference import graphs as graphs_module
 from unetseg.metrics import mask_agreement
 from unetseg.modelfile import load_model
+from unetseg.postprocess import to_mask
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "unetseg"
 
@@ -49,7 +51,7 @@ def write_blob_dataset(root: Path, counts: dict[str, int], size: int = 64, seed:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny classic U-Net trained for five epochs on synthetic discs, in a run folder (so int8 finds
     its training split for calibration)."""
-    from unetseg.train import train
+    from unetseg import train
 
     root = tmp_path_factory.mktemp("engine")
     data = write_blob_dataset(root / "calls", {"train": 24, "valid": 6, "test": 6})
@@ -69,7 +71,8 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _masks(engine: Engine, images: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-    out = [(engine.classes(p), p.numpy()) for _, p in engine.run(ImageDataset(images, engine.loaded.input_spec))]
+    dataset = ImageDataset(images, engine.loaded.input_spec)
+    out = [(to_mask(p, engine.loaded), p.numpy()) for _, p in engine.run(dataset)]
     return np.stack([m for m, _ in out]), np.stack([p for _, p in out])
 
 
@@ -85,7 +88,7 @@ def test_every_backend_gives_the_masks_of_torch_eager(trained: Path, cache: Path
     for name in ("torch-bf16", "onnxruntime-int8"):
         masks, _ = _masks(Engine(loaded, InferenceOptions(backend=name)), images)
         assert mask_agreement(masks, reference, 2, True) >= calibration_module.AGREEMENT_FLOOR, name
-    recorded = json.loads((backends_module.graph_folder(loaded) / "int8.onnx.json").read_text())
+    recorded = json.loads((graphs_module.graph_folder(loaded) / "int8.onnx.json").read_text())
     print(f"int8 agreement with fp32 on the calibration images: {recorded['agreement_iou']}")
     assert recorded["agreement_iou"] >= calibration_module.AGREEMENT_FLOOR and recorded["calibration_images"] == 24
 
@@ -95,21 +98,21 @@ def test_graph_cache_is_reused_and_rebuilt_when_corrupt_or_foreign(trained: Path
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("WARNING", logger="unetseg")
     loaded = load_model(trained)
-    first = backends_module.fp32_graph(loaded)
+    first = graphs_module.fp32_graph(loaded)
     stamp = first.stat().st_mtime_ns
-    assert backends_module.fp32_graph(loaded).stat().st_mtime_ns == stamp  # reused, not exported again
+    assert graphs_module.fp32_graph(loaded).stat().st_mtime_ns == stamp  # reused, not exported again
     first.write_bytes(first.read_bytes()[:1000])  # truncated
-    rebuilt = backends_module.fp32_graph(loaded)
+    rebuilt = graphs_module.fp32_graph(loaded)
     assert "rebuilding it" in caplog.text
     x = torch.rand(1, 1, 64, 64)
     expected = Engine(loaded, InferenceOptions(backend="torch")).backend(x)
-    got = backends_module.OnnxBackend(rebuilt, "onnxruntime")(x)
+    got = graphs_module.OnnxBackend(rebuilt, "onnxruntime")(x)
     assert torch.allclose(got, expected, atol=1e-4)
     sidecar = rebuilt.with_name("fp32.onnx.json")
     info = json.loads(sidecar.read_text())
     sidecar.write_text(json.dumps({**info, "model": "0" * 64}))  # a graph claiming another model
     caplog.clear()
-    backends_module.fp32_graph(loaded)
+    graphs_module.fp32_graph(loaded)
     assert "rebuilding it" in caplog.text
     assert json.loads(sidecar.read_text())["model"] == loaded.digest
 
@@ -117,7 +120,7 @@ def test_graph_cache_is_reused_and_rebuilt_when_corrupt_or_foreign(trained: Path
 @pytest.mark.slow
 def test_int8_below_the_agreement_floor_is_refused(trained: Path, cache: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(backends_module, "AGREEMENT_FLOOR", 1.01)
+    monkeypatch.setattr(graphs_module, "AGREEMENT_FLOOR", 1.01)
     with pytest.raises(UnetsegError, match="below the floor"):
         Engine(load_model(trained), InferenceOptions(backend="onnxruntime-int8"))
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from unetseg.data.inputspec import InputSpec
 from unetseg.errors import UnetsegError
+from unetseg.inputspec import InputSpec
 from unetseg.modelfile import build_meta, load_model, read_meta, save_model_file
 from unetseg.models import UNet, create_model, load_encoder_weights
 

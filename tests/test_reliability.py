@@ -23,7 +23,7 @@ from .test_e2e import TINY, assert_one_line_error, run
 
 def _model(tmp: Path, mode: str = "resize", size: list[int] | None = None, width: int = 4, depth: int = 2) -> Path:
     """An untrained small model file (weights do not matter to these checks)."""
-    from unetseg.data.inputspec import InputSpec
+    from unetseg.inputspec import InputSpec
     from unetseg.modelfile import build_meta, save_model_file
     from unetseg.models import create_model
 

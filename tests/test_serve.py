@@ -26,7 +26,7 @@ def audio_model(tmp: Path, bias: float = 0.0) -> Path:
     import torch
 
     from unetseg.audio.spectrogram import SpectrogramConfig
-    from unetseg.data.inputspec import InputSpec
+    from unetseg.inputspec import InputSpec
     from unetseg.modelfile import build_meta, save_model_file
     from unetseg.models import create_model
 

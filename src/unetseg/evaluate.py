@@ -23,7 +23,7 @@ from .guard import check_outputs, folder_lock
 from .inference import Engine, ImageDataset, InferenceOptions
 from .metrics import confusion_matrices, counts_from_matrices, image_iou, image_score, summarize
 from .modelfile import LoadedModel, load_model
-from .postprocess import PostProcess
+from .postprocess import PostProcess, to_mask
 from .viz import colourize, overlay, panel, plot_evaluation, save_rgb, to_uint8_rgb
 
 
@@ -80,7 +80,7 @@ def _evaluate(loaded: LoadedModel, engine: Engine, info: Any, pairs: list, split
     for item, probs in engine.run(dataset):
         pair = pairs[item["index"]]
         truth = item["mask"]
-        pred = engine.classes(probs, pp)
+        pred = to_mask(probs, engine.loaded, pp)
         image_matrix = confusion_matrices(torch.from_numpy(pred)[None], torch.from_numpy(truth)[None],
                                           info.num_classes)
         counts = counts_from_matrices(image_matrix)[0].numpy()

@@ -20,12 +20,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from . import __version__
-from .data.inputspec import InputSpec
 from .errors import UnetsegError
 from .fileio import atomic_write
+from .inputspec import InputSpec
 from .models import create_model
 from .models.factory import CLASSIC, output_stride
+from .version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def validate_model_file(path: str | Path) -> tuple[dict[str, Any], nn.Module | N
     is allocated for the weights before all of this passes."""
     from safetensors import safe_open
 
-    from .inference.memory import gib, memory_budget
+    from .memory import gib, memory_budget
 
     meta = read_meta(path)
     outputs = 1 if meta["binary"] else len(meta["classes"])
@@ -179,7 +179,7 @@ def check_meta(meta: Any, path: str | Path) -> None:
     """Check every field prediction reads before anything is built: a crafted or damaged file fails here
     with one line naming the field, not later with a traceback or a model that eats memory."""
     from .config import Config
-    from .data.transforms import RESIZE_MODES
+    from .inputspec import RESIZE_MODES
 
     def bad(field: str, what: str) -> UnetsegError:
         return UnetsegError(f"{path}: model file field {field!r} {what}")

@@ -24,12 +24,12 @@ import cv2
 import numpy as np
 import torch
 
-from . import __version__
 from .config import Config
 from .data.io import read_mask_raw
 from .data.spec import DatasetInfo, PairStats
 from .errors import UnetsegError
 from .fileio import cache_root, write_json
+from .version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -381,9 +381,9 @@ def _probe_steps(p: _Planner, configs: dict[str, tuple[dict[str, Any], bool]]) -
     config)."""
     from .data.transforms import check_size
     from .inference.backends import rates_in_turns
-    from .inference.memory import check_training_memory
     from .models import create_model
     from .models.factory import output_stride
+    from .models.memory import check_training_memory
 
     channels, batch, loss = p.fp.channels, p.cfg.train.batch_size, p.cfg.train.loss
     outputs = 1 if p.fp.binary else len(p.fp.classes)

@@ -1,4 +1,4 @@
-"""Post-processing of predicted class masks, and masks -> polygons.
+"""Probabilities -> post-processed class masks (``to_mask``), and masks -> polygons.
 
 Binary masks: opening/closing, removal of foreground components under ``min_size`` pixels and hole
 filling act on the foreground. Multi-class masks: opening, closing and hole filling act on each class
@@ -12,8 +12,11 @@ from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
+import torch
 
 from .config import check_fields, option
+from .inference.outputs import to_classes
+from .modelfile import LoadedModel
 
 MAX_RADIUS = 256  # pixels: a structuring element of (2r+1)^2 is built per call
 
@@ -37,6 +40,18 @@ class PostProcess:
     @property
     def active(self) -> bool:
         return bool(self.open_px or self.close_px or self.min_size or self.fill_holes)
+
+
+def threshold_for(loaded: LoadedModel, pp: PostProcess | None = None) -> float:
+    """The foreground cut-off: ``pp``'s when it names one, else the model's."""
+    return loaded.threshold if pp is None or pp.threshold is None else pp.threshold
+
+
+def to_mask(probs: torch.Tensor | np.ndarray, loaded: LoadedModel, pp: PostProcess | None = None) -> np.ndarray:
+    """Probabilities (C, H, W) of ``loaded``'s model -> class mask (H, W), thresholded and cleaned by ``pp``."""
+    pp = pp or PostProcess()
+    probs = probs.numpy() if isinstance(probs, torch.Tensor) else probs
+    return postprocess_mask(to_classes(probs, loaded.binary, threshold_for(loaded, pp)), pp, loaded.binary)
 
 
 def _kernel(radius: int) -> np.ndarray:

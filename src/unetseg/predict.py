@@ -19,7 +19,7 @@ from .guard import check_outputs
 from .inference import Engine, ImageDataset, InferenceOptions
 from .modelfile import LoadedModel, load_model
 from .outputs import output_mode, shared_run, write_manifest
-from .postprocess import PostProcess, mask_to_polygons
+from .postprocess import PostProcess, mask_to_polygons, to_mask
 from .viz import overlay, to_uint8_rgb
 
 
@@ -107,7 +107,7 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
         palette = [list(c) for c in loaded.colours]
         for item, probs in engine.run(ImageDataset(todo, loaded.input_spec)):
             src = todo[item["index"]]
-            mask = engine.classes(probs, pp)
+            mask = to_mask(probs, engine.loaded, pp)
             if coco_results:  # first, so that a mask file present means every output of the image is
                 from .data.coco import mask_to_coco_results
 

@@ -19,12 +19,13 @@ import numpy as np
 
 from ..errors import UnetsegError
 from ..guard import temp_path
-from ..inference import Engine, EventTracker, InferenceOptions, to_classes
+from ..inference import Engine, InferenceOptions, to_classes
 from ..inference.options import GRANULARITY, DetectOptions, EventOptions
 from ..inference.windows import ColumnStream
 from ..modelfile import LoadedModel
-from ..postprocess import PostProcess
+from ..postprocess import PostProcess, threshold_for
 from .annotations import Event
+from .events import EventTracker
 from .io import AudioInfo, audio_info, iter_blocks
 from .spectrogram import (
     SpectrogramConfig,
@@ -194,12 +195,12 @@ class Detector:
         self.batch = max(1, inference.batch_size * trained // self.width)
         rows = len(row_frequencies(self.cfg, self.cfg.sample_rate or 22050))
         self.engine = Engine(loaded, inference, shape=(self.batch, 1, rows, self.width))
-        self.threshold = self.engine.threshold(self.postprocess)
+        self.threshold = threshold_for(loaded, self.postprocess)
 
     def _block_seconds(self, path: Path, info: AudioInfo, keep_mask: bool) -> float:
         """--block-seconds, shortened where a block's decoding and spectrogram would pass a quarter of the memory
         budget; a recording whose whole mask (--save-mask) or whose single window would not fit is refused."""
-        from ..inference.memory import gib, memory_budget
+        from ..memory import gib, memory_budget
 
         cfg, budget = self.cfg, memory_budget()
         sr = cfg.sample_rate or info.sample_rate

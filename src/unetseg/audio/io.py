@@ -57,7 +57,7 @@ def select_channel(block: np.ndarray, channel: int | None) -> np.ndarray:
 def load_audio(path: str | Path, sample_rate: int | None = None, channel: int | None = None) -> tuple[np.ndarray, int]:
     """Whole recording as float32 mono in [-1, 1], resampled to ``sample_rate`` when given. Refused before
     decoding when it would not fit the memory budget; NaN/inf samples become 0 with a warning."""
-    from ..inference.memory import gib, memory_budget
+    from ..memory import gib, memory_budget
 
     info = audio_info(path)
     frames = round(info.duration * info.sample_rate)

@@ -286,7 +286,7 @@ def spectrogram_bytes(samples: int, cfg: SpectrogramConfig) -> int:
 
 def check_spectrogram_memory(samples: int, cfg: SpectrogramConfig, what: str, advice: str = "") -> None:
     """Refuse, before anything is decoded, a spectrogram whose estimate is over the memory budget."""
-    from ..inference.memory import gib, memory_budget
+    from ..memory import gib, memory_budget
 
     need, budget = spectrogram_bytes(samples, cfg), memory_budget()
     if need > budget:

@@ -97,7 +97,7 @@ def tune_box_events(model_path: str | Path, info: DatasetInfo, limit: int = 200)
     box-annotated dataset; return the best setting with its box F1 (None without window sidecars)."""
     from ..inference import to_classes
     from ..inference.options import GRANULARITY, EventOptions
-    from ..inference.outputs import region_events
+    from .events import region_events
     from .masks import mask_to_events
     from .metrics import box_scores
 
@@ -139,3 +139,26 @@ def reference_events(mask: np.ndarray, mapping: SpectrogramMapping, names: list[
     positive = np.asarray(mapping.row_hz) >= 0
     labels = mask[positive].max(axis=0).astype(np.uint8)
     return columns_to_events(labels, np.zeros((1, len(labels))), mapping, names)
+
+
+def tune_run(run_dir: str | Path) -> dict[str, Any] | None:
+    """After training on annotated recordings: tune detect's settings on the run's validation split (time-only
+    labels: threshold, minimum duration, merge gap; boxes: threshold, granularity); store them in both model
+    files and in ``detect_tuning.json``. None (and nothing written) for other runs."""
+    from ..fileio import write_json
+
+    run_dir = Path(run_dir)
+    info = DatasetInfo.from_record(json.loads((run_dir / "dataset.json").read_text()))
+    if not info.spectrogram or info.events not in ("time", "box"):
+        return None
+    weights = run_dir / "weights"
+    tune = tune_time_events if info.events == "time" else tune_box_events
+    tuned = tune(weights / "best.safetensors", info)
+    if tuned is None:
+        return None
+    store_tuned([weights / "best.safetensors", weights / "last.safetensors"], tuned)
+    write_json(run_dir / "detect_tuning.json", tuned)
+    settings = ", ".join(f"{k} {tuned[k]}" for k in ("threshold", "granularity", "min_duration", "merge_gap")
+                         if k in tuned)
+    log.info("detect settings tuned on the validation split: %s (F1 %.3f)", settings, tuned["f1"])
+    return tuned

@@ -9,8 +9,8 @@ import sys
 import threading
 from collections.abc import Callable
 
-from .. import __version__
 from ..errors import UnetsegError
+from ..version import __version__
 from .audio import add_audio_commands
 from .common import Parser, configure_logging, error_line, save_traceback
 from .images import add_image_commands

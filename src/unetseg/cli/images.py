@@ -83,7 +83,7 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..train import train
+    from .. import train
 
     overrides = overrides_from_args(args)
     if args.resume:
@@ -166,10 +166,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from .. import train
     from ..data.demo import make_demo_dataset
     from ..evaluate import evaluate
     from ..predict import predict
-    from ..train import train
 
     data = make_demo_dataset(Path(args.runs_dir) / "demo-data")
     cfg = Config.from_dict({

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import UnetsegError
-from .inputspec import InputSpec
+from ..inputspec import InputSpec
 from .io import IGNORE, MaskDecoder, read_image, read_mask_raw
 from .spec import Pair
 from .transforms import fit_image, fit_mask, normalize, plan_placement

@@ -63,6 +63,30 @@ class DatasetInfo:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def to_record(self) -> dict[str, Any]:
+        """The dataset as a run folder records it (``dataset.json``): classes, decoding, the exact files."""
+        d = self.decoder
+        return {
+            "source": str(self.source), "name": self.name, "classes": self.classes, "binary": self.binary,
+            "spectrogram": self.spectrogram, "events": self.events,
+            "colours": [list(c) for c in self.colours],
+            "decoder": {"mode": d.mode, "num_classes": d.num_classes, "ignore_value": d.ignore_value,
+                        "palette": d.palette, "snap": d.snap},
+            "splits": {s: [[str(p.image.resolve()), str(p.mask.resolve())] for p in pairs]
+                       for s, pairs in self.splits.items()},
+        }
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any], source: Path | None = None) -> DatasetInfo:
+        """A dataset as ``to_record`` wrote it (``source`` defaults to the recorded one)."""
+        d = rec["decoder"]
+        ignore = tuple(d["ignore_value"]) if isinstance(d["ignore_value"], list) else d["ignore_value"]
+        palette = tuple(tuple(c) for c in d["palette"]) if d["palette"] else None
+        decoder = MaskDecoder(d["mode"], d["num_classes"], ignore, palette, bool(d.get("snap", False)))
+        splits = {s: [Pair(Path(i), Path(m)) for i, m in pairs] for s, pairs in rec["splits"].items()}
+        return cls(rec["name"], Path(source or rec["source"]), splits, rec["classes"], decoder,
+                   [tuple(c) for c in rec["colours"]], rec.get("spectrogram"), rec.get("events"))
+
     def split(self, name: str) -> list[Pair]:
         key = SPLIT_ALIASES.get(name, name)
         pairs = self.splits.get(key, [])

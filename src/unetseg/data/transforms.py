@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UnetsegError
+from ..inputspec import RESIZE_MODES, InputSpec
 from .io import IGNORE
 
-RESIZE_MODES = ("resize", "letterbox", "pad")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -121,3 +121,9 @@ def normalize(image: np.ndarray, mean: list[float], std: list[float]) -> torch.T
     """HxWxC float image -> normalised CxHxW tensor."""
     x = (image - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+def prepare_input(image: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, Placement]:
+    """``image`` fitted to the network input ``spec`` records, and where it was placed (to restore outputs)."""
+    placement = plan_placement(image.shape[:2], spec.size, spec.mode, spec.divisor)
+    return fit_image(image, placement), placement

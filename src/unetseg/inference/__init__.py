@@ -3,7 +3,8 @@
 ``InferenceOptions`` says how to run (device, backend, batches, tiles, flips); ``Engine`` loads a
 backend once (torch fp32 or bf16, onnxruntime fp32 or int8; ``auto`` picks the fastest here) and runs
 images or spectrogram windows; ``windows`` holds the one sliding-window and blending core; ``outputs``
-turns probabilities into classes and, for recordings, events.
+turns logits into probabilities and classes. It knows nothing of files, events or
+export: audio turns its maps into events, predict into files, export writes the graphs it builds.
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from .options import DetectOptions, EventOptions, InferenceOptions
 
-__all__ = ["DetectOptions", "Engine", "EventOptions", "EventTracker", "ImageDataset", "InferenceOptions", "activate",
-           "to_classes"]
+__all__ = ["DetectOptions", "Engine", "EventOptions", "ImageDataset", "InferenceOptions", "activate", "to_classes"]
 
 if TYPE_CHECKING:
     from .engine import Engine, ImageDataset
-    from .outputs import EventTracker, activate, to_classes
+    from .outputs import activate, to_classes
 
 
 def __getattr__(name: str) -> Any:
@@ -26,7 +26,7 @@ def __getattr__(name: str) -> Any:
         from . import engine
 
         return getattr(engine, name)
-    if name in ("EventTracker", "activate", "to_classes"):
+    if name in ("activate", "to_classes"):
         from . import outputs
 
         return getattr(outputs, name)

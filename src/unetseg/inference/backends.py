@@ -1,8 +1,7 @@
 """Backends run batches of normalised images (N, C, H, W) and return logits; ``create_backend`` builds
 the one the options name, or for ``auto`` the fastest one here whose masks agree with fp32.
 
-ONNX graphs (fp32, int8) are cached on disk under the model's digest, each with a sidecar holding the
-graph's own SHA-256, so the export cost is paid once per model and a corrupt or foreign graph is rebuilt.
+ONNX graphs (fp32, int8) come from ``graphs``, built once per model.
 The auto probe's choice is cached per machine, model, input shape and thread count.
 """
 
@@ -21,16 +20,15 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from .. import __version__
 from ..data.io import read_image
 from ..data.transforms import normalize
 from ..errors import UnetsegError
 from ..fileio import cache_root, write_json
-from ..metrics import mask_agreement
 from ..modelfile import LoadedModel
-from .calibration import AGREEMENT_FLOOR, calibration_batches, calibration_images
+from ..version import __version__
+from .calibration import AGREEMENT_FLOOR, calibration_images
+from .graphs import OnnxBackend, backend_agreement, fp32_graph, int8_graph
 from .options import InferenceOptions
-from .outputs import activate, to_classes
 
 log = logging.getLogger(__name__)
 
@@ -71,24 +69,6 @@ def fold_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
         return copy.deepcopy(model)
 
 
-class OnnxBackend:
-    """ONNX Runtime on the CPU."""
-
-    def __init__(self, path: Path, name: str, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input = self.session.get_inputs()[0].name
-        self.name = name
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.detach().cpu().float().contiguous().numpy()
-        return torch.from_numpy(self.session.run(None, {self.input: x})[0])
-
-
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -99,99 +79,6 @@ def resolve_device(device: str) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise UnetsegError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
     return resolved
-
-
-# ---------------------------------------------------------------------------------------------- graphs
-
-
-def graph_folder(loaded: LoadedModel) -> Path:
-    return cache_root() / "graphs" / loaded.digest[:40]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-# How each graph is made; a cached graph made another way is rebuilt.
-RECIPES = {"fp32.onnx": "torch.onnx dynamo, opset 18, logits of normalised input",
-           "int8.onnx": "onnxruntime quantize_static QDQ, per-channel s8 weights, u8 activations, MinMax over 32 "
-                        "calibration images, first and last convolution in fp32"}
-
-
-def _cached(path: Path, loaded: LoadedModel) -> dict[str, Any] | None:
-    """The sidecar of a cached graph if the graph is intact, belongs to this model and was made by the
-    current recipe, else None."""
-    sidecar = path.with_name(path.name + ".json")
-    if not path.is_file():
-        return None
-    try:
-        info = json.loads(sidecar.read_text())
-        if (info["model"] == loaded.digest and info["sha256"] == _sha256(path)
-                and info.get("recipe") == RECIPES[path.name]):
-            return info
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    log.warning("%s: cached graph is corrupt, not this model's or made another way; rebuilding it", path)
-    return None
-
-
-def _record(path: Path, loaded: LoadedModel, **extra: Any) -> dict[str, Any]:
-    info = {"model": loaded.digest, "sha256": _sha256(path), "recipe": RECIPES[path.name], **extra}
-    write_json(path.with_name(path.name + ".json"), info)
-    return info
-
-
-def fp32_graph(loaded: LoadedModel) -> Path:
-    """The model's ONNX graph (logits of normalised input; dynamic batch, height and width), built once."""
-    from ..export import example_input, export_onnx
-
-    path = graph_folder(loaded) / "fp32.onnx"
-    if _cached(path, loaded) is None:
-        start = time.perf_counter()
-        module = loaded.model.eval().to(memory_format=torch.contiguous_format)
-        with torch.no_grad():
-            export_onnx(module, example_input(loaded) / 255, path)
-        _record(path, loaded, seconds=round(time.perf_counter() - start, 1))
-    return path
-
-
-def int8_graph(loaded: LoadedModel, calibration: str | Path | None = None, threads: int | None = None) -> Path:
-    """The model's int8 graph, quantized once with calibration images; refused when its masks agree
-    with fp32 at IoU below ``AGREEMENT_FLOOR`` on those images."""
-    from ..export import quantize_int8
-
-    path = graph_folder(loaded) / "int8.onnx"
-    info = _cached(path, loaded)
-    if info is None:
-        fp32 = fp32_graph(loaded)
-        samples = calibration_batches(loaded, calibration)
-        quantize_int8(fp32, path, samples)
-        agreement = _agreement(OnnxBackend(fp32, "onnxruntime", threads), OnnxBackend(path, "int8", threads),
-                               loaded, samples)
-        info = _record(path, loaded, agreement_iou=round(agreement, 5), calibration_images=len(samples),
-                       calibration=str(calibration or loaded.run_dir))
-    if info["agreement_iou"] < AGREEMENT_FLOOR:
-        raise UnetsegError(f"{loaded.path or 'model'}: int8 masks agree with fp32 at IoU {info['agreement_iou']:.3f} "
-                           f"on {info['calibration_images']} calibration images, below the floor {AGREEMENT_FLOOR}; "
-                           "use --backend onnxruntime or torch")
-    return path
-
-
-def _agreement(reference: Backend, other: Backend, loaded: LoadedModel, samples: list[np.ndarray]) -> float:
-    masks_a, masks_b = [], []
-    for x in samples:
-        t = torch.from_numpy(x)
-        for backend, masks in ((reference, masks_a), (other, masks_b)):
-            probs = activate(backend(t).float(), loaded.binary)[0]
-            masks.append(to_classes(probs, loaded.binary, loaded.threshold))
-    classes = 2 if loaded.binary else len(loaded.classes)
-    # Calibration images may differ in size (native-size models): pool their pixels.
-    return mask_agreement(np.concatenate([m.ravel() for m in masks_b]), np.concatenate([m.ravel() for m in masks_a]),
-                          classes, loaded.binary)
 
 
 # ---------------------------------------------------------------------------------------------- choice
@@ -280,7 +167,7 @@ def _probe(loaded: LoadedModel, options: InferenceOptions, device: torch.device,
         if backend is None:
             continue
         if name == "torch-bf16":
-            agreement[name] = _agreement(reference, backend, loaded, [x[None] for x in inputs.numpy()])
+            agreement[name] = backend_agreement(reference, backend, loaded, [x[None] for x in inputs.numpy()])
             if agreement[name] < AGREEMENT_FLOOR:
                 continue
         candidates[name] = backend

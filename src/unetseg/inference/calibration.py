@@ -9,7 +9,7 @@ import numpy as np
 
 from ..data.io import read_image
 from ..data.spec import list_images
-from ..data.transforms import normalize
+from ..data.transforms import normalize, prepare_input
 from ..errors import UnetsegError
 from ..modelfile import LoadedModel
 
@@ -48,7 +48,7 @@ def calibration_batches(loaded: LoadedModel, folder: str | Path | None = None, r
     spec = loaded.input_spec
     out = []
     for f in files:
-        fitted, _ = spec.prepare(read_image(f, spec.channels))
+        fitted, _ = prepare_input(read_image(f, spec.channels), spec)
         if raw:
             out.append(np.ascontiguousarray(fitted.transpose(2, 0, 1)[None] * 255, dtype=np.float32))
         else:

@@ -14,16 +14,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.inputspec import InputSpec
 from ..data.io import MaskDecoder, read_image, read_mask_raw
-from ..data.transforms import normalize, restore
+from ..data.transforms import normalize, prepare_input, restore
 from ..errors import UnetsegError
+from ..inputspec import InputSpec
 from ..modelfile import LoadedModel
-from ..postprocess import PostProcess, postprocess_mask
 from .backends import Backend, create_backend
 from .memory import MemoryGuard, gib
 from .options import InferenceOptions
-from .outputs import activate, to_classes
+from .outputs import activate
 from .windows import sliding_window
 
 log = logging.getLogger(__name__)
@@ -48,7 +47,7 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         image = read_image(self.images[i], self.spec.channels)
-        fitted, placement = self.spec.prepare(image)
+        fitted, placement = prepare_input(image, self.spec)
         item: dict[str, Any] = {"image": normalize(fitted, self.spec.mean, self.spec.std),
                                 "placement": placement, "index": i}
         if self.masks is not None and self.decoder is not None:
@@ -174,20 +173,11 @@ class Engine:
     def probabilities(self, images: list[np.ndarray]) -> list[torch.Tensor]:
         """Class probabilities (C, H, W) of in-memory float images (H, W, C) in [0, 1], in one batch."""
         spec = self.loaded.input_spec
-        prepared = [spec.prepare(img) for img in images]
+        prepared = [prepare_input(img, spec) for img in images]
         x = torch.stack([normalize(fitted, spec.mean, spec.std) for fitted, _ in prepared])
         logits = self.logits(x)
         return [activate(restore(logits[j], p), self.loaded.binary, axis=0).cpu()
                 for j, (_, p) in enumerate(prepared)]
-
-    def classes(self, probs: torch.Tensor | np.ndarray, pp: PostProcess | None = None) -> np.ndarray:
-        """Probabilities (C, H, W) -> post-processed class mask, with the threshold of ``pp`` or the model's."""
-        pp = pp or PostProcess()
-        mask = to_classes(probs, self.loaded.binary, self.threshold(pp))
-        return postprocess_mask(mask, pp, self.loaded.binary)
-
-    def threshold(self, pp: PostProcess | None) -> float:
-        return self.loaded.threshold if pp is None or pp.threshold is None else pp.threshold
 
     # ---------------------------------------------------------------------------------------- windows
 

@@ -34,10 +34,10 @@ from PIL import Image
 from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect
 
-from .. import __version__
 from ..errors import UnetsegError
 from ..fileio import encode_png
 from ..modelfile import LoadedModel, load_model
+from ..version import __version__
 from .batcher import Admission, Batcher, Busy, shape_key
 
 log = logging.getLogger(__name__)
@@ -410,11 +410,13 @@ def _read_upload_image(path: Path, channels: int, max_pixels: int) -> np.ndarray
 
 
 def _mask_response(engine: Any, probs: Any, pp: Any, served: ServedModel, fmt: str, with_png: bool) -> Response:
-    classes = engine.classes(probs, pp)
+    from ..postprocess import threshold_for, to_mask
+
+    classes = to_mask(probs, engine.loaded, pp)
     png = _mask_png(classes, served.loaded)
     if fmt == "png":
         return Response(png, media_type="image/png")
-    return JSONResponse(_mask_json(classes, served, engine.threshold(pp), png if with_png else None))
+    return JSONResponse(_mask_json(classes, served, threshold_for(engine.loaded, pp), png if with_png else None))
 
 
 def _detect(served: ServedModel, path: Path, denoised: Path | None) -> Any:

@@ -1,13 +1,14 @@
-"""How raw images become network input: the one record of it, stored in model files and run folders."""
+"""How raw images become network input: the one record of it, stored in model files and run folders.
+
+A plain record (no readers): the model file, the engine and the data readers all use it;
+``data.transforms.prepare_input`` applies it to an image."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from .transforms import Placement, fit_image, plan_placement
+RESIZE_MODES = ("resize", "letterbox", "pad")
 
 
 @dataclass(frozen=True)
@@ -20,10 +21,6 @@ class InputSpec:
     divisor: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
-
-    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, Placement]:
-        placement = plan_placement(image.shape[:2], self.size, self.mode, self.divisor)
-        return fit_image(image, placement), placement
 
     def to_dict(self) -> dict[str, Any]:
         return {"channels": self.channels, "size": list(self.size) if self.size else None, "mode": self.mode,
