@@ -119,7 +119,7 @@ def main() -> None:
     if not clean or not noise:
         raise SystemExit(f"{SHARED}: the shared finch songs and soundscapes are missing")
     start = time.perf_counter()
-    built = build_mixture_dataset(clean, noise, work / "mix", preset("default"), seed=0)
+    built = build_mixture_dataset(clean, noise, work / "mix", preset("default"))
     mix_seconds = time.perf_counter() - start
     print(f"mixtures: {built.windows} windows in {mix_seconds:.0f} s")
 

@@ -43,7 +43,8 @@ from pathlib import Path
 import numpy as np
 args = json.loads(sys.argv[1])
 from unetseg.audio.detect import Detector
-from unetseg.inference import DetectOptions, InferenceOptions
+from unetseg.audio.options import DetectOptions
+from unetseg.inference import InferenceOptions
 from unetseg.modelfile import load_model
 model = load_model(args["model"])
 options = DetectOptions(window=args["window"], overlap=args["overlap"])

@@ -26,9 +26,9 @@ import numpy as np
 from unetseg.audio.annotations import events_by_file, read_annotations
 from unetseg.audio.detect import Detector
 from unetseg.audio.metrics import box_scores, event_scores
+from unetseg.audio.options import EventOptions
 from unetseg.cli.common import configure_logging
 from unetseg.fileio import write_json
-from unetseg.inference.options import EventOptions
 from unetseg.modelfile import load_model
 from unetseg.plan import machine
 

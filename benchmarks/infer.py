@@ -89,12 +89,13 @@ with torch.inference_mode():
                 Image.fromarray(((prob > 0.5).numpy() * 255).astype(np.uint8)).save(out / f.name)
         rate = timed(loop, len(files))
     elif mode == "predict_command":
-        from unetseg.predict import predict
+        from unetseg.predict import PredictOutputs, predict
         out = Path(sys.argv[6])
         from unetseg.inference import InferenceOptions
         options = InferenceOptions(batch_size=batch, calibration=str(folder))
         used = []
-        rate = timed(lambda: used.append(predict(model_path, folder, out, overwrite=True, options=options).backend),
+        again = PredictOutputs(overwrite=True)
+        rate = timed(lambda: used.append(predict(model_path, folder, out, outputs=again, options=options).backend),
                      len(files))
         extra["backend"] = used[-1]
 print(json.dumps({"images_per_s": rate, "peak_rss_mb": extra.pop("peak_before_check_mb", None) or peak_mb(),

@@ -403,7 +403,7 @@ def test_columns_to_events_join_gaps_drop_specks_and_vote() -> None:
 
 def test_column_tracker_is_the_same_whatever_the_pieces() -> None:
     from unetseg.audio.events import EventTracker
-    from unetseg.inference.options import EventOptions
+    from unetseg.audio.options import EventOptions
 
     rng = np.random.default_rng(0)
     active = np.repeat(rng.random(60) < 0.4, 5)  # runs of 5 columns
@@ -472,7 +472,7 @@ def yaml_load(path: Path) -> dict:
 
 def _events_of(mask: np.ndarray, **options: object) -> list[Event]:
     from unetseg.audio.events import EventTracker
-    from unetseg.inference.options import EventOptions
+    from unetseg.audio.options import EventOptions
 
     mapping = SpectrogramMapping(1000, 0, 10, 10, [float(100 * r) for r in range(63, -1, -1)], {})  # 10 ms, 100 Hz
     tracker = EventTracker(mapping, ["background", "a", "b"], EventOptions(**options))
@@ -560,7 +560,7 @@ def test_tuning_recovers_settings_that_reproduce_the_reference(finch_model: Path
 @pytest.mark.slow
 def test_box_annotated_model_tunes_its_granularity(birds: Path, tmp_path: Path) -> None:
     from unetseg.audio.detect import Detector
-    from unetseg.inference.options import GRANULARITY
+    from unetseg.audio.options import GRANULARITY
     from unetseg.modelfile import load_model
 
     spinetail = birds / "spinetail"

@@ -239,13 +239,15 @@ def test_mixed_grey_and_rgb_become_rgb_with_a_warning(tmp_path: Path, caplog) ->
 
 
 def test_animated_gif_is_read_as_its_first_frame_everywhere(tmp_path: Path, caplog) -> None:
+    from unetseg.data.io import IMAGE_EXTENSIONS
     from unetseg.data.spec import list_images
-    from unetseg.predict import resolve_inputs
+    from unetseg.fileio import list_inputs
 
     frames = [Image.fromarray(np.full((8, 8, 3), rgb, np.uint8)) for rgb in ((40, 90, 160), (200, 10, 10))]
     gif = tmp_path / "anim.gif"
     frames[0].save(gif, save_all=True, append_images=frames[1:])
-    assert list_images(tmp_path) == [gif] and resolve_inputs(tmp_path) == resolve_inputs(gif) == [gif]
+    assert list_images(tmp_path) == [gif]
+    assert list_inputs(tmp_path, IMAGE_EXTENSIONS, "images") == list_inputs(gif, IMAGE_EXTENSIONS, "images") == [gif]
     with caplog.at_level(logging.WARNING):
         image = read_image(gif)
     assert image.shape == (8, 8, 3) and np.allclose(image[0, 0] * 255, (40, 90, 160), atol=6)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from .data.io import read_image
-from .data.spec import load_dataset
+from .data.spec import DatasetInfo, load_dataset
 from .errors import UnetsegError
 from .fileio import check_output_dir, new_run_dir, write_json, write_text
 from .guard import check_outputs, folder_lock
@@ -35,23 +36,23 @@ class EvalResult:
     counts: list[np.ndarray]  # per image, (classes, 4): tp, fp, tn, fn - to regroup scores (e.g. by SNR)
 
 
-def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "test",
+def evaluate(model: str | Path | LoadedModel, data: str | Path | None = None, split: str = "test",
              output: str | Path | None = None, *, options: InferenceOptions | None = None,
-             postprocess: PostProcess | None = None, figures: int | None = None, runs_dir: str | Path = "runs",
-             seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15,
-             overwrite: bool = False) -> EvalResult:
+             postprocess: PostProcess | None = None, figures: int | None = None, overwrite: bool = False) -> EvalResult:
     """Score ``model`` on one split of ``data``; ``figures`` limits the per-image figures (None: all).
 
-    Splits held out from a train-only dataset are re-derived with the same ``seed`` and fractions
-    the training used (its config.yaml holds them). An ``output`` folder holding an earlier evaluation is
-    refused unless ``overwrite``; everything is checked before the folder is made.
+    A model of a run folder is scored on the exact files its run recorded (``dataset.json``) when ``data``
+    is None or that run's dataset; any other dataset is read as given (its own splits, or held-out splits
+    derived with the default seed and fractions). Without ``output``, a new ``runs/eval-<dataset>-<split>``
+    is made; an ``output`` folder holding an earlier evaluation is refused unless ``overwrite``. Everything
+    is checked before the folder is made.
     """
     if output:
         check_output_dir(output)
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
-    info = load_dataset(data, seed, val_fraction, test_fraction, need_train=False)
+    info = _dataset(loaded, data)
     if info.num_classes != len(loaded.classes) or info.binary != loaded.binary:
-        raise UnetsegError(f"{data}: dataset has {info.num_classes} classes but the model predicts "
+        raise UnetsegError(f"{info.source}: dataset has {info.num_classes} classes but the model predicts "
                            f"{len(loaded.classes)} ({', '.join(loaded.classes)})")
     pairs = info.split(split)
     pp = postprocess or PostProcess()
@@ -63,15 +64,28 @@ def evaluate(model: str | Path | LoadedModel, data: str | Path, split: str = "te
         check_outputs([out / name for name in OUTPUTS] + [out / "figures" / f"{p.image.stem}.png" for p in pairs],
                       inputs, overwrite)
     else:
-        out = new_run_dir(runs_dir, f"eval-{info.name}-{split}")
+        out = new_run_dir("runs", f"eval-{info.name}-{split}")
     with folder_lock(out):
-        return _evaluate(loaded, engine, info, pairs, split, data, out, pp, figures)
+        return _evaluate(loaded, engine, info, pairs, split, out, pp, figures)
+
+
+def _dataset(loaded: LoadedModel, data: str | Path | None) -> DatasetInfo:
+    """The run's recorded dataset (its exact split files) when ``data`` is None or names it, else ``data``."""
+    run = loaded.run_dir
+    record = json.loads((run / "dataset.json").read_text()) if run is not None else None
+    if data is None:
+        if record is None:
+            raise UnetsegError(f"{loaded.path}: not in a run folder with its dataset.json; give the dataset (--data)")
+        return DatasetInfo.from_record(record)
+    if record is not None and Path(data).resolve() == Path(record["source"]).resolve():
+        return DatasetInfo.from_record(record)
+    return load_dataset(data, need_train=False)
 
 
 OUTPUTS = ("metrics.json", "inference.json", "per_image.csv", "confusion_matrix.png", "class_iou.png")
 
 
-def _evaluate(loaded: LoadedModel, engine: Engine, info: Any, pairs: list, split: str, data: str | Path, out: Path,
+def _evaluate(loaded: LoadedModel, engine: Engine, info: DatasetInfo, pairs: list, split: str, out: Path,
               pp: PostProcess, figures: int | None) -> EvalResult:
     dataset = ImageDataset([p.image for p in pairs], loaded.input_spec, [p.mask for p in pairs], info.decoder)
     total = np.zeros((info.num_classes, 4), np.int64)
@@ -101,7 +115,7 @@ def _evaluate(loaded: LoadedModel, engine: Engine, info: Any, pairs: list, split
                         ["image", "truth", "prediction", f"overlay  IoU {iou:.3f}"])
             save_rgb(out / "figures" / f"{pair.image.stem}.png", fig)
     metrics = summarize(total, info.classes, loaded.binary)
-    metrics = {"split": split, "images": len(rows), "dataset": str(data), **metrics,
+    metrics = {"split": split, "images": len(rows), "dataset": str(info.source), **metrics,
                "counts": {c: dict(zip(("tp", "fp", "tn", "fn"), map(int, total[i]), strict=True))
                           for i, c in enumerate(info.classes)}}
     metrics["confusion_matrix"] = {"rows": "true class", "columns": "predicted class", "pixels": matrix.tolist()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
@@ -76,6 +77,50 @@ def write_png(path: str | Path, array: np.ndarray, palette: list[list[int]] | No
     """Write a uint8/uint16 array as PNG; with ``palette``, as an indexed ('P') image."""
     data = encode_png(array, palette)
     return atomic_write(path, lambda p: p.write_bytes(data))
+
+
+def encode_mask(mask: np.ndarray, binary: bool, palette: list[list[int]] | None = None,
+                compress_level: int = 6) -> bytes:
+    """A class mask as unetseg writes it everywhere: binary 0/255; else an indexed PNG whose value is the
+    class and whose ``palette`` (the class colours) draws it."""
+    if binary:
+        return encode_png((mask > 0).astype(np.uint8) * 255, compress_level=compress_level)
+    return encode_png(mask.astype(np.uint8), palette, compress_level=compress_level)
+
+
+def write_mask(path: str | Path, mask: np.ndarray, binary: bool, palette: list[list[int]] | None = None) -> Path:
+    """``encode_mask`` written atomically."""
+    data = encode_mask(mask, binary, palette)
+    return atomic_write(path, lambda p: p.write_bytes(data))
+
+
+def files_in(folder: Path, extensions: tuple[str, ...], recursive: bool = False) -> list[Path]:
+    """The files of ``folder`` (and with ``recursive`` its subfolders) ending in ``extensions``, hidden ones
+    left out, sorted; empty when there are none."""
+    return sorted(p for p in (folder.rglob("*") if recursive else folder.iterdir())
+                  if p.suffix.lower() in extensions and p.is_file() and not p.name.startswith("."))
+
+
+def list_inputs(source: str | Path | list, extensions: tuple[str, ...], what: str, recursive: bool = False
+                ) -> list[Path]:
+    """A list of paths, a file, a folder (its files ending in ``extensions``, hidden ones left out; with
+    ``recursive`` its subfolders' too) or a glob pattern -> sorted paths; none found is an error naming
+    ``what`` was looked for."""
+    if isinstance(source, list):
+        return [Path(p) for p in source]
+    path = Path(source)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = files_in(path, extensions, recursive)
+    else:
+        if not glob.has_magic(str(source)):
+            raise UnetsegError(f"{source}: no such file or folder")
+        found = sorted(Path(p) for p in glob.glob(str(source), recursive=True)
+                       if Path(p).suffix.lower() in extensions and Path(p).is_file())
+    if not found:
+        raise UnetsegError(f"{source}: no {what} found ({', '.join(extensions)})")
+    return found
 
 
 def check_output_dir(path: str | Path) -> Path:

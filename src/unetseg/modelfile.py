@@ -83,10 +83,11 @@ class LoadedModel:
 
 
 def build_meta(model_cfg: dict, classes: list[str], binary: bool, colours: list, spec: InputSpec,
-               threshold: float, training: dict | None = None,
-               spectrogram: dict[str, Any] | None = None, events: str | None = None) -> dict[str, Any]:
+               threshold: float, spectrogram: dict[str, Any] | None = None,
+               events: str | None = None) -> dict[str, Any]:
     """Everything prediction needs; ``spectrogram``: how audio became the training images, if it did;
-    ``events``: "time" when they were painted from onset/offset annotations (decoded per column)."""
+    ``events``: "time" when they were painted from onset/offset annotations (decoded per column). Training
+    adds its epoch and metrics under ``training`` as it saves each model file."""
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -97,7 +98,7 @@ def build_meta(model_cfg: dict, classes: list[str], binary: bool, colours: list,
         "colours": [list(map(int, c)) for c in colours],
         "input": spec.to_dict(),
         "threshold": threshold,
-        "training": training or {},
+        "training": {},
         "spectrogram": spectrogram,
         "events": events,
     }

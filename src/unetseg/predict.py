@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,36 +10,15 @@ import numpy as np
 import torch
 
 from .data.io import IMAGE_EXTENSIONS, read_image
-from .data.spec import list_images
 from .distributed import Group
 from .errors import UnetsegError
-from .fileio import atomic_write, check_output_dir, write_json, write_png
+from .fileio import atomic_write, check_output_dir, list_inputs, write_json, write_mask, write_png
 from .guard import check_outputs
 from .inference import Engine, ImageDataset, InferenceOptions
 from .modelfile import LoadedModel, load_model
 from .outputs import output_mode, shared_run, write_manifest
 from .postprocess import PostProcess, mask_to_polygons, to_mask
 from .viz import overlay, to_uint8_rgb
-
-
-def resolve_inputs(spec: str | Path | list) -> list[Path]:
-    """A file, a folder (its images) or a glob pattern -> image paths."""
-    if isinstance(spec, list):
-        return [Path(p) for p in spec]
-    path = Path(spec)
-    if path.is_dir():
-        files = list_images(path)
-    elif path.is_file():
-        files = [path]
-    else:
-        files = sorted(Path(p) for p in glob.glob(str(spec), recursive=True)
-                       if Path(p).suffix.lower() in IMAGE_EXTENSIONS and Path(p).is_file())
-        if not files and not glob.has_magic(str(spec)):
-            raise UnetsegError(f"{spec}: no such file or folder")
-    if not files:
-        raise UnetsegError(f"{spec}: no images found")
-    return files
-
 
 # Options that change speed, not the masks: a run may resume with other values.
 SPEED_ONLY = ("device", "threads", "batch_size", "workers")
@@ -54,28 +32,46 @@ class PredictResult:
     predicted: int  # images predicted in this call (the rest were done before a --resume)
 
 
+@dataclass(frozen=True)
+class PredictOutputs:
+    """What ``predict`` writes beside the masks, and how it treats an earlier run in the folder.
+
+    ``overlays/<stem>.png``, ``probabilities/<stem>.png`` (binary, 0-255) or ``.npy`` (float16 C x H x W),
+    ``contours/<stem>.json``, and ``coco_results``: one COCO results file (an RLE per class and region) whose
+    image and category ids come from ``coco_json`` when given (matched by file name and class name), else
+    from the input order and class index (each image's part in ``coco/<stem>.json``). Existing files are an
+    error unless ``overwrite``; ``resume`` finishes a folder an interrupted run with the same model and
+    options left (see ``outputs.OutputRun``).
+    """
+
+    overlays: bool = False
+    probabilities: bool = False
+    contours: bool = False
+    coco_results: str | Path | None = None
+    coco_json: str | Path | None = None
+    overwrite: bool = False
+    resume: bool = False
+
+
 def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: str | Path, *,
             options: InferenceOptions | None = None, postprocess: PostProcess | None = None,
-            overlays: bool = False, probabilities: bool = False, contours: bool = False, overwrite: bool = False,
-            coco_results: str | Path | None = None, coco_json: str | Path | None = None,
-            engine: Engine | None = None, resume: bool = False, group: Group | None = None) -> PredictResult:
-    """Write a mask PNG per input image (at its original size) and optional extras into ``output``.
+            outputs: PredictOutputs | None = None, engine: Engine | None = None,
+            group: Group | None = None) -> PredictResult:
+    """Write a mask PNG per input image (at its original size) and the ``outputs`` asked for into ``output``.
 
     Masks: binary 0/255, multi-class an indexed PNG whose value is the class and whose palette draws it.
-    Extras: ``overlays/<stem>.png``, ``probabilities/<stem>.png`` (binary, 0-255) or ``.npy`` (float16
-    C x H x W), ``contours/<stem>.json``, and ``coco_results``: one COCO results file (an RLE per class
-    and region) whose image and category ids come from ``coco_json`` when given (matched by file name and
-    class name), else from the input order and class index (each image's part in ``coco/<stem>.json``).
-    Existing files are an error unless ``overwrite``; ``resume`` finishes a folder an interrupted run with
-    the same model and options left (see ``outputs.OutputRun``). ``inference.json`` records the options,
-    post-processing, backend and model used. ``engine``: one already loaded (reused across calls).
-    ``group``: the processes sharing the inputs (``distributed.launched_group``); each writes its own
-    share, rank 0 checks the folder first and merges the COCO results last.
+    ``inference.json`` records the options, post-processing, backend and model used. ``engine``: one
+    already loaded (reused across calls). ``group``: the processes sharing the inputs
+    (``distributed.launched_group``); each writes its own share, rank 0 checks the folder first and merges
+    the COCO results last.
     """
-    mode = output_mode(overwrite, resume)
+    o = outputs or PredictOutputs()
+    overlays, probabilities, contours, coco_results, coco_json = (o.overlays, o.probabilities, o.contours,
+                                                                   o.coco_results, o.coco_json)
+    mode = output_mode(o.overwrite, o.resume)
     out = check_output_dir(output)
     loaded = engine.loaded if engine else model if isinstance(model, LoadedModel) else load_model(model)
-    files = resolve_inputs(inputs)
+    files = list_inputs(inputs, IMAGE_EXTENSIONS, "images")
     stems: dict[str, Path] = {}
     for f in files:
         if f.stem in stems:
@@ -147,12 +143,6 @@ def _coco_ids(files: list[Path], classes: list[str], coco_json: str | Path | Non
     for cat in data.get("categories", []):  # the last category of a name wins (Roboflow repeats a placeholder)
         by_name[cat["name"]] = int(cat["id"])
     return by_file, {c: by_name[name] for c, name in enumerate(classes) if c > 0 and name in by_name}
-
-
-def write_mask(path: Path, mask: np.ndarray, binary: bool, palette: list[list[int]]) -> Path:
-    if binary:
-        return write_png(path, (mask * 255).astype(np.uint8))
-    return write_png(path, mask, palette=palette)
 
 
 def _write_probabilities(folder: Path, stem: str, probs: torch.Tensor, binary: bool) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 
 from ..errors import UnetsegError
-from ..fileio import staged_dir, write_json, write_png, write_text
+from ..fileio import list_inputs, staged_dir, write_json, write_png, write_text
 from ..inference.windows import window_starts
 from .annotations import Event, check_labels, check_within, events_by_file, read_annotations
 from .io import AUDIO_EXTENSIONS, audio_info, check_not_silent, load_audio
@@ -43,17 +43,8 @@ ANNOTATION_SUFFIXES = (".selections.txt", ".Table.1.selections.txt", ".txt", ".c
 
 
 def list_recordings(source: str | Path | list) -> list[Path]:
-    if isinstance(source, list):
-        return [Path(p) for p in source]
-    path = Path(source)
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise UnetsegError(f"{path}: no such file or folder")
-    found = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
-    if not found:
-        raise UnetsegError(f"{path}: no audio files found ({', '.join(AUDIO_EXTENSIONS)})")
-    return found
+    """A recording, a folder of recordings (subfolders too), a glob pattern or a list -> recordings."""
+    return list_inputs(source, AUDIO_EXTENSIONS, "audio files", recursive=True)
 
 
 def split_recordings(names: list[str], seed: int, val_fraction: float, test_fraction: float) -> dict[str, str]:
@@ -119,12 +110,48 @@ def _unknown_recordings(table: dict[str | None, list[Event]] | None, files: list
     return sorted(k for k in table if k and Path(k).stem not in stems)
 
 
+@dataclass(frozen=True)
+class Windows:
+    """How recordings are cut into windows (``window`` columns, ``overlap`` shared) and split by recording."""
+
+    window: int = 256
+    overlap: int = 64
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.overlap < self.window:
+            raise UnetsegError(f"--overlap {self.overlap} must be smaller than --window {self.window}")
+
+
+@dataclass(frozen=True)
+class Labels:
+    """What annotations become: ``classes`` (None: one class of every label), boxes filled only on their
+    ``energetic`` pixels, the ``channel`` read, and ``noise`` recordings mixed in at ``snrs`` (dB)."""
+
+    classes: list[str] | None = None
+    energetic: bool = False
+    channel: int | None = None
+    noise: str | Path | list | None = None
+    snrs: tuple[float, ...] = (10.0, 5.0, 0.0)
+
+
+@dataclass(frozen=True)
+class Mixing:
+    """Mixtures of clean and background recordings at ``snrs`` (dB); a pixel of the ideal mask needs
+    ``local_snr_db`` clean/noise power and ``floor_db`` above the clean row's median; ``keep_audio`` keeps the
+    noisy and clean WAVs for SDR."""
+
+    snrs: tuple[float, ...] = (-5.0, 0.0, 5.0, 10.0)
+    local_snr_db: float = 0.0
+    floor_db: float = 6.0
+    keep_audio: bool = True
+
+
 def build_annotated_dataset(recordings: str | Path | list, annotations: str | Path | None, output: str | Path,
-                            cfg: SpectrogramConfig, window: int = 256, overlap: int = 64,
-                            classes: list[str] | None = None, energetic: bool = False, seed: int = 0,
-                            val_fraction: float = 0.15, test_fraction: float = 0.15,
-                            channel: int | None = None, noise: str | Path | list | None = None,
-                            snrs: tuple[float, ...] = (10.0, 5.0, 0.0)) -> BuiltDataset:
+                            cfg: SpectrogramConfig, windows: Windows | None = None,
+                            labels: Labels | None = None) -> BuiltDataset:
     """Recordings + annotations -> a train/valid/test folder dataset of spectrogram windows.
 
     ``annotations``: one file with a file column covering all recordings (onset/offset CSV), a folder
@@ -135,6 +162,9 @@ def build_annotated_dataset(recordings: str | Path | list, annotations: str | Pa
     copies with the same annotations (as OpenSoundscape's overlay does); backgrounds are split by recording
     like the annotated ones, so test windows meet backgrounds never heard in training.
     """
+    w, lab = windows or Windows(), labels or Labels()
+    window, overlap, seed, val_fraction, test_fraction = w.window, w.overlap, w.seed, w.val_fraction, w.test_fraction
+    classes, energetic, channel, noise, snrs = lab.classes, lab.energetic, lab.channel, lab.noise, lab.snrs
     files = list_recordings(recordings)
     noise_files = list_recordings(noise) if noise is not None else []
     if noise_files and not snrs:
@@ -254,10 +284,8 @@ def _noise_stream(noise_files: list[Path], sr: int, length: int, rng: np.random.
 
 
 def build_mixture_dataset(clean: str | Path | list, noise: str | Path | list, output: str | Path,
-                          cfg: SpectrogramConfig, snrs: tuple[float, ...] = (-5.0, 0.0, 5.0, 10.0),
-                          window: int = 256, overlap: int = 64, local_snr_db: float = 0.0, floor_db: float = 6.0,
-                          seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15,
-                          keep_audio: bool = True) -> BuiltDataset:
+                          cfg: SpectrogramConfig, windows: Windows | None = None,
+                          mixing: Mixing | None = None) -> BuiltDataset:
     """Mix each clean recording with real background at every SNR in ``snrs``; targets are ideal binary
     masks of the clean signal. Clean and background recordings are each split by recording, so test
     mixtures use birds and backgrounds never seen in training. Noisy and clean audio per mixture are kept
@@ -265,6 +293,9 @@ def build_mixture_dataset(clean: str | Path | list, noise: str | Path | list, ou
     """
     import soundfile as sf
 
+    w, m = windows or Windows(), mixing or Mixing()
+    window, overlap, seed, val_fraction, test_fraction = w.window, w.overlap, w.seed, w.val_fraction, w.test_fraction
+    snrs, local_snr_db, floor_db, keep_audio = m.snrs, m.local_snr_db, m.floor_db, m.keep_audio
     if cfg.two_sided or cfg.axis != "linear":
         raise UnetsegError("mixtures need a one-sided linear spectrogram (ideal masks are computed per STFT bin)")
     clean_files, noise_files = list_recordings(clean), list_recordings(noise)

@@ -20,13 +20,13 @@ import numpy as np
 from ..errors import UnetsegError
 from ..guard import temp_path
 from ..inference import Engine, InferenceOptions, to_classes
-from ..inference.options import GRANULARITY, DetectOptions, EventOptions
 from ..inference.windows import ColumnStream
 from ..modelfile import LoadedModel
 from ..postprocess import PostProcess, threshold_for
 from .annotations import Event
 from .events import EventTracker
 from .io import AudioInfo, audio_info, iter_blocks
+from .options import GRANULARITY, DetectOptions, EventOptions
 from .spectrogram import (
     SpectrogramConfig,
     SpectrogramMapping,
@@ -236,8 +236,7 @@ class Detector:
                 "windows_per_batch": self.batch, "block_seconds": self.options.block_seconds,
                 "postprocess": vars(self.postprocess), "events": vars(self.events)}
 
-    def run(self, path: str | Path, denoise: str | Path | None = None, keep_mask: bool = False,
-            channel: int | None = None) -> DetectResult:
+    def run(self, path: str | Path, denoise: str | Path | None = None, keep_mask: bool = False) -> DetectResult:
         """Events (and optionally denoised audio and the full mask) of one recording of any length."""
         loaded, cfg = self.loaded, self.cfg
         path = Path(path)
@@ -272,6 +271,7 @@ class Detector:
 
         decoded = [0]
         try:
+            channel = self.options.channel
             for columns, S in _columns(path, info, cfg, block_seconds, channel, denoiser is not None, decoded):
                 if S is not None:
                     pending_stft.append(S)
@@ -289,9 +289,7 @@ class Detector:
 
 def detect_recording(loaded: LoadedModel, path: str | Path, options: DetectOptions | None = None,
                      inference: InferenceOptions | None = None, postprocess: PostProcess | None = None,
-                     events: EventOptions | None = None, spectrogram: SpectrogramConfig | None = None,
-                     denoise: str | Path | None = None, keep_mask: bool = False,
-                     channel: int | None = None) -> DetectResult:
-    """One recording through a new ``Detector`` (use a Detector for several)."""
-    return Detector(loaded, options, inference, postprocess, events, spectrogram).run(path, denoise, keep_mask,
-                                                                                       channel)
+                     events: EventOptions | None = None, denoise: str | Path | None = None,
+                     keep_mask: bool = False) -> DetectResult:
+    """One recording through a new ``Detector`` (use a Detector, or ``detect_folder``, for several)."""
+    return Detector(loaded, options, inference, postprocess, events).run(path, denoise, keep_mask)

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..inference.options import EventOptions
 from .annotations import Event
 from .masks import column_labels, column_probabilities, columns_to_events, mask_to_events
+from .options import EventOptions
 from .spectrogram import SpectrogramMapping
 
 
@@ -63,8 +63,8 @@ class EventTracker:
             self.events += columns_to_events(self._mask[0, :cut], self._probs[:, :cut], self.mapping,
                                              self.class_names, o.min_duration, o.merge_gap, column_offset=self._start)
         else:
-            self.events += region_events(self._mask[:, :cut], self._probs[..., :cut], self.mapping,
-                                         self.class_names, o, column_offset=self._start)
+            self.events += mask_to_events(self._mask[:, :cut], self.mapping, self.class_names,
+                                          self._probs[..., :cut], o, column_offset=self._start)
         self._mask, self._probs = self._mask[:, cut:], self._probs[..., cut:]
         self._start += cut
 
@@ -72,15 +72,6 @@ class EventTracker:
         if self._mask is not None and self._mask.shape[1]:
             self._flush(self._mask.shape[1])
         return sorted(self.events, key=lambda e: (e.begin, e.label))
-
-
-def region_events(mask: np.ndarray, probs: np.ndarray | None, mapping: SpectrogramMapping, class_names: list[str],
-                  options: EventOptions, column_offset: int = 0) -> list[Event]:
-    """``mask_to_events`` with the settings of resolved ``options``."""
-    o = options
-    return mask_to_events(mask, mapping, class_names, probs, o.min_duration or 0.0, o.min_bandwidth, o.merge_gap or 0.0,
-                          column_offset=column_offset, freq_tolerance=o.freq_tolerance, min_pixels=o.min_pixels,
-                          click_seconds=o.click_seconds, click_band=o.click_band, simultaneous=o.simultaneous)
 
 
 def _last_gap_end(empty: np.ndarray, gap: int) -> int | None:

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from .annotations import Event
+from .options import RAW_REGIONS, EventOptions
 from .spectrogram import SpectrogramMapping
 
 
@@ -118,28 +119,28 @@ def _join_boxes(boxes: list[_Box], gap: int, rows: int, simultaneous: float = 0.
 
 
 def mask_to_events(mask: np.ndarray, mapping: SpectrogramMapping, class_names: list[str],
-                   probabilities: np.ndarray | None = None, min_duration: float = 0.0, min_bandwidth: float = 0.0,
-                   merge_gap: float = 0.0, column_offset: int = 0, *, freq_tolerance: float = 0.0,
-                   min_pixels: int = 1, click_seconds: float = 0.0, click_band: float = 1.0,
-                   simultaneous: float = 0.0) -> list[Event]:
-    """Connected regions of each class -> events a person would mark: regions of fewer than ``min_pixels``
-    pixels (specks) and clicks (shorter than ``click_seconds`` and spanning more than ``click_band`` of the
-    positive rows) are dropped; regions of a class whose bands overlap (within ``freq_tolerance`` Hz) and
-    that lie closer than ``merge_gap`` s are joined into one event, as are regions overlapping in time by
-    ``simultaneous`` of the longer one whatever their bands (harmonics); events shorter than ``min_duration``
-    or narrower than ``min_bandwidth`` are dropped. Each event has a time span, a band, a label and the
-    mean probability of its own pixels.
+                   probabilities: np.ndarray | None = None, options: EventOptions = RAW_REGIONS,
+                   column_offset: int = 0) -> list[Event]:
+    """Connected regions of each class -> events a person would mark, by ``options`` (resolved; the default
+    keeps every region as it is): regions of fewer than ``min_pixels`` pixels (specks) and clicks (shorter
+    than ``click_seconds`` and spanning more than ``click_band`` of the positive rows) are dropped; regions of
+    a class whose bands overlap (within ``freq_tolerance`` Hz) and that lie closer than ``merge_gap`` s are
+    joined into one event, as are regions overlapping in time by ``simultaneous`` of the longer one whatever
+    their bands (harmonics); events shorter than ``min_duration`` or narrower than ``min_bandwidth`` are
+    dropped. Each event has a time span, a band, a label and the mean probability of its own pixels.
 
     ``mask``: class indices (0 = background) for rows x columns; ``probabilities``: (classes, rows, columns)
     where class 0 is background, or (rows, columns) for a binary model. ``column_offset`` places the
     mask's first column in the recording.
     """
+    o = options.resolved()
+    min_duration, min_bandwidth, min_pixels, click_band = o.min_duration, o.min_bandwidth, o.min_pixels, o.click_band
     hz = np.asarray(mapping.row_hz)
     positive = hz >= 0
     step = np.abs(np.diff(hz)).min() if len(hz) > 1 else 0.0
-    gap = int(round(merge_gap / mapping.column_seconds))
-    tolerance_rows = int(round(freq_tolerance / step)) if step else 0
-    click_columns = click_seconds / mapping.column_seconds
+    gap = int(round(o.merge_gap / mapping.column_seconds))
+    tolerance_rows = int(round(o.freq_tolerance / step)) if step else 0
+    click_columns = o.click_seconds / mapping.column_seconds
     band_rows = int(positive.sum())
     half = mapping.column_seconds / 2
     events = []
@@ -161,7 +162,7 @@ def mask_to_events(mask: np.ndarray, mapping: SpectrogramMapping, class_names: l
             if pixels[k] < min_pixels or (w < click_columns and h > click_band * band_rows):
                 continue
             boxes.append(_Box(x, x + w, y, y + h, int(pixels[k]), float(sums[k])))
-        for b in _join_boxes(boxes, gap, tolerance_rows, simultaneous):
+        for b in _join_boxes(boxes, gap, tolerance_rows, o.simultaneous):
             begin = mapping.column_time(column_offset + b.x0) - half
             end = mapping.column_time(column_offset + b.x1 - 1) + half
             low, high = hz[b.y1 - 1] - step / 2, hz[b.y0] + step / 2

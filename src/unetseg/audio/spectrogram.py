@@ -14,7 +14,7 @@ import numpy as np
 from scipy.signal import get_window
 
 from ..errors import UnetsegError
-from . import MAX_FFT, MAX_MELS, MAX_RATE
+from .options import MAX_FFT, MAX_MELS, MAX_RATE
 
 SCALES = ("db", "magnitude", "power")
 AXES = ("linear", "mel")

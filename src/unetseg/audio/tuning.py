@@ -96,10 +96,9 @@ def tune_box_events(model_path: str | Path, info: DatasetInfo, limit: int = 200)
     """Tune threshold and granularity of region decoding on up to ``limit`` validation windows of a
     box-annotated dataset; return the best setting with its box F1 (None without window sidecars)."""
     from ..inference import to_classes
-    from ..inference.options import GRANULARITY, EventOptions
-    from .events import region_events
     from .masks import mask_to_events
     from .metrics import box_scores
+    from .options import GRANULARITY, EventOptions
 
     predicted = _predict(model_path, info, limit)
     if predicted is None:
@@ -114,7 +113,7 @@ def tune_box_events(model_path: str | Path, info: DatasetInfo, limit: int = 200)
             options = EventOptions(granularity=granularity).resolved()
             tp = fp = fn = 0
             for p, m, (_, _, mapping), ref in zip(probs, masks, windows, truth, strict=True):
-                est = region_events(m, p[0] if loaded.binary else p, mapping, names, options)
+                est = mask_to_events(m, mapping, names, p[0] if loaded.binary else p, options)
                 s = box_scores(ref, est, BOX_IOU)
                 tp, fp, fn = tp + int(s["tp"]), fp + int(s["fp"]), fn + int(s["fn"])
             f1 = 2 * tp / max(2 * tp + fp + fn, 1)

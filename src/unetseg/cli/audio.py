@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..audio import MAX_FFT, MAX_MELS, MAX_RATE
+from ..audio.options import MAX_FFT, MAX_MELS, MAX_RATE, DetectOptions, EventOptions
 from ..config import MAX_SEED, add_dataclass_arguments, dataclass_from_args
 from ..errors import UnetsegError
-from ..inference.options import DetectOptions, EventOptions
 from .common import (
     add_inference_args,
     add_postprocess_args,
@@ -22,7 +20,6 @@ from .common import (
 )
 
 WINDOWS, EVENTS = "windows", "events"
-COMBINED = "events.csv"  # audio detect: every recording's events in one table, with a file column
 
 SPECTROGRAM_FLAGS = {  # flag -> (field, type, help)
     "--sample-rate": ("sample_rate", number(int, ge=0, le=MAX_RATE), "resample to this rate (0: keep each file's "
@@ -116,8 +113,6 @@ def add_audio_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="folder for the event files")
     p.add_argument("--format", default="raven", choices=("raven", "audacity", "csv"), help="[default: raven]")
     p.add_argument("--save-mask", action="store_true", help="also write the whole recording's mask PNG")
-    p.add_argument("--channel", type=number(int, ge=0, le=1023), default=None,
-                   help="channel to read (default: mix to mono)")
     p.add_argument("--denoise", help="denoised WAV (one input) or folder (a folder of inputs)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--resume", action="store_true", help="finish an interrupted --output folder (same model and "
@@ -205,21 +200,22 @@ def _write_wav(path: Path, y: Any, sr: int) -> None:
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
-    from ..audio.datasets import build_annotated_dataset, list_recordings
+    from ..audio.datasets import Labels, build_annotated_dataset, list_recordings
 
-    _check_windows(args)
+    windows = _windows(args)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     noise = [f for src in args.noise for f in list_recordings(src)] if args.noise else None
-    built = build_annotated_dataset(args.audio, args.annotations, args.output, spectrogram_from_args(args),
-                                    args.window, args.overlap, classes, args.energetic, args.seed,
-                                    channel=args.channel, noise=noise, snrs=_snrs(args.snrs))
+    labels = Labels(classes, args.energetic, args.channel, noise, _snrs(args.snrs))
+    built = build_annotated_dataset(args.audio, args.annotations, args.output, spectrogram_from_args(args), windows,
+                                    labels)
     print(f"dataset {built.root}: classes {', '.join(built.classes)}; images per split {built.windows}")
     return 0
 
 
-def _check_windows(args: argparse.Namespace) -> None:
-    if args.overlap >= args.window:
-        raise UnetsegError(f"--overlap {args.overlap} must be smaller than --window {args.window}")
+def _windows(args: argparse.Namespace) -> Any:
+    from ..audio.datasets import Windows
+
+    return Windows(args.window, args.overlap, args.seed)
 
 
 def _snrs(text: str) -> tuple[float, ...]:
@@ -233,14 +229,14 @@ def _snrs(text: str) -> tuple[float, ...]:
 
 
 def cmd_mix(args: argparse.Namespace) -> int:
-    from ..audio.datasets import build_mixture_dataset, list_recordings
+    from ..audio.datasets import Mixing, build_mixture_dataset, list_recordings
 
-    _check_windows(args)
+    windows = _windows(args)
     snrs = _snrs(args.snrs)
     clean = [f for src in args.clean for f in list_recordings(src)]
     noise = [f for src in args.noise for f in list_recordings(src)]
-    built = build_mixture_dataset(clean, noise, args.output, spectrogram_from_args(args), snrs, args.window,
-                                  args.overlap, args.local_snr, args.floor_db, args.seed)
+    built = build_mixture_dataset(clean, noise, args.output, spectrogram_from_args(args), windows,
+                                  Mixing(snrs, args.local_snr, args.floor_db))
     print(f"mixtures {built.root}: SNRs {snrs} dB; images per split {built.windows}")
     return 0
 
@@ -249,51 +245,24 @@ def cmd_detect(args: argparse.Namespace) -> int:
     inference, postprocess = inference_from_args(args), postprocess_from_args(args)
     windows = dataclass_from_args(DetectOptions, args, WINDOWS)
     dataclass_from_args(EventOptions, args, EVENTS)  # checked before the model loads; its tuned defaults below
-    from ..audio.annotations import SUFFIXES, format_csv, read_annotations, write_events
+    from ..audio.corpus import FolderOutputs, detect_folder
     from ..audio.datasets import list_recordings
     from ..audio.detect import Detector, check_recordings, spectrogram_config, tuned_events
     from ..distributed import launched_group
-    from ..fileio import check_output_dir, write_png, write_text
+    from ..fileio import check_output_dir
     from ..modelfile import load_model
-    from ..outputs import output_mode, shared_run, write_manifest
+    from ..outputs import output_mode
 
-    mode = output_mode(args.overwrite, args.resume)
-    out = check_output_dir(args.output)
+    outputs = FolderOutputs(args.format, args.denoise, args.save_mask, args.overwrite, args.resume)
+    output_mode(args.overwrite, args.resume)
+    check_output_dir(args.output)
     files = list_recordings(args.input)
-    single = Path(args.input).is_file()
-    if args.denoise:
-        check_output_dir(Path(args.denoise).parent if single else args.denoise)
     loaded = load_model(args.model)
-    check_recordings(files, spectrogram_config(loaded), args.channel)  # before the output folder is made
-    denoised = {f: (Path(args.denoise) if single else Path(args.denoise) / f"{f.stem}.denoised.wav")
-                for f in files} if args.denoise else {}
-    targets = {f.name: [*([denoised[f]] if args.denoise else []),
-                        *([out / f"{f.stem}.mask.png"] if args.save_mask else []),
-                        out / f"{f.stem}{SUFFIXES[args.format]}"] for f in files}  # the events table last
+    check_recordings(files, spectrogram_config(loaded), windows.channel)  # before the engine is built
     group = launched_group()
     event_options = dataclass_from_args(EventOptions, args, EVENTS, defaults=tuned_events(loaded))
     detector = Detector(loaded, windows, group_threads(inference, group), postprocess, event_options)
-    described = detector.describe()
-    key = {"model_sha256": loaded.digest, "backend": described["options"]["backend"], "format": args.format,
-           "denoise": bool(args.denoise), "save_mask": args.save_mask, "channel": args.channel,
-           **{k: described[k] for k in ("decoding", "window", "overlap", "postprocess", "events")}}
-    inputs = [*files, *([loaded.path] if loaded.path else [])]
-    with shared_run(group, out, key, targets, mode, described, inputs) as done:
-        todo = group.shard([f for f in files if f.name not in done])
-        for f in todo:
-            result = detector.run(f, denoise=denoised.get(f), keep_mask=args.save_mask, channel=args.channel)
-            events = [replace(e, file=f.name) for e in result.events]
-            if result.mask is not None:
-                write_png(out / f"{f.stem}.mask.png", (result.mask * (255 if loaded.binary else 1)).astype("uint8"))
-            write_events(targets[f.name][-1], events, args.format)
-            print(f"{f}: {len(events)} events in {result.duration:.1f} s -> {targets[f.name][-1]}")
-        group.gather(len(todo))  # every process is done
-        if group.main:
-            if done:
-                print(f"{len(done)} recording(s) done before were skipped")
-            combined = [replace(e, file=f.name) for f in files for e in read_annotations(targets[f.name][-1])]
-            write_text(out / COMBINED, format_csv(combined))
-            write_manifest(out, described, key, True, len(done), inputs=len(files), processes=group.world)
+    detect_folder(detector, args.input, args.output, outputs, group, report=print)
     return 0
 
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import MAX_SEED, Config, add_config_arguments, overrides_from_args
+from ..config import Config, add_config_arguments, overrides_from_args
 from ..errors import UnetsegError
 from .common import (
     add_inference_args,
@@ -32,13 +32,12 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("evaluate", help="score a model on a dataset split; metrics, per-image CSV, figures")
     p.add_argument("--model", required=True, help="model file (.safetensors from a run's weights/)")
-    p.add_argument("--data", required=True, help="dataset folder or dataset YAML")
+    p.add_argument("--data", help="dataset folder or dataset YAML [default: the exact files the model's run "
+                   "recorded in its dataset.json]")
     p.add_argument("--split", default="test", help="train, valid or test [default: test]")
     p.add_argument("--output", help="output folder [default: a new runs/eval-<dataset>-<split>]")
     p.add_argument("--figures", type=number(int, ge=0), default=None, metavar="N",
                    help="draw figures for the first N images")
-    p.add_argument("--seed", type=number(int, ge=0, le=MAX_SEED), default=0,
-                   help="seed of held-out splits (as in training) [default: 0]")
     p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier evaluation in --output")
     add_postprocess_args(p)
     add_inference_args(p)
@@ -116,8 +115,7 @@ def _test_after_training(result: Any, cfg: Config) -> None:
 
     if not json.loads((result.run_dir / "dataset.json").read_text())["splits"].get("test"):
         return
-    ev = evaluate(result.best_model, cfg.data.path, "test", result.run_dir / "test", seed=cfg.train.seed,
-                  val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction)
+    ev = evaluate(result.best_model, None, "test", result.run_dir / "test")  # the run's own test files
     print_metrics(ev.metrics, ev.output)
 
 
@@ -126,7 +124,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate
 
     ev = evaluate(args.model, args.data, args.split, args.output, options=options, postprocess=postprocess,
-                  figures=args.figures, seed=args.seed, overwrite=args.overwrite)
+                  figures=args.figures, overwrite=args.overwrite)
     print_metrics(ev.metrics, ev.output)
     return 0
 
@@ -134,14 +132,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     options, postprocess = inference_from_args(args), postprocess_from_args(args)  # checked before the imports
     from ..distributed import launched_group
-    from ..predict import predict
+    from ..predict import PredictOutputs, predict
 
     start = time.perf_counter()
     group = launched_group()
+    outputs = PredictOutputs(args.overlays, args.probabilities, args.contours, args.coco_results, args.coco_json,
+                             args.overwrite, args.resume)
     res = predict(args.model, args.input, args.output, options=group_threads(options, group),
-                  postprocess=postprocess, overlays=args.overlays, probabilities=args.probabilities,
-                  contours=args.contours, overwrite=args.overwrite, coco_results=args.coco_results,
-                  coco_json=args.coco_json, resume=args.resume, group=group)
+                  postprocess=postprocess, outputs=outputs, group=group)
     took = time.perf_counter() - start
     if not group.main:
         return 0
@@ -169,7 +167,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .. import train
     from ..data.demo import make_demo_dataset
     from ..evaluate import evaluate
-    from ..predict import predict
+    from ..predict import PredictOutputs, predict
 
     data = make_demo_dataset(Path(args.runs_dir) / "demo-data")
     cfg = Config.from_dict({
@@ -183,7 +181,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result = train(cfg)
     ev = evaluate(result.best_model, data, "test", result.run_dir / "test", figures=8)
     test_images = sorted((data / "test" / "images").glob("*.png"))[:4]
-    pred = predict(result.best_model, test_images, result.run_dir / "predictions", overlays=True, contours=True)
+    pred = predict(result.best_model, test_images, result.run_dir / "predictions",
+                   outputs=PredictOutputs(overlays=True, contours=True))
     print_metrics(ev.metrics, ev.output)
     print(f"predictions: {pred.output}")
     print(f"run folder: {result.run_dir}")

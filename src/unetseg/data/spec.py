@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from ..errors import UnetsegError
+from ..fileio import files_in
 from .io import IMAGE_EXTENSIONS, LOSSY_FORMATS, SNAP_HIGH, SNAP_LOW, MaskDecoder, read_header, read_mask_raw
 
 log = logging.getLogger(__name__)
@@ -272,8 +273,7 @@ def _events_kind(value: Any, path: Path) -> str | None:
 
 
 def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-                  and not p.name.startswith("."))
+    return files_in(folder, IMAGE_EXTENSIONS)
 
 
 def _by_stem(files: list[Path], suffix: str = "") -> dict[str, Path]:

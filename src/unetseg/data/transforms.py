@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import AugmentConfig
 from ..errors import UnetsegError
 from ..inputspec import RESIZE_MODES, InputSpec
 from .io import IGNORE
@@ -97,10 +98,12 @@ def restore(outputs: torch.Tensor, p: Placement) -> torch.Tensor:
     return x
 
 
-def build_augment(crop: list[int] | None, *, enabled: bool, hflip: float, vflip: float, rotate: float,
-                  scale: float, affine_p: float, brightness: float, contrast: float,
-                  color_p: float) -> A.Compose | None:
-    """Training-time transforms on the fitted image and mask (none at validation)."""
+def build_augment(crop: list[int] | None, augment: AugmentConfig) -> A.Compose | None:
+    """Training-time transforms on the fitted image and mask (none at validation): the random ``crop`` and
+    the flips, affine and colour changes of ``augment``."""
+    a = augment
+    enabled, hflip, vflip, rotate, scale = a.enabled, a.hflip, a.vflip, a.rotate, a.scale
+    affine_p, brightness, contrast, color_p = a.affine_p, a.brightness, a.contrast, a.color_p
     steps: list = []
     if crop:
         steps.append(A.RandomCrop(crop[0], crop[1], pad_if_needed=True, fill=0, fill_mask=IGNORE))

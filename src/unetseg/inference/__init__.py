@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .options import DetectOptions, EventOptions, InferenceOptions
+from .options import InferenceOptions
 
-__all__ = ["DetectOptions", "Engine", "EventOptions", "ImageDataset", "InferenceOptions", "activate", "to_classes"]
+__all__ = ["Engine", "ImageDataset", "InferenceOptions", "activate", "to_classes"]
 
 if TYPE_CHECKING:
     from .engine import Engine, ImageDataset

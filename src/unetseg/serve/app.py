@@ -35,7 +35,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect
 
 from ..errors import UnetsegError
-from ..fileio import encode_png
+from ..fileio import encode_mask
 from ..modelfile import LoadedModel, load_model
 from ..version import __version__
 from .batcher import Admission, Batcher, Busy, shape_key
@@ -413,7 +413,7 @@ def _mask_response(engine: Any, probs: Any, pp: Any, served: ServedModel, fmt: s
     from ..postprocess import threshold_for, to_mask
 
     classes = to_mask(probs, engine.loaded, pp)
-    png = _mask_png(classes, served.loaded)
+    png = encode_mask(classes, served.loaded.binary, [list(c) for c in served.loaded.colours], compress_level=1)
     if fmt == "png":
         return Response(png, media_type="image/png")
     return JSONResponse(_mask_json(classes, served, threshold_for(engine.loaded, pp), png if with_png else None))
@@ -440,13 +440,6 @@ def _spectrogram_png(served: ServedModel, path: Path, folder: Path, max_width: i
     out = folder / "spectrogram.png"
     Image.fromarray(image).save(out, format="PNG")
     return out, [float(v) for v in mapping.row_hz]
-
-
-def _mask_png(mask: np.ndarray, loaded: LoadedModel) -> bytes:
-    """The mask as ``predict`` writes it (binary 0/255, else indexed with the class colours), encoded fast."""
-    if loaded.binary:
-        return encode_png((mask * 255).astype(np.uint8), compress_level=1)
-    return encode_png(mask.astype(np.uint8), [list(c) for c in loaded.colours], compress_level=1)
 
 
 def _mask_json(mask: np.ndarray, served: ServedModel, threshold: float, png: bytes | None) -> dict[str, Any]:

@@ -215,7 +215,7 @@ def _loaders(cfg: Config, info: DatasetInfo, spec: InputSpec, draw_weights: np.n
     """This process's training loader (its share, shuffled or drawn by weight) and validation loader."""
     bs = cfg.train.batch_size
     workers = _workers(cfg.data.workers)
-    augment = build_augment(cfg.data.crop, **vars(cfg.augment))
+    augment = build_augment(cfg.data.crop, cfg.augment)
     train_ds = SegmentationDataset(info.split("train"), info.decoder, spec, augment)
     val_ds = SegmentationDataset(info.split("valid"), info.decoder, spec)
     loader_args = {"num_workers": workers, "persistent_workers": workers > 0}
