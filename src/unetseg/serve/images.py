@@ -1,0 +1,96 @@
+"""``POST /predict``: an image -> its mask (PNG, or JSON with polygons, areas and COCO RLE)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from ..fileio import encode_mask
+from ..postprocess import PostProcess, mask_to_polygons, threshold_for, to_mask
+from .batcher import shape_key
+from .models import ServedModel
+from .state import ServerState, bad, read_upload_image
+
+router = APIRouter()
+
+
+def postprocess_query(threshold: float | None = Query(None, gt=0, lt=1), open: int = Query(0, ge=0, le=64),
+                      close: int = Query(0, ge=0, le=64), min_size: int = Query(0, ge=0),
+                      fill_holes: bool = False) -> PostProcess:
+    """The post-processing query parameters (as ``predict``'s flags) as one ``PostProcess``."""
+    return PostProcess(threshold=threshold, open_px=open, close_px=close, min_size=min_size, fill_holes=fill_holes)
+
+
+@router.post("/predict")
+async def predict(request: Request, pp: Annotated[PostProcess, Depends(postprocess_query)], model: str | None = None,
+                  tile: int | None = Query(None, ge=16, le=8192), tta: bool = False,
+                  format: str = Query("png", pattern="^(png|json)$"), mask: bool = False) -> Response:
+    """An image (request body or multipart file) -> its mask PNG, or with ``format=json`` polygons per
+    region, per-class pixel areas and COCO RLE (``mask=true`` adds the PNG as base64)."""
+    server: ServerState = request.app.state.server
+    served = server.pick(model, "image")
+    spec = served.loaded.input_spec
+    if tile and spec.mode != "pad":
+        raise bad(400, "tile applies to native-size models only; this model scales every image")
+    if tile and tile % spec.divisor:
+        raise bad(400, f"tile {tile} is not divisible by the model's stride {spec.divisor}")
+    batched = not (tile or tta)
+    with tempfile.TemporaryDirectory(prefix="unetseg-upload-") as name:
+        path = await server.upload(request, Path(name))
+        with server.admission:  # a place among the requests at work, once the body is here (503 when none is free)
+            if batched:
+                served.batcher.expect(1)
+            try:
+                image = await asyncio.to_thread(read_upload_image, path, spec.channels, server.options.max_pixels)
+                if batched:
+                    engine = served.engine
+                    future = served.batcher.submit(shape_key(image, spec), image)
+                    batched = False  # announced and submitted
+                    probs = await asyncio.wrap_future(future)
+                else:
+                    engine = served.engine_for(tile, tta)
+                    probs = (await asyncio.to_thread(engine.probabilities, [image]))[0]
+            finally:
+                if batched:  # left before submitting (a bad upload)
+                    served.batcher.expect(-1)
+            return await asyncio.to_thread(_mask_response, engine, probs, pp, served, format, mask)
+
+
+def _mask_response(engine: Any, probs: Any, pp: PostProcess, served: ServedModel, fmt: str,
+                   with_png: bool) -> Response:
+    classes = to_mask(probs, engine.loaded, pp)
+    png = encode_mask(classes, served.loaded.binary, [list(c) for c in served.loaded.colours], compress_level=1)
+    if fmt == "png":
+        return Response(png, media_type="image/png")
+    return JSONResponse(_mask_json(classes, served, threshold_for(engine.loaded, pp), png if with_png else None))
+
+
+def _mask_json(mask: np.ndarray, served: ServedModel, threshold: float, png: bytes | None) -> dict[str, Any]:
+    from pycocotools import mask as mask_utils
+
+    loaded = served.loaded
+    counts = np.bincount(mask.ravel(), minlength=len(loaded.classes))
+    total = int(mask.size)
+    rle = {}
+    for c, name in enumerate(loaded.classes):
+        if c == 0:
+            continue
+        encoded = mask_utils.encode(np.asfortranarray((mask == c).astype(np.uint8)))
+        rle[name] = {"size": [int(v) for v in encoded["size"]], "counts": encoded["counts"].decode("ascii")}
+    out: dict[str, Any] = {
+        "model": served.name, "height": int(mask.shape[0]), "width": int(mask.shape[1]), "threshold": threshold,
+        "classes": [{"index": c, "name": name, "colour": list(loaded.colours[c]), "pixels": int(counts[c]),
+                     "share": round(int(counts[c]) / total, 6)} for c, name in enumerate(loaded.classes)],
+        "regions": mask_to_polygons(mask, loaded.classes, loaded.binary),
+        "rle": rle,
+    }
+    if png is not None:
+        out["mask_png"] = base64.b64encode(png).decode("ascii")
+    return out
