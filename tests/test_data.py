@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from unetseg.data.io import IGNORE, MaskDecoder, read_image, read_mask_raw
-from unetseg.data.spec import check_pairs, load_dataset, pair_files
+from unetseg.data.spec import load_dataset, pair_files
+from unetseg.data.stats import check_pairs
 from unetseg.data.transforms import check_size, fit_image, fit_mask, plan_placement, restore
 from unetseg.errors import UnetsegError
 

@@ -140,7 +140,7 @@ def test_int8_without_calibration_images_says_how(trained: Path, cache: Path, tm
 def test_auto_probes_once_and_caches_its_choice(trained: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     loaded = load_model(trained)
     engine = Engine(loaded, InferenceOptions())
-    probes = list((cache / "probes").glob("*.json"))
+    probes = list((cache / "probes" / "backends").glob("*.json"))
     assert len(probes) == 1
     record = json.loads(probes[0].read_text())
     assert record["choice"] == engine.backend_name

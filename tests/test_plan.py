@@ -11,7 +11,8 @@ import yaml
 
 from unetseg.cli import main
 from unetseg.config import Config
-from unetseg.data.spec import check_pairs, load_dataset
+from unetseg.data.spec import load_dataset
+from unetseg.data.stats import check_pairs
 from unetseg.errors import UnetsegError
 from unetseg.plan import fingerprint, make_plan, median_frequency_weights, sample_weights
 from unetseg.training import WarmupCosine

@@ -14,7 +14,8 @@ from PIL import Image, ImageOps
 from unetseg.cli import main
 from unetseg.config import Config
 from unetseg.data.io import read_header, read_image, read_mask_raw
-from unetseg.data.spec import check_pairs, load_dataset
+from unetseg.data.spec import load_dataset
+from unetseg.data.stats import check_pairs
 from unetseg.errors import UnetsegError
 
 from .conftest import shared, write_binary_dataset

@@ -8,13 +8,8 @@ The auto probe's choice is cached per machine, model, input shape and thread cou
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
-import platform
 import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -23,9 +18,8 @@ import torch
 from ..data.io import read_image
 from ..data.transforms import normalize
 from ..errors import UnetsegError
-from ..fileio import cache_root, write_json
+from ..machine import cached_probe, machine_key, probe_path, rates_in_turns
 from ..modelfile import LoadedModel
-from ..version import __version__
 from .calibration import AGREEMENT_FLOOR, calibration_images
 from .graphs import OnnxBackend, backend_agreement, fp32_graph, int8_graph
 from .options import InferenceOptions
@@ -126,17 +120,6 @@ def _try_build(name: str, loaded: LoadedModel, options: InferenceOptions, device
         return None
 
 
-def machine_key(threads: int) -> dict[str, Any]:
-    """What makes a probe's result hold on another machine: CPU, its vector units, libraries, threads."""
-    import onnxruntime
-
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    model = next((ln.split(":", 1)[1].strip() for ln in flags.splitlines() if ln.startswith("model name")), "")
-    return {"cpu": model or platform.processor(), "capability": torch.backends.cpu.get_cpu_capability(),
-            "amx": " amx_bf16 " in flags.replace("\n", " "), "threads": threads, "torch": torch.__version__,
-            "onnxruntime": onnxruntime.__version__}
-
-
 def _probe(loaded: LoadedModel, options: InferenceOptions, device: torch.device,
            shape: tuple[int, int, int, int]) -> tuple[str, Backend | None]:
     """The name of the fastest backend (from the cache when probed before) and, when just probed, the
@@ -146,38 +129,39 @@ def _probe(loaded: LoadedModel, options: InferenceOptions, device: torch.device,
         machine = machine_key(threads)
     except ImportError:
         return "torch", None
-    key = hashlib.sha256(json.dumps([machine, __version__, loaded.digest, list(shape), options.calibration],
-                                    sort_keys=True).encode()).hexdigest()[:32]
-    path = cache_root() / "probes" / f"{key}.json"
-    if path.is_file():
-        try:
-            return str(json.loads(path.read_text())["choice"]), None
-        except (OSError, ValueError, KeyError):
-            pass
-    start = time.perf_counter()
-    calibration = calibration_images(loaded, options.calibration)
-    inputs = _probe_inputs(loaded, shape, options.calibration)
-    reference = TorchBackend(loaded.model, device)
-    candidates: dict[str, Backend] = {"torch": reference}
-    agreement: dict[str, float] = {}
-    for name in ("torch-bf16", "onnxruntime", "onnxruntime-int8"):
-        if name == "onnxruntime-int8" and not calibration:
-            continue
-        backend = _try_build(name, loaded, options, device)
-        if backend is None:
-            continue
-        if name == "torch-bf16":
-            agreement[name] = backend_agreement(reference, backend, loaded, [x[None] for x in inputs.numpy()])
-            if agreement[name] < AGREEMENT_FLOOR:
+    candidates: dict[str, Backend] = {}
+
+    def measure() -> dict[str, Any]:
+        start = time.perf_counter()
+        calibration = calibration_images(loaded, options.calibration)
+        inputs = _probe_inputs(loaded, shape, options.calibration)
+        reference = TorchBackend(loaded.model, device)
+        candidates["torch"] = reference
+        agreement: dict[str, float] = {}
+        for name in ("torch-bf16", "onnxruntime", "onnxruntime-int8"):
+            if name == "onnxruntime-int8" and not calibration:
                 continue
-        candidates[name] = backend
-    rates = rates_in_turns(candidates, inputs)
-    choice = max(rates, key=rates.__getitem__)
-    write_json(path, {"choice": choice, "images_per_s": {k: round(v, 2) for k, v in rates.items()},
-                      "agreement_iou": agreement, "shape": list(shape), "machine": machine,
-                      "model": loaded.digest, "seconds": round(time.perf_counter() - start, 1)})
+            backend = _try_build(name, loaded, options, device)
+            if backend is None:
+                continue
+            if name == "torch-bf16":
+                agreement[name] = backend_agreement(reference, backend, loaded, [x[None] for x in inputs.numpy()])
+                if agreement[name] < AGREEMENT_FLOOR:
+                    continue
+            candidates[name] = backend
+        rates = rates_in_turns(candidates, inputs)
+        return {"choice": max(rates, key=rates.__getitem__), "images_per_s": {k: round(v, 2) for k, v in rates.items()},
+                "agreement_iou": agreement, "shape": list(shape), "machine": machine, "model": loaded.digest,
+                "seconds": round(time.perf_counter() - start, 1)}
+
+    key = [machine, loaded.digest, list(shape), options.calibration]
+    result, measured = cached_probe("backends", key, measure, valid=lambda r: isinstance(r["choice"], str))
+    choice = str(result["choice"])
+    if not measured:
+        return choice, None
     log.info("backend auto: %s (%s images/s of %s; probed once, cached in %s)", choice,
-             ", ".join(f"{k} {v:.1f}" for k, v in rates.items()), "x".join(map(str, shape[1:])), path)
+             ", ".join(f"{k} {v:.1f}" for k, v in result["images_per_s"].items()), "x".join(map(str, shape[1:])),
+             probe_path("backends", key))
     return choice, candidates[choice]
 
 
@@ -201,19 +185,3 @@ def _probe_inputs(loaded: LoadedModel, shape: tuple[int, int, int, int], folder:
         else:
             batch.append(torch.randn(shape[1:], generator=generator))
     return torch.stack(batch)
-
-
-def rates_in_turns(backends: dict[str, Callable[[torch.Tensor], Any]], x: torch.Tensor, warmup: int = 2,
-                   rounds: int = 4) -> dict[str, float]:
-    """Images per second of each callable on ``x``: ``warmup`` calls each, then the best of ``rounds`` calls
-    taken in turns, so a passing load on a shared machine weighs on all of them alike."""
-    for backend in backends.values():
-        for _ in range(warmup):
-            backend(x)
-    best = dict.fromkeys(backends, float("inf"))
-    for _ in range(rounds):
-        for name, backend in backends.items():
-            t = time.perf_counter()
-            backend(x)
-            best[name] = min(best[name], time.perf_counter() - t)
-    return {name: x.shape[0] / took for name, took in best.items()}

@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampl
 from ..config import Config
 from ..data.dataset import PadCollate, SegmentationDataset, mean_std
 from ..data.io import image_channels
-from ..data.spec import DatasetInfo, PairStats, check_pairs, load_dataset
+from ..data.spec import DatasetInfo, load_dataset
+from ..data.stats import PairStats, check_pairs
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_augment, check_size
 from ..distributed import announce_run_dir, forget_run_dir, is_main_process, shared_run_dir
 from ..errors import UnetsegError

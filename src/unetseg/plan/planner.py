@@ -12,24 +12,22 @@ depth) is planned only when the user set none of its members; any other option t
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
-from .config import Config
-from .data.io import read_mask_raw
-from .data.spec import DatasetInfo, PairStats
-from .errors import UnetsegError
-from .fileio import cache_root, write_json
-from .version import __version__
+from ..config import Config
+from ..data.spec import DatasetInfo
+from ..data.stats import PairStats
+from ..errors import UnetsegError
+from ..machine import host_features
+from .fingerprint import RARE_PIXELS, Fingerprint, fingerprint
+from .probe import StepShape, machine, training_rates
 
 log = logging.getLogger(__name__)
 
@@ -55,71 +53,9 @@ MODEL = ("model.arch", "model.encoder", "model.encoder_weights", "model.base_wid
 CROP = 256  # side of a training crop: large enough for street-scene context, small enough for a CPU
 NATIVE_MAX = 1024  # images up to this side train on crops at native resolution and predict whole
 BF16_GAIN = 1.25  # bf16 mixed precision is chosen when its training steps are at least this much faster
-RARE_PIXELS = 0.02  # a class below this share of labelled pixels is rare
-SAMPLE_MASKS = 48  # masks read to measure object sizes
 VAL_SPEEDUP = 2.5  # validation (forward only) runs about this much faster per pixel than a training step
 VAL_SHARE = 0.2  # of training time spent validating
 EPOCH_OVERHEAD_S = 1.5  # model files, checkpoint, plots per validated epoch
-
-
-@dataclass
-class Fingerprint:
-    """What the plan knows of a dataset (train and valid splits)."""
-
-    train_images: int
-    valid_images: int
-    channels: int
-    size_median: tuple[int, int]
-    size_min: tuple[int, int]
-    size_max: tuple[int, int]
-    classes: list[str]
-    pixel_share: list[float]  # of labelled pixels, train + valid
-    train_images_with: list[int]  # train images holding each class
-    object_area_median: list[float | None]  # pixels per connected region, native resolution
-    binary: bool
-    spectrogram: bool
-    presence: np.ndarray = field(repr=False)  # (train images, classes) bool
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("presence")
-        return d
-
-    @property
-    def rare(self) -> list[int]:
-        """Foreground classes below RARE_PIXELS of the labelled pixels (class 0 counts for binary data)."""
-        return [c for c, share in enumerate(self.pixel_share) if share < RARE_PIXELS and share > 0]
-
-
-def fingerprint(info: DatasetInfo, stats: PairStats, channels: int) -> Fingerprint:
-    """Measure a dataset from the stats that ``check_pairs`` took of its train + valid pairs (train first)."""
-    n_train = len(info.split("train"))
-    sizes = np.asarray(stats.sizes)
-    total = stats.total.astype(np.float64)
-    share = (total / max(total.sum(), 1)).round(6).tolist()
-    presence = stats.counts[:n_train] > 0
-    return Fingerprint(
-        train_images=n_train, valid_images=len(stats.sizes) - n_train, channels=channels,
-        size_median=tuple(int(v) for v in np.median(sizes, 0)), size_min=tuple(int(v) for v in sizes.min(0)),
-        size_max=tuple(int(v) for v in sizes.max(0)), classes=list(info.classes), pixel_share=share,
-        train_images_with=presence.sum(0).astype(int).tolist(),
-        object_area_median=_object_areas(info, n_train), binary=info.binary, spectrogram=bool(info.spectrogram),
-        presence=presence,
-    )
-
-
-def _object_areas(info: DatasetInfo, n_train: int) -> list[float | None]:
-    pairs = info.split("train")
-    step = max(1, n_train // SAMPLE_MASKS)
-    areas: list[list[int]] = [[] for _ in info.classes]
-    for pair in pairs[::step][:SAMPLE_MASKS]:
-        mask = info.decoder.decode(read_mask_raw(pair.mask), pair.mask)
-        for c in np.unique(mask):
-            if c >= len(info.classes):
-                continue
-            n, _, cc_stats, _ = cv2.connectedComponentsWithStats((mask == c).astype(np.uint8), connectivity=8)
-            areas[c].extend(int(a) for a in cc_stats[1:n, cv2.CC_STAT_AREA])
-    return [round(float(np.median(a)), 1) if a else None for a in areas]
 
 
 @dataclass
@@ -179,13 +115,6 @@ class _Planner:
             return
         setattr(getattr(self.cfg, section), name, value)
         self.plan.choices.append(Choice(key, value, reason))
-
-
-def machine() -> dict[str, Any]:
-    """The machine as the probes see it (CPU, vector units, AMX, threads, libraries) and whether CUDA is here."""
-    from .inference.backends import machine_key
-
-    return {**machine_key(torch.get_num_threads()), "cuda": torch.cuda.is_available()}
 
 
 def make_plan(cfg: Config, info: DatasetInfo, stats: PairStats, channels: int) -> Plan:
@@ -330,15 +259,15 @@ def _precision_and_model(p: _Planner) -> None:
         p.set("train.precision", precision, "mixed precision on the GPU")
     elif not p.user("train.precision"):
         first = {**_model_fields(cfg), **(candidates[0][1] if model_free else {})}
-        rates = _probe_steps(p, {"fp32": (first, False), "bf16": (first, True)})
+        rates = _rates(p, {"fp32": (first, False), "bf16": (first, True)})
         gain = rates["bf16"] / rates["fp32"]
         p.plan.probe["precision"] = {"images_per_s": rates, "bf16_gain": round(gain, 2)}
         if gain >= BF16_GAIN:
             p.set("train.precision", "bf16-mixed", f"bf16 autocast trains {gain:.1f}x faster than fp32 on this CPU "
-                  f"({_host(p.plan.machine)})")
+                  f"({host_features(p.plan.machine)})")
         else:
             p.set("train.precision", "32-true", f"bf16 autocast is only {gain:.2f}x fp32 on this CPU "
-                  f"({_host(p.plan.machine)})")
+                  f"({host_features(p.plan.machine)})")
     else:
         p.set("train.precision", None, "")
     bf16 = cfg.train.precision.startswith("bf16")
@@ -350,11 +279,11 @@ def _precision_and_model(p: _Planner) -> None:
         else:
             p.keep(MODEL, "model given by you")
         if not on_gpu:
-            rate = _probe_steps(p, {"chosen": (_model_fields(cfg), bf16)})["chosen"]
+            rate = _rates(p, {"chosen": (_model_fields(cfg), bf16)})["chosen"]
             p.plan.probe["model"] = {"images_per_s": rate}
             p.plan.estimate["train_images_per_s"] = round(rate, 2)
         return
-    rates = _probe_steps(p, {n: ({**_model_fields(cfg), **m}, bf16) for n, m in candidates})
+    rates = _rates(p, {n: ({**_model_fields(cfg), **m}, bf16) for n, m in candidates})
     budget_s = cfg.train.max_time * 60 / (1 + VAL_SHARE)  # validation takes the rest
     epochs = {n: budget_s * r / max(fp.train_images, 1) for n, r in rates.items()}
     p.plan.probe["model"] = {"images_per_s": rates, "epochs_in_budget": {n: round(e, 1) for n, e in epochs.items()}}
@@ -367,70 +296,16 @@ def _precision_and_model(p: _Planner) -> None:
     p.plan.estimate["train_images_per_s"] = round(rates[name], 2)
 
 
-def _host(m: dict[str, Any]) -> str:
-    return f"{m['capability']}{', AMX' if m['amx'] else ''}"
+def _rates(p: _Planner, configs: dict[str, tuple[dict[str, Any], bool]]) -> dict[str, float]:
+    """``training_rates`` of ``configs`` at the planned batch, input size and loss."""
+    h, w = _input_hw(p.cfg, p.fp)
+    shape = StepShape(p.fp.channels, 1 if p.fp.binary else len(p.fp.classes), p.cfg.train.batch_size, h, w,
+                      p.cfg.train.loss)
+    return training_rates(configs, shape, p.plan.machine, p.cfg.train.max_memory)
 
 
 def _model_fields(cfg: Config) -> dict[str, Any]:
     return dict(vars(cfg.model))
-
-
-def _probe_steps(p: _Planner, configs: dict[str, tuple[dict[str, Any], bool]]) -> dict[str, float]:
-    """Training images/s of each (model fields, bf16) config at the planned batch, input size and loss:
-    forward, loss, backward and an AdamW step on random data, timed in turns (cached per machine and
-    config)."""
-    from .data.transforms import check_size
-    from .inference.backends import rates_in_turns
-    from .models import create_model
-    from .models.factory import output_stride
-    from .models.memory import check_training_memory
-
-    channels, batch, loss = p.fp.channels, p.cfg.train.batch_size, p.cfg.train.loss
-    outputs = 1 if p.fp.binary else len(p.fp.classes)
-    h, w = _input_hw(p.cfg, p.fp)
-    key = hashlib.sha256(json.dumps([p.plan.machine, __version__, {k: [v[0], v[1]] for k, v in configs.items()},
-                                     channels, outputs, batch, h, w, loss], sort_keys=True, default=str).encode()
-                         ).hexdigest()[:32]
-    path = cache_root() / "probes" / "training" / f"{key}.json"
-    if path.is_file():
-        try:
-            cached = {k: float(v) for k, v in json.loads(path.read_text())["images_per_s"].items()}
-            if set(cached) == set(configs):
-                return cached
-        except (OSError, ValueError, KeyError, AttributeError):
-            pass
-    models = {}
-    for name, (fields, _) in configs.items():  # each checked before anything big is allocated
-        model = create_model(fields, channels, outputs)
-        stride = output_stride(fields)
-        if h % stride or w % stride:
-            check_size([h, w], "resize", stride)
-        check_training_memory(model, channels, stride, batch, h, w, p.cfg.train.max_memory)
-        models[name] = model.to(memory_format=torch.channels_last)
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, channels, h, w, generator=generator).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, max(outputs, 2), (batch, h, w), generator=generator).to(torch.uint8)
-    steps = {name: _train_step(models[name], y, bf16, loss, outputs == 1) for name, (_, bf16) in configs.items()}
-    rates = rates_in_turns(steps, x, warmup=1, rounds=2)
-    rates = {k: round(v, 3) for k, v in rates.items()}
-    write_json(path, {"images_per_s": rates, "batch": batch, "input": [channels, h, w]})
-    return rates
-
-
-def _train_step(model: torch.nn.Module, y: torch.Tensor, bf16: bool, loss: str, binary: bool) -> Any:
-    from .losses import SegmentationLoss
-
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    loss_fn = SegmentationLoss(loss, binary)
-
-    def step(x: torch.Tensor) -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            value = loss_fn(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        value.backward()
-        opt.step()
-
-    return step
 
 
 def _validation(p: _Planner) -> float | None:
