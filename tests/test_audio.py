@@ -526,6 +526,32 @@ def test_box_level_event_metric() -> None:
     assert false_alarms_per_minute([], est, 30.0) == 6.0
 
 
+def test_average_precision_ranks_events_by_score() -> None:
+    """COCO AP on hand-counted cases: 101 recall points, precision interpolated from the right."""
+    from unetseg.audio.metrics import average_precision
+
+    ref = [Event(1.0, 2.0, 1000, 3000, "x", file="a"), Event(5.0, 6.0, 1000, 3000, "x", file="a"),
+           Event(1.0, 2.0, 2000, 4000, "x", file="b")]
+    hits = [Event(1.0, 2.0, 1000, 3000, "x", 0.9, file="a"), Event(5.0, 6.0, 1000, 3000, "x", 0.8, file="a")]
+    assert average_precision(ref, [*hits, Event(1.0, 2.0, 2000, 4000, "x", 0.7, file="b")]) == {
+        "ap": 1.0, "ap50": 1.0, "ap75": 1.0}
+    # Two of three found; a false event ranked below them leaves precision 1 up to recall 2/3 (67 of 101
+    # recall points), ranked above them it caps precision at 2/3 there.
+    low = average_precision(ref, [*hits, Event(8.0, 9.0, 100, 200, "x", 0.1, file="a")])
+    high = average_precision(ref, [*hits, Event(8.0, 9.0, 100, 200, "x", 0.95, file="a")])
+    assert low["ap50"] == pytest.approx(67 / 101, abs=1e-4)
+    assert high["ap50"] == pytest.approx(67 / 101 * 2 / 3, abs=1e-4)
+    # The same times in another band are a miss in time x frequency, a hit against a time-only reference.
+    shifted = [Event(1.0, 2.0, 6000, 8000, "x", 0.9, file="a")]
+    assert average_precision(ref[:1], shifted)["ap50"] == 0.0
+    assert average_precision([Event(1.0, 2.0, label="x", file="a")], shifted)["ap50"] == 1.0
+    assert average_precision([], shifted)["ap"] is None and average_precision(ref, [])["ap"] == 0.0
+    # Labels must agree unless ignored.
+    other = [Event(1.0, 2.0, 1000, 3000, "y", 0.9, file="a")]
+    assert average_precision(ref[:1], other)["ap50"] == 0.0
+    assert average_precision(ref[:1], other, ignore_labels=True)["ap50"] == 1.0
+
+
 def test_close_time_gaps_fills_only_short_gaps_in_place() -> None:
     from unetseg.audio.masks import close_time_gaps
 

@@ -72,3 +72,5 @@ def test_audio_evaluate_scores_tables(tmp_path: Path, capsys) -> None:
     third = pytest.approx(2 / 3, abs=1e-4)
     assert (events["precision"], events["recall"]) == (third, third)
     assert report["boxes"]["matched_by"] == "box IoU >= 0.3" and report["boxes"]["recall"] == third
+    # unscored rows rank in table order: two hits before the false one, so precision is 1 up to recall 2/3
+    assert report["average_precision"]["ap50"] == pytest.approx(67 / 101, abs=1e-4)

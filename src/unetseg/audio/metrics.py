@@ -6,6 +6,9 @@
   Mesaros et al. 2016); each event matches at most once (maximum bipartite matching).
 - Box-based: events with time and frequency boxes match one-to-one when their time x frequency IoU
   reaches a threshold (0.3 by default); time-only references fall back to onset/offset matching.
+- Average precision: COCO AP of the events as boxes (pycocotools' COCOeval, one image per recording; a
+  time x frequency box is an image box), AP@[.5:.95], AP@0.5 and AP@0.75, ranked by the events' scores;
+  against time-only references the boxes span time only (temporal IoU).
 - False alarms per minute: estimated events matching no reference event, per minute of audio.
 - Frame-based: activity sampled every ``frame`` seconds per label; F1 over all frames.
 - Segment error rate: ``segment``-second segments; ER = (substitutions + deletions + insertions) /
@@ -70,6 +73,57 @@ def box_iou(a: Event, b: Event) -> float:
     inter = t * f
     union = a.duration * (a.high - a.low) + b.duration * (b.high - b.low) - inter  # type: ignore[operator]
     return inter / union if union > 0 else 0.0
+
+
+def average_precision(reference: list[Event], estimated: list[Event], ignore_labels: bool = False
+                      ) -> dict[str, float | None]:
+    """COCO AP of ``estimated`` event boxes against ``reference`` (see the module notes); None without
+    reference events. Events of no score rank as 1."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    if not reference:
+        return {"ap": None, "ap50": None, "ap75": None}
+    time_only = any(e.low is None or e.high is None for e in reference)
+
+    def box(e: Event) -> list[float]:
+        if time_only or e.low is None or e.high is None:
+            return [e.begin, 0.0, e.duration, 1.0]
+        return [e.begin, float(e.low), e.duration, float(e.high - e.low)]
+
+    files = {name: i + 1 for i, name in enumerate(sorted({e.file or "" for e in reference + estimated}))}
+    labels = {name: i + 1 for i, name in enumerate(sorted({_label(e, ignore_labels) for e in reference + estimated}))}
+    truth = COCO()
+    truth.dataset = {
+        "images": [{"id": i} for i in files.values()],
+        "categories": [{"id": i, "name": name or "event"} for name, i in labels.items()],
+        "annotations": [{"id": k + 1, "image_id": files[e.file or ""], "category_id": labels[_label(e, ignore_labels)],
+                         "bbox": box(e), "area": box(e)[2] * box(e)[3], "iscrowd": 0}
+                        for k, e in enumerate(reference)]}
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools narrates on stdout
+        truth.createIndex()
+        if not estimated:
+            return {"ap": 0.0, "ap50": 0.0, "ap75": 0.0}
+        found = truth.loadRes([{"image_id": files[e.file or ""], "category_id": labels[_label(e, ignore_labels)],
+                                "bbox": box(e), "score": 1.0 if e.score is None else float(e.score)}
+                               for e in estimated])
+        evaluation = COCOeval(truth, found, "bbox")
+        evaluation.params.areaRng, evaluation.params.areaRngLbl = [[0.0, float("inf")]], ["all"]
+        evaluation.params.maxDets = [max(100, len(estimated))]
+        evaluation.evaluate()
+        evaluation.accumulate()
+    precision = evaluation.eval["precision"][:, :, :, 0, -1]  # (IoU thresholds, recall points, classes)
+    thresholds = evaluation.params.iouThrs
+
+    def mean(p: np.ndarray) -> float:
+        p = p[p > -1]
+        return round(float(p.mean()), 4) if p.size else 0.0
+
+    return {"ap": mean(precision), "ap50": mean(precision[np.isclose(thresholds, 0.5)]),
+            "ap75": mean(precision[np.isclose(thresholds, 0.75)])}
 
 
 def box_scores(reference: list[Event], estimated: list[Event], min_iou: float = 0.3, collar: float = 0.05,

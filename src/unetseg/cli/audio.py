@@ -270,6 +270,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..audio.annotations import check_within, read_annotations
     from ..audio.io import audio_info, load_audio
     from ..audio.metrics import (
+        average_precision,
         box_scores,
         event_scores,
         false_alarms_per_minute,
@@ -297,6 +298,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             duration = max([e.end for e in ref + est], default=0.0)
         report["events"] = event_scores(ref, est, args.collar, ignore_labels=args.ignore_labels)
         report["boxes"] = box_scores(ref, est, args.box_iou, args.collar, ignore_labels=args.ignore_labels)
+        report["average_precision"] = average_precision(ref, est, ignore_labels=args.ignore_labels)
         report["false_alarms_per_minute"] = false_alarms_per_minute(ref, est, duration, args.collar,
                                                                     ignore_labels=args.ignore_labels)
         report["frames"] = frame_scores(ref, est, duration, ignore_labels=args.ignore_labels)
