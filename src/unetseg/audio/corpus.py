@@ -42,18 +42,19 @@ class FolderResult:
     skipped: int = 0  # recordings a resume found done
 
 
-def detect_folder(detector: Detector, source: str | Path, output: str | Path, outputs: FolderOutputs | None = None,
-                  group: Group | None = None, report: Callable[[str], None] | None = None) -> FolderResult:
-    """Detect events in ``source`` (a recording or a folder) into the folder ``output``; ``report`` receives one
-    line per recording. Everything (folder, recordings, channel, outputs) is checked before anything is
-    written."""
+def detect_folder(detector: Detector, source: str | Path | list, output: str | Path,
+                  outputs: FolderOutputs | None = None, group: Group | None = None,
+                  report: Callable[[str], None] | None = None) -> FolderResult:
+    """Detect events in ``source`` (a recording, a folder, a glob pattern or a list) into the folder
+    ``output``; ``report`` receives one line per recording. Everything (folder, recordings, channel,
+    outputs) is checked before anything is written."""
     o = outputs or FolderOutputs()
     if o.format not in SUFFIXES:
         raise UnetsegError(f"unknown events format {o.format!r} (choose {', '.join(SUFFIXES)})")
     mode = output_mode(o.overwrite, o.resume)
     out = check_output_dir(output)
     files = list_recordings(source)
-    single = Path(source).is_file()
+    single = not isinstance(source, list) and Path(source).is_file()
     if o.denoise:
         check_output_dir(Path(o.denoise).parent if single else o.denoise)
     loaded = detector.loaded

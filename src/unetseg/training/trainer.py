@@ -156,7 +156,12 @@ def _fit(setup: _Setup, locks: ExitStack, callbacks: list[Callback] | None, main
     meta = build_meta(model_cfg, info.classes, info.binary, info.colours, spec, cfg.train.threshold,
                       spectrogram=info.spectrogram, events=info.events)
     recorder = RunRecorder(run_dir, meta, cfg.train.monitor)
-    trainer = _trainer(cfg, run_dir, devices, [*(callbacks or []), recorder], len(info.split("train")))
+    try:
+        trainer = _trainer(cfg, run_dir, devices, [*(callbacks or []), recorder], len(info.split("train")))
+    except BaseException as e:
+        if new:  # nothing was saved yet: the new run folder goes
+            mark_failed(run_dir, e)
+        raise
     world, rank = trainer.world_size, trainer.global_rank
     if new:
         write_config(run_dir, cfg, world)
