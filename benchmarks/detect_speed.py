@@ -131,13 +131,14 @@ def model_flops_per_audio_second(model_path: Path, window: int, overlap: int) ->
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from unetseg.audio.spectrogram import SpectrogramConfig
+    from unetseg.audio.spectrogram import SpectrogramConfig, row_frequencies
     from unetseg.modelfile import load_model
 
     loaded = load_model(model_path)
     cfg = SpectrogramConfig.from_dict(loaded.meta["spectrogram"])
     columns_per_second = (cfg.sample_rate or 22050) / cfg.hop_length
-    rows = loaded.input_spec.size[0]
+    # The rows detect feeds the model (a model planned at native size records no input size).
+    rows = len(row_frequencies(cfg, cfg.sample_rate or 22050))
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         loaded.model(torch.zeros(1, 1, rows, window))
     return counter.get_total_flops() * columns_per_second / (window - overlap)
