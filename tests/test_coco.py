@@ -70,6 +70,47 @@ def test_paint_order_small_objects_on_top_and_crowd_regions(tmp_path: Path) -> N
     assert mask[15, 15] == 1 and mask[30, 30] == 2 and mask[42, 42] == 3 and mask[48, 2] == 0
 
 
+def _square(x: int, y: int, w: int, h: int) -> list[list[int]]:
+    return [[x, y, x + w, y, x + w, y + h, x, y + h]]
+
+
+def test_instance_ap_of_components_against_coco_instances(tmp_path: Path) -> None:
+    """evaluate's instance scores on masks that equal the truth: separate windows are found whole (AP 1);
+    two touching windows become one component, which matches only the larger one (recall 1/2 at IoU 0.5)."""
+    from unetseg.data.io import read_mask_raw
+    from unetseg.evaluate import _InstanceScores
+
+    images, annotations = [], []
+    layouts = {"apart.png": [(4, 4, 6, 6), (20, 4, 10, 6)], "touching.png": [(4, 4, 6, 6), (10, 4, 10, 6)]}
+    for i, (name, boxes) in enumerate(layouts.items(), start=1):
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / name)
+        images.append({"id": i, "file_name": name, "height": 32, "width": 32})
+        for b in boxes:
+            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": 5,
+                                "segmentation": _square(*b), "area": b[2] * b[3], "bbox": list(b), "iscrowd": 0})
+    coco = {"images": images, "categories": [{"id": 5, "name": "window"}], "annotations": annotations}
+    (tmp_path / "test.json").write_text(json.dumps(coco))
+    (tmp_path / "d.yaml").write_text("test: {coco: test.json, images: .}\n")
+    info = load_dataset(tmp_path / "d.yaml", need_train=False)
+    assert info.coco is not None and info.classes == ["background", "window"]
+
+    def scores(names: list[str]) -> dict:
+        pairs = [p for p in info.split("test") if p.image.name in names]
+        instances = _InstanceScores(info, pairs)
+        for pair in pairs:
+            mask = info.decoder.decode(read_mask_raw(pair.mask), pair.mask)
+            instances.add(pair.image.name, mask, np.stack([mask == 0, mask == 1]).astype(np.float32))
+        return instances.scores()
+
+    apart = scores(["apart.png"])
+    assert (apart["truth_objects"], apart["predicted_objects"]) == (2, 2)
+    assert apart["mask"]["ap"] == apart["box"]["ap"] == 1.0
+    touching = scores(["touching.png"])
+    assert (touching["truth_objects"], touching["predicted_objects"]) == (2, 1)
+    assert touching["box"]["ap50"] == pytest.approx(51 / 101, abs=1e-4)
+    assert touching["mask"]["ap50"] == pytest.approx(51 / 101, abs=1e-4)
+
+
 @pytest.mark.slow
 def test_coco_facade_train_evaluate_predict(tmp_path: Path, capsys) -> None:
     data = shared("coco-facade-mini")
@@ -84,6 +125,9 @@ def test_coco_facade_train_evaluate_predict(tmp_path: Path, capsys) -> None:
     assert code == 0, err
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["images"] == 40 and "window" in metrics["per_class"]
+    instances = metrics["instances"]  # COCO truth: instance AP of the components, each score in [0, 1]
+    assert instances["truth_objects"] > 0 and instances["predicted_objects"] > 0
+    assert all(0.0 <= instances[kind][k] <= 1.0 for kind in ("mask", "box") for k in ("ap", "ap50", "ap75"))
     images = sorted((data / "test").glob("*.jpg"))[:2]
     out = tmp_path / "pred"
     code, _, err = run(["predict", "--model", str(model), "--input", str(data / "test" / "*.jpg"), "--output",

@@ -88,6 +88,7 @@ OUTPUTS = ("metrics.json", "inference.json", "per_image.csv", "confusion_matrix.
 def _evaluate(loaded: LoadedModel, engine: Engine, info: DatasetInfo, pairs: list, split: str, out: Path,
               pp: PostProcess, figures: int | None) -> EvalResult:
     dataset = ImageDataset([p.image for p in pairs], loaded.input_spec, [p.mask for p in pairs], info.decoder)
+    instances = _InstanceScores(info, pairs)
     total = np.zeros((info.num_classes, 4), np.int64)
     matrix = np.zeros((info.num_classes, info.num_classes), np.int64)
     rows, per_image_counts = [], []
@@ -95,6 +96,7 @@ def _evaluate(loaded: LoadedModel, engine: Engine, info: DatasetInfo, pairs: lis
         pair = pairs[item["index"]]
         truth = item["mask"]
         pred = to_mask(probs, engine.loaded, pp)
+        instances.add(pair.image.name, pred, probs.numpy())
         image_matrix = confusion_matrices(torch.from_numpy(pred)[None], torch.from_numpy(truth)[None],
                                           info.num_classes)
         counts = counts_from_matrices(image_matrix)[0].numpy()
@@ -119,6 +121,8 @@ def _evaluate(loaded: LoadedModel, engine: Engine, info: DatasetInfo, pairs: lis
                "counts": {c: dict(zip(("tp", "fp", "tn", "fn"), map(int, total[i]), strict=True))
                           for i, c in enumerate(info.classes)}}
     metrics["confusion_matrix"] = {"rows": "true class", "columns": "predicted class", "pixels": matrix.tolist()}
+    if instances.truth is not None:
+        metrics["instances"] = instances.scores()
     write_json(out / "metrics.json", metrics)
     plot_evaluation(matrix, metrics["per_class"], out / "confusion_matrix.png", out / "class_iou.png")
     write_json(out / "inference.json", {**engine.describe(), "postprocess": vars(pp)})
@@ -128,3 +132,33 @@ def _evaluate(loaded: LoadedModel, engine: Engine, info: DatasetInfo, pairs: lis
     writer.writerows(rows)
     write_text(out / "per_image.csv", buf.getvalue())
     return EvalResult(out, metrics, rows, per_image_counts)
+
+
+class _InstanceScores:
+    """COCO AP of the predicted objects against a COCO dataset's instances (other datasets hold no instance
+    truth: nothing is scored). The objects are the connected components of each class in the prediction,
+    scored by their mean probability."""
+
+    def __init__(self, info: DatasetInfo, pairs: list) -> None:
+        self.truth: dict[str, Any] | None = None
+        self.results: list[dict[str, Any]] = []
+        if info.coco:
+            from .data.coco import coco_truth
+
+            self.truth, self.ids = coco_truth(info.coco["jsons"], info.coco["groups"], [p.image.name for p in pairs])
+            self.classes = {c: c for c in range(1, info.num_classes)}
+
+    def add(self, name: str, mask: np.ndarray, probs: np.ndarray) -> None:
+        if self.truth is not None and name in self.ids:
+            from .data.coco import mask_to_coco_results
+
+            self.results += mask_to_coco_results(mask, self.ids[name], self.classes, probs)
+
+    def scores(self) -> dict[str, Any]:
+        from .instances import coco_average_precision
+
+        assert self.truth is not None
+        return {"objects": "connected components of each class, scored by their mean probability",
+                "truth_objects": len(self.truth["annotations"]), "predicted_objects": len(self.results),
+                "mask": coco_average_precision(self.truth, self.results, "segm"),
+                "box": coco_average_precision(self.truth, self.results, "bbox")}

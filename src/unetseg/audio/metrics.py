@@ -23,6 +23,7 @@ import math
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from ..instances import coco_average_precision
 from .annotations import Event
 
 
@@ -79,12 +80,6 @@ def average_precision(reference: list[Event], estimated: list[Event], ignore_lab
                       ) -> dict[str, float | None]:
     """COCO AP of ``estimated`` event boxes against ``reference`` (see the module notes); None without
     reference events. Events of no score rank as 1."""
-    import contextlib
-    import io
-
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     if not reference:
         return {"ap": None, "ap50": None, "ap75": None}
     time_only = any(e.low is None or e.high is None for e in reference)
@@ -96,34 +91,15 @@ def average_precision(reference: list[Event], estimated: list[Event], ignore_lab
 
     files = {name: i + 1 for i, name in enumerate(sorted({e.file or "" for e in reference + estimated}))}
     labels = {name: i + 1 for i, name in enumerate(sorted({_label(e, ignore_labels) for e in reference + estimated}))}
-    truth = COCO()
-    truth.dataset = {
+    truth = {
         "images": [{"id": i} for i in files.values()],
         "categories": [{"id": i, "name": name or "event"} for name, i in labels.items()],
         "annotations": [{"id": k + 1, "image_id": files[e.file or ""], "category_id": labels[_label(e, ignore_labels)],
                          "bbox": box(e), "area": box(e)[2] * box(e)[3], "iscrowd": 0}
                         for k, e in enumerate(reference)]}
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools narrates on stdout
-        truth.createIndex()
-        if not estimated:
-            return {"ap": 0.0, "ap50": 0.0, "ap75": 0.0}
-        found = truth.loadRes([{"image_id": files[e.file or ""], "category_id": labels[_label(e, ignore_labels)],
-                                "bbox": box(e), "score": 1.0 if e.score is None else float(e.score)}
-                               for e in estimated])
-        evaluation = COCOeval(truth, found, "bbox")
-        evaluation.params.areaRng, evaluation.params.areaRngLbl = [[0.0, float("inf")]], ["all"]
-        evaluation.params.maxDets = [max(100, len(estimated))]
-        evaluation.evaluate()
-        evaluation.accumulate()
-    precision = evaluation.eval["precision"][:, :, :, 0, -1]  # (IoU thresholds, recall points, classes)
-    thresholds = evaluation.params.iouThrs
-
-    def mean(p: np.ndarray) -> float:
-        p = p[p > -1]
-        return round(float(p.mean()), 4) if p.size else 0.0
-
-    return {"ap": mean(precision), "ap50": mean(precision[np.isclose(thresholds, 0.5)]),
-            "ap75": mean(precision[np.isclose(thresholds, 0.75)])}
+    results = [{"image_id": files[e.file or ""], "category_id": labels[_label(e, ignore_labels)], "bbox": box(e),
+                "score": 1.0 if e.score is None else float(e.score)} for e in estimated]
+    return coco_average_precision(truth, results, "bbox")
 
 
 def box_scores(reference: list[Event], estimated: list[Event], min_iou: float = 0.3, collar: float = 0.05,

@@ -107,6 +107,34 @@ def materialize(json_path: Path, images_dir: Path, classes: list | None = None) 
     return out, names
 
 
+def coco_truth(json_paths: list[str | Path], groups: list, file_names: list[str]) -> tuple[dict, dict[str, int]]:
+    """The instances of the images named ``file_names`` (by base name) from COCO jsons, as a COCO dataset
+    whose category ids are unetseg's class indices (``groups``: the explicit classes the dataset was
+    rendered with); and the image id of each file name."""
+    images: list[dict] = []
+    annotations: list[dict] = []
+    ids: dict[str, int] = {}
+    names: list[str] = []
+    wanted = set(file_names)
+    for json_path in json_paths:
+        coco = _load(Path(json_path))
+        names, mapping = class_groups(coco, groups)
+        for info in coco.loadImgs(coco.getImgIds()):
+            name = Path(info["file_name"]).name
+            if name not in wanted or name in ids:
+                continue
+            ids[name] = len(ids) + 1
+            images.append({"id": ids[name], "file_name": name, "height": info["height"], "width": info["width"]})
+            for ann in coco.loadAnns(coco.getAnnIds(imgIds=info["id"])):
+                if ann["category_id"] in mapping:
+                    area = ann.get("area", ann["bbox"][2] * ann["bbox"][3] if "bbox" in ann else 0.0)
+                    annotations.append({**ann, "id": len(annotations) + 1, "image_id": ids[name],
+                                        "category_id": mapping[ann["category_id"]], "area": area,
+                                        "iscrowd": ann.get("iscrowd", 0)})
+    categories = [{"id": i, "name": n} for i, n in enumerate(names) if i > 0]
+    return {"images": images, "categories": categories, "annotations": annotations}, ids
+
+
 def mask_to_coco_results(mask: np.ndarray, image_id: int, category_ids: dict[int, int],
                          probabilities: np.ndarray | None = None) -> list[dict]:
     """COCO results: one RLE per class and connected component, scored by its mean probability.

@@ -55,6 +55,7 @@ class DatasetInfo:
     colours: list[tuple[int, int, int]] = field(default_factory=list)
     spectrogram: dict[str, Any] | None = None  # audio datasets: how their images were made
     events: str | None = None  # audio datasets: "time" (onset/offset annotations) or "box"
+    coco: dict[str, Any] | None = None  # COCO datasets: {"jsons": [...], "groups": classes} for instance truth
 
     @property
     def binary(self) -> bool:
@@ -69,7 +70,7 @@ class DatasetInfo:
         d = self.decoder
         return {
             "source": str(self.source), "name": self.name, "classes": self.classes, "binary": self.binary,
-            "spectrogram": self.spectrogram, "events": self.events,
+            "spectrogram": self.spectrogram, "events": self.events, "coco": self.coco,
             "colours": [list(c) for c in self.colours],
             "decoder": {"mode": d.mode, "num_classes": d.num_classes, "ignore_value": d.ignore_value,
                         "palette": d.palette, "snap": d.snap},
@@ -86,7 +87,7 @@ class DatasetInfo:
         decoder = MaskDecoder(d["mode"], d["num_classes"], ignore, palette, bool(d.get("snap", False)))
         splits = {s: [Pair(Path(i), Path(m)) for i, m in pairs] for s, pairs in rec["splits"].items()}
         return cls(rec["name"], Path(source or rec["source"]), splits, rec["classes"], decoder,
-                   [tuple(c) for c in rec["colours"]], rec.get("spectrogram"), rec.get("events"))
+                   [tuple(c) for c in rec["colours"]], rec.get("spectrogram"), rec.get("events"), rec.get("coco"))
 
     def split(self, name: str) -> list[Pair]:
         key = SPLIT_ALIASES.get(name, name)
@@ -123,8 +124,7 @@ def load_dataset(path: str | Path, seed: int = 0, val_fraction: float = 0.15,
     if not path.exists():
         raise UnetsegError(f"{path}: dataset not found")
     layout = _read_yaml(path) if path.is_file() else _discover_folder(path)
-    if layout.coco:
-        _materialize_coco(layout)
+    coco = _materialize_coco(layout) if layout.coco else None
     splits = {
         split: pair_files(img_dir, mask_dir, layout.mask_suffix, layout.allow_unpaired)
         for split, (img_dir, mask_dir) in layout.dirs.items()
@@ -141,11 +141,12 @@ def load_dataset(path: str | Path, seed: int = 0, val_fraction: float = 0.15,
     else:
         colours = [DEFAULT_COLOURS[i % len(DEFAULT_COLOURS)] for i in range(len(classes))]
     return DatasetInfo(layout.name or path.stem if path.is_file() else path.name, path, splits, classes,
-                       decoder, colours, layout.spectrogram, layout.events)
+                       decoder, colours, layout.spectrogram, layout.events, coco)
 
 
-def _materialize_coco(layout: _Layout) -> None:
-    """Render COCO splits to cached class-index masks; one class mapping (from train) for all splits."""
+def _materialize_coco(layout: _Layout) -> dict[str, Any]:
+    """Render COCO splits to cached class-index masks; one class mapping (from train) for all splits.
+    Returns where the instances are (the jsons) and the explicit class groups they map with."""
     from .coco import explicit_classes, materialize
 
     first = layout.coco.get("train") or next(iter(layout.coco.values()))
@@ -154,6 +155,7 @@ def _materialize_coco(layout: _Layout) -> None:
         mask_dir, names = materialize(json_path, images_dir, groups)
         layout.dirs[split] = (images_dir, mask_dir)
     layout.classes, layout.mask_mode = names, "index"
+    return {"jsons": [str(j.resolve()) for j, _ in layout.coco.values()], "groups": groups}
 
 
 def _discover_folder(root: Path) -> _Layout:
