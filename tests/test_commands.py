@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -52,6 +53,25 @@ def test_export_onnx_matches_torch_and_refuses_to_replace(tiny_model: Path, tmp_
     stamp = out.stat().st_mtime_ns
     code, _, err = run(["export", "--model", str(tiny_model), "--output", str(out)], capsys)
     assert code == 2 and "--overwrite" in err and out.stat().st_mtime_ns == stamp
+
+
+def test_predict_writes_instance_ids(tiny_model: Path, tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    from unetseg.fileio import write_png
+
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        write_png(tmp_path / "in" / f"im{i}.png", rng.integers(0, 255, (40, 48), dtype=np.uint8))
+    code, _, err = run(["predict", "--model", str(tiny_model), "--input", str(tmp_path / "in"), "--output",
+                        str(tmp_path / "out"), "--instances", "--backend", "torch"], capsys)
+    assert code == 0, err
+    for i in range(2):
+        mask = np.asarray(Image.open(tmp_path / "out" / f"im{i}.png"))
+        ids = np.asarray(Image.open(tmp_path / "out" / "instances" / f"im{i}.png"))
+        assert ids.shape == mask.shape == (40, 48) and ids.dtype == np.uint16
+        assert np.array_equal(ids > 0, mask > 0)
+        assert ids.max() > 0 and len(np.unique(ids[ids > 0])) == ids.max()  # 1..N, each used
 
 
 def test_audio_evaluate_scores_tables(tmp_path: Path, capsys) -> None:

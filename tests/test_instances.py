@@ -54,3 +54,19 @@ def test_decoding_thresholds_peaks_and_suppresses_duplicates() -> None:
 def test_targets_of_an_empty_mask_are_empty() -> None:
     heat, edges, where = centre_targets(np.zeros((16, 16), np.uint16))
     assert not heat.any() and not edges.any() and not where.any()
+
+
+def test_component_ids_number_each_object_of_each_class() -> None:
+    from unetseg.instances import component_ids
+
+    mask = np.zeros((12, 12), np.uint8)
+    mask[1:3, 1:3] = 1
+    mask[1:3, 8:11] = 1  # a second object of class 1
+    mask[6:9, 1:5] = 2
+    mask[6:9, 5:7] = 1  # touches the class-2 object: still its own
+    ids = component_ids(mask, 3)
+    assert ids.dtype == np.uint16 and ids.max() == 4
+    assert np.array_equal(ids > 0, mask > 0)
+    for k in range(1, 5):  # one class per object
+        assert len(np.unique(mask[ids == k])) == 1
+    assert len(np.unique(ids[mask == 1])) == 3 and len(np.unique(ids[mask == 2])) == 1

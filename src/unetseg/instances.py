@@ -29,6 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from .errors import UnetsegError
+
+MAX_INSTANCES = 65535  # an instance-ID PNG is 16-bit
+
 SIGMA_SHARE = 1 / 6  # of a box side: the Gaussian falls to about 1% at the box's edge
 
 
@@ -65,6 +69,25 @@ def paint_boxes(boxes: list[Box], shape: tuple[int, int]) -> np.ndarray:
         x0, x1 = max(0, int(np.floor(b.x0))), min(shape[1], int(np.ceil(b.x1)))
         y0, y1 = max(0, int(np.floor(b.y0))), min(shape[0], int(np.ceil(b.y1)))
         ids[y0:y1, x0:x1] = i + 1
+    return ids
+
+
+def component_ids(mask: np.ndarray, classes: int) -> np.ndarray:
+    """Instance IDs (uint16; 0 = none) of a class mask as objects are decoded without an instance head: each
+    8-connected component of each class 1..``classes - 1`` its own ID, numbered class by class."""
+    import cv2
+
+    ids = np.zeros(mask.shape, np.uint16)
+    count = 0
+    for c in range(1, classes):
+        n, labels = cv2.connectedComponents((mask == c).astype(np.uint8), connectivity=8)
+        if n <= 1:
+            continue
+        if count + n - 1 > MAX_INSTANCES:
+            raise UnetsegError(f"more than {MAX_INSTANCES} objects in one image: an instance-ID PNG cannot hold them")
+        inside = labels > 0
+        ids[inside] = labels[inside] + count
+        count += n - 1
     return ids
 
 

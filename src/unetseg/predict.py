@@ -15,6 +15,7 @@ from .errors import UnetsegError
 from .fileio import atomic_write, check_output_dir, list_inputs, write_json, write_mask, write_png
 from .guard import check_outputs
 from .inference import Engine, ImageDataset, InferenceOptions
+from .instances import component_ids
 from .modelfile import LoadedModel, load_model
 from .outputs import output_mode, shared_run, write_manifest
 from .postprocess import PostProcess, mask_to_polygons, to_mask
@@ -37,16 +38,18 @@ class PredictOutputs:
     """What ``predict`` writes beside the masks, and how it treats an earlier run in the folder.
 
     ``overlays/<stem>.png``, ``probabilities/<stem>.png`` (binary, 0-255) or ``.npy`` (float16 C x H x W),
-    ``contours/<stem>.json``, and ``coco_results``: one COCO results file (an RLE per class and region) whose
-    image and category ids come from ``coco_json`` when given (matched by file name and class name), else
-    from the input order and class index (each image's part in ``coco/<stem>.json``). Existing files are an
-    error unless ``overwrite``; ``resume`` finishes a folder an interrupted run with the same model and
-    options left (see ``outputs.OutputRun``).
+    ``contours/<stem>.json``, ``instances/<stem>.png`` (16-bit instance IDs: 0 none, 1..N one object each;
+    the connected components of each class for models without an instance head), and ``coco_results``: one
+    COCO results file (an RLE per class and region) whose image and category ids come from ``coco_json``
+    when given (matched by file name and class name), else from the input order and class index (each
+    image's part in ``coco/<stem>.json``). Existing files are an error unless ``overwrite``; ``resume``
+    finishes a folder an interrupted run with the same model and options left (see ``outputs.OutputRun``).
     """
 
     overlays: bool = False
     probabilities: bool = False
     contours: bool = False
+    instances: bool = False
     coco_results: str | Path | None = None
     coco_json: str | Path | None = None
     overwrite: bool = False
@@ -83,7 +86,7 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
         check_outputs([coco_results], inputs, overwrite=mode != "new",
                       hint="--overwrite (or --resume to finish the run that wrote it)")
     extras = {"overlays": overlays, "probabilities": probabilities, "contours": contours,
-              "coco": bool(coco_results)}
+              "instances": o.instances, "coco": bool(coco_results)}
     targets = {f.stem: _targets(out, f.stem, loaded.binary, **extras) for f in files}
     image_ids, category_ids = _coco_ids(files, loaded.classes, coco_json)
     pp = postprocess or PostProcess()
@@ -114,6 +117,9 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
                 write_png(out / "overlays" / f"{src.stem}.png", overlay(image, mask, loaded.colours, loaded.binary))
             if probabilities:
                 _write_probabilities(out / "probabilities", src.stem, probs, loaded.binary)
+            if o.instances:
+                write_png(out / "instances" / f"{src.stem}.png", component_ids(mask, 2 if loaded.binary
+                                                                               else len(loaded.classes)))
             if contours:
                 write_json(out / "contours" / f"{src.stem}.json", {
                     "image": str(src), "height": mask.shape[0], "width": mask.shape[1],
@@ -153,7 +159,7 @@ def _write_probabilities(folder: Path, stem: str, probs: torch.Tensor, binary: b
 
 
 def _targets(out: Path, stem: str, binary: bool, overlays: bool, probabilities: bool, contours: bool,
-             coco: bool) -> list[Path]:
+             instances: bool, coco: bool) -> list[Path]:
     """The files one image produces; its mask last (written last)."""
     paths = []
     if coco:
@@ -164,4 +170,6 @@ def _targets(out: Path, stem: str, binary: bool, overlays: bool, probabilities: 
         paths.append(out / "probabilities" / f"{stem}{'.png' if binary else '.npy'}")
     if contours:
         paths.append(out / "contours" / f"{stem}.json")
+    if instances:
+        paths.append(out / "instances" / f"{stem}.png")
     return [*paths, out / f"{stem}.png"]

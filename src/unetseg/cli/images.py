@@ -50,6 +50,8 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overlays", action="store_true", help="also write the mask over the image")
     p.add_argument("--probabilities", action="store_true", help="also write probability maps")
     p.add_argument("--contours", action="store_true", help="also write region polygons as JSON")
+    p.add_argument("--instances", action="store_true", help="also write 16-bit instance-ID PNGs (instances/<stem>.png: "
+                   "0 none, 1..N one object each)")
     p.add_argument("--coco-results", metavar="FILE", help="also write COCO results json (RLE per class and region)")
     p.add_argument("--coco-json", metavar="FILE", help="COCO json of the inputs, for image and category ids")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -136,8 +138,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     group = launched_group()
-    outputs = PredictOutputs(args.overlays, args.probabilities, args.contours, args.coco_results, args.coco_json,
-                             args.overwrite, args.resume)
+    outputs = PredictOutputs(args.overlays, args.probabilities, args.contours, args.instances, args.coco_results,
+                             args.coco_json, args.overwrite, args.resume)
     res = predict(args.model, args.input, args.output, options=group_threads(options, group),
                   postprocess=postprocess, outputs=outputs, group=group)
     took = time.perf_counter() - start
