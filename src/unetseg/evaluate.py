@@ -16,12 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from .data.coco import coco_truth, mask_to_coco_results
 from .data.io import read_image
 from .data.spec import DatasetInfo, load_dataset
 from .errors import UnetsegError
 from .fileio import check_output_dir, new_run_dir, write_json, write_text
 from .guard import check_outputs, folder_lock
 from .inference import Engine, ImageDataset, InferenceOptions
+from .instances import coco_average_precision
 from .metrics import confusion_matrices, counts_from_matrices, image_iou, image_score, summarize
 from .modelfile import LoadedModel, load_model
 from .postprocess import PostProcess, to_mask
@@ -143,20 +145,14 @@ class _InstanceScores:
         self.truth: dict[str, Any] | None = None
         self.results: list[dict[str, Any]] = []
         if info.coco:
-            from .data.coco import coco_truth
-
             self.truth, self.ids = coco_truth(info.coco["jsons"], info.coco["groups"], [p.image.name for p in pairs])
             self.classes = {c: c for c in range(1, info.num_classes)}
 
     def add(self, name: str, mask: np.ndarray, probs: np.ndarray) -> None:
         if self.truth is not None and name in self.ids:
-            from .data.coco import mask_to_coco_results
-
             self.results += mask_to_coco_results(mask, self.ids[name], self.classes, probs)
 
     def scores(self) -> dict[str, Any]:
-        from .instances import coco_average_precision
-
         assert self.truth is not None
         return {"objects": "connected components of each class, scored by their mean probability",
                 "truth_objects": len(self.truth["annotations"]), "predicted_objects": len(self.results),

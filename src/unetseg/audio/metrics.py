@@ -80,8 +80,6 @@ def average_precision(reference: list[Event], estimated: list[Event], ignore_lab
                       ) -> dict[str, float | None]:
     """COCO AP of ``estimated`` event boxes against ``reference`` (see the module notes); None without
     reference events. Events of no score rank as 1."""
-    if not reference:
-        return {"ap": None, "ap50": None, "ap75": None}
     time_only = any(e.low is None or e.high is None for e in reference)
 
     def box(e: Event) -> list[float]:
@@ -89,14 +87,16 @@ def average_precision(reference: list[Event], estimated: list[Event], ignore_lab
             return [e.begin, 0.0, e.duration, 1.0]
         return [e.begin, float(e.low), e.duration, float(e.high - e.low)]
 
+    truth_boxes = [box(e) for e in reference]
+
     files = {name: i + 1 for i, name in enumerate(sorted({e.file or "" for e in reference + estimated}))}
     labels = {name: i + 1 for i, name in enumerate(sorted({_label(e, ignore_labels) for e in reference + estimated}))}
     truth = {
         "images": [{"id": i} for i in files.values()],
         "categories": [{"id": i, "name": name or "event"} for name, i in labels.items()],
         "annotations": [{"id": k + 1, "image_id": files[e.file or ""], "category_id": labels[_label(e, ignore_labels)],
-                         "bbox": box(e), "area": box(e)[2] * box(e)[3], "iscrowd": 0}
-                        for k, e in enumerate(reference)]}
+                         "bbox": b, "area": b[2] * b[3], "iscrowd": 0}
+                        for k, (e, b) in enumerate(zip(reference, truth_boxes, strict=True))]}
     results = [{"image_id": files[e.file or ""], "category_id": labels[_label(e, ignore_labels)], "bbox": box(e),
                 "score": 1.0 if e.score is None else float(e.score)} for e in estimated]
     return coco_average_precision(truth, results, "bbox")

@@ -18,9 +18,10 @@ from ..data.io import MaskDecoder, read_image, read_mask_raw
 from ..data.transforms import normalize, prepare_input, restore
 from ..errors import UnetsegError
 from ..inputspec import InputSpec
+from ..memory import gib
 from ..modelfile import LoadedModel
 from .backends import Backend, create_backend
-from .memory import MemoryGuard, gib
+from .memory import MemoryGuard
 from .options import InferenceOptions
 from .outputs import activate
 from .windows import sliding_window

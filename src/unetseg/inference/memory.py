@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..memory import gib, memory_budget
+from ..memory import memory_budget
 from ..models.memory import bytes_per_pixel
-
-__all__ = ["LIVE_SHARE", "MAX_AUTO_TILE", "MemoryGuard", "gib", "memory_budget"]
 
 LIVE_SHARE = 0.4
 MAX_AUTO_TILE = 1024

@@ -20,11 +20,12 @@ from .models import ServedModel
 from .state import ServerState, bad
 
 router = APIRouter()
+FORMATS = ("json", "raven", "audacity", "csv")  # of /detect's answer
 
 
 @router.post("/detect")
 async def detect(request: Request, model: str | None = None,
-                 format: str = Query("json", pattern="^(json|raven|audacity|csv)$"), denoise: bool = False,
+                 format: str = Query("json", pattern=f"^({'|'.join(FORMATS)})$"), denoise: bool = False,
                  spectrogram: bool = False) -> Response:
     """A recording (any format ``audio detect`` reads) -> events as JSON, a Raven table, Audacity labels or
     CSV. ``denoise=true`` adds a link to the denoised WAV and ``spectrogram=true`` one to a spectrogram

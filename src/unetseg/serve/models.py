@@ -18,8 +18,6 @@ from ..errors import UnetsegError
 from ..modelfile import LoadedModel, load_model
 from .batcher import Batcher
 
-FORMATS = ("json", "raven", "audacity", "csv")
-
 
 @dataclass
 class ServeOptions:

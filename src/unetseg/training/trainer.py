@@ -157,7 +157,7 @@ def _fit(setup: _Setup, locks: ExitStack, callbacks: list[Callback] | None, main
                       spectrogram=info.spectrogram, events=info.events)
     recorder = RunRecorder(run_dir, meta, cfg.train.monitor)
     try:
-        trainer = _trainer(cfg, run_dir, devices, [*(callbacks or []), recorder], len(info.split("train")))
+        trainer = _trainer(cfg, run_dir, devices, recorder, callbacks or [], len(info.split("train")))
     except BaseException as e:
         if new:  # nothing was saved yet: the new run folder goes
             mark_failed(run_dir, e)
@@ -193,11 +193,11 @@ def _fit(setup: _Setup, locks: ExitStack, callbacks: list[Callback] | None, main
                        recorder.best_epoch, trainer.current_epoch, trainer.interrupted, main=main)
 
 
-def _trainer(cfg: Config, run_dir: Path, devices: Any, callbacks: list[Callback], train_images: int) -> L.Trainer:
+def _trainer(cfg: Config, run_dir: Path, devices: Any, recorder: RunRecorder, extra: list[Callback],
+             train_images: int) -> L.Trainer:
     """The Lightning Trainer of a run: checkpoints, schedule, early stopping, logger and processes."""
     t = cfg.train
-    recorder = next(c for c in callbacks if isinstance(c, RunRecorder))
-    callbacks = [*callbacks, ModelCheckpoint(dirpath=run_dir / "weights", filename="last", monitor=None,
+    callbacks = [*extra, recorder, ModelCheckpoint(dirpath=run_dir / "weights", filename="last", monitor=None,
                                              save_top_k=1, enable_version_counter=False)]
     if t.scheduler == "warmup-cosine":
         callbacks.append(WarmupCosine(recorder, t))
