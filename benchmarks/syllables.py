@@ -47,14 +47,9 @@ def test_recordings(dataset: Path) -> set[str]:
     return {json.loads(p.read_text())["recording"] for p in (dataset / "test" / "images").glob("*.json")}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--minutes", type=float, default=12.0, help="training budget")
-    p.add_argument("--work", default=str(ROOT / "runs" / "bench-syllables"))
-    p.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "syllables.json"))
-    args = p.parse_args()
-    configure_logging()
-    work = new_run_dir(Path(args.work).parent, Path(args.work).name)
+def link_songs(work: Path) -> dict[str, list]:
+    """Both song sets linked into ``work/songs`` with one annotation table (``work/annotations.csv``); the
+    reference syllables of each song by stem."""
     songs = work / "songs"
     songs.mkdir()
     references: dict[str, list] = {}
@@ -68,10 +63,46 @@ def main() -> None:
     rows = ["label,onset_s,offset_s,file"] + [f"{e.label},{e.begin},{e.end},{stem}.wav"
                                               for stem, evs in references.items() for e in evs]
     (work / "annotations.csv").write_text("\n".join(rows) + "\n")
+    return references
+
+
+def test_mixtures(work: Path, noise: Path) -> list[tuple[str, str, Path]]:
+    """(condition, song stem, recording) of every test song, clean and mixed with test-split backgrounds at
+    each SNR (written to ``work/test_audio``)."""
+    noise_files = sorted(noise.glob("*.wav"))
+    noise_split = split_recordings([f.stem for f in noise_files], 1, 0.15, 0.15)  # as audio dataset (seed + 1)
+    pool = [f for f in noise_files if noise_split[f.stem] == "test"]
+    rng, cache = np.random.default_rng(0), {}
+    mixtures = work / "test_audio"
+    mixtures.mkdir()
+    out = []
+    for song in sorted(test_recordings(work / "dataset")):
+        stem = Path(song).stem
+        y, sr = load_audio(song)
+        for snr in (None, *SNRS):
+            path = Path(song)
+            if snr is not None:
+                background, _ = _noise_stream(pool, sr, len(y), rng, cache)
+                _, _, noisy = mix_at_snr(y, background, snr)
+                path = mixtures / f"{stem}_snr{snr:+g}.wav"
+                sf.write(path, noisy.astype(np.float32), sr, subtype="FLOAT")
+            out.append(("clean" if snr is None else f"{snr:+g} dB", stem, path))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=float, default=12.0, help="training budget")
+    p.add_argument("--work", default=str(ROOT / "runs" / "bench-syllables"))
+    p.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "syllables.json"))
+    args = p.parse_args()
+    configure_logging()
+    work = new_run_dir(Path(args.work).parent, Path(args.work).name)
+    references = link_songs(work)
     noise = SHARED / "soundscapes"
 
     t0 = time.perf_counter()
-    assert cli(["audio", "dataset", "--audio", str(songs), "--annotations", str(work / "annotations.csv"),
+    assert cli(["audio", "dataset", "--audio", str(work / "songs"), "--annotations", str(work / "annotations.csv"),
                 "--output", str(work / "dataset"), "--noise", str(noise), "--snrs", ",".join(f"{s:g}" for s in SNRS)
                 ]) == 0
     dataset_s = time.perf_counter() - t0
@@ -82,30 +113,15 @@ def main() -> None:
     run = work / "runs" / "syllables"
     model = load_model(run / "weights" / "best.safetensors")
 
-    noise_files = sorted(noise.glob("*.wav"))
-    noise_split = split_recordings([f.stem for f in noise_files], 1, 0.15, 0.15)  # as audio dataset (seed + 1)
-    pool = [f for f in noise_files if noise_split[f.stem] == "test"]
-    rng, cache = np.random.default_rng(0), {}
-    mixtures = work / "test_audio"
-    mixtures.mkdir()
     detectors = {"columns": Detector(model), "regions": Detector(model)}
     detectors["regions"].columns = False  # 2-D connected regions, as detect decoded before
+    detectors["columns"].instances = detectors["regions"].instances = False  # the head (if any): instances.py
     found: dict[str, dict[str, list]] = {d: {} for d in detectors}
     refs: dict[str, list] = {}
-    for song in sorted(test_recordings(work / "dataset")):
-        stem = Path(song).stem
-        y, sr = load_audio(song)
-        for snr in (None, *SNRS):
-            key = "clean" if snr is None else f"{snr:+g} dB"
-            path = Path(song)
-            if snr is not None:
-                background, _ = _noise_stream(pool, sr, len(y), rng, cache)
-                _, _, noisy = mix_at_snr(y, background, snr)
-                path = mixtures / f"{stem}_snr{snr:+g}.wav"
-                sf.write(path, noisy.astype(np.float32), sr, subtype="FLOAT")
-            refs.setdefault(key, []).append(references[stem])
-            for name, detector in detectors.items():
-                found[name].setdefault(key, []).append(detector.run(path).events)
+    for key, stem, path in test_mixtures(work, noise):
+        refs.setdefault(key, []).append(references[stem])
+        for name, detector in detectors.items():
+            found[name].setdefault(key, []).append(detector.run(path).events)
 
     def score(collar: float, key: str, name: str) -> dict:
         tp = fp = fn = 0

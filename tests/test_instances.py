@@ -70,3 +70,169 @@ def test_component_ids_number_each_object_of_each_class() -> None:
     for k in range(1, 5):  # one class per object
         assert len(np.unique(mask[ids == k])) == 1
     assert len(np.unique(ids[mask == 1])) == 3 and len(np.unique(ids[mask == 2])) == 1
+
+
+# ------------------------------------------------------------------------------ spectrogram instances
+
+def _head(ids: np.ndarray) -> np.ndarray:
+    """The instance head's maps a perfect model would give: heat and edge distances (5, rows, columns)."""
+    heat, edges, _ = centre_targets(ids)
+    return np.concatenate([heat[None], edges]).astype(np.float32)
+
+
+def _mapping(rows: int) -> SpectrogramMapping:
+    return SpectrogramMapping(1000, 0, 10, 20, list(np.linspace(8000, 0, rows).round(3)), {})
+
+
+def test_two_calls_sharing_a_low_band_decode_as_two_events_not_one() -> None:
+    """The spinetail failure in small: a low band under every call joins them into one connected region, so
+    components give one event for the whole recording; the instance head gives one event per call."""
+    from unetseg.audio.events import instances_to_events
+    from unetseg.audio.options import EventOptions
+
+    calls = [Box(10, 10, 30, 30), Box(30, 12, 50, 28)]  # touching in time
+    ids = paint_boxes(calls, (64, 80))
+    mask = (ids > 0).astype(np.uint8)
+    mask[29:35, :] = 1  # a low band across the whole recording, touching the calls
+    mapping = _mapping(64)
+    names = ["background", "call"]
+    assert len(mask_to_events(mask, mapping, names)) == 1
+    events = instances_to_events(_head(ids), mask, mapping, names, EventOptions(min_duration=0.0), cut=80)
+    assert len(events) == 2 and all(e.label == "call" and e.score == 1.0 for e in events)
+    half = mapping.column_seconds / 2
+    for e, b in zip(sorted(events, key=lambda e: e.begin), calls, strict=True):
+        assert e.begin == round(mapping.column_time(b.x0) - half, 6)
+        assert e.end == round(mapping.column_time(b.x1 - 1) + half, 6)
+        assert e.high == round(mapping.row_hz[int(b.y0)] + 8000 / 63 / 2, 3)
+    joined = instances_to_events(_head(ids), mask, mapping, names, EventOptions(granularity="song"), cut=80)
+    assert len(joined) == 1  # song groups the instances (not the components: the band stays out)
+    assert joined[0].begin == events[0].begin and joined[0].end == max(e.end for e in events)
+    assert joined[0].low == events[0].low  # the band is no part of either call
+
+
+def test_streamed_instances_are_the_same_whatever_the_block_size() -> None:
+    """The tracker decodes instances per flushed segment: blocks of any size, cut anywhere, give the events of
+    one pass (a peak at a cut is decided with the column after it; boxes reaching past a cut are not found
+    twice)."""
+    from unetseg.audio.events import EventTracker
+    from unetseg.audio.options import EventOptions
+
+    rng = np.random.default_rng(0)
+    starts = np.cumsum(rng.integers(12, 30, 20))
+    calls = [Box(float(s), float(r), float(s + w), float(r + h)) for s, r, w, h in
+             zip(starts, rng.integers(2, 30, 20), rng.integers(8, 25, 20), rng.integers(4, 20, 20), strict=True)]
+    ids = paint_boxes(calls, (48, int(starts[-1]) + 40))
+    head, mask = _head(ids), (ids > 0).astype(np.uint8)
+    probs = mask.astype(np.float32)
+    options = EventOptions(min_duration=0.0, max_event_seconds=0.5)  # cuts every 50 columns at least
+    results = []
+    for block in (mask.shape[1], 7, 33):
+        tracker = EventTracker(_mapping(48), ["background", "call"], options)
+        for a in range(0, mask.shape[1], block):
+            tracker.push(mask[:, a:a + block], probs[:, a:a + block], head[:, :, a:a + block])
+        results.append(tracker.finish())
+    assert len(results[0]) == len(calls)
+    assert results[1] == results[0] and results[2] == results[0]
+
+
+def test_instance_targets_from_boxes_and_time_only_labels() -> None:
+    """Raven-style boxes become their boxes; an onset/offset syllable takes the band of its energetic rows."""
+    from unetseg.audio.annotations import Event
+    from unetseg.audio.masks import energetic_band, events_to_instances
+
+    mapping = _mapping(64)
+    image = np.full((64, 100), 20, np.uint8)
+    image[30:40, 50:70] = 200  # the syllable's energy: rows 30..39
+    image[5:8, 50:70] = 150  # a fainter harmonic above it
+    times = [mapping.column_time(j) for j in (50, 69)]
+    syllable = Event(times[0], times[1], None, None, "a")
+    box = Event(mapping.column_time(10), mapping.column_time(19), 2000.0, 4000.0, "b")
+    ids = events_to_instances([syllable, box], mapping, (64, 100), None, image)
+    boxes = instance_boxes(ids)
+    assert len(boxes) == 2
+    assert boxes[1] == Box(50, 5, 70, 40)  # from the harmonic down to the syllable's lowest energetic row
+    hz = np.asarray(mapping.row_hz)
+    rows = np.nonzero((hz >= 2000) & (hz <= 4000))[0]
+    assert boxes[2] == Box(10, int(rows.min()), 20, int(rows.max()) + 1)
+    assert energetic_band(np.zeros((64, 100), np.uint8), slice(0, 10), np.ones(64, bool)) is None
+    without_image = instance_boxes(events_to_instances([syllable], mapping, (64, 100)))
+    assert without_image[1] == Box(50, 0, 70, 64)  # no image: every positive row
+    only_a = instance_boxes(events_to_instances([syllable, box], mapping, (64, 100), ["b"], image))
+    assert list(only_a.values()) == [boxes[2]]  # labels not listed are left out
+
+
+def test_raven_table_of_instance_events_matches_the_golden_file(tmp_path) -> None:
+    from pathlib import Path
+
+    from unetseg.audio.annotations import write_events
+    from unetseg.audio.events import instances_to_events
+    from unetseg.audio.options import EventOptions
+
+    calls = [Box(10, 10, 30, 30), Box(30, 12, 50, 28), Box(60, 40, 64, 44)]
+    ids = paint_boxes(calls, (64, 80))
+    mask = (ids > 0).astype(np.uint8) * np.uint8(2)
+    mask[12:26, 30:50] = 1  # most of the second call is class a; the rest b
+    mask[12:26, 30:35] = 2
+    head = _head(ids)
+    for k, peak in ((1, 0.9), (2, 0.75), (3, 0.6)):  # each call's heat scaled to its own peak score
+        head[0][ids == k] *= peak
+    events = instances_to_events(head, mask, _mapping(64), ["background", "a", "b"], EventOptions(min_duration=0.0),
+                                 cut=80)
+    written = write_events(tmp_path / "calls.selections.txt", events)
+    golden = Path(__file__).parent / "data" / "instances.selections.txt"
+    assert written.read_text() == golden.read_text()
+
+
+# ------------------------------------------------------------------------------------ the whole path
+
+def test_a_model_with_the_instance_head_trains_predicts_evaluates_and_exports(tmp_path, capsys) -> None:
+    """Instance-ID PNGs beside the masks turn the head on (plan: auto); one model file holds both heads and
+    ``info`` says so; predict writes the head's instances; ONNX export carries the head's maps."""
+    import json
+
+    import onnxruntime as ort
+    from PIL import Image
+
+    from unetseg.data.io import read_instance_ids, read_mask_raw
+    from unetseg.fileio import write_png
+    from unetseg.inference import Engine, ImageDataset, InferenceOptions
+    from unetseg.instances import HEAD_CHANNELS, component_ids
+    from unetseg.modelfile import load_model
+
+    from .conftest import write_binary_dataset
+    from .test_e2e import TINY, assert_one_line_error, run
+
+    data = write_binary_dataset(tmp_path / "calls", {"train": 12, "valid": 4})
+    code, _, err = run(["train", "--data", str(data), "--size", "64", "--epochs", "1", "--runs-dir",
+                        str(tmp_path / "runs"), "--no-test", "--instances", "on", *TINY], capsys)
+    assert_one_line_error(code, err, "train0.png", "--instances on needs an instance-ID PNG")
+    for mask_path in sorted(data.glob("*/masks/*.png")):
+        ids = component_ids((read_mask_raw(mask_path) > 0).astype(np.uint8), 2)
+        write_png(mask_path.parent.parent / "instances" / mask_path.name, ids)
+    code, out, err = run(["train", "--data", str(data), "--size", "64", "--epochs", "1", "--runs-dir",
+                          str(tmp_path / "runs"), "--name", "head", "--no-test", *TINY], capsys)
+    assert code == 0, err
+    model = tmp_path / "runs" / "head" / "weights" / "best.safetensors"
+    code, out, _ = run(["info", str(model)], capsys)
+    assert code == 0 and json.loads(out)["model"]["instances"] == "on"
+    loaded = load_model(model)
+    assert loaded.head and loaded.outputs == 1
+    images = sorted((data / "valid" / "images").glob("*.png"))
+    engine = Engine(loaded, InferenceOptions(backend="torch"))
+    for item, probs in engine.run(ImageDataset(images, loaded.input_spec)):
+        assert probs.shape == (1, 64, 64) and item["head"].shape == (HEAD_CHANNELS, 64, 64)
+        assert 0 <= float(item["head"][0].min()) and float(item["head"][0].max()) <= 1
+        assert float(item["head"][1:].min()) >= 0  # edge distances in pixels
+    code, _, err = run(["predict", "--model", str(model), "--input", str(data / "valid" / "images"), "--output",
+                        str(tmp_path / "pred"), "--instances", "--coco-results", str(tmp_path / "coco.json")], capsys)
+    assert code == 0, err
+    ids = read_instance_ids(tmp_path / "pred" / "instances" / "valid0.png")
+    assert ids.dtype == np.uint16 and Image.open(tmp_path / "pred" / "instances" / "valid0.png").mode.startswith("I")
+    results = json.loads((tmp_path / "coco.json").read_text())
+    assert all(r["score"] > 0.3 for r in results)  # the head's peaks above its threshold
+    code, _, err = run(["export", "--model", str(model), "--output", str(tmp_path / "m.onnx")], capsys)
+    assert code == 0, err
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    x = np.zeros((1, 1, 64, 64), np.float32)
+    (out_maps,) = session.run(None, {session.get_inputs()[0].name: x})
+    assert out_maps.shape == (1, 1 + HEAD_CHANNELS, 64, 64)

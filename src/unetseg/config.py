@@ -70,6 +70,9 @@ class ModelConfig:
     batch_norm: bool = option(True, "classic U-Net: batch normalisation after each convolution")
     dropout: float = option(0.1, "classic U-Net: dropout at the bottleneck and in the decoder", ge=0.0, lt=1.0)
     attention: bool = option(False, "classic U-Net: attention gates on the skip connections (Oktay et al.)")
+    instances: str = option("auto", "instance head (a centre heatmap and box edges beside the class maps, so "
+                            "touching objects and calls come apart): auto turns it on where the dataset has "
+                            "instance targets", ("auto", "on", "off"))
 
 
 @dataclass

@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data.coco import coco_truth, mask_to_coco_results
+from .data.coco import coco_truth, objects_to_coco_results
 from .data.io import read_image
 from .data.spec import DatasetInfo, load_dataset
 from .errors import UnetsegError
 from .fileio import check_output_dir, new_run_dir, write_json, write_text
 from .guard import check_outputs, folder_lock
 from .inference import Engine, ImageDataset, InferenceOptions
-from .instances import coco_average_precision
+from .instances import coco_average_precision, image_objects
 from .metrics import confusion_matrices, counts_from_matrices, image_iou, image_score, summarize
 from .modelfile import LoadedModel, load_model
 from .postprocess import PostProcess, to_mask
@@ -98,7 +98,7 @@ def _evaluate(loaded: LoadedModel, engine: Engine, info: DatasetInfo, pairs: lis
         pair = pairs[item["index"]]
         truth = item["mask"]
         pred = to_mask(probs, engine.loaded, pp)
-        instances.add(pair.image.name, pred, probs.numpy())
+        instances.add(pair.image.name, pred, probs.numpy(), item["head"].numpy() if "head" in item else None)
         image_matrix = confusion_matrices(torch.from_numpy(pred)[None], torch.from_numpy(truth)[None],
                                           info.num_classes)
         counts = counts_from_matrices(image_matrix)[0].numpy()
@@ -138,23 +138,27 @@ def _evaluate(loaded: LoadedModel, engine: Engine, info: DatasetInfo, pairs: lis
 
 class _InstanceScores:
     """COCO AP of the predicted objects against a COCO dataset's instances (other datasets hold no instance
-    truth: nothing is scored). The objects are the connected components of each class in the prediction,
-    scored by their mean probability."""
+    truth: nothing is scored). The objects are the instance head's (one per heatmap peak, scored by it) or,
+    without a head, the connected components of each class, scored by their mean probability."""
 
     def __init__(self, info: DatasetInfo, pairs: list) -> None:
         self.truth: dict[str, Any] | None = None
         self.results: list[dict[str, Any]] = []
+        self.head = False  # whether the objects came from an instance head
         if info.coco:
             self.truth, self.ids = coco_truth(info.coco["jsons"], info.coco["groups"], [p.image.name for p in pairs])
             self.classes = {c: c for c in range(1, info.num_classes)}
 
-    def add(self, name: str, mask: np.ndarray, probs: np.ndarray) -> None:
+    def add(self, name: str, mask: np.ndarray, probs: np.ndarray, head: np.ndarray | None) -> None:
         if self.truth is not None and name in self.ids:
-            self.results += mask_to_coco_results(mask, self.ids[name], self.classes, probs)
+            self.head = head is not None
+            self.results += objects_to_coco_results(*image_objects(mask, probs, head), self.ids[name], self.classes)
 
     def scores(self) -> dict[str, Any]:
         assert self.truth is not None
-        return {"objects": "connected components of each class, scored by their mean probability",
+        objects = "the instance head's, scored by their heatmap peak" if self.head else \
+            "connected components of each class, scored by their mean probability"
+        return {"objects": objects,
                 "truth_objects": len(self.truth["annotations"]), "predicted_objects": len(self.results),
                 "mask": coco_average_precision(self.truth, self.results, "segm"),
                 "box": coco_average_precision(self.truth, self.results, "bbox")}

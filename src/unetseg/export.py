@@ -21,6 +21,7 @@ from .fileio import atomic_write, check_output_dir, write_json
 from .guard import check_outputs
 from .inference.calibration import AGREEMENT_FLOOR, calibration_batches
 from .inference.graphs import example_input, export_onnx, quantize_checked
+from .inference.outputs import activate
 from .modelfile import LoadedModel, load_model
 
 log = logging.getLogger(__name__)
@@ -28,19 +29,20 @@ FORMATS = ("onnx", "torchscript")
 
 
 class RawPixelModel(nn.Module):
-    """Model + normalisation (pixels / 255, minus mean, over std) + activation."""
+    """Model + normalisation (pixels / 255, minus mean, over std) + activation (with the instance head: its heat
+    probability and edge distances after the class probabilities)."""
 
     def __init__(self, loaded: LoadedModel) -> None:
         super().__init__()
         spec = loaded.input_spec
         self.model = loaded.model
-        self.binary = loaded.binary
+        self.binary, self.head = loaded.binary, loaded.head
         self.register_buffer("mean", torch.tensor(spec.mean, dtype=torch.float32).view(1, -1, 1, 1) * 255)
         self.register_buffer("std", torch.tensor(spec.std, dtype=torch.float32).view(1, -1, 1, 1) * 255)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         logits = self.model((image - self.mean) / self.std)
-        return torch.sigmoid(logits) if self.binary else torch.softmax(logits, dim=1)
+        return activate(logits, self.binary, axis=1, head=self.head)
 
 
 def export_torchscript(module: nn.Module, example: torch.Tensor, path: Path) -> Path:

@@ -33,6 +33,23 @@ from .errors import UnetsegError
 
 MAX_INSTANCES = 65535  # an instance-ID PNG is 16-bit
 
+# The instance head: output channels after the class maps, a centre heatmap (logit) and the four edge
+# distances (log(1 + pixels)); the heatmap's bias starts at the logit of HEAT_PRIOR (CenterNet's -2.19).
+HEAD_CHANNELS = 5
+HEAT_PRIOR = 0.1
+
+
+def has_head(model_cfg: dict[str, Any]) -> bool:
+    """Whether a model (its ``model`` settings, as a model file records them) has the instance head."""
+    return model_cfg.get("instances") == "on"
+
+
+def activate_head(head: Any) -> Any:
+    """Head outputs (..., 5, H, W) -> heat probabilities and edge distances in pixels (a torch tensor)."""
+    import torch
+
+    return torch.cat([torch.sigmoid(head[..., :1, :, :]), torch.expm1(head[..., 1:, :, :].clamp(0, 20))], dim=-3)
+
 SIGMA_SHARE = 1 / 6  # of a box side: the Gaussian falls to about 1% at the box's edge
 
 
@@ -60,9 +77,9 @@ class Box:
 
 
 def paint_boxes(boxes: list[Box], shape: tuple[int, int]) -> np.ndarray:
-    """An instance-ID mask (uint16; 0 = none, i + 1 = ``boxes[i]``) of ``shape`` (rows, columns), larger boxes
-    painted first so that a smaller one overlapping them stays whole."""
-    ids = np.zeros(shape, np.uint16)
+    """An instance-ID mask (uint16, uint32 past 65535 boxes; 0 = none, i + 1 = ``boxes[i]``) of ``shape``
+    (rows, columns), larger boxes painted first so that a smaller one overlapping them stays whole."""
+    ids = np.zeros(shape, np.uint16 if len(boxes) <= MAX_INSTANCES else np.uint32)
     order = sorted(range(len(boxes)), key=lambda i: -boxes[i].area)
     for i in order:
         b = boxes[i]
@@ -91,47 +108,101 @@ def component_ids(mask: np.ndarray, classes: int) -> np.ndarray:
     return ids
 
 
+PEAK_THRESHOLD = 0.3  # the lowest centre-heatmap peak that counts as an object (images; detect tunes its own)
+
+
+def decode_instances(mask: np.ndarray, head: np.ndarray, threshold: float = PEAK_THRESHOLD
+                     ) -> tuple[np.ndarray, list[int], list[float]]:
+    """Objects of an image from the instance head (5, H, W) and the class mask: each peak's box (see
+    ``decode_centres``) holds one object, the pixels of the box's most frequent foreground class, smaller boxes
+    painted over larger ones; a box without foreground pixels is no object. Returns instance IDs (uint16),
+    each ID's class (``labels[k - 1]``) and its score (the heatmap peak)."""
+    boxes = sorted(decode_centres(head[0], head[1:], threshold, max_instances=MAX_INSTANCES), key=lambda b: -b.area)
+    ids = np.zeros(mask.shape, np.uint16)
+    labels: list[int] = []
+    scores: list[float] = []
+    for b in boxes:
+        x0, y0 = int(np.floor(b.x0)), int(np.floor(b.y0))
+        x1, y1 = max(x0 + 1, int(np.ceil(b.x1))), max(y0 + 1, int(np.ceil(b.y1)))
+        inside = mask[y0:y1, x0:x1]
+        votes = np.bincount(inside.ravel(), minlength=2)[1:]
+        if not votes.any():
+            continue
+        label = int(votes.argmax()) + 1
+        ids[y0:y1, x0:x1][inside == label] = len(labels) + 1
+        labels.append(label)
+        scores.append(round(float(b.score), 4))
+    return ids, labels, scores
+
+
+def image_objects(mask: np.ndarray, probs: np.ndarray, head: np.ndarray | None = None,
+                  threshold: float = PEAK_THRESHOLD) -> tuple[np.ndarray, list[int], list[float]]:
+    """The objects of a predicted image: the instance head's (``head`` given) or else each connected component
+    of each class, scored by its mean probability. ``probs``: class probabilities (C, H, W) (C = 1: binary)."""
+    if head is not None:
+        return decode_instances(mask, head, threshold)
+    classes = max(2, probs.shape[0])
+    ids = component_ids(mask, classes)
+    labels, scores = [], []
+    if ids.max():
+        from scipy import ndimage
+
+        index = np.arange(1, int(ids.max()) + 1)
+        labels = [int(v) for v in ndimage.maximum(mask, ids, index)]
+        own = probs[0] if probs.shape[0] == 1 else np.take_along_axis(probs, mask[None].astype(np.int64), 0)[0]
+        scores = [round(float(v), 4) for v in ndimage.mean(own, ids, index)]  # each pixel's own class
+    return ids, labels, scores
+
+
 def instance_boxes(ids: np.ndarray) -> dict[int, Box]:
     """The box of each instance ID's visible pixels (half-open)."""
+    from scipy import ndimage
+
     out = {}
-    for k in np.unique(ids):
-        if k == 0:
-            continue
-        rows, cols = np.nonzero(ids == k)
-        out[int(k)] = Box(float(cols.min()), float(rows.min()), float(cols.max() + 1), float(rows.max() + 1))
+    for k, found in enumerate(ndimage.find_objects(ids.astype(np.int32)), start=1):
+        if found is not None:
+            rows, cols = found
+            out[k] = Box(float(cols.start), float(rows.start), float(cols.stop), float(rows.stop))
     return out
 
 
 def centre_targets(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Training targets of an instance-ID mask: heatmap (H, W) in [0, 1] with 1 at each box centre; edges
     (4, H, W): distances from the centre pixel to the box's left, top, right and bottom edges, at the centre
-    pixels; and the (H, W) bool mask of those pixels."""
+    pixels; and the (H, W) bool mask of those pixels. Each Gaussian is drawn inside its own box (where it
+    is above about 1%)."""
     h, w = ids.shape
     heat = np.zeros((h, w), np.float32)
     size = np.zeros((4, h, w), np.float32)
     where = np.zeros((h, w), bool)
-    ys, xs = np.arange(h, dtype=np.float32)[:, None], np.arange(w, dtype=np.float32)[None, :]
     for box in instance_boxes(ids).values():
-        bw, bh = box.x1 - box.x0, box.y1 - box.y0
-        cx, cy = min(int((box.x0 + box.x1) / 2), w - 1), min(int((box.y0 + box.y1) / 2), h - 1)
-        sx, sy = max(bw * SIGMA_SHARE, 0.5), max(bh * SIGMA_SHARE, 0.5)
+        x0, y0, x1, y1 = int(box.x0), int(box.y0), int(box.x1), int(box.y1)
+        cx, cy = min((x0 + x1) // 2, w - 1), min((y0 + y1) // 2, h - 1)
+        sx, sy = max((x1 - x0) * SIGMA_SHARE, 0.5), max((y1 - y0) * SIGMA_SHARE, 0.5)
+        xs = np.arange(x0, x1, dtype=np.float32)[None, :]
+        ys = np.arange(y0, y1, dtype=np.float32)[:, None]
         gauss = np.exp(-((xs - cx) ** 2) / (2 * sx * sx) - ((ys - cy) ** 2) / (2 * sy * sy))
-        np.maximum(heat, gauss, out=heat)
-        size[:, cy, cx] = (cx - box.x0, cy - box.y0, box.x1 - cx, box.y1 - cy)
+        np.maximum(heat[y0:y1, x0:x1], gauss, out=heat[y0:y1, x0:x1])
+        size[:, cy, cx] = (cx - x0, cy - y0, x1 - cx, y1 - cy)
         where[cy, cx] = True
     heat[where] = 1.0
     return heat, size, where
 
 
 def decode_centres(heat: np.ndarray, edges: np.ndarray, threshold: float = 0.3, nms_iou: float = 0.5,
-                   max_instances: int = 1000) -> list[Box]:
+                   max_instances: int = 1000, peak_columns: int | None = None) -> list[Box]:
     """Boxes from a heatmap (H, W) and edge distances (4, H, W): peaks (the maximum of their 3x3
     neighbourhood) above ``threshold``, strongest first, each the box its edge distances give; a box
-    overlapping a stronger one by IoU above ``nms_iou`` is dropped."""
+    overlapping a stronger one by IoU above ``nms_iou`` is dropped. ``peak_columns``: only peaks in the
+    columns before it (the columns after only decide the peaks at its edge)."""
+    from scipy import ndimage
+
     h, w = heat.shape
-    padded = np.pad(heat, 1, constant_values=-np.inf)
-    neighbours = np.max(np.stack([padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)]), axis=0)
-    ys, xs = np.nonzero((heat >= neighbours) & (heat > threshold))
+    neighbours = ndimage.maximum_filter(heat, size=3, mode="constant", cval=-np.inf)
+    peaks = (heat >= neighbours) & (heat > threshold)
+    if peak_columns is not None:
+        peaks[:, peak_columns:] = False
+    ys, xs = np.nonzero(peaks)
     order = np.argsort(-heat[ys, xs], kind="stable")[:max_instances]
     kept: list[Box] = []
     for i in order:

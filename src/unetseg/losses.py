@@ -99,3 +99,26 @@ class SegmentationLoss(nn.Module):
     @property
     def description(self) -> str:
         return "+".join(f"{w:g}*{n}" if w != 1 else n for w, n in self.terms)
+
+
+class InstanceLoss(nn.Module):
+    """The instance head's loss (CenterNet's): a penalty-reduced focal loss on the centre heatmap (logits
+    (N, 1, H, W) against Gaussian targets), plus ``edge_weight`` x L1 of log(1 + edge distance) at the centre
+    pixels, each averaged over the centres of the batch."""
+
+    def __init__(self, edge_weight: float = 1.0) -> None:
+        super().__init__()
+        self.edge_weight = edge_weight
+
+    def forward(self, head: torch.Tensor, heat: torch.Tensor, edges: torch.Tensor,
+                centres: torch.Tensor) -> torch.Tensor:
+        logits, log_edges = head[:, :1].float(), head[:, 1:].float()
+        p = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
+        positive = heat >= 1.0
+        log_p, log_not = nn.functional.logsigmoid(logits), nn.functional.logsigmoid(-logits)
+        focal = torch.where(positive, (1 - p) ** 2 * log_p, (1 - heat) ** 4 * p**2 * log_not)
+        count = centres.sum().clamp(min=1)
+        loss = -focal.sum() / count
+        where = centres[:, None].expand_as(log_edges)
+        target = torch.log1p(edges)
+        return loss + self.edge_weight * (log_edges[where] - target[where]).abs().sum() / (4 * count)

@@ -23,6 +23,7 @@ from torch import nn
 from .errors import UnetsegError
 from .fileio import atomic_write
 from .inputspec import InputSpec
+from .instances import has_head
 from .models import create_model
 from .models.factory import CLASSIC, output_stride
 from .version import __version__
@@ -72,6 +73,16 @@ class LoadedModel:
     @property
     def threshold(self) -> float:
         return float(self.meta.get("threshold", 0.5))
+
+    @property
+    def outputs(self) -> int:
+        """The class maps the network outputs (1 for a binary model)."""
+        return 1 if self.binary else len(self.classes)
+
+    @property
+    def head(self) -> bool:
+        """Whether the network outputs the instance head after its class maps."""
+        return has_head(self.meta["model"])
 
     @property
     def colours(self) -> list[tuple[int, int, int]]:
@@ -287,6 +298,9 @@ def _check_audio_meta(meta: dict, bad: Any) -> None:
             if v is not None and not (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
                                       and 0 <= v <= 3600):
                 raise bad(f"detect.{key}", f"must be a number of seconds from 0 to 3600, not {v!r}")
+        peak = detect.get("peak_threshold")
+        if peak is not None and not (isinstance(peak, int | float) and not isinstance(peak, bool) and 0 <= peak <= 1):
+            raise bad("detect.peak_threshold", f"must be a number from 0 to 1, not {peak!r}")
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:

@@ -15,7 +15,7 @@ from .errors import UnetsegError
 from .fileio import atomic_write, check_output_dir, list_inputs, write_json, write_mask, write_png
 from .guard import check_outputs
 from .inference import Engine, ImageDataset, InferenceOptions
-from .instances import component_ids
+from .instances import image_objects
 from .modelfile import LoadedModel, load_model
 from .outputs import output_mode, shared_run, write_manifest
 from .postprocess import PostProcess, mask_to_polygons, to_mask
@@ -107,19 +107,21 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
         for item, probs in engine.run(ImageDataset(todo, loaded.input_spec)):
             src = todo[item["index"]]
             mask = to_mask(probs, engine.loaded, pp)
+            if coco_results or o.instances:  # the head's instances, else each class's components
+                head = item["head"].numpy() if "head" in item else None
+                objects = image_objects(mask, probs.numpy(), head)
             if coco_results:  # first, so that a mask file present means every output of the image is
-                from .data.coco import mask_to_coco_results
+                from .data.coco import objects_to_coco_results
 
                 write_json(out / "coco" / f"{src.stem}.json",
-                           mask_to_coco_results(mask, image_ids[src.name], category_ids, probs.numpy()), indent=None)
+                           objects_to_coco_results(*objects, image_ids[src.name], category_ids), indent=None)
             if overlays:
                 image = to_uint8_rgb(read_image(src))
                 write_png(out / "overlays" / f"{src.stem}.png", overlay(image, mask, loaded.colours, loaded.binary))
             if probabilities:
                 _write_probabilities(out / "probabilities", src.stem, probs, loaded.binary)
             if o.instances:
-                write_png(out / "instances" / f"{src.stem}.png", component_ids(mask, 2 if loaded.binary
-                                                                               else len(loaded.classes)))
+                write_png(out / "instances" / f"{src.stem}.png", objects[0])
             if contours:
                 write_json(out / "contours" / f"{src.stem}.json", {
                     "image": str(src), "height": mask.shape[0], "width": mask.shape[1],

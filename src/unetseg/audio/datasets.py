@@ -11,6 +11,7 @@ ends at the recording's end), split by recording so no recording feeds two split
     <out>/<split>/images/<name>.png          the window's spectrogram
     <out>/<split>/images/<name>.json         its pixel -> time/frequency mapping (and mixture facts)
     <out>/<split>/masks/<name>.png           class-index mask (0/255 for one class)
+    <out>/<split>/instances/<name>.png       annotated datasets: instance IDs (16-bit; one per box or syllable)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ..fileio import list_inputs, staged_dir, write_json, write_png, write_text
 from ..inference.windows import window_starts
 from .annotations import Event, check_labels, check_within, events_by_file, read_annotations
 from .io import AUDIO_EXTENSIONS, audio_info, check_not_silent, load_audio
-from .masks import events_to_mask
+from .masks import events_to_instances, events_to_mask
 from .spectrogram import (
     SpectrogramConfig,
     SpectrogramMapping,
@@ -66,9 +67,13 @@ def _write_dataset_yaml(out: Path, name: str, classes: list[str], cfg: Spectrogr
 
 
 def _write_window(out: Path, split: str, name: str, image: np.ndarray, mask: np.ndarray, binary: bool,
-                  sidecar: dict) -> None:
+                  sidecar: dict, ids: np.ndarray | None = None) -> None:
     write_png(out / split / "images" / f"{name}.png", image)
     write_png(out / split / "masks" / f"{name}.png", (mask * 255).astype(np.uint8) if binary else mask)
+    if ids is not None:  # renumbered 1..n within the window
+        values, inverse = np.unique(ids, return_inverse=True)
+        write_png(out / split / "instances" / f"{name}.png",
+                  (inverse.reshape(ids.shape) + (values[0] != 0)).astype(np.uint16))
     write_json(out / split / "images" / f"{name}.json", sidecar)
 
 
@@ -123,6 +128,9 @@ class Windows:
     def __post_init__(self) -> None:
         if not 0 <= self.overlap < self.window:
             raise UnetsegError(f"--overlap {self.overlap} must be smaller than --window {self.window}")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise UnetsegError(f"--val-fraction {self.val_fraction:g} and --test-fraction {self.test_fraction:g} "
+                               "leave no recording to train on")
 
 
 @dataclass(frozen=True)
@@ -209,12 +217,13 @@ def build_annotated_dataset(recordings: str | Path | list, annotations: str | Pa
                 if not starts:
                     raise UnetsegError(f"{f}: {len(y) / sr:.2f} s is shorter than one window of {window} columns "
                                        f"({((window - 1) * cfg.hop_length + cfg.win) / sr:.2f} s)")
-                if not suffix:  # the clean recording: its energetic pixels hold for the noisy copies too
+                if not suffix:  # the clean recording: its energetic pixels and bands hold for the noisy copies
                     mask = events_to_mask(per_file[f], mapping, image.shape, classes, image if energetic else None)
+                    ids = events_to_instances(per_file[f], mapping, image.shape, classes, image)
                 for s in starts:
                     sidecar = {"recording": str(f.resolve()), **facts, **_window_mapping(mapping, s).to_dict()}
                     _write_window(stage, split, f"{f.stem}{suffix}_{s:07d}", image[:, s:s + window],
-                                  mask[:, s:s + window], classes is None, sidecar)
+                                  mask[:, s:s + window], classes is None, sidecar, ids[:, s:s + window])
                     counts[split] += 1
         # Time-only annotations (onset/offset) paint whole columns: such models are decoded per column.
         kind = "time" if all(e.low is None and e.high is None for evs in per_file.values() for e in evs) else "box"

@@ -21,6 +21,7 @@ from ..errors import UnetsegError
 from ..guard import temp_path
 from ..inference import Engine, InferenceOptions, to_classes
 from ..inference.windows import ColumnStream
+from ..instances import HEAD_CHANNELS
 from ..modelfile import LoadedModel
 from ..postprocess import PostProcess, threshold_for
 from .annotations import Event
@@ -55,7 +56,8 @@ def spectrogram_config(loaded: LoadedModel, override: SpectrogramConfig | None =
 def tuned_events(loaded: LoadedModel) -> dict[str, float | str]:
     """The event settings tuned on the validation split after training (stored in the model file), if any."""
     tuned = loaded.meta.get("detect") or {}
-    out: dict[str, float | str] = {k: float(tuned[k]) for k in ("min_duration", "merge_gap") if k in tuned}
+    out: dict[str, float | str] = {k: float(tuned[k]) for k in ("min_duration", "merge_gap", "peak_threshold")
+                                   if k in tuned}
     if tuned.get("granularity") in GRANULARITY:
         out["granularity"] = str(tuned["granularity"])
     return out
@@ -179,6 +181,7 @@ class Detector:
         self.loaded = loaded
         self.options = options or DetectOptions()
         self.columns = loaded.meta.get("events") == "time"
+        self.instances = loaded.head  # False: decode as a model without the head (columns or regions)
         self.postprocess = postprocess or PostProcess()
         self.events = (events or EventOptions(**tuned_events(loaded))).resolved()
         self.cfg = spectrogram_config(loaded, spectrogram)
@@ -231,7 +234,8 @@ class Detector:
         return seconds
 
     def describe(self) -> dict:
-        return {**self.engine.describe(), "decoding": "columns" if self.columns else "regions",
+        decoding = "instances" if self.instances else "columns" if self.columns else "regions"
+        return {**self.engine.describe(), "decoding": decoding,
                 "window": self.width, "overlap": self.overlap,
                 "windows_per_batch": self.batch, "block_seconds": self.options.block_seconds,
                 "postprocess": vars(self.postprocess), "events": vars(self.events)}
@@ -247,20 +251,21 @@ class Detector:
                                      cfg.to_dict())
         tracker = EventTracker(mapping, loaded.classes, self.events, columns=self.columns, threshold=self.threshold)
         denoiser = Denoiser(Path(denoise), cfg, sr) if denoise else None
-        channels = 1 if loaded.binary else len(loaded.classes)
+        channels = loaded.outputs + (HEAD_CHANNELS if loaded.head else 0)
         stream = ColumnStream(self.engine.native, channels, self.width, self.overlap, self.batch, blend="linear",
                               pad_to=loaded.input_spec.divisor, min_width=self.trained)
         mask_parts: list[np.ndarray] = []
         pending_stft: list[np.ndarray] = []
         done = 0  # recording columns finished
 
-        def finished(probs: np.ndarray) -> None:
+        def finished(outputs: np.ndarray) -> None:
             nonlocal done, pending_stft
-            k = probs.shape[-1]
+            k = outputs.shape[-1]
             if not k:
                 return
+            probs, head = outputs[:loaded.outputs], (outputs[loaded.outputs:] if self.instances else None)
             mask = to_classes(probs, loaded.binary, self.threshold)
-            tracker.push(mask, probs[0] if loaded.binary else probs)
+            tracker.push(mask, probs[0] if loaded.binary else probs, head)
             if denoiser is not None:
                 stfts = np.concatenate(pending_stft, axis=1)
                 denoiser.push(stfts[:, :k], mask > 0, done)

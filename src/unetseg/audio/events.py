@@ -1,5 +1,8 @@
 """Mask columns -> events, streamed: the spectrogram's class mask and probabilities arrive block by block
-from the engine, and events are cut where the mask is empty long enough, holding only the open columns."""
+from the engine, and events are cut where the mask is empty long enough, holding only the open columns.
+
+A model with an instance head gives one event per centre-heatmap peak (``instances_to_events``): the box its
+edge distances give, labelled by the class mask inside it; only the granularities call and song join them."""
 
 from __future__ import annotations
 
@@ -7,8 +10,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..instances import Box, decode_centres
 from .annotations import Event
-from .masks import column_labels, column_probabilities, columns_to_events, mask_to_events
+from .masks import _Box, _join_boxes, column_labels, column_probabilities, columns_to_events, mask_to_events
 from .options import EventOptions
 from .spectrogram import SpectrogramMapping
 
@@ -19,7 +23,8 @@ class EventTracker:
 
     Regions (time + frequency boxes) by default; with ``columns`` (models trained from time-only
     annotations) probabilities are pooled over frequency per column and cut into segments in time, with
-    ``threshold`` on the pooled foreground probability.
+    ``threshold`` on the pooled foreground probability. Where ``push`` is given the instance head's maps,
+    events are its instances (``instances_to_events``) whatever the decoding.
     """
 
     mapping: SpectrogramMapping
@@ -31,13 +36,20 @@ class EventTracker:
     _mask: np.ndarray | None = None
     _probs: np.ndarray | None = None
     _start: int = 0  # recording column of the first pending column
+    _head: np.ndarray | None = None  # (5, rows, k): heat and edge distances of the pending columns
+    _class_mask: np.ndarray | None = None  # (rows, k): their class mask (before any pooling per column)
+    _recent: list[Box] = field(default_factory=list)  # instances reaching past the last cut (recording columns)
 
     def __post_init__(self) -> None:
         self.options = self.options.resolved()
 
-    def push(self, mask: np.ndarray, probs: np.ndarray) -> None:
-        """``mask``: class indices (rows, k); ``probs``: (rows, k) for binary models, else (classes, rows, k)."""
+    def push(self, mask: np.ndarray, probs: np.ndarray, head: np.ndarray | None = None) -> None:
+        """``mask``: class indices (rows, k); ``probs``: (rows, k) for binary models, else (classes, rows, k);
+        ``head``: the instance head's (5, rows, k) heat and edge distances, if the model has one."""
         positive = np.asarray(self.mapping.row_hz) >= 0
+        if head is not None:
+            self._head = head if self._head is None else np.concatenate([self._head, head], axis=-1)
+            self._class_mask = mask if self._class_mask is None else np.concatenate([self._class_mask, mask], axis=-1)
         if self.columns:
             probs = column_probabilities(probs, positive)
             mask = column_labels(probs, self.threshold)[None]
@@ -59,7 +71,12 @@ class EventTracker:
     def _flush(self, cut: int) -> None:
         assert self._mask is not None and self._probs is not None
         o = self.options
-        if self.columns:
+        if self._head is not None and self._class_mask is not None:
+            found = instances_to_events(self._head, self._class_mask, self.mapping, self.class_names, o, cut,
+                                        self._start, self._recent)
+            self.events += found
+            self._head, self._class_mask = self._head[..., cut:], self._class_mask[..., cut:]
+        elif self.columns:
             self.events += columns_to_events(self._mask[0, :cut], self._probs[:, :cut], self.mapping,
                                              self.class_names, o.min_duration, o.merge_gap, column_offset=self._start)
         else:
@@ -72,6 +89,65 @@ class EventTracker:
         if self._mask is not None and self._mask.shape[1]:
             self._flush(self._mask.shape[1])
         return sorted(self.events, key=lambda e: (e.begin, e.label))
+
+
+def instances_to_events(head: np.ndarray, mask: np.ndarray, mapping: SpectrogramMapping, class_names: list[str],
+                        options: EventOptions, cut: int, column_offset: int = 0,
+                        recent: list[Box] | None = None) -> list[Event]:
+    """Events of the instance head's peaks in columns ``[0, cut)`` of ``head`` (5, rows, k) and the class
+    ``mask`` (rows, k): one per peak above ``options.peak_threshold`` on the positive rows (the column after
+    ``cut``, where given, decides peaks at the edge), the box its edge distances give, labelled by the most
+    frequent foreground class inside it (scored by the peak). ``recent`` holds boxes of earlier segments that
+    reach past this one's start (recording columns): a new box overlapping one of them by IoU > 0.5 is dropped
+    (and ``recent`` is updated in place). Granularity call or song joins instances of a class whose bands
+    overlap and that lie within ``merge_gap``; syllable keeps every instance."""
+    o = options.resolved()
+    hz = np.asarray(mapping.row_hz)
+    positive = np.nonzero(hz >= 0)[0]
+    top, bottom = int(positive.min()), int(positive.max()) + 1  # the positive rows are contiguous
+    span = min(cut + 1, head.shape[-1])
+    boxes = decode_centres(head[0, top:bottom, :span], head[1:, top:bottom, :span], o.peak_threshold,
+                           peak_columns=cut)
+    previous = recent if recent is not None else []
+    kept: list[tuple[Box, int]] = []
+    for b in boxes:
+        placed = Box(b.x0 + column_offset, b.y0 + top, b.x1 + column_offset, b.y1 + top, b.score)
+        if any(placed.iou(r) > 0.5 for r in previous):
+            continue
+        x0, x1 = max(0, int(np.floor(b.x0))), max(int(np.floor(b.x0)) + 1, int(np.ceil(b.x1)))
+        y0, y1 = int(np.floor(b.y0)) + top, max(int(np.floor(b.y0)) + 1, int(np.ceil(b.y1))) + top
+        inside = mask[y0:y1, x0:min(x1, mask.shape[1])]
+        votes = np.bincount(inside.ravel(), minlength=len(class_names))[1:]
+        kept.append((placed, int(votes.argmax()) + 1 if votes.any() else 1))
+    if recent is not None:
+        start = column_offset + cut
+        recent[:] = [r for r in previous if r.x1 > start] + [b for b, _ in kept if b.x1 > start]
+    return _box_events([(b, c) for b, c in kept], mapping, class_names, o)
+
+
+def _box_events(boxes: list[tuple[Box, int]], mapping: SpectrogramMapping, class_names: list[str],
+                o: EventOptions) -> list[Event]:
+    """Instance boxes (recording columns and rows) with their class -> events, joined by granularity."""
+    hz = np.asarray(mapping.row_hz)
+    step = np.abs(np.diff(hz)).min() if len(hz) > 1 else 0.0
+    half = mapping.column_seconds / 2
+    events = []
+    for c in sorted({c for _, c in boxes}):
+        own = [_Box(int(np.floor(b.x0)), max(int(np.floor(b.x0)) + 1, int(np.ceil(b.x1))), int(np.floor(b.y0)),
+                    max(int(np.floor(b.y0)) + 1, int(np.ceil(b.y1))), 1, b.score) for b, k in boxes if k == c]
+        if o.granularity != "syllable":
+            gap = int(round(o.merge_gap / mapping.column_seconds))
+            tolerance = int(round(o.freq_tolerance / step)) if step else 0
+            own = _join_boxes(own, gap, tolerance)
+        for b in own:
+            begin = mapping.column_time(b.x0) - half
+            end = mapping.column_time(b.x1 - 1) + half
+            low, high = hz[min(b.y1, len(hz)) - 1] - step / 2, hz[b.y0] + step / 2
+            if end - begin < o.min_duration or high - low < o.min_bandwidth:
+                continue
+            events.append(Event(round(float(begin), 6), round(float(end), 6), round(float(max(low, 0.0)), 3),
+                                round(float(high), 3), class_names[c], round(b.score / b.pixels, 4)))
+    return sorted(events, key=lambda e: (e.begin, e.label))
 
 
 def _last_gap_end(empty: np.ndarray, gap: int) -> int | None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..instances import Box, paint_boxes
 from .annotations import Event
 from .options import RAW_REGIONS, EventOptions
 from .spectrogram import SpectrogramMapping
@@ -63,6 +64,45 @@ def events_to_mask(events: list[Event], mapping: SpectrogramMapping, shape: tupl
                 box &= image > threshold
         mask[box] = c
     return mask
+
+
+def energetic_band(image: np.ndarray, cols: slice, rows: np.ndarray) -> tuple[int, int] | None:
+    """The band (first row, row after the last) of a time-only event, as a person would draw its box: the
+    rows (among ``rows``) whose mean level over the event's columns is above Otsu's threshold of those row
+    means, from the highest to the lowest such row (harmonics included). None on a flat image."""
+    index = np.nonzero(rows)[0]
+    means = image[index, cols].astype(np.float32).mean(axis=1)
+    if not index.size or means.max() <= means.min():
+        return None
+    scaled = np.round(255 * (means - means.min()) / (means.max() - means.min())).astype(np.uint8)
+    threshold, _ = cv2.threshold(scaled.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    loud = index[scaled > threshold]
+    return (int(loud.min()), int(loud.max()) + 1) if loud.size else None
+
+
+def events_to_instances(events: list[Event], mapping: SpectrogramMapping, shape: tuple[int, int],
+                        classes: list[str] | None = None, image: np.ndarray | None = None) -> np.ndarray:
+    """An instance-ID mask (uint16; 0 = none, k = the k-th event kept) of the events' boxes on the positive
+    rows: each event with a band is its box; a time-only event takes the band of ``energetic_band`` on
+    ``image`` (all positive rows without an image or where the image is flat)."""
+    positive = np.asarray(mapping.row_hz) >= 0
+    boxes = []
+    for e in events:
+        if class_index(e.label, classes) is None:
+            continue
+        cols = event_columns(e, mapping, shape[1])
+        if cols.stop <= cols.start:
+            continue
+        rows = event_rows(e, mapping) & positive
+        if e.low is None and e.high is None and image is not None:
+            band = energetic_band(image, cols, rows)
+            if band is not None:
+                rows = np.zeros_like(rows)
+                rows[band[0]:band[1]] = True
+        found = np.nonzero(rows)[0]
+        if found.size:
+            boxes.append(Box(cols.start, int(found.min()), cols.stop, int(found.max()) + 1))
+    return paint_boxes(boxes, shape)
 
 
 def close_time_gaps(active: np.ndarray, gap_columns: int) -> np.ndarray:

@@ -50,7 +50,8 @@ def _windows(info: DatasetInfo, limit: int) -> list[tuple[np.ndarray, np.ndarray
     return out
 
 
-def _predict(model_path: str | Path, info: DatasetInfo, limit: int) -> tuple[Any, list, list[np.ndarray]] | None:
+def _predict(model_path: str | Path, info: DatasetInfo, limit: int, head: bool = False
+             ) -> tuple[Any, list, list[np.ndarray]] | None:
     """The model, up to ``limit`` validation windows and the model's probabilities on each (None without
     window sidecars)."""
     from ..inference import Engine, InferenceOptions
@@ -60,7 +61,8 @@ def _predict(model_path: str | Path, info: DatasetInfo, limit: int) -> tuple[Any
         return None
     loaded = load_model(model_path)
     engine = Engine(loaded, InferenceOptions(backend="torch"))
-    return loaded, windows, [engine.native(image[None])[0] for image, _, _ in windows]
+    keep = None if head else loaded.outputs  # the class maps, or (``head``) the instance head's maps too
+    return loaded, windows, [engine.native(image[None])[0, :keep] for image, _, _ in windows]
 
 
 def tune_time_events(model_path: str | Path, info: DatasetInfo, limit: int = 200) -> dict[str, Any] | None:
@@ -125,6 +127,76 @@ def tune_box_events(model_path: str | Path, info: DatasetInfo, limit: int = 200)
     return best
 
 
+PEAK_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def tune_instance_events(model_path: str | Path, info: DatasetInfo, limit: int = 200) -> dict[str, Any] | None:
+    """Models with an instance head: tune the peak threshold and minimum duration of instance decoding on up to
+    ``limit`` validation windows, scored against the windows' instance boxes (box F1, IoU >= 0.3) or, for
+    time-only annotations, their syllables (onset/offset F1 within ``COLLAR``)."""
+    from ..data.io import read_instance_ids
+    from ..inference import to_classes
+    from ..instances import instance_boxes
+    from .events import instances_to_events
+    from .metrics import box_scores
+    from .options import EventOptions
+
+    predicted = _predict(model_path, info, limit, head=True)
+    if predicted is None:
+        return None
+    loaded, windows, outputs = predicted
+    names = loaded.classes
+    pairs = {p.image.stem: p for p in info.split("valid")}
+    truth = []
+    for (_, mask, mapping), pair in zip(windows, _window_pairs(info, limit), strict=True):
+        if info.events == "time":
+            truth.append(reference_events(mask, mapping, names))
+        else:
+            boxes = instance_boxes(read_instance_ids(pairs[pair].instances)) if pairs[pair].instances else {}
+            truth.append(_box_truth(boxes, mask, mapping, names))
+    masks = [to_classes(o[:loaded.outputs], loaded.binary, loaded.threshold) for o in outputs]
+    best: dict[str, Any] | None = None
+    for peak, min_duration in itertools.product(PEAK_THRESHOLDS, MIN_DURATIONS):
+        options = EventOptions(granularity="syllable", min_duration=min_duration, peak_threshold=peak)
+        tp = fp = fn = 0
+        for o, m, (_, _, mapping), ref in zip(outputs, masks, windows, truth, strict=True):
+            est = instances_to_events(o[loaded.outputs:], m, mapping, names, options, m.shape[1])
+            sc = event_scores(ref, est, collar=COLLAR, offset_ratio=0.0) if info.events == "time" else \
+                box_scores(ref, est, BOX_IOU)
+            tp, fp, fn = tp + int(sc["tp"]), fp + int(sc["fp"]), fn + int(sc["fn"])
+        f1 = 2 * tp / max(2 * tp + fp + fn, 1)
+        if best is None or f1 > best["f1"]:
+            best = {"peak_threshold": peak, "min_duration": min_duration, "granularity": "syllable",
+                    "f1": round(f1, 4)}
+    assert best is not None
+    metric = f"onset/offset F1 (+-{COLLAR * 1000:g} ms)" if info.events == "time" else f"box F1 (IoU >= {BOX_IOU})"
+    best.update({"threshold": loaded.threshold, "tuned_on": "valid", "windows": len(windows), "metric": metric,
+                 "decoding": "instances", "reference_events": sum(len(r) for r in truth)})
+    return best
+
+
+def _window_pairs(info: DatasetInfo, limit: int) -> list[str]:
+    """The image stems ``_windows`` reads, in its order."""
+    pairs = info.split("valid")
+    step = max(1, len(pairs) // limit)
+    return [p.image.stem for p in pairs[::step][:limit] if p.image.with_suffix(".json").is_file()]
+
+
+def _box_truth(boxes: dict, mask: np.ndarray, mapping: SpectrogramMapping, names: list[str]) -> list[Event]:
+    """A window's instance boxes as events, labelled by the class most of their mask pixels hold."""
+    hz = np.asarray(mapping.row_hz)
+    step = np.abs(np.diff(hz)).min() if len(hz) > 1 else 0.0
+    half = mapping.column_seconds / 2
+    out = []
+    for b in boxes.values():
+        x0, y0, x1, y1 = int(b.x0), int(b.y0), int(b.x1), int(b.y1)
+        votes = np.bincount(mask[y0:y1, x0:x1].ravel(), minlength=len(names))[1:len(names)]
+        label = names[int(votes.argmax()) + 1] if votes.any() else names[1]
+        out.append(Event(mapping.column_time(x0) - half, mapping.column_time(x1 - 1) + half,
+                         float(max(hz[y1 - 1] - step / 2, 0.0)), float(hz[y0] + step / 2), label))
+    return out
+
+
 def store_tuned(paths: list[Path], tuned: dict[str, Any]) -> None:
     """Write the tuned settings (and threshold) into model files, atomically."""
     for path in paths:
@@ -151,13 +223,17 @@ def tune_run(run_dir: str | Path) -> dict[str, Any] | None:
     if not info.spectrogram or info.events not in ("time", "box"):
         return None
     weights = run_dir / "weights"
-    tune = tune_time_events if info.events == "time" else tune_box_events
+    if load_model(weights / "best.safetensors").head:
+        tune = tune_instance_events
+    else:
+        tune = tune_time_events if info.events == "time" else tune_box_events
     tuned = tune(weights / "best.safetensors", info)
     if tuned is None:
         return None
     store_tuned([weights / "best.safetensors", weights / "last.safetensors"], tuned)
     write_json(run_dir / "detect_tuning.json", tuned)
-    settings = ", ".join(f"{k} {tuned[k]}" for k in ("threshold", "granularity", "min_duration", "merge_gap")
+    settings = ", ".join(f"{k} {tuned[k]}" for k in ("threshold", "peak_threshold", "granularity", "min_duration",
+                                                     "merge_gap")
                          if k in tuned)
     log.info("detect settings tuned on the validation split: %s (F1 %.3f)", settings, tuned["f1"])
     return tuned

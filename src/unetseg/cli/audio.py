@@ -145,6 +145,10 @@ def _window_args(p: argparse.ArgumentParser) -> None:
                    help="columns shared by neighbouring images, fewer than --window [default: 64]")
     p.add_argument("--seed", type=number(int, ge=0, le=MAX_SEED), default=0,
                    help="seed of the split by recording [default: 0]")
+    p.add_argument("--val-fraction", type=number(float, ge=0.0, lt=1.0), default=0.15,
+                   help="share of the recordings in the validation split [default: 0.15]")
+    p.add_argument("--test-fraction", type=number(float, ge=0.0, lt=1.0), default=0.15,
+                   help="share of the recordings in the test split [default: 0.15]")
 
 
 def cmd_spectrogram(args: argparse.Namespace) -> int:
@@ -215,7 +219,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 def _windows(args: argparse.Namespace) -> Any:
     from ..audio.datasets import Windows
 
-    return Windows(args.window, args.overlap, args.seed)
+    return Windows(args.window, args.overlap, args.seed, args.val_fraction, args.test_fraction)
 
 
 def _snrs(text: str) -> tuple[float, ...]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import UnetsegError
 from ..fileio import cache_root, write_png, write_text
+from ..instances import MAX_INSTANCES, image_objects
 
 COCO_NAMES = ("_annotations.coco.json", "annotations.json", "instances.json")
 
@@ -72,13 +73,22 @@ def class_groups(coco: Any, classes: list | None) -> tuple[list[str], dict[int, 
     return names, mapping
 
 
-def render_masks(coco: Any, image_info: dict, mapping: dict[int, int]) -> np.ndarray:
-    """Class-index mask of one image, painted larger objects first."""
-    mask = np.zeros((image_info["height"], image_info["width"]), np.uint8)
+def render_masks(coco: Any, image_info: dict, mapping: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Class-index mask and instance IDs (uint16; 0 = none) of one image, painted larger objects first."""
+    shape = (image_info["height"], image_info["width"])
+    mask, ids = np.zeros(shape, np.uint8), np.zeros(shape, np.uint16)
     anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=image_info["id"])) if a["category_id"] in mapping]
+    if len(anns) > MAX_INSTANCES:
+        raise UnetsegError(f"image {image_info.get('file_name')}: {len(anns)} objects, over the {MAX_INSTANCES} an "
+                           "instance-ID PNG holds")
+    k = 0
     for ann in sorted(anns, key=lambda a: -float(a.get("area", 0))):
-        mask[coco.annToMask(ann).astype(bool)] = mapping[ann["category_id"]]
-    return mask
+        inside = coco.annToMask(ann).astype(bool)
+        mask[inside] = mapping[ann["category_id"]]
+        if not ann.get("iscrowd"):  # a crowd region is a class's pixels, not one object
+            k += 1
+            ids[inside] = k
+    return mask, ids
 
 
 def explicit_classes(json_path: Path, classes: list | None) -> list[dict[str, list[str]]]:
@@ -91,20 +101,28 @@ def explicit_classes(json_path: Path, classes: list | None) -> list[dict[str, li
             enumerate(names) if i > 0]
 
 
+CACHE_LAYOUT = 2  # masks/ and instances/ folders (1: masks only, at the top)
+
+
 def materialize(json_path: Path, images_dir: Path, classes: list | None = None) -> tuple[Path, list[str]]:
-    """Render every image's mask once into the cache; return the mask folder and the class names."""
+    """Render every image's mask and instance IDs once into the cache (``masks/`` and ``instances/`` beside
+    it); return the mask folder and the class names."""
     coco = _load(json_path)
     names, mapping = class_groups(coco, classes)
-    digest = hashlib.sha1(json_path.read_bytes() + json.dumps([str(images_dir), classes]).encode()).hexdigest()[:16]
+    key = json.dumps([str(images_dir), classes, CACHE_LAYOUT]).encode()
+    digest = hashlib.sha1(json_path.read_bytes() + key).hexdigest()[:16]
     out = cache_root() / "coco" / digest
     done = out / ".complete"
     if not done.exists():
         for info in coco.loadImgs(coco.getImgIds()):
             if not (images_dir / info["file_name"]).is_file():
                 raise UnetsegError(f"{json_path}: image {info['file_name']} not found in {images_dir}")
-            write_png(out / f"{Path(info['file_name']).stem}.png", render_masks(coco, info, mapping))
+            mask, ids = render_masks(coco, info, mapping)
+            stem = Path(info["file_name"]).stem
+            write_png(out / "masks" / f"{stem}.png", mask)
+            write_png(out / "instances" / f"{stem}.png", ids)
         write_text(done, json.dumps(names))
-    return out, names
+    return out / "masks", names
 
 
 def coco_truth(json_paths: list[str | Path], groups: list, file_names: list[str]) -> tuple[dict, dict[str, int]]:
@@ -137,32 +155,32 @@ def coco_truth(json_paths: list[str | Path], groups: list, file_names: list[str]
 
 def mask_to_coco_results(mask: np.ndarray, image_id: int, category_ids: dict[int, int],
                          probabilities: np.ndarray | None = None) -> list[dict]:
-    """COCO results: one RLE per class and connected component, scored by its mean probability.
+    """COCO results: one RLE per class and connected component, scored by its mean probability (1 without
+    ``probabilities``). ``category_ids``: class index -> COCO category id (background is never reported)."""
+    classes = max(category_ids, default=1) + 1
+    probs = probabilities if probabilities is not None else np.ones((classes, *mask.shape), np.float32)
+    return objects_to_coco_results(*image_objects(mask, probs), image_id, category_ids)
 
-    ``category_ids``: class index -> COCO category id (background is never reported).
-    """
-    import cv2
+
+def objects_to_coco_results(ids: np.ndarray, labels: list[int], scores: list[float], image_id: int,
+                            category_ids: dict[int, int]) -> list[dict]:
+    """COCO results of an image's objects (instance IDs, each ID's class and score; see
+    ``instances.image_objects``): one RLE each, of the classes ``category_ids`` maps to a COCO category."""
     from pycocotools import mask as mask_utils
+    from scipy import ndimage
 
     results = []
-    full = np.zeros(mask.shape, np.uint8, order="F")
-    for c, cat in category_ids.items():
-        n, labels, stats, _ = cv2.connectedComponentsWithStats((mask == c).astype(np.uint8), connectivity=8)
-        for k in range(1, n):
-            x, y, w, h, area = (int(v) for v in stats[k])
-            box = (slice(y, y + h), slice(x, x + w))  # work inside the component's box, not the whole image
-            region = labels[box] == k
-            full[box] = region
-            rle = mask_utils.encode(full)
-            full[box] = 0
-            rle["counts"] = rle["counts"].decode("ascii")
-            if probabilities is None:
-                score = 1.0
-            else:
-                p = probabilities[0] if probabilities.shape[0] == 1 else probabilities[c]
-                score = float(p[box][region].mean())
-            results.append({"image_id": int(image_id), "category_id": int(cat), "segmentation": rle,
-                            "area": area, "score": round(score, 4)})
+    full = np.zeros(ids.shape, np.uint8, order="F")
+    for k, box in enumerate(ndimage.find_objects(ids.astype(np.int32)), start=1):
+        if box is None or labels[k - 1] not in category_ids:
+            continue
+        region = ids[box] == k  # work inside the object's box, not the whole image
+        full[box] = region
+        rle = mask_utils.encode(full)
+        full[box] = 0
+        rle["counts"] = rle["counts"].decode("ascii")
+        results.append({"image_id": int(image_id), "category_id": int(category_ids[labels[k - 1]]),
+                        "segmentation": rle, "area": int(region.sum()), "score": scores[k - 1]})
     return results
 
 

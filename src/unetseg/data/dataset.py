@@ -9,17 +9,21 @@ from torch.utils.data import Dataset
 
 from ..errors import UnetsegError
 from ..inputspec import InputSpec
-from .io import IGNORE, MaskDecoder, read_image, read_mask_raw
+from ..instances import centre_targets
+from .io import IGNORE, MaskDecoder, read_image, read_instance_ids, read_mask_raw
 from .spec import Pair
 from .transforms import fit_image, fit_mask, normalize, plan_placement
 
 
 class SegmentationDataset(Dataset):
-    """Reads, fits, augments and normalises image/mask pairs; masks come back as uint8 indices."""
+    """Reads, fits, augments and normalises image/mask pairs; masks come back as uint8 indices. With
+    ``instances``, each pair's instance IDs go through the same fitting, crop and flips as its mask and come
+    back as centre targets: ``heat`` (1, H, W), ``edges`` (4, H, W) and ``centres`` (H, W) bool."""
 
     def __init__(self, pairs: list[Pair], decoder: MaskDecoder, spec: InputSpec,
-                 augment: A.Compose | None = None) -> None:
+                 augment: A.Compose | None = None, instances: bool = False) -> None:
         self.pairs, self.decoder, self.spec, self.augment = pairs, decoder, spec, augment
+        self.instances = instances
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -31,18 +35,34 @@ class SegmentationDataset(Dataset):
         if image.shape[:2] != mask.shape:
             raise UnetsegError(f"{pair.image}: image is {image.shape[1]}x{image.shape[0]} but its mask "
                                f"{pair.mask.name} is {mask.shape[1]}x{mask.shape[0]} (width x height)")
+        masks = [mask]
+        if self.instances:
+            if pair.instances is None:
+                raise UnetsegError(f"{pair.image}: no instance-ID PNG, but the model learns instances")
+            ids = read_instance_ids(pair.instances)
+            if ids.shape != mask.shape:
+                raise UnetsegError(f"{pair.instances}: instance IDs are {ids.shape[1]}x{ids.shape[0]} but the mask "
+                                   f"{pair.mask.name} is {mask.shape[1]}x{mask.shape[0]} (width x height)")
+            masks.append(ids)
         placement = plan_placement(image.shape[:2], self.spec.size, self.spec.mode, self.spec.divisor)
-        image, mask = fit_image(image, placement), fit_mask(mask, placement)
+        image = fit_image(image, placement)
+        masks = [fit_mask(m, placement, fill=IGNORE if i == 0 else 0) for i, m in enumerate(masks)]
         if self.augment is not None:
-            out = self.augment(image=image, mask=mask)
-            image, mask = out["image"], out["mask"]
+            out = self.augment(image=image, masks=masks)
+            image, masks = out["image"], out["masks"]
             if image.ndim == 2:
                 image = image[:, :, None]
-        return {
+        item = {
             "image": normalize(image, self.spec.mean, self.spec.std),
-            "mask": torch.from_numpy(np.ascontiguousarray(mask)),
+            "mask": torch.from_numpy(np.ascontiguousarray(masks[0])),
             "index": torch.tensor(index),
         }
+        if self.instances:
+            ids = np.where(masks[0] == IGNORE, 0, masks[1])  # padding the crop or rotation brought in
+            heat, edges, centres = centre_targets(ids)
+            item.update(heat=torch.from_numpy(heat[None]), edges=torch.from_numpy(edges),
+                        centres=torch.from_numpy(centres))
+        return item
 
 
 def mean_std(pairs: list[Pair], channels: int, limit: int = 64) -> tuple[list[float], list[float]]:
@@ -74,8 +94,16 @@ class PadCollate:
         w = max(s["image"].shape[2] for s in samples)
         images = self.fill.view(1, -1, 1, 1).repeat(len(samples), 1, h, w)
         masks = torch.full((len(samples), h, w), IGNORE, dtype=samples[0]["mask"].dtype)
+        out = {"image": images, "mask": masks, "index": torch.stack([s["index"] for s in samples])}
+        for key in ("heat", "edges", "centres"):  # instance targets: zero (no instance) in the padding
+            if key in samples[0]:
+                shape = samples[0][key].shape[:-2]
+                out[key] = torch.zeros((len(samples), *shape, h, w), dtype=samples[0][key].dtype)
         for i, s in enumerate(samples):
             _, sh, sw = s["image"].shape
             images[i, :, :sh, :sw] = s["image"]
             masks[i, :sh, :sw] = s["mask"]
-        return {"image": images, "mask": masks, "index": torch.stack([s["index"] for s in samples])}
+            for key in ("heat", "edges", "centres"):
+                if key in out:
+                    out[key][i, ..., :sh, :sw] = s[key]
+        return out

@@ -172,6 +172,19 @@ def read_mask_raw(path: str | Path) -> np.ndarray:
     return array
 
 
+def read_instance_ids(path: str | Path) -> np.ndarray:
+    """An instance-ID PNG as uint16 (0 = no instance, k = instance k): a single-channel 8- or 16-bit image."""
+    path = Path(path)
+    data = np.fromfile(path, dtype=np.uint8) if path.is_file() else np.zeros(0, np.uint8)
+    ids = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if ids is None:
+        raise UnetsegError(f"{path}: not a readable instance-ID PNG")
+    if ids.ndim != 2 or ids.dtype not in (np.uint8, np.uint16):
+        raise UnetsegError(f"{path}: an instance-ID PNG must be one 8- or 16-bit channel, not "
+                           f"{ids.shape[2] if ids.ndim == 3 else 1} channel(s) of {ids.dtype}")
+    return ids.astype(np.uint16)
+
+
 def _is_grey(rgb: np.ndarray) -> bool:
     return bool((rgb[:, :, 0] == rgb[:, :, 1]).all() and (rgb[:, :, 1] == rgb[:, :, 2]).all())
 

@@ -41,6 +41,7 @@ DEFAULT_COLOURS = [
 class Pair:
     image: Path
     mask: Path
+    instances: Path | None = None  # an instance-ID PNG (uint16, 0 = none) where the dataset has them
 
 
 @dataclass
@@ -65,6 +66,12 @@ class DatasetInfo:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def instances(self) -> bool:
+        """Every image of every split has instance targets (an instance head can learn from them)."""
+        pairs = [p for ps in self.splits.values() for p in ps]
+        return bool(pairs) and all(p.instances is not None for p in pairs)
+
     def to_record(self) -> dict[str, Any]:
         """The dataset as a run folder records it (``dataset.json``): classes, decoding, the exact files."""
         d = self.decoder
@@ -74,7 +81,8 @@ class DatasetInfo:
             "colours": [list(c) for c in self.colours],
             "decoder": {"mode": d.mode, "num_classes": d.num_classes, "ignore_value": d.ignore_value,
                         "palette": d.palette, "snap": d.snap},
-            "splits": {s: [[str(p.image.resolve()), str(p.mask.resolve())] for p in pairs]
+            "splits": {s: [[str(p.image.resolve()), str(p.mask.resolve()),
+                            *([str(p.instances.resolve())] if p.instances else [])] for p in pairs]
                        for s, pairs in self.splits.items()},
         }
 
@@ -85,7 +93,8 @@ class DatasetInfo:
         ignore = tuple(d["ignore_value"]) if isinstance(d["ignore_value"], list) else d["ignore_value"]
         palette = tuple(tuple(c) for c in d["palette"]) if d["palette"] else None
         decoder = MaskDecoder(d["mode"], d["num_classes"], ignore, palette, bool(d.get("snap", False)))
-        splits = {s: [Pair(Path(i), Path(m)) for i, m in pairs] for s, pairs in rec["splits"].items()}
+        splits = {s: [Pair(Path(files[0]), Path(files[1]), Path(files[2]) if len(files) > 2 else None)
+                      for files in pairs] for s, pairs in rec["splits"].items()}
         return cls(rec["name"], Path(source or rec["source"]), splits, rec["classes"], decoder,
                    [tuple(c) for c in rec["colours"]], rec.get("spectrogram"), rec.get("events"), rec.get("coco"))
 
@@ -292,9 +301,15 @@ def _by_stem(files: list[Path], suffix: str = "") -> dict[str, Path]:
     return out
 
 
+def instances_dir(masks_dir: Path) -> Path:
+    """Where a split's instance-ID PNGs are: ``instances/`` beside its ``masks/``."""
+    return masks_dir.with_name("instances")
+
+
 def pair_files(images_dir: Path, masks_dir: Path, mask_suffix: str = "",
                allow_unpaired: bool = False) -> list[Pair]:
-    """Pair images with masks by file stem (never by sort order); unpaired files are an error."""
+    """Pair images with masks by file stem (never by sort order); unpaired files are an error. Where an
+    ``instances/`` folder is beside the masks, each pair takes its instance-ID PNG of the same stem."""
     images = _by_stem(list_images(images_dir))
     masks = _by_stem(list_images(masks_dir), mask_suffix)
     lonely_images = sorted(set(images) - set(masks))
@@ -308,7 +323,16 @@ def pair_files(images_dir: Path, masks_dir: Path, mask_suffix: str = "",
     if lonely_images or lonely_masks:
         log.warning("%s: skipped %d image(s) without mask and %d mask(s) without image",
                     images_dir, len(lonely_images), len(lonely_masks))
-    return [Pair(images[s], masks[s]) for s in sorted(set(images) & set(masks))]
+    stems = sorted(set(images) & set(masks))
+    folder = instances_dir(masks_dir)
+    if not folder.is_dir():
+        return [Pair(images[s], masks[s]) for s in stems]
+    instances = _by_stem(files_in(folder, (".png",)))
+    missing = [s for s in stems if s not in instances]
+    if missing:
+        raise UnetsegError(f"{images[missing[0]]}: no instance-ID PNG {missing[0]}.png in {folder} "
+                           f"({len(missing)} image(s) without one); give every image one or remove the folder")
+    return [Pair(images[s], masks[s], instances[s]) for s in stems]
 
 
 def split_fractions(splits: dict[str, list[Pair]], seed: int, val_fraction: float, test_fraction: float,

@@ -79,13 +79,14 @@ def fit_image(image: np.ndarray, p: Placement) -> np.ndarray:
     return canvas
 
 
-def fit_mask(mask: np.ndarray, p: Placement) -> np.ndarray:
-    """Place a class-index mask into the canvas; padding is ``IGNORE`` so it never counts."""
+def fit_mask(mask: np.ndarray, p: Placement, fill: int = IGNORE) -> np.ndarray:
+    """Place a class-index mask (or instance IDs, ``fill`` 0) into the canvas; padding is ``fill``, by default
+    ``IGNORE`` so it never counts."""
     if p.scaled != p.orig:
         mask = cv2.resize(mask, (p.scaled[1], p.scaled[0]), interpolation=cv2.INTER_NEAREST)
     if p.out == p.scaled:
         return mask
-    canvas = np.full(p.out, IGNORE, dtype=mask.dtype)
+    canvas = np.full(p.out, fill, dtype=mask.dtype)
     canvas[p.top:p.top + p.scaled[0], p.left:p.left + p.scaled[1]] = mask
     return canvas
 

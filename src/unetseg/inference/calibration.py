@@ -30,7 +30,7 @@ def calibration_images(loaded: LoadedModel, folder: str | Path | None = None,
             raise UnetsegError(f"{folder}: no calibration images found")
     elif loaded.run_dir is not None:
         record = json.loads((loaded.run_dir / "dataset.json").read_text())
-        files = [Path(image) for image, _ in record["splits"].get("train", [])]
+        files = [Path(files[0]) for files in record["splits"].get("train", [])]
         files = [f for f in files if f.is_file()]
     else:
         return []

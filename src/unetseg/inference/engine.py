@@ -163,12 +163,21 @@ class Engine:
                                    f"{gib(self.guard.budget)} (--max-memory); cut it into smaller images")
 
     def run(self, dataset: Dataset) -> Iterator[tuple[dict[str, Any], torch.Tensor]]:
-        """Yield (item, probabilities (C, H, W) at the image's original size) for each image, in order."""
+        """Yield (item, class probabilities (C, H, W) at the image's original size) for each image, in order;
+        a model with the instance head adds ``item["head"]``: (5, H, W) heat and edge distances in the
+        image's own pixels."""
+        loaded = self.loaded
         for batch in self.loader(dataset):
             logits = self.logits(batch["image"])
             for j in range(logits.shape[0]):
-                probs = activate(restore(logits[j], batch["placement"][j]), self.loaded.binary, axis=0)
-                yield {k: v[j] for k, v in batch.items() if k != "image"}, probs.cpu()
+                placement = batch["placement"][j]
+                probs = activate(restore(logits[j], placement), loaded.binary, axis=0, head=loaded.head)
+                item = {k: v[j] for k, v in batch.items() if k != "image"}
+                if loaded.head:
+                    head = probs[loaded.outputs:].cpu()
+                    sy, sx = placement.orig[0] / placement.scaled[0], placement.orig[1] / placement.scaled[1]
+                    item["head"] = head * torch.tensor([1.0, sx, sy, sx, sy]).view(-1, 1, 1)
+                yield item, probs[:loaded.outputs].cpu()
 
     @torch.inference_mode()
     def probabilities(self, images: list[np.ndarray]) -> list[torch.Tensor]:
@@ -176,7 +185,7 @@ class Engine:
         spec = self.loaded.input_spec
         prepared = [prepare_input(img, spec) for img in images]
         x = torch.stack([normalize(fitted, spec.mean, spec.std) for fitted, _ in prepared])
-        logits = self.logits(x)
+        logits = self.logits(x)[:, :self.loaded.outputs]
         return [activate(restore(logits[j], p), self.loaded.binary, axis=0).cpu()
                 for j, (_, p) in enumerate(prepared)]
 
@@ -185,7 +194,8 @@ class Engine:
     @torch.inference_mode()
     def native(self, pixels: np.ndarray) -> np.ndarray:
         """Probabilities (N, C', H, W) of uint8 (N, H, W) single-channel images at their own size (no
-        resizing: spectrogram windows), padded to the model's stride and cropped back."""
+        resizing: spectrogram windows), padded to the model's stride and cropped back; a model with the instance
+        head adds its five maps (heat, edge distances) after the class maps."""
         spec = self.loaded.input_spec
         n, h, w = pixels.shape
         d = spec.divisor
@@ -194,4 +204,4 @@ class Engine:
         if (ph, pw) != (h, w):
             x = np.pad(x, ((0, 0), (0, ph - h), (0, pw - w)), constant_values=float(-spec.mean[0] / spec.std[0]))
         logits = self.backend(torch.from_numpy(np.ascontiguousarray(x[:, None])))
-        return activate(logits[:, :, :h, :w].float(), self.loaded.binary, axis=1).cpu().numpy()
+        return activate(logits[:, :, :h, :w].float(), self.loaded.binary, axis=1, head=self.loaded.head).cpu().numpy()

@@ -154,7 +154,7 @@ def backend_agreement(reference: Callable[[torch.Tensor], torch.Tensor],
         t = torch.from_numpy(x)
         for run, masks in ((reference, masks_a), (other, masks_b)):
             out = run(t).float()
-            probs = (out if probabilities else activate(out, loaded.binary))[0]
+            probs = (out if probabilities else activate(out, loaded.binary, head=loaded.head))[0, :loaded.outputs]
             masks.append(to_classes(probs.numpy(), loaded.binary, loaded.threshold))
     classes = 2 if loaded.binary else len(loaded.classes)
     return mask_agreement(np.concatenate([m.ravel() for m in masks_b]), np.concatenate([m.ravel() for m in masks_a]),

@@ -7,13 +7,21 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from ..instances import HEAD_CHANNELS, activate_head
+
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
 
-def activate(logits: Array, binary: bool, axis: int = 1) -> Array:
-    """Logits -> probabilities: a sigmoid for binary models, a softmax over ``axis`` otherwise."""
+def activate(logits: Array, binary: bool, axis: int = 1, head: bool = False) -> Array:
+    """Logits -> probabilities: a sigmoid for binary models, a softmax over ``axis`` otherwise. With ``head``
+    the last ``HEAD_CHANNELS`` along ``axis`` are the instance head's (``axis`` must be the third from last):
+    its heat probability and edge distances follow the class probabilities."""
     if isinstance(logits, np.ndarray):
-        return activate(torch.from_numpy(logits), binary, axis).numpy()
+        return activate(torch.from_numpy(logits), binary, axis, head).numpy()
+    if head:
+        n = logits.shape[axis] - HEAD_CHANNELS
+        classes = activate(logits.narrow(axis, 0, n), binary, axis)
+        return torch.cat([classes, activate_head(logits.narrow(axis, n, HEAD_CHANNELS))], dim=axis)
     return torch.sigmoid(logits) if binary else torch.softmax(logits, dim=axis)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import UnetsegError
+from ..instances import HEAD_CHANNELS, HEAT_PRIOR, has_head
 from .unet import UNet
 
 log = logging.getLogger(__name__)
@@ -36,11 +38,23 @@ MAX_CHANNELS = 4096  # bottleneck width of the classic U-Net: base width x 2^dep
 
 
 def create_model(model_cfg: dict[str, Any], in_channels: int, outputs: int) -> nn.Module:
-    """Build an untrained model; ``model_cfg`` holds the fields of ``ModelConfig``.
+    """Build an untrained model of ``outputs`` class maps (and, with ``instances: on``, the instance head's
+    channels after them); ``model_cfg`` holds the fields of ``ModelConfig``.
 
     Encoder weights are not loaded here (see ``load_encoder_weights``), so a model file always
     rebuilds without touching the network.
     """
+    if not has_head(model_cfg):
+        return _create(model_cfg, in_channels, outputs)
+    model = _create(model_cfg, in_channels, outputs + HEAD_CHANNELS)
+    last = [m for m in model.modules() if isinstance(m, nn.Conv2d)][-1]
+    if last.bias is not None and last.out_channels == outputs + HEAD_CHANNELS:
+        with torch.no_grad():
+            last.bias[outputs] = math.log(HEAT_PRIOR / (1 - HEAT_PRIOR))
+    return model
+
+
+def _create(model_cfg: dict[str, Any], in_channels: int, outputs: int) -> nn.Module:
     arch = str(model_cfg["arch"]).lower()
     if arch == CLASSIC:
         widest = int(model_cfg["base_width"]) * 2 ** int(model_cfg["depth"])

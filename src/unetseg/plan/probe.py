@@ -53,7 +53,7 @@ def training_rates(configs: dict[str, tuple[dict[str, Any], bool]], shape: StepS
         x = torch.randn(s.batch, s.channels, s.height, s.width, generator=generator
                         ).contiguous(memory_format=torch.channels_last)
         y = torch.randint(0, max(s.outputs, 2), (s.batch, s.height, s.width), generator=generator).to(torch.uint8)
-        steps = {name: _train_step(models[name], y, bf16, s.loss, s.outputs == 1)
+        steps = {name: _train_step(models[name], y, bf16, s.loss, s.outputs)
                  for name, (_, bf16) in configs.items()}
         rates = rates_in_turns(steps, x, warmup=1, rounds=2)
         return {"images_per_s": {k: round(v, 3) for k, v in rates.items()}, "batch": s.batch,
@@ -65,15 +65,15 @@ def training_rates(configs: dict[str, tuple[dict[str, Any], bool]], shape: StepS
     return {k: float(v) for k, v in result["images_per_s"].items()}
 
 
-def _train_step(model: torch.nn.Module, y: torch.Tensor, bf16: bool, loss: str, binary: bool) -> Any:
+def _train_step(model: torch.nn.Module, y: torch.Tensor, bf16: bool, loss: str, outputs: int) -> Any:
     from ..losses import SegmentationLoss
 
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    loss_fn = SegmentationLoss(loss, binary)
+    loss_fn = SegmentationLoss(loss, outputs == 1)
 
     def step(x: torch.Tensor) -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            value = loss_fn(model(x), y)
+            value = loss_fn(model(x)[:, :outputs], y)  # the class maps (an instance head's channels follow)
         opt.zero_grad(set_to_none=True)
         value.backward()
         opt.step()

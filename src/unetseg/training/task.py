@@ -14,7 +14,8 @@ from ..config import Config
 from ..errors import UnetsegError
 from ..inference.outputs import activate, to_classes
 from ..inputspec import InputSpec
-from ..losses import SegmentationLoss
+from ..instances import has_head
+from ..losses import InstanceLoss, SegmentationLoss
 from ..metrics import confusion_counts, summarize
 
 
@@ -26,6 +27,8 @@ class SegmentationTask(L.LightningModule):
         super().__init__()
         self.model, self.cfg, self.classes, self.binary, self.spec = model, cfg, classes, binary, spec
         self.loss_fn = SegmentationLoss(cfg.train.loss, binary, class_weights)
+        self.outputs = 1 if binary else len(classes)  # class maps; the instance head's channels follow
+        self.instance_loss = InstanceLoss() if has_head(vars(cfg.model)) else None
         self.channels_last = cfg.train.channels_last
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -43,8 +46,16 @@ class SegmentationTask(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
 
+    def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The class maps' loss, plus the instance head's where the model has one."""
+        loss = self.loss_fn(logits[:, :self.outputs], batch["mask"])
+        if self.instance_loss is not None:
+            loss = loss + self.instance_loss(logits[:, self.outputs:], batch["heat"], batch["edges"],
+                                             batch["centres"])
+        return loss
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.loss_fn(self(batch["image"]), batch["mask"])
+        loss = self.loss(self(batch["image"]), batch)
         if not torch.isfinite(loss):
             lr = self.optimizers().param_groups[0]["lr"]
             raise UnetsegError(
@@ -69,7 +80,8 @@ class SegmentationTask(L.LightningModule):
         logits = self(batch["image"])
         mask = batch["mask"]
         n = mask.shape[0]
-        self._val_loss[0] += self.loss_fn(logits, mask).item() * n
+        self._val_loss[0] += self.loss(logits, batch).item() * n
+        logits = logits[:, :self.outputs]
         self._val_loss[1] += n
         pred = to_classes(activate(logits.float(), self.binary), self.binary, self.cfg.train.threshold, axis=1)
         self._val_counts += confusion_counts(pred, mask, len(self.classes)).sum(0).cpu()

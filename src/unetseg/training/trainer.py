@@ -31,6 +31,7 @@ from ..distributed import announce_run_dir, forget_run_dir, is_main_process, sha
 from ..errors import UnetsegError
 from ..guard import folder_lock
 from ..inputspec import InputSpec
+from ..instances import has_head
 from ..losses import parse_class_weights
 from ..modelfile import build_meta
 from ..models import create_model, load_encoder_weights, output_stride
@@ -124,6 +125,7 @@ def _new(config: Config | dict | None, overrides: dict[str, dict[str, Any]] | No
     counts = stats.total
     log.info("classes: %s", ", ".join(f"{c} {n / max(counts.sum(), 1):.1%}"
                                       for c, n in zip(info.classes, counts, strict=True)))
+    resolve_instances(cfg, info)
     plan = None
     if cfg.train.plan:
         plan = make_plan(cfg, info, stats, cfg.data.channels or channels)
@@ -222,8 +224,9 @@ def _loaders(cfg: Config, info: DatasetInfo, spec: InputSpec, draw_weights: np.n
     bs = cfg.train.batch_size
     workers = _workers(cfg.data.workers)
     augment = build_augment(cfg.data.crop, cfg.augment)
-    train_ds = SegmentationDataset(info.split("train"), info.decoder, spec, augment)
-    val_ds = SegmentationDataset(info.split("valid"), info.decoder, spec)
+    head = has_head(vars(cfg.model))
+    train_ds = SegmentationDataset(info.split("train"), info.decoder, spec, augment, instances=head)
+    val_ds = SegmentationDataset(info.split("valid"), info.decoder, spec, instances=head)
     loader_args = {"num_workers": workers, "persistent_workers": workers > 0}
     generator = torch.Generator().manual_seed(cfg.train.seed + rank)
     if draw_weights is not None:
@@ -312,6 +315,20 @@ def resolve_input(cfg: Config, info: DatasetInfo, channels: int | None = None) -
         mean, std = [0.0] * channels, [1.0] * channels
     size = tuple(cfg.data.size) if cfg.data.size and cfg.data.resize_mode != "pad" else None
     return InputSpec(channels, size, cfg.data.resize_mode, divisor, tuple(mean), tuple(std))
+
+
+def resolve_instances(cfg: Config, info: DatasetInfo) -> None:
+    """``model.instances: auto`` -> on where every image has instance targets, else off; ``on`` without them
+    is refused."""
+    if cfg.model.instances == "auto":
+        cfg.model.instances = "on" if info.instances else "off"
+        if info.instances:
+            log.info("instance targets beside every mask: the model learns an instance head (--instances off "
+                     "to leave it out)")
+    elif cfg.model.instances == "on" and not info.instances:
+        missing = next(p for ps in info.splits.values() for p in ps if p.instances is None)
+        raise UnetsegError(f"{missing.image}: --instances on needs an instance-ID PNG for every image (an "
+                           "instances/ folder beside masks/, a COCO json, or `unetseg audio dataset`)")
 
 
 def audio_model_defaults(cfg: Config, info: DatasetInfo) -> None:
