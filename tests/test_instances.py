@@ -221,7 +221,7 @@ def test_a_model_with_the_instance_head_trains_predicts_evaluates_and_exports(tm
     engine = Engine(loaded, InferenceOptions(backend="torch"))
     for item, probs in engine.run(ImageDataset(images, loaded.input_spec)):
         assert probs.shape == (1, 64, 64) and item["head"].shape == (HEAD_CHANNELS, 64, 64)
-        assert 0 <= float(item["head"][0].min()) and float(item["head"][0].max()) <= 1
+        assert float(item["head"][0].min()) >= 0 and float(item["head"][0].max()) <= 1
         assert float(item["head"][1:].min()) >= 0  # edge distances in pixels
     code, _, err = run(["predict", "--model", str(model), "--input", str(data / "valid" / "images"), "--output",
                         str(tmp_path / "pred"), "--instances", "--coco-results", str(tmp_path / "coco.json")], capsys)
