@@ -230,6 +230,12 @@ def test_a_model_with_the_instance_head_trains_predicts_evaluates_and_exports(tm
     assert ids.dtype == np.uint16 and Image.open(tmp_path / "pred" / "instances" / "valid0.png").mode.startswith("I")
     results = json.loads((tmp_path / "coco.json").read_text())
     assert all(r["score"] > 0.3 for r in results)  # the head's peaks above its threshold
+    code, _, err = run(["evaluate", "--model", str(model), "--split", "valid", "--output", str(tmp_path / "ev"),
+                        "--figures", "0"], capsys)
+    assert code == 0, err
+    scored = json.loads((tmp_path / "ev" / "metrics.json").read_text())["instances"]
+    assert scored["truth"] == "instance-ID PNGs" and scored["objects"].startswith("the instance head")
+    assert scored["truth_objects"] >= 4 and 0 <= scored["box"]["ap50"] <= 1
     code, _, err = run(["export", "--model", str(model), "--output", str(tmp_path / "m.onnx")], capsys)
     assert code == 0, err
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])

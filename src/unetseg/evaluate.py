@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .data.coco import coco_truth, objects_to_coco_results
-from .data.io import read_image
+from .data.io import IGNORE, read_image, read_instance_ids
 from .data.spec import DatasetInfo, load_dataset
 from .errors import UnetsegError
 from .fileio import check_output_dir, new_run_dir, write_json, write_text
@@ -98,7 +98,7 @@ def _evaluate(loaded: LoadedModel, engine: Engine, info: DatasetInfo, pairs: lis
         pair = pairs[item["index"]]
         truth = item["mask"]
         pred = to_mask(probs, engine.loaded, pp)
-        instances.add(pair.image.name, pred, probs.numpy(), item["head"].numpy() if "head" in item else None)
+        instances.add(pair, truth, pred, probs.numpy(), item["head"].numpy() if "head" in item else None)
         image_matrix = confusion_matrices(torch.from_numpy(pred)[None], torch.from_numpy(truth)[None],
                                           info.num_classes)
         counts = counts_from_matrices(image_matrix)[0].numpy()
@@ -137,28 +137,59 @@ def _evaluate(loaded: LoadedModel, engine: Engine, info: DatasetInfo, pairs: lis
 
 
 class _InstanceScores:
-    """COCO AP of the predicted objects against a COCO dataset's instances (other datasets hold no instance
-    truth: nothing is scored). The objects are the instance head's (one per heatmap peak, scored by it) or,
-    without a head, the connected components of each class, scored by their mean probability."""
+    """COCO AP of the predicted objects against the dataset's instances: a COCO dataset's, or the instance-ID
+    PNGs of a dataset that has them (each ID an object of its pixels' most frequent true class); datasets
+    without instances are not scored. The objects are the instance head's (one per heatmap peak, scored by
+    it) or, without a head, the connected components of each class, scored by their mean probability."""
 
     def __init__(self, info: DatasetInfo, pairs: list) -> None:
         self.truth: dict[str, Any] | None = None
         self.results: list[dict[str, Any]] = []
         self.head = False  # whether the objects came from an instance head
+        self.classes = {c: c for c in range(1, info.num_classes)}
+        self.from_ids = False
         if info.coco:
             self.truth, self.ids = coco_truth(info.coco["jsons"], info.coco["groups"], [p.image.name for p in pairs])
-            self.classes = {c: c for c in range(1, info.num_classes)}
+        elif info.instances:
+            self.from_ids = True
+            self.ids = {p.image.name: i + 1 for i, p in enumerate(pairs)}
+            self.truth = {"images": [], "annotations": [],
+                          "categories": [{"id": c, "name": n} for c, n in enumerate(info.classes) if c > 0]}
 
-    def add(self, name: str, mask: np.ndarray, probs: np.ndarray, head: np.ndarray | None) -> None:
-        if self.truth is not None and name in self.ids:
-            self.head = head is not None
-            self.results += objects_to_coco_results(*image_objects(mask, probs, head), self.ids[name], self.classes)
+    def add(self, pair: Any, truth: np.ndarray, mask: np.ndarray, probs: np.ndarray, head: np.ndarray | None) -> None:
+        name = pair.image.name
+        if self.truth is None or name not in self.ids:
+            return
+        if self.from_ids:
+            self._add_truth(pair, truth)
+        self.head = head is not None
+        self.results += objects_to_coco_results(*image_objects(mask, probs, head), self.ids[name], self.classes)
+
+    def _add_truth(self, pair: Any, truth: np.ndarray) -> None:
+        """The objects of an instance-ID PNG as COCO annotations (labels from the true class mask)."""
+        from pycocotools import mask as mask_utils
+
+        assert self.truth is not None
+        ids = read_instance_ids(pair.instances)
+        image_id = self.ids[pair.image.name]
+        self.truth["images"].append({"id": image_id, "height": ids.shape[0], "width": ids.shape[1]})
+        if not ids.any():
+            return
+        n, c = int(ids.max()) + 1, len(self.classes) + 1
+        valid = np.where(truth == IGNORE, 0, truth).astype(np.int64)
+        votes = np.bincount(ids.ravel().astype(np.int64) * c + valid.ravel(), minlength=n * c).reshape(n, c)
+        labels = [int(v) + 1 for v in votes[1:, 1:].argmax(axis=1)]  # each object's most frequent true class
+        for r in objects_to_coco_results(ids, labels, [1.0] * len(labels), image_id, self.classes):
+            bbox = [float(v) for v in mask_utils.toBbox({**r["segmentation"],
+                                                         "counts": r["segmentation"]["counts"].encode("ascii")})]
+            self.truth["annotations"].append({**r, "id": len(self.truth["annotations"]) + 1, "bbox": bbox,
+                                              "iscrowd": 0})
 
     def scores(self) -> dict[str, Any]:
         assert self.truth is not None
         objects = "the instance head's, scored by their heatmap peak" if self.head else \
             "connected components of each class, scored by their mean probability"
-        return {"objects": objects,
+        return {"objects": objects, "truth": "instance-ID PNGs" if self.from_ids else "COCO json",
                 "truth_objects": len(self.truth["annotations"]), "predicted_objects": len(self.results),
                 "mask": coco_average_precision(self.truth, self.results, "segm"),
                 "box": coco_average_precision(self.truth, self.results, "bbox")}

@@ -109,6 +109,24 @@ def component_ids(mask: np.ndarray, classes: int) -> np.ndarray:
 
 
 PEAK_THRESHOLD = 0.3  # the lowest centre-heatmap peak that counts as an object (images; detect tunes its own)
+NESTED_SHARE = 0.8  # of the smaller box: two boxes of one class overlapping this much are one object
+
+
+def suppress_nested(boxes: list[tuple[Box, int]], share: float = NESTED_SHARE) -> list[tuple[Box, int]]:
+    """Boxes with their class, strongest first kept: a box whose overlap with a stronger box of its class
+    covers more than ``share`` of the smaller of the two is the same object found again (a second peak inside
+    it, often nested in its box, which IoU alone lets through); objects of other classes may nest."""
+    kept: list[tuple[Box, int]] = []
+    for box, label in sorted(boxes, key=lambda bl: -bl[0].score):
+        if all(k != label or not nested(box, b, share) for b, k in kept):
+            kept.append((box, label))
+    return kept
+
+
+def nested(a: Box, b: Box, share: float = NESTED_SHARE) -> bool:
+    """Whether the overlap of two boxes covers more than ``share`` of the smaller one."""
+    overlap = max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0)) * max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
+    return overlap > share * min(a.area, b.area)
 
 
 def decode_instances(mask: np.ndarray, head: np.ndarray, threshold: float = PEAK_THRESHOLD
@@ -117,22 +135,25 @@ def decode_instances(mask: np.ndarray, head: np.ndarray, threshold: float = PEAK
     ``decode_centres``) holds one object, the pixels of the box's most frequent foreground class, smaller boxes
     painted over larger ones; a box without foreground pixels is no object. Returns instance IDs (uint16),
     each ID's class (``labels[k - 1]``) and its score (the heatmap peak)."""
-    boxes = sorted(decode_centres(head[0], head[1:], threshold, max_instances=MAX_INSTANCES), key=lambda b: -b.area)
+    labelled = []
+    for b in decode_centres(head[0], head[1:], threshold, max_instances=MAX_INSTANCES):
+        votes = np.bincount(mask[box_pixels(b)].ravel(), minlength=2)[1:]
+        if votes.any():
+            labelled.append((b, int(votes.argmax()) + 1))
     ids = np.zeros(mask.shape, np.uint16)
     labels: list[int] = []
     scores: list[float] = []
-    for b in boxes:
-        x0, y0 = int(np.floor(b.x0)), int(np.floor(b.y0))
-        x1, y1 = max(x0 + 1, int(np.ceil(b.x1))), max(y0 + 1, int(np.ceil(b.y1)))
-        inside = mask[y0:y1, x0:x1]
-        votes = np.bincount(inside.ravel(), minlength=2)[1:]
-        if not votes.any():
-            continue
-        label = int(votes.argmax()) + 1
-        ids[y0:y1, x0:x1][inside == label] = len(labels) + 1
+    for b, label in sorted(suppress_nested(labelled), key=lambda bl: -bl[0].area):
+        ids[box_pixels(b)][mask[box_pixels(b)] == label] = len(labels) + 1
         labels.append(label)
         scores.append(round(float(b.score), 4))
     return ids, labels, scores
+
+
+def box_pixels(b: Box) -> tuple[slice, slice]:
+    """The pixels a box covers (at least one)."""
+    x0, y0 = int(np.floor(b.x0)), int(np.floor(b.y0))
+    return slice(y0, max(y0 + 1, int(np.ceil(b.y1)))), slice(x0, max(x0 + 1, int(np.ceil(b.x1))))
 
 
 def image_objects(mask: np.ndarray, probs: np.ndarray, head: np.ndarray | None = None,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..instances import Box, decode_centres
+from ..instances import Box, box_pixels, decode_centres, nested, suppress_nested
 from .annotations import Event
 from .masks import _Box, _join_boxes, column_labels, column_probabilities, columns_to_events, mask_to_events
 from .options import EventOptions
@@ -97,9 +97,10 @@ def instances_to_events(head: np.ndarray, mask: np.ndarray, mapping: Spectrogram
     """Events of the instance head's peaks in columns ``[0, cut)`` of ``head`` (5, rows, k) and the class
     ``mask`` (rows, k): one per peak above ``options.peak_threshold`` on the positive rows (the column after
     ``cut``, where given, decides peaks at the edge), the box its edge distances give, labelled by the most
-    frequent foreground class inside it (scored by the peak). ``recent`` holds boxes of earlier segments that
-    reach past this one's start (recording columns): a new box overlapping one of them by IoU > 0.5 is dropped
-    (and ``recent`` is updated in place). Granularity call or song joins instances of a class whose bands
+    frequent foreground class inside it (scored by the peak); a box mostly inside a stronger one of its class
+    is dropped (``instances.suppress_nested``). ``recent`` holds boxes of earlier segments that reach past this
+    one's start (recording columns): a new box overlapping one of them by IoU > 0.5, or nested in it, is
+    dropped (and ``recent`` is updated in place). Granularity call or song joins instances of a class whose bands
     overlap and that lie within ``merge_gap``; syllable keeps every instance."""
     o = options.resolved()
     hz = np.asarray(mapping.row_hz)
@@ -112,13 +113,12 @@ def instances_to_events(head: np.ndarray, mask: np.ndarray, mapping: Spectrogram
     kept: list[tuple[Box, int]] = []
     for b in boxes:
         placed = Box(b.x0 + column_offset, b.y0 + top, b.x1 + column_offset, b.y1 + top, b.score)
-        if any(placed.iou(r) > 0.5 for r in previous):
+        if any(placed.iou(r) > 0.5 or nested(placed, r) for r in previous):
             continue
-        x0, x1 = max(0, int(np.floor(b.x0))), max(int(np.floor(b.x0)) + 1, int(np.ceil(b.x1)))
-        y0, y1 = int(np.floor(b.y0)) + top, max(int(np.floor(b.y0)) + 1, int(np.ceil(b.y1))) + top
-        inside = mask[y0:y1, x0:min(x1, mask.shape[1])]
+        inside = mask[top:bottom][box_pixels(b)]
         votes = np.bincount(inside.ravel(), minlength=len(class_names))[1:]
         kept.append((placed, int(votes.argmax()) + 1 if votes.any() else 1))
+    kept = suppress_nested(kept)
     if recent is not None:
         start = column_offset + cut
         recent[:] = [r for r in previous if r.x1 > start] + [b for b, _ in kept if b.x1 > start]

@@ -66,12 +66,16 @@ def events_to_mask(events: list[Event], mapping: SpectrogramMapping, shape: tupl
     return mask
 
 
-def energetic_band(image: np.ndarray, cols: slice, rows: np.ndarray) -> tuple[int, int] | None:
+def energetic_band(image: np.ndarray, cols: slice, rows: np.ndarray, background: np.ndarray | None = None
+                   ) -> tuple[int, int] | None:
     """The band (first row, row after the last) of a time-only event, as a person would draw its box: the
-    rows (among ``rows``) whose mean level over the event's columns is above Otsu's threshold of those row
-    means, from the highest to the lowest such row (harmonics included). None on a flat image."""
+    rows (among ``rows``) whose mean level over the event's columns, less the row's ``background`` level (its
+    median over the recording: steady hum is no call), is above Otsu's threshold of those row levels, from
+    the highest to the lowest such row (harmonics included). None where the rows are all alike."""
     index = np.nonzero(rows)[0]
     means = image[index, cols].astype(np.float32).mean(axis=1)
+    if background is not None:
+        means = means - background[index]
     if not index.size or means.max() <= means.min():
         return None
     scaled = np.round(255 * (means - means.min()) / (means.max() - means.min())).astype(np.uint8)
@@ -86,6 +90,7 @@ def events_to_instances(events: list[Event], mapping: SpectrogramMapping, shape:
     rows: each event with a band is its box; a time-only event takes the band of ``energetic_band`` on
     ``image`` (all positive rows without an image or where the image is flat)."""
     positive = np.asarray(mapping.row_hz) >= 0
+    background = np.median(image, axis=1).astype(np.float32) if image is not None else None
     boxes = []
     for e in events:
         if class_index(e.label, classes) is None:
@@ -95,7 +100,7 @@ def events_to_instances(events: list[Event], mapping: SpectrogramMapping, shape:
             continue
         rows = event_rows(e, mapping) & positive
         if e.low is None and e.high is None and image is not None:
-            band = energetic_band(image, cols, rows)
+            band = energetic_band(image, cols, rows, background)
             if band is not None:
                 rows = np.zeros_like(rows)
                 rows[band[0]:band[1]] = True
