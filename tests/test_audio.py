@@ -535,7 +535,7 @@ def test_average_precision_ranks_events_by_score() -> None:
            Event(1.0, 2.0, 2000, 4000, "x", file="b")]
     hits = [Event(1.0, 2.0, 1000, 3000, "x", 0.9, file="a"), Event(5.0, 6.0, 1000, 3000, "x", 0.8, file="a")]
     assert average_precision(ref, [*hits, Event(1.0, 2.0, 2000, 4000, "x", 0.7, file="b")]) == {
-        "ap": 1.0, "ap50": 1.0, "ap75": 1.0}
+        "ap": 1.0, "ap50": 1.0, "ap75": 1.0, "ap50_per_category": {"1": 1.0}}
     # Two of three found; a false event ranked below them leaves precision 1 up to recall 2/3 (67 of 101
     # recall points), ranked above them it caps precision at 2/3 there.
     low = average_precision(ref, [*hits, Event(8.0, 9.0, 100, 200, "x", 0.1, file="a")])

@@ -99,7 +99,7 @@ def test_instance_ap_of_components_against_coco_instances(tmp_path: Path) -> Non
         instances = _InstanceScores(info, pairs)
         for pair in pairs:
             mask = info.decoder.decode(read_mask_raw(pair.mask), pair.mask)
-            instances.add(pair.image.name, mask, np.stack([mask == 0, mask == 1]).astype(np.float32))
+            instances.add(pair, mask, mask, np.stack([mask == 0, mask == 1]).astype(np.float32), None, 0.3)
         return instances.scores()
 
     apart = scores(["apart.png"])

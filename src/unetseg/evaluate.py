@@ -98,7 +98,8 @@ def _evaluate(loaded: LoadedModel, engine: Engine, info: DatasetInfo, pairs: lis
         pair = pairs[item["index"]]
         truth = item["mask"]
         pred = to_mask(probs, engine.loaded, pp)
-        instances.add(pair, truth, pred, probs.numpy(), item["head"].numpy() if "head" in item else None)
+        head = item["head"].numpy() if "head" in item and pp.objects == "auto" else None
+        instances.add(pair, truth, pred, probs.numpy(), head, pp.peak_threshold)
         image_matrix = confusion_matrices(torch.from_numpy(pred)[None], torch.from_numpy(truth)[None],
                                           info.num_classes)
         counts = counts_from_matrices(image_matrix)[0].numpy()
@@ -156,14 +157,16 @@ class _InstanceScores:
             self.truth = {"images": [], "annotations": [],
                           "categories": [{"id": c, "name": n} for c, n in enumerate(info.classes) if c > 0]}
 
-    def add(self, pair: Any, truth: np.ndarray, mask: np.ndarray, probs: np.ndarray, head: np.ndarray | None) -> None:
+    def add(self, pair: Any, truth: np.ndarray, mask: np.ndarray, probs: np.ndarray, head: np.ndarray | None,
+            peak_threshold: float) -> None:
         name = pair.image.name
         if self.truth is None or name not in self.ids:
             return
         if self.from_ids:
             self._add_truth(pair, truth)
         self.head = head is not None
-        self.results += objects_to_coco_results(*image_objects(mask, probs, head), self.ids[name], self.classes)
+        objects = image_objects(mask, probs, head, peak_threshold)
+        self.results += objects_to_coco_results(*objects, self.ids[name], self.classes)
 
     def _add_truth(self, pair: Any, truth: np.ndarray) -> None:
         """The objects of an instance-ID PNG as COCO annotations (labels from the true class mask)."""

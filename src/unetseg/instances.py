@@ -108,7 +108,7 @@ def component_ids(mask: np.ndarray, classes: int) -> np.ndarray:
     return ids
 
 
-PEAK_THRESHOLD = 0.3  # the lowest centre-heatmap peak that counts as an object (images; detect tunes its own)
+PEAK_THRESHOLD = 0.3  # the lowest centre-heatmap peak that counts as an object (--peak-threshold)
 NESTED_SHARE = 0.8  # of the smaller box: two boxes of one class overlapping this much are one object
 
 
@@ -239,15 +239,18 @@ def decode_centres(heat: np.ndarray, edges: np.ndarray, threshold: float = 0.3, 
 def coco_average_precision(truth: dict[str, Any], results: list[dict[str, Any]], iou_type: str = "bbox"
                            ) -> dict[str, float | None]:
     """COCO AP of ``results`` (COCO results: image_id, category_id, score and bbox or segmentation) against
-    the COCO dataset ``truth``, every object size together and up to as many detections per image as given.
-    None without truth objects; 0 without results."""
+    the COCO dataset ``truth``, every object size together and up to as many detections per image as given:
+    AP@[.5:.95], AP@0.5 and AP@0.75 averaged over the categories, and AP@0.5 of each (``ap50_per_category``,
+    by category id; None for a category without truth objects). None without truth objects; 0 without
+    results."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    if not truth.get("annotations"):
-        return {"ap": None, "ap50": None, "ap75": None}
+    present = sorted({int(a["category_id"]) for a in truth.get("annotations", [])})
+    if not present:
+        return {"ap": None, "ap50": None, "ap75": None, "ap50_per_category": {}}
     if not results:
-        return {"ap": 0.0, "ap50": 0.0, "ap75": 0.0}
+        return {"ap": 0.0, "ap50": 0.0, "ap75": 0.0, "ap50_per_category": {str(c): 0.0 for c in present}}
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools narrates on stdout
         gt = COCO()
         gt.dataset = truth
@@ -268,5 +271,8 @@ def coco_average_precision(truth: dict[str, Any], results: list[dict[str, Any]],
         p = p[p > -1]
         return round(float(p.mean()), 4) if p.size else 0.0
 
-    return {"ap": mean(precision), "ap50": mean(precision[np.isclose(thresholds, 0.5)]),
-            "ap75": mean(precision[np.isclose(thresholds, 0.75)])}
+    at50 = precision[np.isclose(thresholds, 0.5)]
+    per_category = {str(c): mean(at50[:, :, k]) if (at50[:, :, k] > -1).any() else None
+                    for k, c in enumerate(evaluation.params.catIds)}
+    return {"ap": mean(precision), "ap50": mean(at50), "ap75": mean(precision[np.isclose(thresholds, 0.75)]),
+            "ap50_per_category": per_category}

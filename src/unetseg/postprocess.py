@@ -33,6 +33,11 @@ class PostProcess:
                            le=MAX_RADIUS)
     min_size: int = option(0, "remove regions under N pixels", metavar="N", ge=0, le=2**40)
     fill_holes: bool = option(False, "fill holes inside regions")
+    objects: str = option("auto", "what an object is (instance IDs, COCO results, instance AP): auto takes the "
+                          "instance head's where the model has one, else each class's connected components; "
+                          "components always the latter", ("auto", "components"))
+    peak_threshold: float = option(0.3, "instance head: the lowest centre-heatmap peak that counts as an object",
+                                   metavar="P", ge=0.0, le=1.0)
 
     def __post_init__(self) -> None:
         check_fields(self)

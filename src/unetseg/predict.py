@@ -108,8 +108,8 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
             src = todo[item["index"]]
             mask = to_mask(probs, engine.loaded, pp)
             if coco_results or o.instances:  # the head's instances, else each class's components
-                head = item["head"].numpy() if "head" in item else None
-                objects = image_objects(mask, probs.numpy(), head)
+                head = item["head"].numpy() if "head" in item and pp.objects == "auto" else None
+                objects = image_objects(mask, probs.numpy(), head, pp.peak_threshold)
             if coco_results:  # first, so that a mask file present means every output of the image is
                 from .data.coco import objects_to_coco_results
 

@@ -119,7 +119,7 @@ def add_audio_commands(sub: argparse._SubParsersAction) -> None:
                    "options; recordings whose outputs exist are skipped)")
     add_dataclass_arguments(p.add_argument_group("windows"), DetectOptions, WINDOWS)
     add_dataclass_arguments(p.add_argument_group("events"), EventOptions, EVENTS)
-    add_postprocess_args(p, skip=("open_px", "close_px", "min_size", "fill_holes"))
+    add_postprocess_args(p, skip=("open_px", "close_px", "min_size", "fill_holes", "objects", "peak_threshold"))
     add_inference_args(p, skip=("workers", "tile", "tile_overlap", "blend", "tta", "max_memory"))
     p.set_defaults(func=cmd_detect)
 
