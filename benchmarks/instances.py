@@ -11,12 +11,24 @@ Parts (``--parts``, all by default where their data and peers are installed):
 2. ``spinetail``: the field recording (18 boxes drawn by a person). A model trained on the boxes of its first
    60 % (cut into 60 % train / the rest of that part valid), tested on the last 40 %: events found, the
    longest event, box F1 at IoU >= 0.3 and 0.5, for the head and for the components of the same model;
-   beside them scikit-maad's unsupervised ROIs (``maad.rois.find_rois_cwt``), the classic peer (the
+   beside them the bird-mixture model of ``benchmarks/birdsound.py`` (no head: its components) on the same
+   40 %, and scikit-maad's unsupervised ROIs (``maad.rois.find_rois_cwt``), the classic peer (the
    ``bench`` extra).
+3. ``bats``: the six Whombat recordings (375-500 kHz, every call boxed), resampled to 384 kHz; trained on four
+   (three train, one valid), tested on the other two (``BAT_TEST``): box AP@0.5 (labels ignored) of the head,
+   of the components of the same model, and of batdetect2's pretrained UK detector (detection only, its
+   species ignored; every detection down to probability 0.01 ranked by it).
+4. ``facades``: coco-facade-mini (train / valid / test as given), every class: ``unetseg train --max-time MIN``
+   (COCO instances turn the head on), then ``evaluate`` on test with the head's objects and with connected
+   components (``--objects components``); beside them Ultralytics YOLO segmentation (``yolo11n-seg.yaml`` from
+   scratch, no pretrained weights offline) trained for the same minutes on the same train/valid images at
+   640 px. Mask AP@0.5 of windows and of all classes, all scored by the same pycocotools code.
 
-    .venv/bin/python benchmarks/instances.py --minutes 12
+    .venv/bin/python benchmarks/instances.py --minutes 12 --parts syllables,spinetail,bats
+    .venv/bin/python benchmarks/instances.py --minutes 10 --parts facades
 
-Writes ``benchmarks/results/instances.json`` (the parts run; a part not run is said so in ``not_run``).
+Writes ``benchmarks/results/instances.json``: each part run replaces its own entry (with its command), so parts
+may run apart; a part never run is listed in ``not_run``.
 """
 
 from __future__ import annotations
@@ -42,7 +54,8 @@ from unetseg.modelfile import load_model
 from unetseg.plan import machine
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("syllables", "spinetail")
+PARTS = ("syllables", "spinetail", "bats", "facades")
+BAT_TEST = ("XC824040-Carollia_castanea-2013.01.17-CL00312_A_15", "XC882096-Diclidurus-albus_ind2")
 
 
 def _detectors(model_path: Path) -> dict[str, Detector]:
@@ -146,6 +159,12 @@ def spinetail(work: Path, minutes: float) -> dict:
     trained = {name: _box_f1(reference, d.run(test).events) for name, d in detectors.items()}
     out: dict = {"reference_boxes": len(reference), "tested_seconds": round(duration - cut, 3),
                  "longest_reference_s": round(max(e.duration for e in reference), 3), "trained_60": trained}
+    mixture = ROOT / "runs" / "bench-birdsound" / "unetseg" / "weights" / "best.safetensors"
+    if mixture.is_file():  # the bird-mixture model of benchmarks/birdsound.py: no head, its components
+        events = Detector(load_model(mixture)).run(test).events
+        out["mixture_model"] = {"model": str(mixture.relative_to(ROOT)), **_box_f1(reference, events)}
+    else:
+        out["mixture_model"] = f"{mixture} not found (run benchmarks/birdsound.py first)"
     try:
         out["maad"] = _box_f1(reference, [Event(e.begin - cut, e.end - cut, e.low, e.high, e.label)
                                           for e in _maad_rois(wav, cut)])
@@ -153,7 +172,156 @@ def spinetail(work: Path, minutes: float) -> dict:
         out["maad"] = "not installed (pip install -e '.[bench]')"
     out["box_f1_iou30"] = {"trained_60": trained["unetseg"]["f1_iou30"],
                            "trained_60_components": trained["components"]["f1_iou30"],
+                           "mixture_model": out["mixture_model"]["f1_iou30"]
+                           if isinstance(out["mixture_model"], dict) else None,
                            "maad": out["maad"]["f1_iou30"] if isinstance(out["maad"], dict) else None}
+    return out
+
+
+def _box_ap50(reference: dict[str, list[Event]], found: dict[str, list[Event]]) -> float | None:
+    ref = [Event(e.begin, e.end, e.low, e.high, "call", file=k) for k, evs in reference.items() for e in evs]
+    est = [Event(e.begin, e.end, e.low, e.high, "call", e.score, file=k) for k, evs in found.items() for e in evs]
+    return average_precision(ref, est, ignore_labels=True)["ap50"]
+
+
+def _pooled_f1(reference: dict[str, list[Event]], found: dict[str, list[Event]], iou: float) -> float:
+    """Box F1 (IoU >= ``iou``, labels ignored) over recordings: matches counted per recording, summed."""
+    tp = fp = fn = 0
+    for k, ref in reference.items():
+        s = box_scores(ref, found.get(k, []), iou, ignore_labels=True)
+        tp, fp, fn = tp + int(s["tp"]), fp + int(s["fp"]), fn + int(s["fn"])
+    return round(2 * tp / max(2 * tp + fp + fn, 1), 4)
+
+
+def _batdetect2(wav: Path) -> list[Event]:
+    """batdetect2's pretrained (UK) detector on a recording: every detection down to probability 0.01."""
+    import batdetect2.api as api
+
+    run = api.process_file(str(wav), config=api.get_config(detection_threshold=0.01))
+    return [Event(float(d["start_time"]), float(d["end_time"]), float(d["low_freq"]), float(d["high_freq"]), "call",
+                  float(d["det_prob"])) for d in run["pred_dict"]["annotation"]]
+
+
+def bats(work: Path, minutes: float) -> dict:
+    source = SHARED / "bat-calls-whombat"
+    train_dir, test = work / "train", {}
+    train_dir.mkdir()
+    for wav in sorted(source.glob("*.wav")):
+        if wav.stem in BAT_TEST:
+            test[wav.stem] = wav
+        else:
+            (train_dir / wav.name).symlink_to(wav)
+            table = source / f"{wav.stem}.Table.1.selections.txt"
+            (train_dir / table.name).symlink_to(table)
+    assert cli(["audio", "dataset", "--audio", str(train_dir), "--output", str(work / "dataset"), "--sample-rate",
+                "384000", "--val-fraction", "0.25", "--test-fraction", "0"]) == 0
+    t0 = time.perf_counter()
+    assert cli(["train", "--data", str(work / "dataset"), "--max-time", f"{minutes:g}", "--runs-dir",
+                str(work / "runs"), "--name", "bats", "--no-progress", "--no-test"]) == 0
+    train_s = time.perf_counter() - t0
+    detectors = _detectors(work / "runs" / "bats" / "weights" / "best.safetensors")
+    reference = {k: read_annotations(source / f"{k}.Table.1.selections.txt") for k in test}
+    found = {name: {k: d.run(wav).events for k, wav in test.items()} for name, d in detectors.items()}
+    ap = {name: _box_ap50(reference, f) for name, f in found.items()}
+    try:
+        found["batdetect2"] = {k: _batdetect2(wav) for k, wav in test.items()}
+        ap["batdetect2"] = _box_ap50(reference, found["batdetect2"])
+    except ImportError:
+        ap["batdetect2"] = None
+        found["batdetect2"] = {}
+    return {"test_recordings": list(test), "reference_boxes": sum(map(len, reference.values())),
+            "train_seconds": round(train_s, 1), "box_ap50": ap,
+            "found": {name: sum(map(len, f.values())) for name, f in found.items()},
+            "box_f1_iou50": {name: _pooled_f1(reference, f, 0.5) for name, f in found.items() if f},
+            "note": None if ap["batdetect2"] is not None else "batdetect2 not installed (pip install -e '.[bench]')"}
+
+
+def _yolo_dataset(source: Path, out: Path, groups: list) -> Path:
+    """coco-facade-mini in Ultralytics' segmentation layout (images linked, one polygon per line, classes as
+    unetseg's indices - 1), with unetseg's class grouping; returns its data YAML."""
+    from unetseg.data.coco import _load, class_groups
+
+    names: list[str] = []
+    for split in ("train", "valid"):
+        coco = _load(source / split / "_annotations.coco.json")
+        names, mapping = class_groups(coco, groups)
+        (out / split / "images").mkdir(parents=True)
+        (out / split / "labels").mkdir(parents=True)
+        for info in coco.loadImgs(coco.getImgIds()):
+            stem = Path(info["file_name"]).stem
+            (out / split / "images" / info["file_name"]).symlink_to(source / split / info["file_name"])
+            lines = []
+            for ann in coco.loadAnns(coco.getAnnIds(imgIds=info["id"])):
+                if ann["category_id"] not in mapping or ann.get("iscrowd") or not isinstance(ann["segmentation"], list):
+                    continue
+                for poly in ann["segmentation"]:
+                    xy = np.asarray(poly, np.float64).reshape(-1, 2) / [info["width"], info["height"]]
+                    if len(xy) >= 3:
+                        coords = " ".join(f"{v:.6f}" for v in np.clip(xy, 0, 1).ravel())
+                        lines.append(f"{mapping[ann['category_id']] - 1} {coords}")
+            (out / split / "labels" / f"{stem}.txt").write_text("\n".join(lines) + "\n")
+    data = out / "data.yaml"
+    data.write_text(json.dumps({"path": str(out), "train": "train/images", "val": "valid/images",
+                                "names": {i - 1: n for i, n in enumerate(names) if i > 0}}))
+    return data
+
+
+def _yolo_results(weights: Path, images: list[Path], ids: dict[str, int]) -> list[dict]:
+    """COCO results (RLE masks at the image's size, scores, unetseg class indices) of a YOLO model."""
+    from pycocotools import mask as mask_utils
+    from ultralytics import YOLO
+
+    model, results = YOLO(str(weights)), []
+    for path in images:
+        (r,) = model.predict(str(path), conf=0.001, device="cpu", verbose=False, retina_masks=True, max_det=300)
+        if r.masks is None:
+            continue
+        for m, c, s in zip(r.masks.data.numpy(), r.boxes.cls.numpy(), r.boxes.conf.numpy(), strict=True):
+            rle = mask_utils.encode(np.asfortranarray((m > 0.5).astype(np.uint8)))
+            rle["counts"] = rle["counts"].decode("ascii")
+            results.append({"image_id": ids[path.name], "category_id": int(c) + 1, "segmentation": rle,
+                            "score": float(s)})
+    return results
+
+
+def facades(work: Path, minutes: float) -> dict:
+    from unetseg.data.coco import coco_truth
+    from unetseg.data.spec import load_dataset
+    from unetseg.instances import coco_average_precision
+
+    source = SHARED / "coco-facade-mini"
+    t0 = time.perf_counter()
+    assert cli(["train", "--data", str(source), "--max-time", f"{minutes:g}", "--runs-dir", str(work / "runs"),
+                "--name", "facades", "--no-progress", "--no-test"]) == 0
+    train_s = time.perf_counter() - t0
+    model = work / "runs" / "facades" / "weights" / "best.safetensors"
+    info = load_dataset(source)
+    window = str(info.classes.index("window"))
+    out: dict = {"classes": info.classes, "unetseg_train_seconds": round(train_s, 1), "mask_ap50": {},
+                 "window_mask_ap50": {}}
+    for name, objects in (("unetseg", "auto"), ("components", "components")):
+        assert cli(["evaluate", "--model", str(model), "--split", "test", "--output", str(work / f"eval-{name}"),
+                    "--figures", "0", "--objects", objects]) == 0
+        scores = json.loads((work / f"eval-{name}" / "metrics.json").read_text())["instances"]
+        out["mask_ap50"][name] = scores["mask"]["ap50"]
+        out["window_mask_ap50"][name] = scores["mask"]["ap50_per_category"].get(window)
+    try:
+        from ultralytics import YOLO
+    except ImportError:
+        out["yolo"] = "ultralytics not installed (pip install -e '.[bench]')"
+        return out
+    data = _yolo_dataset(source, work / "yolo-data", info.coco["groups"])
+    t0 = time.perf_counter()
+    YOLO("yolo11n-seg.yaml").train(data=str(data), time=minutes / 60, epochs=1000, imgsz=640, device="cpu",
+                                   workers=0, project=str(work / "yolo"), name="train", pretrained=False,
+                                   amp=False, plots=False, verbose=False)
+    yolo_s = time.perf_counter() - t0
+    test_images = sorted(p for p in (source / "test").iterdir() if p.suffix == ".jpg")
+    truth, ids = coco_truth(info.coco["jsons"], info.coco["groups"], [p.name for p in test_images])
+    yolo = coco_average_precision(truth, _yolo_results(work / "yolo" / "train" / "weights" / "best.pt",
+                                                       test_images, ids), "segm")
+    out["mask_ap50"]["yolo"], out["window_mask_ap50"]["yolo"] = yolo["ap50"], yolo["ap50_per_category"].get(window)
+    out["yolo_train_seconds"] = round(yolo_s, 1)
     return out
 
 
@@ -169,15 +337,19 @@ def main() -> None:
         raise SystemExit(f"--parts: choose from {', '.join(PARTS)}")
     configure_logging()
     work = new_run_dir(Path(args.work).parent, Path(args.work).name)
-    report: dict = {"benchmark": "instances",
-                    "command": f"python benchmarks/instances.py --minutes {args.minutes:g} --parts {args.parts}",
-                    "machine": {**machine(), "cpu_count": os.cpu_count()}, "budget_minutes": args.minutes,
-                    "not_run": [x for x in PARTS if x not in parts]}
+    output = Path(args.output)
+    # Parts run in separate invocations (their budgets differ) share the file: each keeps its own command.
+    report: dict = json.loads(output.read_text()) if output.is_file() else {}
+    report.update({"benchmark": "instances", "machine": {**machine(), "cpu_count": os.cpu_count()}})
     for part in parts:
         folder = work / part
         folder.mkdir()
-        report[part] = {"syllables": syllables, "spinetail": spinetail}[part](folder, args.minutes)
-        write_json(args.output, report)
+        command = f"python benchmarks/instances.py --minutes {args.minutes:g} --parts {part}"
+        result = {"syllables": syllables, "spinetail": spinetail, "bats": bats, "facades": facades}[part](
+            folder, args.minutes)
+        report[part] = {"command": command, "budget_minutes": args.minutes, **result}
+        report["not_run"] = [x for x in PARTS if x not in report]
+        write_json(output, report)
         print(json.dumps({part: {k: v for k, v in report[part].items() if k != "detail"}}, indent=2))
     print(f"written {args.output}")
 
