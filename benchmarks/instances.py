@@ -9,7 +9,8 @@ Parts (``--parts``, all by default where their data and peers are installed):
    (COCO AP of time intervals; the references have no band), for the instance head (``unetseg``) and for
    the same model decoded per column as before (``components``).
 2. ``spinetail``: the field recording (18 boxes drawn by a person). A model trained on the boxes of its first
-   60 % (cut into 60 % train / the rest of that part valid), tested on the last 40 %: events found, the
+   60 % (cut into three recordings: two train, one valid; spectrogram hop 512 so that 128-column windows
+   hold whole calls), tested on the last 40 %: events found, the
    longest event, box F1 at IoU >= 0.3 and 0.5, for the head and for the components of the same model;
    beside them the bird-mixture model of ``benchmarks/birdsound.py`` (no head: its components) on the same
    40 %, and scikit-maad's unsupervised ROIs (``maad.rois.find_rois_cwt``), the classic peer (the
@@ -23,6 +24,8 @@ Parts (``--parts``, all by default where their data and peers are installed):
    components (``--objects components``); beside them Ultralytics YOLO segmentation (``yolo11n-seg.yaml`` from
    scratch, no pretrained weights offline) trained for the same minutes on the same train/valid images at
    640 px. Mask AP@0.5 of windows and of all classes, all scored by the same pycocotools code.
+5. ``speed``: ``audio detect`` on 10 minutes of finch song with the syllables model and with the same network
+   less its head, in turns (after ``syllables``): real-time factors and their ratio.
 
     .venv/bin/python benchmarks/instances.py --minutes 12 --parts syllables,spinetail,bats
     .venv/bin/python benchmarks/instances.py --minutes 10 --parts facades
@@ -50,11 +53,12 @@ from unetseg.audio.metrics import average_precision, box_scores, event_scores
 from unetseg.cli import main as cli
 from unetseg.cli.common import configure_logging
 from unetseg.fileio import new_run_dir, write_json
-from unetseg.modelfile import load_model
+from unetseg.modelfile import load_model, save_model_file
+from unetseg.models import create_model
 from unetseg.plan import machine
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("syllables", "spinetail", "bats", "facades")
+PARTS = ("syllables", "spinetail", "bats", "facades", "speed")
 BAT_TEST = ("XC824040-Carollia_castanea-2013.01.17-CL00312_A_15", "XC882096-Diclidurus-albus_ind2")
 
 
@@ -104,7 +108,8 @@ def syllables(work: Path, minutes: float) -> dict:
                 "reference": sum(map(len, refs[key])), "found": sum(map(len, found[name][key]))}
 
     table = {key: {name: scores(key, name) for name in detectors} for key in refs}
-    return {"box_ap50": {k: {n: v[n]["ap50"] for n in v} for k, v in table.items()},
+    return {"model": str(run / "weights" / "best.safetensors"),
+            "box_ap50": {k: {n: v[n]["ap50"] for n in v} for k, v in table.items()},
             "f1_20ms": {k: {n: v[n]["f1_20ms"] for n in v} for k, v in table.items()},
             "detail": table, "songs": len(references), "test_songs": len(refs["clean"]),
             "dataset_seconds": round(dataset_s, 1), "train_seconds": round(train_s, 1),
@@ -151,8 +156,9 @@ def spinetail(work: Path, minutes: float) -> dict:
     test = work / "test.wav"
     sf.write(test, y[int(cut * sr):].astype(np.float32), sr, subtype="FLOAT")
     reference = [Event(e.begin - cut, e.end - cut, e.low, e.high, "call") for e in test_events]
-    assert cli(["audio", "dataset", "--audio", str(train_part), "--output", str(work / "dataset"),
-                "--window", "128", "--overlap", "96", "--val-fraction", "0.34", "--test-fraction", "0"]) == 0
+    # Calls last up to 2.3 s: 23 ms columns (hop 512) put a whole call inside a 128-column (3 s) window.
+    assert cli(["audio", "dataset", "--audio", str(train_part), "--output", str(work / "dataset"), "--hop", "512",
+                "--window", "128", "--overlap", "120", "--val-fraction", "0.34", "--test-fraction", "0"]) == 0
     assert cli(["train", "--data", str(work / "dataset"), "--max-time", f"{minutes:g}", "--runs-dir",
                 str(work / "runs"), "--name", "spinetail", "--no-progress", "--no-test"]) == 0
     detectors = _detectors(work / "runs" / "spinetail" / "weights" / "best.safetensors")
@@ -325,6 +331,52 @@ def facades(work: Path, minutes: float) -> dict:
     return out
 
 
+def _without_head(path: Path, out: Path) -> Path:
+    """The model file of ``path`` less its instance head: the same network, its last convolution cut to the
+    class maps (what detect ran before the head)."""
+    loaded = load_model(path)
+    meta = {**loaded.meta, "model": {**loaded.meta["model"], "instances": "off"}}
+    state = loaded.model.state_dict()
+    last = [k for k, v in state.items() if k.endswith(".weight") and v.ndim == 4][-1]
+    bias = last.removesuffix("weight") + "bias"
+    state[last] = state[last][:loaded.outputs]
+    if bias in state:
+        state[bias] = state[bias][:loaded.outputs]
+    bare = create_model(meta["model"], loaded.input_spec.channels, loaded.outputs)
+    bare.load_state_dict(state)
+    save_model_file(out, bare, meta)
+    return out
+
+
+def speed(work: Path, minutes: float, model: Path | None = None) -> dict:
+    """Detect on 10 minutes of finch song in soundscape noise, in turns: the syllables model with its head
+    (instances decoded) and the same network without it (components, as before): real-time factors and
+    their ratio."""
+    if model is None:
+        raise SystemExit("speed needs the syllables part's model (run --parts syllables,speed)")
+    import soundfile as sf
+
+    songs = sorted((SHARED / "bird-audio" / "birdsongrec-bird0" / "Wave").glob("*.wav"))
+    pieces, sr = [], 32000
+    while sum(map(len, pieces)) < 600 * sr:
+        for song in songs:
+            y, sr = load_audio(song)
+            pieces.append(y)
+    long = work / "ten_minutes.wav"
+    sf.write(long, np.concatenate(pieces)[:600 * sr].astype(np.float32), sr, subtype="FLOAT")
+    detectors = {"head": Detector(load_model(model)),
+                 "no_head": Detector(load_model(_without_head(model, work / "no_head.safetensors")))}
+    best = dict.fromkeys(detectors, float("inf"))
+    for _ in range(3):
+        for name, d in detectors.items():
+            t = time.perf_counter()
+            d.run(long)
+            best[name] = min(best[name], time.perf_counter() - t)
+    x = {name: round(600 / took, 1) for name, took in best.items()}
+    return {"seconds_of_audio": 600, "x_real_time": x, "head_over_no_head": round(x["head"] / x["no_head"], 3),
+            "backend": detectors["head"].engine.backend_name}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=12.0, help="training budget of each model")
@@ -345,8 +397,12 @@ def main() -> None:
         folder = work / part
         folder.mkdir()
         command = f"python benchmarks/instances.py --minutes {args.minutes:g} --parts {part}"
-        result = {"syllables": syllables, "spinetail": spinetail, "bats": bats, "facades": facades}[part](
-            folder, args.minutes)
+        if part == "speed":
+            trained = report.get("syllables", {}).get("model")
+            result = speed(folder, args.minutes, Path(trained) if trained else None)
+        else:
+            result = {"syllables": syllables, "spinetail": spinetail, "bats": bats, "facades": facades}[part](
+                folder, args.minutes)
         report[part] = {"command": command, "budget_minutes": args.minutes, **result}
         report["not_run"] = [x for x in PARTS if x not in report]
         write_json(output, report)

@@ -97,6 +97,8 @@ class TrainConfig:
                         "and --max-time; the plan and its reasons are saved as plan.json")
     loss: str = option("auto", "bce, dice, jaccard, focal, ce, lovasz, tversky or a weighted sum "
                        "(0.5*bce+0.5*dice); auto: bce+dice for binary, ce+dice for multi-class")
+    instance_weight: float = option(0.25, "weight of the instance head's loss (heatmap focal + edge L1) beside "
+                                    "the segmentation loss", gt=0.0, le=100.0)
     class_weights: str = option("none", "weights of the classes in the ce term: none or one number per class "
                                 "(1,2.5,...); the plan sets median-frequency weights for rare classes")
     sampler: str = option("uniform", "training image sampling: uniform, or rare (images holding rare classes "

@@ -44,14 +44,34 @@ def create_model(model_cfg: dict[str, Any], in_channels: int, outputs: int) -> n
     Encoder weights are not loaded here (see ``load_encoder_weights``), so a model file always
     rebuilds without touching the network.
     """
-    if not has_head(model_cfg):
-        return _create(model_cfg, in_channels, outputs)
-    model = _create(model_cfg, in_channels, outputs + HEAD_CHANNELS)
-    last = [m for m in model.modules() if isinstance(m, nn.Conv2d)][-1]
-    if last.bias is not None and last.out_channels == outputs + HEAD_CHANNELS:
-        with torch.no_grad():
-            last.bias[outputs] = math.log(HEAT_PRIOR / (1 - HEAT_PRIOR))
+    model = _create(model_cfg, in_channels, outputs)
+    if has_head(model_cfg):
+        if isinstance(model, UNet):
+            model.head = WithInstanceHead(model.head, model.head.in_channels)
+        else:
+            head = model.segmentation_head  # type: ignore[attr-defined]
+            model.segmentation_head = WithInstanceHead(head, head[0].in_channels, head[1])  # type: ignore[index]
     return model
+
+
+class WithInstanceHead(nn.Module):
+    """A model's last layer with the instance head beside it: the class maps from the layer as it was, the
+    heatmap and edge distances from a branch of their own on the same features (CenterNet's conv, ReLU, conv,
+    both pointwise here: a 3x3 first conv at full resolution slowed a width-8 U-Net's training step by a
+    sixth; then the layer's own upsampling), concatenated after the class maps."""
+
+    def __init__(self, classes: nn.Module, in_channels: int, upsampling: nn.Module | None = None) -> None:
+        super().__init__()
+        self.classes = classes
+        last = nn.Conv2d(in_channels, HEAD_CHANNELS, 1)
+        with torch.no_grad():
+            last.bias.zero_()
+            last.bias[0] = math.log(HEAT_PRIOR / (1 - HEAT_PRIOR))
+        self.instances = nn.Sequential(nn.Conv2d(in_channels, in_channels, 1), nn.ReLU(inplace=True), last,
+                                       upsampling or nn.Identity())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.classes(x), self.instances(x)], dim=1)
 
 
 def _create(model_cfg: dict[str, Any], in_channels: int, outputs: int) -> nn.Module:

@@ -29,6 +29,7 @@ class SegmentationTask(L.LightningModule):
         self.loss_fn = SegmentationLoss(cfg.train.loss, binary, class_weights)
         self.outputs = 1 if binary else len(classes)  # class maps; the instance head's channels follow
         self.instance_loss = InstanceLoss() if has_head(vars(cfg.model)) else None
+        self.instance_weight = cfg.train.instance_weight
         self.channels_last = cfg.train.channels_last
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -50,8 +51,8 @@ class SegmentationTask(L.LightningModule):
         """The class maps' loss, plus the instance head's where the model has one."""
         loss = self.loss_fn(logits[:, :self.outputs], batch["mask"])
         if self.instance_loss is not None:
-            loss = loss + self.instance_loss(logits[:, self.outputs:], batch["heat"], batch["edges"],
-                                             batch["centres"])
+            loss = loss + self.instance_weight * self.instance_loss(logits[:, self.outputs:], batch["heat"],
+                                                                    batch["edges"], batch["centres"])
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
