@@ -4,8 +4,9 @@
    Bird0: 20 songs), onset/offset CSVs; backgrounds: the 14 shared soundscapes.
 2. ``unetseg audio dataset --audio SONGS --annotations CSV --noise SOUNDSCAPES --snrs 10,5,0``: spectrogram
    windows of every song, clean and mixed at +10, +5 and 0 dB, split by song (and backgrounds by recording).
-3. ``unetseg train --data DATASET --max-time MIN``: nothing else given (the training plan chooses the rest;
-   time-only annotations make detect decode per column, with settings tuned on the validation split).
+3. ``unetseg train --data DATASET --max-time MIN --instances off``: nothing else given (the training plan
+   chooses the rest; time-only annotations make detect decode per column, with settings tuned on the
+   validation split; the instance head is benchmarks/instances.py's).
 4. The test songs, clean and mixed with test-split backgrounds at +10, +5 and 0 dB, through ``audio
    detect`` with its defaults; onset and offset both within +-20 ms (and +-50 ms) of a reference syllable,
    one-to-one, labels ignored; the syllable count error. Beside it, the same model decoded as 2-D regions
@@ -107,15 +108,15 @@ def main() -> None:
                 ]) == 0
     dataset_s = time.perf_counter() - t0
     t0 = time.perf_counter()
+    # Without the instance head: this benchmark measures column and region decoding (instances.py the head).
     assert cli(["train", "--data", str(work / "dataset"), "--max-time", f"{args.minutes:g}", "--runs-dir",
-                str(work / "runs"), "--name", "syllables", "--no-progress"]) == 0
+                str(work / "runs"), "--name", "syllables", "--no-progress", "--instances", "off"]) == 0
     train_s = time.perf_counter() - t0
     run = work / "runs" / "syllables"
     model = load_model(run / "weights" / "best.safetensors")
 
     detectors = {"columns": Detector(model), "regions": Detector(model)}
     detectors["regions"].columns = False  # 2-D connected regions, as detect decoded before
-    detectors["columns"].instances = detectors["regions"].instances = False  # the head (if any): instances.py
     found: dict[str, dict[str, list]] = {d: {} for d in detectors}
     refs: dict[str, list] = {}
     for key, stem, path in test_mixtures(work, noise):
