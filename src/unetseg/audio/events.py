@@ -6,13 +6,22 @@ edge distances give, labelled by the class mask inside it; only the granularitie
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..instances import Box, box_pixels, decode_centres, nested, suppress_nested
 from .annotations import Event
-from .masks import _Box, _join_boxes, column_labels, column_probabilities, columns_to_events, mask_to_events
+from .masks import (
+    _Box,
+    _join_boxes,
+    close_time_gaps,
+    column_labels,
+    column_probabilities,
+    columns_to_events,
+    mask_to_events,
+)
 from .options import EventOptions
 from .spectrogram import SpectrogramMapping
 
@@ -24,7 +33,9 @@ class EventTracker:
     Regions (time + frequency boxes) by default; with ``columns`` (models trained from time-only
     annotations) probabilities are pooled over frequency per column and cut into segments in time, with
     ``threshold`` on the pooled foreground probability. Where ``push`` is given the instance head's maps,
-    events are its instances (``instances_to_events``) whatever the decoding.
+    events are its instances: boxes (``instances_to_events``), or with ``columns`` the segments split
+    between the instances' peaks (``split_segments``; granularities call and song join segments as without
+    the head).
     """
 
     mapping: SpectrogramMapping
@@ -71,7 +82,11 @@ class EventTracker:
     def _flush(self, cut: int) -> None:
         assert self._mask is not None and self._probs is not None
         o = self.options
-        if self._head is not None and self._class_mask is not None:
+        if self._head is not None and self._class_mask is not None and self.columns and o.granularity == "syllable":
+            self.events += split_segments(self._head[0, :, :cut], self._mask[0, :cut], self._probs[:, :cut],
+                                          self.mapping, self.class_names, o, self._start)
+            self._head, self._class_mask = self._head[..., cut:], self._class_mask[..., cut:]
+        elif self._head is not None and self._class_mask is not None and not self.columns:
             found = instances_to_events(self._head, self._class_mask, self.mapping, self.class_names, o, cut,
                                         self._start, self._recent)
             self.events += found
@@ -123,6 +138,45 @@ def instances_to_events(head: np.ndarray, mask: np.ndarray, mapping: Spectrogram
         start = column_offset + cut
         recent[:] = [r for r in previous if r.x1 > start] + [b for b, _ in kept if b.x1 > start]
     return _box_events([(b, c) for b, c in kept], mapping, class_names, o)
+
+
+def split_segments(heat: np.ndarray, labels: np.ndarray, pooled: np.ndarray, mapping: SpectrogramMapping,
+                   class_names: list[str], options: EventOptions, column_offset: int = 0) -> list[Event]:
+    """Time-only events from the class mask's segments and the instance head's peaks, a seeded watershed in
+    one dimension: each run of active columns (``labels`` > 0, runs closer than ``merge_gap`` joined) holding
+    k >= 2 peaks of ``heat`` (rows, k; its highest value per column, a peak higher than the column before it
+    and at least the one after) above ``peak_threshold`` is cut into k events at the least foreground
+    column between neighbouring peaks, so the mask gives the onsets and offsets and the head where one
+    syllable ends and the next begins; a run without a peak stays one event. Each event is labelled by the
+    majority of its columns and scored by the highest heat in it; events shorter than ``min_duration`` are
+    dropped."""
+    o = options.resolved()
+    active = labels > 0
+    gap = int(round(o.merge_gap / mapping.column_seconds))
+    if gap:
+        active = close_time_gaps(active[None], gap)[0]
+    edges = np.diff(np.concatenate([[0], active.astype(np.int8), [0]]))
+    starts, stops = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
+    column_heat = heat[np.asarray(mapping.row_hz) >= 0].max(axis=0)  # each column's highest heat
+    left = np.concatenate([[-np.inf], column_heat[:-1]])
+    right = np.concatenate([column_heat[1:], [-np.inf]])
+    peaks = np.nonzero((column_heat > left) & (column_heat >= right) & (column_heat > o.peak_threshold))[0].tolist()
+    foreground = pooled[0] if pooled.shape[0] == 1 else 1.0 - pooled[0]
+    half = mapping.column_seconds / 2
+    events = []
+    for a, b in zip(starts, stops, strict=True):
+        inside = [x for x in peaks if a <= x < b]
+        cuts = [a] + [x + int(np.argmin(foreground[x:y])) for x, y in itertools.pairwise(inside)] + [b]
+        for lo, hi in itertools.pairwise(cuts):
+            begin = mapping.column_time(column_offset + lo) - half
+            end = mapping.column_time(column_offset + hi - 1) + half
+            if hi <= lo or end - begin < o.min_duration:
+                continue
+            votes = np.bincount(labels[lo:hi], minlength=len(class_names))[1:]
+            label = class_names[int(votes.argmax()) + 1] if votes.any() else class_names[1]
+            events.append(Event(round(float(begin), 6), round(float(end), 6), None, None, label,
+                                round(float(column_heat[lo:hi].max()), 4)))
+    return events
 
 
 def _box_events(boxes: list[tuple[Box, int]], mapping: SpectrogramMapping, class_names: list[str],

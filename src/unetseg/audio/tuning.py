@@ -154,24 +154,56 @@ def tune_instance_events(model_path: str | Path, info: DatasetInfo, limit: int =
         else:
             boxes = instance_boxes(read_instance_ids(pairs[pair].instances)) if pairs[pair].instances else {}
             truth.append(_box_truth(boxes, mask, mapping, names))
-    masks = [to_classes(o[:loaded.outputs], loaded.binary, loaded.threshold) for o in outputs]
+    if info.events == "time":
+        best = _tune_split_segments(loaded, windows, outputs, truth)
+    else:
+        masks = [to_classes(o[:loaded.outputs], loaded.binary, loaded.threshold) for o in outputs]
+        best = None
+        for peak, min_duration in itertools.product(PEAK_THRESHOLDS, MIN_DURATIONS):
+            options = EventOptions(granularity="syllable", min_duration=min_duration, peak_threshold=peak)
+            tp = fp = fn = 0
+            for o, m, (_, _, mapping), ref in zip(outputs, masks, windows, truth, strict=True):
+                sc = box_scores(ref, instances_to_events(o[loaded.outputs:], m, mapping, names, options, m.shape[1]),
+                                BOX_IOU)
+                tp, fp, fn = tp + int(sc["tp"]), fp + int(sc["fp"]), fn + int(sc["fn"])
+            f1 = 2 * tp / max(2 * tp + fp + fn, 1)
+            if best is None or f1 > best["f1"]:
+                best = {"threshold": loaded.threshold, "peak_threshold": peak, "min_duration": min_duration,
+                        "granularity": "syllable", "f1": round(f1, 4)}
+    assert best is not None
+    metric = f"onset/offset F1 (+-{COLLAR * 1000:g} ms)" if info.events == "time" else f"box F1 (IoU >= {BOX_IOU})"
+    best.update({"tuned_on": "valid", "windows": len(windows), "metric": metric, "decoding": "instances",
+                 "reference_events": sum(len(r) for r in truth)})
+    return best
+
+
+def _tune_split_segments(loaded: Any, windows: list, outputs: list[np.ndarray], truth: list[list[Event]]
+                         ) -> dict[str, Any]:
+    """Time-only models with the head: threshold, peak threshold, minimum duration and merge gap of
+    ``split_segments``, by onset/offset F1."""
+    from .events import split_segments
+    from .options import EventOptions
+
+    names = loaded.classes
+    pooled = []
+    for o, (_, _, mapping) in zip(outputs, windows, strict=True):
+        positive = np.asarray(mapping.row_hz) >= 0
+        probs = o[:loaded.outputs]
+        pooled.append(column_probabilities(probs[0] if loaded.binary else probs, positive))
     best: dict[str, Any] | None = None
-    for peak, min_duration in itertools.product(PEAK_THRESHOLDS, MIN_DURATIONS):
-        options = EventOptions(granularity="syllable", min_duration=min_duration, peak_threshold=peak)
+    for threshold, peak, min_duration, gap in itertools.product(THRESHOLDS, PEAK_THRESHOLDS, MIN_DURATIONS,
+                                                                MERGE_GAPS):
+        options = EventOptions(granularity="syllable", min_duration=min_duration, merge_gap=gap, peak_threshold=peak)
         tp = fp = fn = 0
-        for o, m, (_, _, mapping), ref in zip(outputs, masks, windows, truth, strict=True):
-            est = instances_to_events(o[loaded.outputs:], m, mapping, names, options, m.shape[1])
-            sc = event_scores(ref, est, collar=COLLAR, offset_ratio=0.0) if info.events == "time" else \
-                box_scores(ref, est, BOX_IOU)
+        for o, p, (_, _, mapping), ref in zip(outputs, pooled, windows, truth, strict=True):
+            est = split_segments(o[loaded.outputs], column_labels(p, threshold), p, mapping, names, options)
+            sc = event_scores(ref, est, collar=COLLAR, offset_ratio=0.0)
             tp, fp, fn = tp + int(sc["tp"]), fp + int(sc["fp"]), fn + int(sc["fn"])
         f1 = 2 * tp / max(2 * tp + fp + fn, 1)
         if best is None or f1 > best["f1"]:
-            best = {"peak_threshold": peak, "min_duration": min_duration, "granularity": "syllable",
-                    "f1": round(f1, 4)}
+            best = {"threshold": threshold, "peak_threshold": peak, "min_duration": min_duration, "merge_gap": gap,
+                    "granularity": "syllable", "f1": round(f1, 4)}
     assert best is not None
-    metric = f"onset/offset F1 (+-{COLLAR * 1000:g} ms)" if info.events == "time" else f"box F1 (IoU >= {BOX_IOU})"
-    best.update({"threshold": loaded.threshold, "tuned_on": "valid", "windows": len(windows), "metric": metric,
-                 "decoding": "instances", "reference_events": sum(len(r) for r in truth)})
     return best
 
 

@@ -56,9 +56,8 @@ def create_model(model_cfg: dict[str, Any], in_channels: int, outputs: int) -> n
 
 class WithInstanceHead(nn.Module):
     """A model's last layer with the instance head beside it: the class maps from the layer as it was, the
-    heatmap and edge distances from a branch of their own on the same features (CenterNet's conv, ReLU, conv,
-    both pointwise here: a 3x3 first conv at full resolution slowed a width-8 U-Net's training step by a
-    sixth; then the layer's own upsampling), concatenated after the class maps."""
+    heatmap and edge distances from a branch of their own on the same features (CenterNet's: 3x3 conv, ReLU,
+    1x1 conv; then the layer's own upsampling), concatenated after the class maps."""
 
     def __init__(self, classes: nn.Module, in_channels: int, upsampling: nn.Module | None = None) -> None:
         super().__init__()
@@ -67,7 +66,7 @@ class WithInstanceHead(nn.Module):
         with torch.no_grad():
             last.bias.zero_()
             last.bias[0] = math.log(HEAT_PRIOR / (1 - HEAT_PRIOR))
-        self.instances = nn.Sequential(nn.Conv2d(in_channels, in_channels, 1), nn.ReLU(inplace=True), last,
+        self.instances = nn.Sequential(nn.Conv2d(in_channels, in_channels, 3, padding=1), nn.ReLU(inplace=True), last,
                                        upsampling or nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
