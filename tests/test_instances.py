@@ -266,3 +266,37 @@ def test_every_architecture_gets_the_head_as_a_branch_beside_its_class_layer() -
         assert out.shape == (1, 4 + HEAD_CHANNELS, 64, 64)
         assert torch.equal(out[:, :4], ref), cfg["arch"]
         assert abs(float(torch.sigmoid(out[:, 4]).mean()) - HEAT_PRIOR) < 0.05
+
+
+def test_touching_syllables_are_split_between_the_heads_peaks() -> None:
+    """Time-only models: the mask's segment of two touching syllables is cut at the least foreground column
+    between the head's two peaks; a segment with one peak, or none, stays whole; onsets and offsets are the
+    mask's."""
+    from unetseg.audio.events import EventTracker, split_segments
+    from unetseg.audio.options import EventOptions
+
+    mapping = _mapping(16)
+    fg = np.zeros(100, np.float32)
+    fg[10:40] = 0.9
+    fg[24:26] = 0.6  # the dip where one syllable hands over to the next
+    fg[60:70] = 0.8  # a syllable the head found
+    fg[80:85] = 0.7  # and one it did not
+    heat = np.zeros((16, 100), np.float32)
+    heat[8, 17], heat[6, 32], heat[7, 65] = 0.9, 0.8, 0.7
+    labels = (fg > 0.5).astype(np.uint8)
+    options = EventOptions(min_duration=0.0, merge_gap=0.0, peak_threshold=0.3)
+    events = split_segments(heat, labels, fg[None], mapping, ["background", "call"], options)
+    half = mapping.column_seconds / 2
+    spans = [(round(mapping.column_time(a) - half, 6), round(mapping.column_time(b - 1) + half, 6))
+             for a, b in ((10, 24), (24, 40), (60, 70), (80, 85))]
+    assert [(e.begin, e.end) for e in events] == spans
+    assert [e.score for e in events] == [0.9, 0.8, 0.7, 0.0] and all(e.low is None for e in events)
+    # The tracker takes this path for a time-only model with the head, whatever the block size.
+    probs = np.repeat(fg[None], 16, axis=0)
+    head = np.concatenate([heat[None], np.zeros((4, 16, 100), np.float32)])
+    for block in (100, 13):
+        tracker = EventTracker(mapping, ["background", "call"], options, columns=True, threshold=0.5)
+        for a in range(0, 100, block):
+            tracker.push((probs[:, a:a + block] > 0.5).astype(np.uint8), probs[:, a:a + block],
+                         head[:, :, a:a + block])
+        assert [(e.begin, e.end) for e in tracker.finish()] == spans
