@@ -2,7 +2,8 @@
 from the engine, and events are cut where the mask is empty long enough, holding only the open columns.
 
 A model with an instance head gives one event per centre-heatmap peak (``instances_to_events``): the box its
-edge distances give, labelled by the class mask inside it; only the granularities call and song join them."""
+edge distances give, labelled by the class mask inside it; only the granularities call and song join them.
+A time-only model with the head cuts the mask's segments between the peaks (``split_segments``)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ import numpy as np
 from ..instances import Box, box_pixels, decode_centres, nested, suppress_nested
 from .annotations import Event
 from .masks import (
-    _Box,
-    _join_boxes,
+    RegionBox,
     close_time_gaps,
     column_labels,
     column_probabilities,
     columns_to_events,
+    join_boxes,
     mask_to_events,
 )
 from .options import EventOptions
@@ -137,7 +138,7 @@ def instances_to_events(head: np.ndarray, mask: np.ndarray, mapping: Spectrogram
     if recent is not None:
         start = column_offset + cut
         recent[:] = [r for r in previous if r.x1 > start] + [b for b, _ in kept if b.x1 > start]
-    return _box_events([(b, c) for b, c in kept], mapping, class_names, o)
+    return _box_events(kept, mapping, class_names, o)
 
 
 def split_segments(heat: np.ndarray, labels: np.ndarray, pooled: np.ndarray, mapping: SpectrogramMapping,
@@ -187,12 +188,12 @@ def _box_events(boxes: list[tuple[Box, int]], mapping: SpectrogramMapping, class
     half = mapping.column_seconds / 2
     events = []
     for c in sorted({c for _, c in boxes}):
-        own = [_Box(int(np.floor(b.x0)), max(int(np.floor(b.x0)) + 1, int(np.ceil(b.x1))), int(np.floor(b.y0)),
+        own = [RegionBox(int(np.floor(b.x0)), max(int(np.floor(b.x0)) + 1, int(np.ceil(b.x1))), int(np.floor(b.y0)),
                     max(int(np.floor(b.y0)) + 1, int(np.ceil(b.y1))), 1, b.score) for b, k in boxes if k == c]
         if o.granularity != "syllable":
             gap = int(round(o.merge_gap / mapping.column_seconds))
             tolerance = int(round(o.freq_tolerance / step)) if step else 0
-            own = _join_boxes(own, gap, tolerance)
+            own = join_boxes(own, gap, tolerance)
         for b in own:
             begin = mapping.column_time(b.x0) - half
             end = mapping.column_time(b.x1 - 1) + half

@@ -122,7 +122,7 @@ def close_time_gaps(active: np.ndarray, gap_columns: int) -> np.ndarray:
 
 
 @dataclass
-class _Box:
+class RegionBox:
     """A region or a group of joined regions: columns [x0, x1), rows [y0, y1), pixels, probability sum."""
 
     x0: int
@@ -132,26 +132,26 @@ class _Box:
     pixels: int
     score: float
 
-    def join(self, other: _Box) -> None:
+    def join(self, other: RegionBox) -> None:
         self.x0, self.x1 = min(self.x0, other.x0), max(self.x1, other.x1)
         self.y0, self.y1 = min(self.y0, other.y0), max(self.y1, other.y1)
         self.pixels += other.pixels
         self.score += other.score
 
 
-def _touch(a: _Box, b: _Box, rows: int, simultaneous: float) -> bool:
+def _touch(a: RegionBox, b: RegionBox, rows: int, simultaneous: float) -> bool:
     if a.y0 <= b.y1 + rows and b.y0 <= a.y1 + rows:
         return True
     overlap = min(a.x1, b.x1) - max(a.x0, b.x0)
     return simultaneous > 0 and overlap >= simultaneous * max(a.x1 - a.x0, b.x1 - b.x0)
 
 
-def _join_boxes(boxes: list[_Box], gap: int, rows: int, simultaneous: float = 0.0) -> list[_Box]:
+def join_boxes(boxes: list[RegionBox], gap: int, rows: int, simultaneous: float = 0.0) -> list[RegionBox]:
     """Join boxes that overlap in rows (within ``rows``) and lie at most ``gap`` columns apart, or that
     overlap in time by ``simultaneous`` of the longer one whatever their rows (harmonics of one call),
     transitively: one sweep in order of start column, each box merging every open group it touches."""
-    done: list[_Box] = []
-    open_: list[_Box] = []
+    done: list[RegionBox] = []
+    open_: list[RegionBox] = []
     for box in sorted(boxes, key=lambda b: b.x0):
         still = []
         for g in open_:
@@ -206,8 +206,8 @@ def mask_to_events(mask: np.ndarray, mapping: SpectrogramMapping, class_names: l
             x, y, w, h = (int(v) for v in stats[k, :4])
             if pixels[k] < min_pixels or (w < click_columns and h > click_band * band_rows):
                 continue
-            boxes.append(_Box(x, x + w, y, y + h, int(pixels[k]), float(sums[k])))
-        for b in _join_boxes(boxes, gap, tolerance_rows, o.simultaneous):
+            boxes.append(RegionBox(x, x + w, y, y + h, int(pixels[k]), float(sums[k])))
+        for b in join_boxes(boxes, gap, tolerance_rows, o.simultaneous):
             begin = mapping.column_time(column_offset + b.x0) - half
             end = mapping.column_time(column_offset + b.x1 - 1) + half
             low, high = hz[b.y1 - 1] - step / 2, hz[b.y0] + step / 2

@@ -14,7 +14,7 @@ import itertools
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -35,7 +35,16 @@ COLLAR = 0.02  # s, onset and offset
 BOX_IOU = 0.3  # time x frequency IoU of a box-level match
 
 
-def _windows(info: DatasetInfo, limit: int) -> list[tuple[np.ndarray, np.ndarray, SpectrogramMapping]]:
+class Window(NamedTuple):
+    """A validation window: its pixels, class mask, pixel mapping and instance-ID PNG (if the dataset has one)."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    mapping: SpectrogramMapping
+    instances: Path | None
+
+
+def _windows(info: DatasetInfo, limit: int) -> list[Window]:
     pairs = info.split("valid")
     step = max(1, len(pairs) // limit)
     out = []
@@ -46,7 +55,7 @@ def _windows(info: DatasetInfo, limit: int) -> list[tuple[np.ndarray, np.ndarray
         mapping = SpectrogramMapping.from_dict(json.loads(sidecar.read_text()))
         image = np.round(read_image(pair.image, 1)[:, :, 0] * 255).astype(np.uint8)  # the engine takes pixels
         mask = info.decoder.decode(read_mask_raw(pair.mask), pair.mask)
-        out.append((image, mask, mapping))
+        out.append(Window(image, mask, mapping, pair.instances))
     return out
 
 
@@ -62,7 +71,7 @@ def _predict(model_path: str | Path, info: DatasetInfo, limit: int, head: bool =
     loaded = load_model(model_path)
     engine = Engine(loaded, InferenceOptions(backend="torch"))
     keep = None if head else loaded.outputs  # the class maps, or (``head``) the instance head's maps too
-    return loaded, windows, [engine.native(image[None])[0, :keep] for image, _, _ in windows]
+    return loaded, windows, [engine.native(w.image[None])[0, :keep] for w in windows]
 
 
 def tune_time_events(model_path: str | Path, info: DatasetInfo, limit: int = 200) -> dict[str, Any] | None:
@@ -74,7 +83,7 @@ def tune_time_events(model_path: str | Path, info: DatasetInfo, limit: int = 200
     loaded, windows, all_probs = predicted
     names = loaded.classes
     pooled, truth = [], []
-    for (_, mask, mapping), probs in zip(windows, all_probs, strict=True):
+    for (_, mask, mapping, _), probs in zip(windows, all_probs, strict=True):
         positive = np.asarray(mapping.row_hz) >= 0
         pooled.append((column_probabilities(probs[0] if loaded.binary else probs, positive), mapping))
         truth.append(reference_events(mask, mapping, names))
@@ -107,14 +116,14 @@ def tune_box_events(model_path: str | Path, info: DatasetInfo, limit: int = 200)
         return None
     loaded, windows, probs = predicted
     names = loaded.classes
-    truth = [mask_to_events(mask, mapping, names) for _, mask, mapping in windows]  # the drawn boxes
+    truth = [mask_to_events(w.mask, w.mapping, names) for w in windows]  # the drawn boxes
     best: dict[str, Any] | None = None
     for threshold in THRESHOLDS:
         masks = [to_classes(p, loaded.binary, threshold) for p in probs]
         for granularity in GRANULARITY:
             options = EventOptions(granularity=granularity).resolved()
             tp = fp = fn = 0
-            for p, m, (_, _, mapping), ref in zip(probs, masks, windows, truth, strict=True):
+            for p, m, (_, _, mapping, _), ref in zip(probs, masks, windows, truth, strict=True):
                 est = mask_to_events(m, mapping, names, p[0] if loaded.binary else p, options)
                 s = box_scores(ref, est, BOX_IOU)
                 tp, fp, fn = tp + int(s["tp"]), fp + int(s["fp"]), fn + int(s["fn"])
@@ -146,14 +155,13 @@ def tune_instance_events(model_path: str | Path, info: DatasetInfo, limit: int =
         return None
     loaded, windows, outputs = predicted
     names = loaded.classes
-    pairs = {p.image.stem: p for p in info.split("valid")}
     truth = []
-    for (_, mask, mapping), pair in zip(windows, _window_pairs(info, limit), strict=True):
+    for w in windows:
         if info.events == "time":
-            truth.append(reference_events(mask, mapping, names))
+            truth.append(reference_events(w.mask, w.mapping, names))
         else:
-            boxes = instance_boxes(read_instance_ids(pairs[pair].instances)) if pairs[pair].instances else {}
-            truth.append(_box_truth(boxes, mask, mapping, names))
+            boxes = instance_boxes(read_instance_ids(w.instances)) if w.instances else {}
+            truth.append(_box_truth(boxes, w.mask, w.mapping, names))
     if info.events == "time":
         best = _tune_split_segments(loaded, windows, outputs, truth)
     else:
@@ -162,7 +170,7 @@ def tune_instance_events(model_path: str | Path, info: DatasetInfo, limit: int =
         for peak, min_duration in itertools.product(PEAK_THRESHOLDS, MIN_DURATIONS):
             options = EventOptions(granularity="syllable", min_duration=min_duration, peak_threshold=peak)
             tp = fp = fn = 0
-            for o, m, (_, _, mapping), ref in zip(outputs, masks, windows, truth, strict=True):
+            for o, m, (_, _, mapping, _), ref in zip(outputs, masks, windows, truth, strict=True):
                 sc = box_scores(ref, instances_to_events(o[loaded.outputs:], m, mapping, names, options, m.shape[1]),
                                 BOX_IOU)
                 tp, fp, fn = tp + int(sc["tp"]), fp + int(sc["fp"]), fn + int(sc["fn"])
@@ -186,7 +194,7 @@ def _tune_split_segments(loaded: Any, windows: list, outputs: list[np.ndarray], 
 
     names = loaded.classes
     pooled = []
-    for o, (_, _, mapping) in zip(outputs, windows, strict=True):
+    for o, (_, _, mapping, _) in zip(outputs, windows, strict=True):
         positive = np.asarray(mapping.row_hz) >= 0
         probs = o[:loaded.outputs]
         pooled.append(column_probabilities(probs[0] if loaded.binary else probs, positive))
@@ -195,7 +203,7 @@ def _tune_split_segments(loaded: Any, windows: list, outputs: list[np.ndarray], 
                                                                 MERGE_GAPS):
         options = EventOptions(granularity="syllable", min_duration=min_duration, merge_gap=gap, peak_threshold=peak)
         tp = fp = fn = 0
-        for o, p, (_, _, mapping), ref in zip(outputs, pooled, windows, truth, strict=True):
+        for o, p, (_, _, mapping, _), ref in zip(outputs, pooled, windows, truth, strict=True):
             est = split_segments(o[loaded.outputs], column_labels(p, threshold), p, mapping, names, options)
             sc = event_scores(ref, est, collar=COLLAR, offset_ratio=0.0)
             tp, fp, fn = tp + int(sc["tp"]), fp + int(sc["fp"]), fn + int(sc["fn"])
@@ -205,13 +213,6 @@ def _tune_split_segments(loaded: Any, windows: list, outputs: list[np.ndarray], 
                     "granularity": "syllable", "f1": round(f1, 4)}
     assert best is not None
     return best
-
-
-def _window_pairs(info: DatasetInfo, limit: int) -> list[str]:
-    """The image stems ``_windows`` reads, in its order."""
-    pairs = info.split("valid")
-    step = max(1, len(pairs) // limit)
-    return [p.image.stem for p in pairs[::step][:limit] if p.image.with_suffix(".json").is_file()]
 
 
 def _box_truth(boxes: dict, mask: np.ndarray, mapping: SpectrogramMapping, names: list[str]) -> list[Event]:
