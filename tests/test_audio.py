@@ -146,6 +146,18 @@ def test_dataset_from_recordings_and_annotations(birds: Path, tmp_path: Path, ca
     assert not (splits["train"] & splits["test"]) and not (splits["train"] & splits["valid"])  # by recording
     masks = [np.asarray(Image.open(p)) for p in (out / "train" / "masks").glob("*.png")]
     assert 0.05 < np.mean([m.mean() / 255 for m in masks]) < 0.8  # syllables cover part of the time
+    # One instance per syllable: its columns are the syllable's (the mask's), its band the energetic rows.
+    from unetseg.data.io import read_instance_ids
+    from unetseg.instances import instance_boxes
+
+    found = 0
+    for p in sorted((out / "train" / "masks").glob("*.png"))[:20]:
+        mask, ids = np.asarray(Image.open(p)) > 0, read_instance_ids(out / "train" / "instances" / p.name)
+        for box in instance_boxes(ids).values():
+            found += 1
+            cols = slice(int(box.x0), int(box.x1))
+            assert mask[:, cols].all(axis=0).all() and 0 < box.y1 - box.y0 <= mask.shape[0]
+    assert found > 20
     spin = tmp_path / "spin"
     code, _, err = run(["audio", "dataset", "--audio", str(birds / "spinetail" / "spinetail.wav"), "--output",
                         str(spin), "--classes", "SP,CRER", "--energetic", "--window", "128", "--overlap", "0"],
@@ -452,8 +464,9 @@ def test_dataset_with_background_noise_copies(birds: Path, tmp_path: Path) -> No
             song, start = p.stem.rsplit("_", 1)
             copy = p.with_name(f"{song}_snr+{snr}_{start}.png")
             assert json.loads(copy.with_suffix(".json").read_text())["snr_db"] == snr
-            mask = p.parent.parent / "masks"
-            assert np.array_equal(np.asarray(Image.open(mask / p.name)), np.asarray(Image.open(mask / copy.name)))
+            for kind in ("masks", "instances"):  # the clean recording's targets hold for its noisy copies
+                a, b = (np.asarray(Image.open(p.parent.parent / kind / f.name)) for f in (p, copy))
+                assert np.array_equal(a, b), kind
             assert not np.array_equal(np.asarray(Image.open(p)), np.asarray(Image.open(copy)))
     assert yaml_load(out / "dataset.yaml")["events"] == "time"
     code = main(["audio", "dataset", "--audio", str(songs), "--annotations",
@@ -585,7 +598,9 @@ def test_tuning_recovers_settings_that_reproduce_the_reference(finch_model: Path
 
 
 @pytest.mark.slow
-def test_box_annotated_model_tunes_its_granularity(birds: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("instances", ["off", "on"])
+def test_box_annotated_model_tunes_its_granularity(birds: Path, tmp_path: Path, instances: str) -> None:
+    """Without the head: threshold and granularity of region decoding; with it: the peak threshold."""
     from unetseg.audio.detect import Detector
     from unetseg.audio.options import GRANULARITY
     from unetseg.modelfile import load_model
@@ -596,11 +611,15 @@ def test_box_annotated_model_tunes_its_granularity(birds: Path, tmp_path: Path) 
     assert yaml_load(tmp_path / "sp" / "dataset.yaml")["events"] == "box"
     assert main(["train", "--data", str(tmp_path / "sp"), "--epochs", "1", "--base-width", "8", "--depth", "2",
                  "--no-progress", "--workers", "0", "--runs-dir", str(tmp_path / "runs"), "--name", "sp",
-                 "--no-test"]) == 0
+                 "--no-test", "--instances", instances]) == 0
     model = load_model(tmp_path / "runs" / "sp" / "weights" / "best.safetensors")
     tuned = model.meta["detect"]
+    assert model.head == (instances == "on") and ("peak_threshold" in tuned) == model.head
     assert tuned["granularity"] in GRANULARITY and tuned["metric"] == "box F1 (IoU >= 0.3)"
     assert tuned["reference_events"] > 0 and 0 <= tuned["f1"] <= 1
     detector = Detector(model)
     assert not detector.columns and detector.events.granularity == tuned["granularity"]
     assert detector.threshold == tuned["threshold"]
+    assert detector.describe()["decoding"] == ("instances" if model.head else "regions")
+    if model.head:
+        assert detector.events.peak_threshold == tuned["peak_threshold"]
