@@ -332,17 +332,15 @@ def facades(work: Path, minutes: float) -> dict:
 
 
 def _without_head(path: Path, out: Path) -> Path:
-    """The model file of ``path`` less its instance head: the same network, its last convolution cut to the
-    class maps (what detect ran before the head)."""
+    """The model file of ``path`` less its instance head: the same network and class layer, without the head's
+    branch (what detect ran before the head)."""
     loaded = load_model(path)
     meta = {**loaded.meta, "model": {**loaded.meta["model"], "instances": "off"}}
-    state = loaded.model.state_dict()
-    last = [k for k, v in state.items() if k.endswith(".weight") and v.ndim == 4][-1]
-    bias = last.removesuffix("weight") + "bias"
-    state[last] = state[last][:loaded.outputs]
-    if bias in state:
-        state[bias] = state[bias][:loaded.outputs]
     bare = create_model(meta["model"], loaded.input_spec.channels, loaded.outputs)
+    own = bare.state_dict()
+    # The class layer sits one level down beside the head's branch (``<layer>.classes``): move it back up.
+    state = {k.replace(".classes.", "."): v for k, v in loaded.model.state_dict().items() if ".instances." not in k}
+    assert set(state) == set(own), sorted(set(state) ^ set(own))[:4]
     bare.load_state_dict(state)
     save_model_file(out, bare, meta)
     return out
@@ -377,6 +375,10 @@ def speed(work: Path, minutes: float, model: Path | None = None) -> dict:
             "backend": detectors["head"].engine.backend_name}
 
 
+def _results(output: Path) -> dict:
+    return json.loads(output.read_text()) if output.is_file() else {}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=12.0, help="training budget of each model")
@@ -390,20 +392,21 @@ def main() -> None:
     configure_logging()
     work = new_run_dir(Path(args.work).parent, Path(args.work).name)
     output = Path(args.output)
-    # Parts run in separate invocations (their budgets differ) share the file: each keeps its own command.
-    report: dict = json.loads(output.read_text()) if output.is_file() else {}
-    report.update({"benchmark": "instances", "machine": {**machine(), "cpu_count": os.cpu_count()}})
     for part in parts:
         folder = work / part
         folder.mkdir()
         command = f"python benchmarks/instances.py --minutes {args.minutes:g} --parts {part}"
         if part == "speed":
-            trained = report.get("syllables", {}).get("model")
+            trained = _results(output).get("syllables", {}).get("model")
             result = speed(folder, args.minutes, Path(trained) if trained else None)
         else:
             result = {"syllables": syllables, "spinetail": spinetail, "bats": bats, "facades": facades}[part](
                 folder, args.minutes)
-        report[part] = {"command": command, "budget_minutes": args.minutes, **result}
+        # Parts run in separate invocations (their budgets differ) share the file, read again just before it
+        # is written: each part keeps its own command.
+        report = _results(output)
+        report.update({"benchmark": "instances", "machine": {**machine(), "cpu_count": os.cpu_count()},
+                       part: {"command": command, "budget_minutes": args.minutes, **result}})
         report["not_run"] = [x for x in PARTS if x not in report]
         write_json(output, report)
         print(json.dumps({part: {k: v for k, v in report[part].items() if k != "detail"}}, indent=2))
