@@ -332,15 +332,16 @@ def facades(work: Path, minutes: float) -> dict:
 
 
 def _without_head(path: Path, out: Path) -> Path:
-    """The model file of ``path`` less its instance head: the same network and class layer, without the head's
-    branch (what detect ran before the head)."""
+    """The model file of ``path`` less its instance head: the same network, its last layer cut to the class
+    maps (what detect ran before the head)."""
     loaded = load_model(path)
     meta = {**loaded.meta, "model": {**loaded.meta["model"], "instances": "off"}}
+    state = loaded.model.state_dict()
+    last = [k for k, v in state.items() if k.endswith(".weight") and v.ndim == 4][-1]
+    for key in (last, last.removesuffix("weight") + "bias"):
+        if key in state:
+            state[key] = state[key][:loaded.outputs]
     bare = create_model(meta["model"], loaded.input_spec.channels, loaded.outputs)
-    own = bare.state_dict()
-    # The class layer sits one level down beside the head's branch (``<layer>.classes``): move it back up.
-    state = {k.replace(".classes.", "."): v for k, v in loaded.model.state_dict().items() if ".instances." not in k}
-    assert set(state) == set(own), sorted(set(state) ^ set(own))[:4]
     bare.load_state_dict(state)
     save_model_file(out, bare, meta)
     return out

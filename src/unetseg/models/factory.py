@@ -44,33 +44,17 @@ def create_model(model_cfg: dict[str, Any], in_channels: int, outputs: int) -> n
     Encoder weights are not loaded here (see ``load_encoder_weights``), so a model file always
     rebuilds without touching the network.
     """
-    model = _create(model_cfg, in_channels, outputs)
-    if has_head(model_cfg):
-        if isinstance(model, UNet):
-            model.head = WithInstanceHead(model.head, model.head.in_channels)
-        else:
-            head = model.segmentation_head  # type: ignore[attr-defined]
-            model.segmentation_head = WithInstanceHead(head, head[0].in_channels, head[1])  # type: ignore[index]
+    if not has_head(model_cfg):
+        return _create(model_cfg, in_channels, outputs)
+    # The head's channels come from the model's own last layer, after the class maps: a separate branch
+    # (CenterNet's 3x3 conv, ReLU, 1x1 conv) made a width-8 U-Net's detect 1.75x slower (measured:
+    # benchmarks/instances.py --parts speed), its full-resolution layers bound by memory.
+    model = _create(model_cfg, in_channels, outputs + HEAD_CHANNELS)
+    last = [m for m in model.modules() if isinstance(m, nn.Conv2d)][-1]
+    if last.bias is not None and last.out_channels == outputs + HEAD_CHANNELS:
+        with torch.no_grad():  # the heatmap starts at its prior (CenterNet's -2.19 for 0.1)
+            last.bias[outputs] = math.log(HEAT_PRIOR / (1 - HEAT_PRIOR))
     return model
-
-
-class WithInstanceHead(nn.Module):
-    """A model's last layer with the instance head beside it: the class maps from the layer as it was, the
-    heatmap and edge distances from a branch of their own on the same features (CenterNet's: 3x3 conv, ReLU,
-    1x1 conv; then the layer's own upsampling), concatenated after the class maps."""
-
-    def __init__(self, classes: nn.Module, in_channels: int, upsampling: nn.Module | None = None) -> None:
-        super().__init__()
-        self.classes = classes
-        last = nn.Conv2d(in_channels, HEAD_CHANNELS, 1)
-        with torch.no_grad():
-            last.bias.zero_()
-            last.bias[0] = math.log(HEAT_PRIOR / (1 - HEAT_PRIOR))
-        self.instances = nn.Sequential(nn.Conv2d(in_channels, in_channels, 3, padding=1), nn.ReLU(inplace=True), last,
-                                       upsampling or nn.Identity())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.classes(x), self.instances(x)], dim=1)
 
 
 def _create(model_cfg: dict[str, Any], in_channels: int, outputs: int) -> nn.Module:
