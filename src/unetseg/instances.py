@@ -11,6 +11,10 @@ maps back to boxes.
   they are set.
 - ``decode_centres``: predicted heatmap and edge distances -> boxes: local maxima over a 3x3 neighbourhood
   above a threshold, each read out as the box its edge distances give, then non-maximum suppression.
+- The instance head: ``HEAD_CHANNELS`` more outputs of a model (``has_head``), ``activate_head``; an image's
+  objects from it (``decode_instances``: each box the pixels of its most frequent class) or, without a head,
+  from the connected components of each class (``image_objects``); ``suppress_nested`` drops a box mostly
+  inside a stronger one of its class.
 
 ``coco_average_precision`` scores instances (image boxes or masks, spectrogram boxes) against truth with
 pycocotools' COCOeval: AP@[.5:.95], AP@0.5 and AP@0.75.
