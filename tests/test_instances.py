@@ -297,3 +297,22 @@ def test_touching_syllables_are_split_between_the_heads_peaks() -> None:
             tracker.push((probs[:, a:a + block] > 0.5).astype(np.uint8), probs[:, a:a + block],
                          head[:, :, a:a + block])
         assert [(e.begin, e.end) for e in tracker.finish()] == spans
+
+
+def test_flip_averaging_keeps_left_edges_left() -> None:
+    """--tta runs flipped copies: flipping back must also swap left/right (top/bottom) edge distances."""
+    import torch
+
+    from unetseg.inference.outputs import unflip
+
+    def model(x: torch.Tensor) -> torch.Tensor:  # one class map, then heat and the distances to the borders
+        n, _, h, w = x.shape
+        cols = torch.arange(w, dtype=torch.float32).expand(n, 1, h, w)
+        rows = torch.arange(h, dtype=torch.float32)[:, None].expand(n, 1, h, w)
+        return torch.cat([x, x, cols, rows, w - 1 - cols, h - 1 - rows], dim=1)
+
+    x = torch.rand(1, 1, 6, 8)
+    for dim in (2, 3):
+        assert torch.equal(unflip(model(x.flip(dim)), dim, head=1), model(x))
+    y = torch.rand(1, 3, 6, 8)
+    assert torch.equal(unflip(y, 3), y.flip(3))  # without a head: a plain flip back

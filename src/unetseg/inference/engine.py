@@ -23,7 +23,7 @@ from ..modelfile import LoadedModel
 from .backends import Backend, create_backend
 from .memory import MemoryGuard
 from .options import InferenceOptions
-from .outputs import activate
+from .outputs import activate, unflip
 from .windows import sliding_window
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,8 @@ class Engine:
 
         out = once(x)
         if o.tta:
-            out = (out + once(x.flip(3)).flip(3) + once(x.flip(2)).flip(2)) / 3
+            head = self.loaded.outputs if self.loaded.head else None
+            out = (out + unflip(once(x.flip(3)), 3, head) + unflip(once(x.flip(2)), 2, head)) / 3
         return out
 
     def _tile_for(self, x: torch.Tensor) -> int | None:

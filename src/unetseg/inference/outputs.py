@@ -34,3 +34,16 @@ def to_classes(probs: Array, binary: bool, threshold: float, axis: int = 0) -> A
     if binary:
         return (np.take(probs, 0, axis=axis) > threshold).astype(np.uint8)
     return probs.argmax(axis).astype(np.uint8)
+
+
+def unflip(outputs: torch.Tensor, dim: int, head: int | None = None) -> torch.Tensor:
+    """Outputs (N, C, H, W) of a flipped input, flipped back along ``dim`` (3: left-right, 2: up-down). With
+    the instance head's channels from index ``head`` on, the flipped edge distances trade places too (left
+    and right, or top and bottom), so every map means what it means without the flip."""
+    out = outputs.flip(dim)
+    if head is None:
+        return out
+    a, b = (head + 1, head + 3) if dim == 3 else (head + 2, head + 4)
+    order = list(range(out.shape[1]))
+    order[a], order[b] = order[b], order[a]
+    return out[:, order]
