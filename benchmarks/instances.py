@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from syllables import SHARED, SNRS, link_songs, test_mixtures
+from syllables import SHARED, dataset_and_training, link_songs, test_mixtures
 
 from unetseg.audio.annotations import Event, read_annotations
 from unetseg.audio.detect import Detector
@@ -75,15 +75,7 @@ def _detectors(model_path: Path) -> dict[str, Detector]:
 def syllables(work: Path, minutes: float) -> dict:
     references = link_songs(work)
     noise = SHARED / "soundscapes"
-    t0 = time.perf_counter()
-    assert cli(["audio", "dataset", "--audio", str(work / "songs"), "--annotations", str(work / "annotations.csv"),
-                "--output", str(work / "dataset"), "--noise", str(noise), "--snrs", ",".join(f"{s:g}" for s in SNRS)
-                ]) == 0
-    dataset_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    assert cli(["train", "--data", str(work / "dataset"), "--max-time", f"{minutes:g}", "--runs-dir",
-                str(work / "runs"), "--name", "syllables", "--no-progress"]) == 0
-    train_s = time.perf_counter() - t0
+    dataset_s, train_s = dataset_and_training(work, minutes)
     run = work / "runs" / "syllables"
     detectors = _detectors(run / "weights" / "best.safetensors")
     refs: dict[str, list[list[Event]]] = {}

@@ -67,6 +67,20 @@ def link_songs(work: Path) -> dict[str, list]:
     return references
 
 
+def dataset_and_training(work: Path, minutes: float, *train_flags: str) -> tuple[float, float]:
+    """``audio dataset`` of the linked songs with soundscape copies at ``SNRS``, then ``train --max-time
+    MINUTES`` into ``work/runs/syllables``; the seconds each took."""
+    t0 = time.perf_counter()
+    assert cli(["audio", "dataset", "--audio", str(work / "songs"), "--annotations", str(work / "annotations.csv"),
+                "--output", str(work / "dataset"), "--noise", str(SHARED / "soundscapes"), "--snrs",
+                ",".join(f"{s:g}" for s in SNRS)]) == 0
+    dataset_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    assert cli(["train", "--data", str(work / "dataset"), "--max-time", f"{minutes:g}", "--runs-dir",
+                str(work / "runs"), "--name", "syllables", "--no-progress", *train_flags]) == 0
+    return dataset_s, time.perf_counter() - t0
+
+
 def test_mixtures(work: Path, noise: Path) -> list[tuple[str, str, Path]]:
     """(condition, song stem, recording) of every test song, clean and mixed with test-split backgrounds at
     each SNR (written to ``work/test_audio``)."""
@@ -101,17 +115,8 @@ def main() -> None:
     work = new_run_dir(Path(args.work).parent, Path(args.work).name)
     references = link_songs(work)
     noise = SHARED / "soundscapes"
-
-    t0 = time.perf_counter()
-    assert cli(["audio", "dataset", "--audio", str(work / "songs"), "--annotations", str(work / "annotations.csv"),
-                "--output", str(work / "dataset"), "--noise", str(noise), "--snrs", ",".join(f"{s:g}" for s in SNRS)
-                ]) == 0
-    dataset_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
     # Without the instance head: this benchmark measures column and region decoding (instances.py the head).
-    assert cli(["train", "--data", str(work / "dataset"), "--max-time", f"{args.minutes:g}", "--runs-dir",
-                str(work / "runs"), "--name", "syllables", "--no-progress", "--instances", "off"]) == 0
-    train_s = time.perf_counter() - t0
+    dataset_s, train_s = dataset_and_training(work, args.minutes, "--instances", "off")
     run = work / "runs" / "syllables"
     model = load_model(run / "weights" / "best.safetensors")
 
