@@ -297,6 +297,15 @@ def test_touching_syllables_are_split_between_the_heads_peaks() -> None:
             tracker.push((probs[:, a:a + block] > 0.5).astype(np.uint8), probs[:, a:a + block],
                          head[:, :, a:a + block])
         assert [(e.begin, e.end) for e in tracker.finish()] == spans
+    # call and song join segments as without the head, and the head's pending columns go with the mask's.
+    joined = EventOptions(granularity="call", min_duration=0.0, peak_threshold=0.3)
+    tracker = EventTracker(mapping, ["background", "call"], joined, columns=True, threshold=0.5)
+    for a in range(0, 100, 13):
+        tracker.push((probs[:, a:a + 13] > 0.5).astype(np.uint8), probs[:, a:a + 13], head[:, :, a:a + 13])
+        assert tracker._head.shape[-1] == tracker._mask.shape[-1]
+    plain = EventTracker(mapping, ["background", "call"], joined, columns=True, threshold=0.5)
+    plain.push((probs > 0.5).astype(np.uint8), probs)
+    assert tracker.finish() == plain.finish()
 
 
 def test_flip_averaging_keeps_left_edges_left() -> None:

@@ -49,7 +49,6 @@ class EventTracker:
     _probs: np.ndarray | None = None
     _start: int = 0  # recording column of the first pending column
     _head: np.ndarray | None = None  # (5, rows, k): heat and edge distances of the pending columns
-    _class_mask: np.ndarray | None = None  # (rows, k): their class mask (before any pooling per column)
     _recent: list[Box] = field(default_factory=list)  # instances reaching past the last cut (recording columns)
 
     def __post_init__(self) -> None:
@@ -61,7 +60,6 @@ class EventTracker:
         positive = np.asarray(self.mapping.row_hz) >= 0
         if head is not None:
             self._head = head if self._head is None else np.concatenate([self._head, head], axis=-1)
-            self._class_mask = mask if self._class_mask is None else np.concatenate([self._class_mask, mask], axis=-1)
         if self.columns:
             probs = column_probabilities(probs, positive)
             mask = column_labels(probs, self.threshold)[None]
@@ -83,15 +81,13 @@ class EventTracker:
     def _flush(self, cut: int) -> None:
         assert self._mask is not None and self._probs is not None
         o = self.options
-        if self._head is not None and self._class_mask is not None and self.columns and o.granularity == "syllable":
-            self.events += split_segments(self._head[0, :, :cut], self._mask[0, :cut], self._probs[:, :cut],
-                                          self.mapping, self.class_names, o, self._start)
-            self._head, self._class_mask = self._head[..., cut:], self._class_mask[..., cut:]
-        elif self._head is not None and self._class_mask is not None and not self.columns:
-            found = instances_to_events(self._head, self._class_mask, self.mapping, self.class_names, o, cut,
-                                        self._start, self._recent)
-            self.events += found
-            self._head, self._class_mask = self._head[..., cut:], self._class_mask[..., cut:]
+        head = self._head
+        if head is not None and self.columns and o.granularity == "syllable":
+            self.events += split_segments(head[0, :, :cut], self._mask[0, :cut], self._probs[:, :cut], self.mapping,
+                                          self.class_names, o, self._start)
+        elif head is not None and not self.columns:  # the pending mask is the class mask (rows, k)
+            self.events += instances_to_events(head, self._mask, self.mapping, self.class_names, o, cut, self._start,
+                                               self._recent)
         elif self.columns:
             self.events += columns_to_events(self._mask[0, :cut], self._probs[:, :cut], self.mapping,
                                              self.class_names, o.min_duration, o.merge_gap, column_offset=self._start)
@@ -99,6 +95,8 @@ class EventTracker:
             self.events += mask_to_events(self._mask[:, :cut], self.mapping, self.class_names,
                                           self._probs[..., :cut], o, column_offset=self._start)
         self._mask, self._probs = self._mask[:, cut:], self._probs[..., cut:]
+        if head is not None:  # whatever decoded this segment, the head's columns go with it
+            self._head = head[..., cut:]
         self._start += cut
 
     def finish(self) -> list[Event]:
