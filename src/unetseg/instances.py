@@ -72,10 +72,14 @@ class Box:
     def area(self) -> float:
         return max(0.0, self.x1 - self.x0) * max(0.0, self.y1 - self.y0)
 
-    def iou(self, other: Box) -> float:
+    def overlap(self, other: Box) -> float:
+        """The area the two boxes share."""
         w = min(self.x1, other.x1) - max(self.x0, other.x0)
         h = min(self.y1, other.y1) - max(self.y0, other.y0)
-        inter = max(0.0, w) * max(0.0, h)
+        return max(0.0, w) * max(0.0, h)
+
+    def iou(self, other: Box) -> float:
+        inter = self.overlap(other)
         union = self.area + other.area - inter
         return inter / union if union > 0 else 0.0
 
@@ -129,8 +133,7 @@ def suppress_nested(boxes: list[tuple[Box, int]], share: float = NESTED_SHARE) -
 
 def nested(a: Box, b: Box, share: float = NESTED_SHARE) -> bool:
     """Whether the overlap of two boxes covers more than ``share`` of the smaller one."""
-    overlap = max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0)) * max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
-    return overlap > share * min(a.area, b.area)
+    return a.overlap(b) > share * min(a.area, b.area)
 
 
 def decode_instances(mask: np.ndarray, head: np.ndarray, threshold: float = PEAK_THRESHOLD
@@ -139,11 +142,12 @@ def decode_instances(mask: np.ndarray, head: np.ndarray, threshold: float = PEAK
     ``decode_centres``) holds one object, the pixels of the box's most frequent foreground class, smaller boxes
     painted over larger ones; a box without foreground pixels is no object. Returns instance IDs (uint16),
     each ID's class (``labels[k - 1]``) and its score (the heatmap peak)."""
+    classes = int(mask.max()) + 1  # a predicted mask holds classes only
     labelled = []
     for b in decode_centres(head[0], head[1:], threshold, max_instances=MAX_INSTANCES):
-        votes = np.bincount(mask[box_pixels(b)].ravel(), minlength=2)[1:]
-        if votes.any():
-            labelled.append((b, int(votes.argmax()) + 1))
+        label = box_class(mask, b, classes)
+        if label:
+            labelled.append((b, label))
     ids = np.zeros(mask.shape, np.uint16)
     labels: list[int] = []
     scores: list[float] = []
@@ -152,6 +156,13 @@ def decode_instances(mask: np.ndarray, head: np.ndarray, threshold: float = PEAK
         labels.append(label)
         scores.append(round(float(b.score), 4))
     return ids, labels, scores
+
+
+def box_class(mask: np.ndarray, b: Box, classes: int) -> int:
+    """The foreground class (1..``classes - 1``; other values, such as an ignore value, do not vote) most of a
+    box's mask pixels hold, the lowest on a tie; 0 when none is there."""
+    votes = np.bincount(mask[box_pixels(b)].ravel().astype(np.int64), minlength=classes)[1:classes]
+    return int(votes.argmax()) + 1 if votes.any() else 0
 
 
 def box_pixels(b: Box) -> tuple[slice, slice]:
@@ -214,7 +225,7 @@ def centre_targets(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return heat, size, where
 
 
-def decode_centres(heat: np.ndarray, edges: np.ndarray, threshold: float = 0.3, nms_iou: float = 0.5,
+def decode_centres(heat: np.ndarray, edges: np.ndarray, threshold: float = PEAK_THRESHOLD, nms_iou: float = 0.5,
                    max_instances: int = 1000, peak_columns: int | None = None) -> list[Box]:
     """Boxes from a heatmap (H, W) and edge distances (4, H, W): peaks (the maximum of their 3x3
     neighbourhood) above ``threshold``, strongest first, each the box its edge distances give; a box

@@ -16,6 +16,7 @@ import torch
 
 from .config import check_fields, option
 from .inference.outputs import to_classes
+from .instances import PEAK_THRESHOLD
 from .modelfile import LoadedModel
 
 MAX_RADIUS = 256  # pixels: a structuring element of (2r+1)^2 is built per call
@@ -36,7 +37,8 @@ class PostProcess:
     objects: str = option("auto", "what an object is (instance IDs, COCO results, instance AP): auto takes the "
                           "instance head's where the model has one, else each class's connected components; "
                           "components always the latter", ("auto", "components"))
-    peak_threshold: float = option(0.3, "instance head: the lowest centre-heatmap peak that counts as an object",
+    peak_threshold: float = option(PEAK_THRESHOLD, "instance head: the lowest centre-heatmap peak that counts as "
+                                   "an object",
                                    metavar="P", ge=0.0, le=1.0)
 
     def __post_init__(self) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..instances import Box, box_pixels, decode_centres, nested, suppress_nested
+from ..instances import Box, box_class, box_pixels, decode_centres, nested, suppress_nested
 from .annotations import Event
 from .masks import (
     RegionBox,
@@ -129,14 +129,12 @@ def instances_to_events(head: np.ndarray, mask: np.ndarray, mapping: Spectrogram
         placed = Box(b.x0 + column_offset, b.y0 + top, b.x1 + column_offset, b.y1 + top, b.score)
         if any(placed.iou(r) > 0.5 or nested(placed, r) for r in previous):
             continue
-        inside = mask[top:bottom][box_pixels(b)]
-        votes = np.bincount(inside.ravel(), minlength=len(class_names))[1:]
-        kept.append((placed, int(votes.argmax()) + 1 if votes.any() else 1))
+        kept.append((placed, box_class(mask[top:bottom], b, len(class_names)) or 1))
     kept = suppress_nested(kept)
     if recent is not None:
         start = column_offset + cut
         recent[:] = [r for r in previous if r.x1 > start] + [b for b, _ in kept if b.x1 > start]
-    return _box_events(kept, mapping, class_names, o)
+    return box_events(kept, mapping, class_names, o)
 
 
 def split_segments(heat: np.ndarray, labels: np.ndarray, pooled: np.ndarray, mapping: SpectrogramMapping,
@@ -178,16 +176,20 @@ def split_segments(heat: np.ndarray, labels: np.ndarray, pooled: np.ndarray, map
     return events
 
 
-def _box_events(boxes: list[tuple[Box, int]], mapping: SpectrogramMapping, class_names: list[str],
-                o: EventOptions) -> list[Event]:
-    """Instance boxes (recording columns and rows) with their class -> events, joined by granularity."""
+def box_events(boxes: list[tuple[Box, int]], mapping: SpectrogramMapping, class_names: list[str],
+               o: EventOptions) -> list[Event]:
+    """Instance boxes (recording columns and rows) with their class -> events, joined by granularity (call and
+    song; syllable keeps each), those shorter than ``min_duration`` or narrower than ``min_bandwidth`` dropped."""
     hz = np.asarray(mapping.row_hz)
     step = np.abs(np.diff(hz)).min() if len(hz) > 1 else 0.0
     half = mapping.column_seconds / 2
     events = []
     for c in sorted({c for _, c in boxes}):
-        own = [RegionBox(int(np.floor(b.x0)), max(int(np.floor(b.x0)) + 1, int(np.ceil(b.x1))), int(np.floor(b.y0)),
-                    max(int(np.floor(b.y0)) + 1, int(np.ceil(b.y1))), 1, b.score) for b, k in boxes if k == c]
+        own = []
+        for b, k in boxes:
+            if k == c:
+                rows, cols = box_pixels(b)
+                own.append(RegionBox(cols.start, cols.stop, rows.start, rows.stop, 1, b.score))
         if o.granularity != "syllable":
             gap = int(round(o.merge_gap / mapping.column_seconds))
             tolerance = int(round(o.freq_tolerance / step)) if step else 0

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ..config import check_fields, option
 from ..errors import UnetsegError
+from ..instances import PEAK_THRESHOLD
 
 MAX_FFT, MAX_MELS, MAX_RATE = 65536, 1024, 384_000  # samples; mel bands; Hz (spectrogram settings and flags)
 
@@ -69,7 +70,7 @@ class EventOptions:
                                   ge=0.0, le=3600.0)
     click_band: float = option(0.5, "share of the spectrum a short region must span to count as a click",
                                metavar="SHARE", ge=0.0, le=1.0)
-    peak_threshold: float = option(0.3, "models with an instance head: the lowest centre-heatmap peak that "
+    peak_threshold: float = option(PEAK_THRESHOLD, "models with an instance head: the lowest centre-heatmap peak that "
                                    "counts as a call", metavar="P", ge=0.0, le=1.0)
     max_event_seconds: float = option(60.0, "cut events longer than this (s; bounds memory)", metavar="S", gt=0.0,
                                       le=86400.0)

@@ -145,10 +145,10 @@ def tune_instance_events(model_path: str | Path, info: DatasetInfo, limit: int =
     time-only annotations, their syllables (onset/offset F1 within ``COLLAR``)."""
     from ..data.io import read_instance_ids
     from ..inference import to_classes
-    from ..instances import instance_boxes
-    from .events import instances_to_events
+    from ..instances import box_class, instance_boxes
+    from .events import box_events, instances_to_events
     from .metrics import box_scores
-    from .options import EventOptions
+    from .options import RAW_REGIONS, EventOptions
 
     predicted = _predict(model_path, info, limit, head=True)
     if predicted is None:
@@ -160,8 +160,10 @@ def tune_instance_events(model_path: str | Path, info: DatasetInfo, limit: int =
         if info.events == "time":
             truth.append(reference_events(w.mask, w.mapping, names))
         else:
-            boxes = instance_boxes(read_instance_ids(w.instances)) if w.instances else {}
-            truth.append(_box_truth(boxes, w.mask, w.mapping, names))
+            boxes = instance_boxes(read_instance_ids(w.instances)).values() if w.instances else []
+            # the drawn boxes as events, each labelled by the class most of its mask pixels hold
+            labelled = [(b, box_class(w.mask, b, len(names)) or 1) for b in boxes]
+            truth.append(box_events(labelled, w.mapping, names, RAW_REGIONS))
     if info.events == "time":
         best = _tune_split_segments(loaded, windows, outputs, truth)
     else:
@@ -213,21 +215,6 @@ def _tune_split_segments(loaded: Any, windows: list, outputs: list[np.ndarray], 
                     "granularity": "syllable", "f1": round(f1, 4)}
     assert best is not None
     return best
-
-
-def _box_truth(boxes: dict, mask: np.ndarray, mapping: SpectrogramMapping, names: list[str]) -> list[Event]:
-    """A window's instance boxes as events, labelled by the class most of their mask pixels hold."""
-    hz = np.asarray(mapping.row_hz)
-    step = np.abs(np.diff(hz)).min() if len(hz) > 1 else 0.0
-    half = mapping.column_seconds / 2
-    out = []
-    for b in boxes.values():
-        x0, y0, x1, y1 = int(b.x0), int(b.y0), int(b.x1), int(b.y1)
-        votes = np.bincount(mask[y0:y1, x0:x1].ravel(), minlength=len(names))[1:len(names)]
-        label = names[int(votes.argmax()) + 1] if votes.any() else names[1]
-        out.append(Event(mapping.column_time(x0) - half, mapping.column_time(x1 - 1) + half,
-                         float(max(hz[y1 - 1] - step / 2, 0.0)), float(hz[y0] + step / 2), label))
-    return out
 
 
 def store_tuned(paths: list[Path], tuned: dict[str, Any]) -> None:
