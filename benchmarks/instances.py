@@ -50,6 +50,7 @@ from unetseg.audio.annotations import Event, read_annotations
 from unetseg.audio.detect import Detector
 from unetseg.audio.io import load_audio
 from unetseg.audio.metrics import average_precision, box_scores, event_scores
+from unetseg.audio.tuning import pooled_f1
 from unetseg.cli import main as cli
 from unetseg.cli.common import configure_logging
 from unetseg.fileio import new_run_dir, write_json
@@ -184,11 +185,8 @@ def _box_ap50(reference: dict[str, list[Event]], found: dict[str, list[Event]]) 
 
 def _pooled_f1(reference: dict[str, list[Event]], found: dict[str, list[Event]], iou: float) -> float:
     """Box F1 (IoU >= ``iou``, labels ignored) over recordings: matches counted per recording, summed."""
-    tp = fp = fn = 0
-    for k, ref in reference.items():
-        s = box_scores(ref, found.get(k, []), iou, ignore_labels=True)
-        tp, fp, fn = tp + int(s["tp"]), fp + int(s["fp"]), fn + int(s["fn"])
-    return round(2 * tp / max(2 * tp + fp + fn, 1), 4)
+    return round(pooled_f1(box_scores(ref, found.get(k, []), iou, ignore_labels=True) for k, ref in reference.items()),
+                 4)
 
 
 def _batdetect2(wav: Path) -> list[Event]:

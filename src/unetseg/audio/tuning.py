@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -33,6 +34,14 @@ MIN_DURATIONS = (0.0, 0.01, 0.02, 0.03)  # s
 MERGE_GAPS = (0.0, 0.005, 0.01, 0.02)  # s
 COLLAR = 0.02  # s, onset and offset
 BOX_IOU = 0.3  # time x frequency IoU of a box-level match
+
+
+def pooled_f1(scores: Iterable[dict[str, Any]]) -> float:
+    """F1 of matches counted per window (``tp``, ``fp``, ``fn`` of each) and summed over the windows."""
+    tp = fp = fn = 0
+    for s in scores:
+        tp, fp, fn = tp + int(s["tp"]), fp + int(s["fp"]), fn + int(s["fn"])
+    return 2 * tp / max(2 * tp + fp + fn, 1)
 
 
 class Window(NamedTuple):
@@ -89,12 +98,9 @@ def tune_time_events(model_path: str | Path, info: DatasetInfo, limit: int = 200
         truth.append(reference_events(mask, mapping, names))
     best: dict[str, Any] | None = None
     for threshold, min_duration, gap in itertools.product(THRESHOLDS, MIN_DURATIONS, MERGE_GAPS):
-        tp = fp = fn = 0
-        for (p, mapping), ref in zip(pooled, truth, strict=True):
-            est = columns_to_events(column_labels(p, threshold), p, mapping, names, min_duration, gap)
-            s = event_scores(ref, est, collar=COLLAR, offset_ratio=0.0)
-            tp, fp, fn = tp + int(s["tp"]), fp + int(s["fp"]), fn + int(s["fn"])
-        f1 = 2 * tp / max(2 * tp + fp + fn, 1)
+        f1 = pooled_f1(event_scores(ref, columns_to_events(column_labels(p, threshold), p, mapping, names,
+                                                           min_duration, gap), collar=COLLAR, offset_ratio=0.0)
+                       for (p, mapping), ref in zip(pooled, truth, strict=True))
         if best is None or f1 > best["f1"]:
             best = {"threshold": threshold, "min_duration": min_duration, "merge_gap": gap, "f1": round(f1, 4)}
     assert best is not None
@@ -122,12 +128,9 @@ def tune_box_events(model_path: str | Path, info: DatasetInfo, limit: int = 200)
         masks = [to_classes(p, loaded.binary, threshold) for p in probs]
         for granularity in GRANULARITY:
             options = EventOptions(granularity=granularity).resolved()
-            tp = fp = fn = 0
-            for p, m, (_, _, mapping, _), ref in zip(probs, masks, windows, truth, strict=True):
-                est = mask_to_events(m, mapping, names, p[0] if loaded.binary else p, options)
-                s = box_scores(ref, est, BOX_IOU)
-                tp, fp, fn = tp + int(s["tp"]), fp + int(s["fp"]), fn + int(s["fn"])
-            f1 = 2 * tp / max(2 * tp + fp + fn, 1)
+            f1 = pooled_f1(box_scores(ref, mask_to_events(m, mapping, names, p[0] if loaded.binary else p, options),
+                                      BOX_IOU)
+                           for p, m, (_, _, mapping, _), ref in zip(probs, masks, windows, truth, strict=True))
             if best is None or f1 > best["f1"]:
                 best = {"threshold": threshold, "granularity": granularity, "f1": round(f1, 4)}
     assert best is not None
@@ -171,12 +174,9 @@ def tune_instance_events(model_path: str | Path, info: DatasetInfo, limit: int =
         best = None
         for peak, min_duration in itertools.product(PEAK_THRESHOLDS, MIN_DURATIONS):
             options = EventOptions(granularity="syllable", min_duration=min_duration, peak_threshold=peak)
-            tp = fp = fn = 0
-            for o, m, (_, _, mapping, _), ref in zip(outputs, masks, windows, truth, strict=True):
-                sc = box_scores(ref, instances_to_events(o[loaded.outputs:], m, mapping, names, options, m.shape[1]),
-                                BOX_IOU)
-                tp, fp, fn = tp + int(sc["tp"]), fp + int(sc["fp"]), fn + int(sc["fn"])
-            f1 = 2 * tp / max(2 * tp + fp + fn, 1)
+            f1 = pooled_f1(box_scores(ref, instances_to_events(o[loaded.outputs:], m, mapping, names, options,
+                                                                m.shape[1]), BOX_IOU)
+                           for o, m, (_, _, mapping, _), ref in zip(outputs, masks, windows, truth, strict=True))
             if best is None or f1 > best["f1"]:
                 best = {"threshold": loaded.threshold, "peak_threshold": peak, "min_duration": min_duration,
                         "granularity": "syllable", "f1": round(f1, 4)}
@@ -204,12 +204,9 @@ def _tune_split_segments(loaded: Any, windows: list, outputs: list[np.ndarray], 
     for threshold, peak, min_duration, gap in itertools.product(THRESHOLDS, PEAK_THRESHOLDS, MIN_DURATIONS,
                                                                 MERGE_GAPS):
         options = EventOptions(granularity="syllable", min_duration=min_duration, merge_gap=gap, peak_threshold=peak)
-        tp = fp = fn = 0
-        for o, p, (_, _, mapping, _), ref in zip(outputs, pooled, windows, truth, strict=True):
-            est = split_segments(o[loaded.outputs], column_labels(p, threshold), p, mapping, names, options)
-            sc = event_scores(ref, est, collar=COLLAR, offset_ratio=0.0)
-            tp, fp, fn = tp + int(sc["tp"]), fp + int(sc["fp"]), fn + int(sc["fn"])
-        f1 = 2 * tp / max(2 * tp + fp + fn, 1)
+        f1 = pooled_f1(event_scores(ref, split_segments(o[loaded.outputs], column_labels(p, threshold), p, mapping,
+                                                        names, options), collar=COLLAR, offset_ratio=0.0)
+                       for o, p, (_, _, mapping, _), ref in zip(outputs, pooled, windows, truth, strict=True))
         if best is None or f1 > best["f1"]:
             best = {"threshold": threshold, "peak_threshold": peak, "min_duration": min_duration, "merge_gap": gap,
                     "granularity": "syllable", "f1": round(f1, 4)}
