@@ -114,7 +114,7 @@ class InstanceLoss(nn.Module):
                 centres: torch.Tensor) -> torch.Tensor:
         logits, log_edges = head[:, :1].float(), head[:, 1:].float()
         p = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
-        positive = heat >= 1.0
+        positive = centres[:, None]  # the centre pixels, where the target heat is 1
         log_p, log_not = nn.functional.logsigmoid(logits), nn.functional.logsigmoid(-logits)
         focal = torch.where(positive, (1 - p) ** 2 * log_p, (1 - heat) ** 4 * p**2 * log_not)
         count = centres.sum().clamp(min=1)

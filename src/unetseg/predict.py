@@ -40,7 +40,7 @@ class PredictOutputs:
     ``overlays/<stem>.png``, ``probabilities/<stem>.png`` (binary, 0-255) or ``.npy`` (float16 C x H x W),
     ``contours/<stem>.json``, ``instances/<stem>.png`` (16-bit instance IDs: 0 none, 1..N one object each;
     the connected components of each class for models without an instance head), and ``coco_results``: one
-    COCO results file (an RLE per class and region) whose image and category ids come from ``coco_json``
+    COCO results file (an RLE per object of ``instances``) whose image and category ids come from ``coco_json``
     when given (matched by file name and class name), else from the input order and class index (each
     image's part in ``coco/<stem>.json``). Existing files are an error unless ``overwrite``; ``resume``
     finishes a folder an interrupted run with the same model and options left (see ``outputs.OutputRun``).
