@@ -24,6 +24,7 @@ LOW_COLUMNS = ("low freq (hz)", "low_freq", "low_hz", "f_low", "fmin", "min_freq
 HIGH_COLUMNS = ("high freq (hz)", "high_freq", "high_hz", "f_high", "fmax", "max_freq")
 LABEL_COLUMNS = ("label", "class", "species", "annotation", "call_type", "sound_type", "name", "code")
 SCORE_COLUMNS = ("score", "confidence", "probability")
+REVIEW_COLUMNS = ("review",)  # a corrected table's review state (unetseg's review page): deleted rows are left out
 FILE_COLUMNS = ("notated_path", "file", "filename", "audio_file", "begin file", "begin path", "recording", "path")
 
 
@@ -124,11 +125,14 @@ def _read_table(path: Path, text: str, delimiter: str, label_column: str | None)
         label = _find(columns, LABEL_COLUMNS)
     file_col = _find(columns, FILE_COLUMNS)
     score = _find(columns, SCORE_COLUMNS)
+    review = _find(columns, REVIEW_COLUMNS)
     events = []
     for n, row in enumerate(reader, 2):
         where = f"{path}:{n}"
         if delimiter == "\t" and str(row.get("View", "")).lower().startswith("waveform"):
             continue  # Raven lists each selection once per view; the spectrogram row carries the band
+        if review and str(row.get(review) or "").strip().lower() == "deleted":
+            continue
         events.append(Event(
             _float(row[onset], where), _float(row[offset], where),
             _float(row[low], where) if low and row[low] not in ("", None) else None,

@@ -157,13 +157,15 @@ class Mixing:
     keep_audio: bool = True
 
 
-def build_annotated_dataset(recordings: str | Path | list, annotations: str | Path | None, output: str | Path,
+def build_annotated_dataset(recordings: str | Path | list, annotations: str | Path | dict[Path, list[Event]] | None,
+                            output: str | Path,
                             cfg: SpectrogramConfig, windows: Windows | None = None,
                             labels: Labels | None = None) -> BuiltDataset:
     """Recordings + annotations -> a train/valid/test folder dataset of spectrogram windows.
 
     ``annotations``: one file with a file column covering all recordings (onset/offset CSV), a folder
-    holding ``<recording stem>.txt|.csv|.selections.txt``, or None for such files beside the recordings.
+    holding ``<recording stem>.txt|.csv|.selections.txt``, None for such files beside the recordings, or
+    each recording's events (``review.review_annotations``).
     ``classes`` None merges every label into one class; else listed labels become classes 1..N and other
     labels are left out. ``energetic`` keeps only the energetic pixels inside each box.
     ``noise``: background recordings mixed into every recording at each SNR in ``snrs`` (dB) as extra
@@ -178,9 +180,11 @@ def build_annotated_dataset(recordings: str | Path | list, annotations: str | Pa
     if noise_files and not snrs:
         raise UnetsegError("--noise needs at least one SNR (--snrs)")
     out = Path(output)
-    ann = Path(annotations) if annotations else None
+    given = annotations if isinstance(annotations, dict) else None  # recording -> events (a review folder's)
+    ann = Path(annotations) if annotations and given is None else None
     table = events_by_file(read_annotations(ann)) if ann is not None and ann.is_file() else None
-    per_file = {f: _annotations_for(f, ann, table) for f in files}
+    per_file = {f: given[f] for f in files} if given is not None else {f: _annotations_for(f, ann, table)
+                                                                        for f in files}
     unknown = _unknown_recordings(table, files)
     bare = [f for f, evs in per_file.items() if not evs]
     if unknown and bare:  # a misspelt file name: its recording would train as silence

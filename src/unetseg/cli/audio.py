@@ -80,9 +80,14 @@ def add_audio_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_spectrogram)
 
     p = asub.add_parser("dataset", help="recordings + annotations -> a train/valid/test image dataset")
-    p.add_argument("--audio", required=True, help="a recording or a folder of recordings")
+    p.add_argument("--audio", help="a recording or a folder of recordings")
     p.add_argument("--annotations", help="one annotation file for all recordings (with a file column), or a "
                    "folder of <recording>.txt|.csv|.selections.txt (default: beside the recordings)")
+    p.add_argument("--review", metavar="DIR", help="instead of --audio/--annotations: a review folder (serve "
+                   "--review): its recordings with their corrected events, on the reviewed model's spectrogram "
+                   "unless spectrogram flags are given")
+    p.add_argument("--reviewed-only", action="store_true", help="with --review: leave out events nobody reviewed "
+                   "(default: they count as detected)")
     p.add_argument("--output", required=True, help="new dataset folder")
     p.add_argument("--classes", help="comma-separated labels that become classes 1..N (default: every label "
                    "merged into one class)")
@@ -117,6 +122,8 @@ def add_audio_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--resume", action="store_true", help="finish an interrupted --output folder (same model and "
                    "options; recordings whose outputs exist are skipped)")
+    p.add_argument("--review", action="store_true", help="also make a review folder per recording in "
+                   "OUTPUT/review, for 'unetseg serve --review OUTPUT/review' (a review made before is kept)")
     add_dataclass_arguments(p.add_argument_group("windows"), DetectOptions, WINDOWS)
     add_dataclass_arguments(p.add_argument_group("events"), EventOptions, EVENTS)
     add_postprocess_args(p, skip=("open_px", "close_px", "min_size", "fill_holes", "objects", "peak_threshold"))
@@ -210,10 +217,33 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     noise = [f for src in args.noise for f in list_recordings(src)] if args.noise else None
     labels = Labels(classes, args.energetic, args.channel, noise, _snrs(args.snrs))
-    built = build_annotated_dataset(args.audio, args.annotations, args.output, spectrogram_from_args(args), windows,
-                                    labels)
+    if (args.review is None) == (args.audio is None):
+        raise UnetsegError("give --audio (with --annotations) or --review")
+    if args.review is not None:
+        if args.annotations:
+            raise UnetsegError("--review brings its own annotations; drop --annotations")
+        from ..audio.review import review_annotations
+        from ..audio.spectrogram import SpectrogramConfig
+
+        reviewed = review_annotations(args.review, args.reviewed_only)
+        if classes is None and len(reviewed.classes) > 2:  # the reviewed model's classes, when it had several
+            labels = Labels(reviewed.classes[1:], args.energetic, args.channel, noise, _snrs(args.snrs))
+        cfg = spectrogram_from_args(args) if _spectrogram_given(args) else SpectrogramConfig.from_dict(
+            reviewed.spectrogram)
+        built = build_annotated_dataset(list(reviewed.events), reviewed.events, args.output, cfg, windows, labels)
+    else:
+        if args.reviewed_only:
+            raise UnetsegError("--reviewed-only goes with --review")
+        built = build_annotated_dataset(args.audio, args.annotations, args.output, spectrogram_from_args(args),
+                                        windows, labels)
     print(f"dataset {built.root}: classes {', '.join(built.classes)}; images per split {built.windows}")
     return 0
+
+
+def _spectrogram_given(args: argparse.Namespace) -> bool:
+    """Whether any spectrogram flag (or a preset) was given."""
+    return (args.preset != "default" or args.two_sided is not None
+            or any(getattr(args, flag[2:].replace("-", "_")) is not None for flag in SPECTROGRAM_FLAGS))
 
 
 def _windows(args: argparse.Namespace) -> Any:
@@ -266,7 +296,16 @@ def cmd_detect(args: argparse.Namespace) -> int:
     group = launched_group()
     event_options = dataclass_from_args(EventOptions, args, EVENTS, defaults=tuned_events(loaded))
     detector = Detector(loaded, windows, group_threads(inference, group), postprocess, event_options)
-    detect_folder(detector, args.input, args.output, outputs, group, report=print)
+    done = detect_folder(detector, args.input, args.output, outputs, group, report=print)
+    if args.review and group.main:
+        from ..audio.annotations import SUFFIXES
+        from ..audio.review import reviews_from_tables
+
+        tables = {f.name: done.output / f"{f.stem}{SUFFIXES[args.format]}" for f in files}
+        meta = {"name": loaded.path.stem if loaded.path else "model", "sha256": loaded.digest}
+        for folder, review in reviews_from_tables(done.output / "review", files, tables, meta,
+                                                  detector.cfg.to_dict(), list(loaded.classes)):
+            print(f"{folder}: {'new review' if review else 'review kept as it was (not replaced)'}")
     return 0
 
 

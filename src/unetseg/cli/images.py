@@ -96,6 +96,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = Config.from_yaml(args.config) if args.config else Config()
         if args.data:
             cfg.data.path = args.data
+        if cfg.data.path:
+            cfg.data.path = _dataset_of_reviews(cfg.data.path, overrides, cfg)
         result = train(cfg, overrides=overrides)
     if not result.main:  # another process of a multi-process run: rank 0 reports and tests
         return 0
@@ -108,6 +110,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.no_test:
         _test_after_training(result, cfg)
     return 0
+
+
+def _dataset_of_reviews(path: str, overrides: dict, cfg: Config) -> str:
+    """A review folder (``serve --review``) as training data: its recordings and corrected events become a
+    new dataset folder under the runs folder (as ``audio dataset --review`` makes it), whose path is
+    returned; any other path is returned as it is."""
+    from ..audio.review import is_review
+
+    if not is_review(path):
+        return path
+    from ..audio.datasets import Labels, build_annotated_dataset
+    from ..audio.review import review_annotations
+    from ..audio.spectrogram import SpectrogramConfig
+    from ..fileio import new_run_dir
+
+    reviewed = review_annotations(path)
+    runs = overrides.get("train", {}).get("runs_dir", cfg.train.runs_dir)
+    target = new_run_dir(runs, f"data-{Path(path).resolve().name}")
+    labels = Labels(reviewed.classes[1:] if len(reviewed.classes) > 2 else None)
+    built = build_annotated_dataset(list(reviewed.events), reviewed.events, target / "dataset",
+                                    SpectrogramConfig.from_dict(reviewed.spectrogram), labels=labels)
+    print(f"review {path} -> dataset {built.root}: images per split {built.windows}")
+    return str(built.root)
 
 
 def _test_after_training(result: Any, cfg: Config) -> None:

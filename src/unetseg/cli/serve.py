@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from pathlib import Path
 
 from ..errors import UnetsegError
 from ..inference.options import BACKENDS
@@ -36,6 +37,8 @@ def add_serve_command(sub: argparse._SubParsersAction) -> None:
                    help="inference backend, as for predict [default: auto]")
     p.add_argument("--threads", type=number(int, ge=1, le=os.cpu_count() or 1), default=None,
                    help="CPU threads [default: all]")
+    p.add_argument("--review", metavar="DIR", help="review folder: recordings reviewed in the page are kept here "
+                   "(made by 'audio detect --review' or by uploads) [default: a temporary folder, gone at exit]")
     p.set_defaults(func=cmd_serve)
 
 
@@ -47,7 +50,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get("UNETSEG_TOKEN") or None
     if args.host not in ("127.0.0.1", "localhost", "::1") and not token:
         log.warning("serving on %s without --token: anyone who can reach this address can use the models", args.host)
-    options = ServeOptions(token=token, cors=args.cors, max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
+    if args.review and Path(args.review).exists() and not Path(args.review).is_dir():
+        raise UnetsegError(f"--review {args.review}: not a folder")
+    options = ServeOptions(review=args.review, token=token, cors=args.cors, max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
                            max_seconds=args.max_seconds, queue=args.queue, max_batch=args.max_batch,
                            backend=args.backend, threads=args.threads)
     serve(args.model, args.host, args.port, options)

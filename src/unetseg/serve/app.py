@@ -11,18 +11,21 @@ also after errors).
 from __future__ import annotations
 
 import secrets
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.background import BackgroundTask
 
+from ..audio.review import ReviewStore
 from ..version import __version__
-from . import audio, images
+from . import audio, images, review
 from .batcher import Busy
 from .models import ServedModel, ServeOptions, load_models
 from .state import ServerState, bad
@@ -35,16 +38,24 @@ def create_app(models: dict[str, ServedModel], options: ServeOptions | None = No
     (``audio``), and here the health, model list, linked files, the page and the guard of every request."""
     options = options or ServeOptions()
     server = ServerState(models, options)
+    kept = options.review is not None  # else reviews live in a temporary folder, gone when the server stops
+    scratch = None if kept else tempfile.TemporaryDirectory(prefix="unetseg-reviews-")
+    reviews = ReviewStore(options.review if kept else scratch.name)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         server.close()
+        if scratch is not None:
+            scratch.cleanup()
 
     app = FastAPI(title="unetseg", version=__version__, lifespan=lifespan,
-                  description="Segmentation masks of images and sound events of recordings from unetseg model files.")
+                  description="Segmentation masks of images and sound events of recordings from unetseg model "
+                  "files, and the review of a recording's events (/reviews): people accept, correct, add and "
+                  "delete events, kept in the review folder and exported as Raven, Audacity or CSV tables.")
     app.state.server = server
     app.state.models = models
+    app.state.reviews, app.state.tiles = reviews, review.Tiles()
     if options.cors:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -66,6 +77,12 @@ def create_app(models: dict[str, ServedModel], options: ServeOptions | None = No
                                  f"{options.max_upload_mb:g} MB (--max-upload-mb)"}, status_code=413)
         return await call_next(request)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+        return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"}, status_code=422)
+
     @app.exception_handler(Busy)
     async def busy(_request: Request, _exc: Busy) -> JSONResponse:
         return JSONResponse({"detail": f"busy: {options.queue} requests are in progress; retry shortly"},
@@ -75,7 +92,8 @@ def create_app(models: dict[str, ServedModel], options: ServeOptions | None = No
     def health() -> dict[str, Any]:
         """Liveness: always public."""
         return {"status": "ok", "version": __version__, "models": len(models), "auth": bool(options.token),
-                "in_progress": server.admission.count, "queue": options.queue}
+                "in_progress": server.admission.count, "queue": options.queue,
+                "reviews": "kept" if kept else "temporary"}
 
     @app.get("/models")
     def list_models() -> list[dict[str, Any]]:
@@ -84,6 +102,7 @@ def create_app(models: dict[str, ServedModel], options: ServeOptions | None = No
 
     app.include_router(images.router)
     app.include_router(audio.router)
+    app.include_router(review.router)
 
     @app.get("/files/{key}")
     def fetch(key: str) -> FileResponse:

@@ -34,6 +34,7 @@ class ServeOptions:
     threads: int | None = None
     read_timeout: float = 30.0  # seconds a client may take between two pieces of its upload
     variants: int = 4  # engines kept for other tile/flip settings (least recently used dropped)
+    review: str | Path | None = None  # the review folder (None: a temporary one, gone when the server stops)
 
     def __post_init__(self) -> None:
         for name in ("max_upload_mb", "max_pixels", "max_seconds", "queue", "max_batch", "read_timeout", "variants"):

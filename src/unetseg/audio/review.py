@@ -1,0 +1,376 @@
+"""Review folders: a recording's detected events, each with a review state, corrected by people and kept on
+disk, exported as Raven, Audacity or CSV tables and read back as annotations for training.
+
+A review root holds one folder per recording::
+
+    <root>/<name>/review.json            the recording, its model and spectrogram, and every event with its state
+    <root>/<name>/<name>.selections.txt  the corrected Raven table (deleted events left out), rewritten on each change
+    <root>/<name>/<name>.wav             the recording, when it was uploaded (else review.json names its path)
+
+Every change is one atomic write of ``review.json`` (a crash leaves the old file or the new one). Two
+writers of one event: the last write wins, and the change says whether it replaced an edit its writer had
+not seen (``Change.overwrote``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import UnetsegError
+from ..fileio import write_json, write_text
+from .annotations import Event, format_audacity, format_csv, read_annotations
+
+REVIEW_FILE = "review.json"
+STATES = ("unreviewed", "accepted", "corrected", "added", "deleted")
+KEPT = ("unreviewed", "accepted", "corrected", "added")  # what a corrected table holds
+REVIEWED = ("accepted", "corrected", "added")  # what a person has looked at
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+MAX_LABEL = 100
+VERSION = 1
+
+
+def check_name(name: str) -> str:
+    """A review's name as given by a client: a plain folder name (letters, digits, ``._-``), never a path."""
+    if not isinstance(name, str) or not NAME.match(name) or ".." in name:
+        raise UnetsegError(f"review name {str(name)[:40]!r} is not a plain name (letters, digits, '.', '_', '-'; "
+                           "at most 100)")
+    return name
+
+
+def safe_name(text: str) -> str:
+    """A folder name made from a file name: other characters become ``_``."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(text).stem).strip("._-")[:100]
+    return stem or "recording"
+
+
+def reviews_in(root: str | Path) -> list[Path]:
+    """Review folders of ``root`` (or ``root`` itself when it is one), sorted by name."""
+    root = Path(root)
+    if (root / REVIEW_FILE).is_file():
+        return [root]
+    if not root.is_dir():
+        raise UnetsegError(f"{root}: no such review folder")
+    return sorted(p.parent for p in root.glob(f"*/{REVIEW_FILE}"))
+
+
+def is_review(path: str | Path) -> bool:
+    """Whether ``path`` is a review folder or a folder of them."""
+    path = Path(path)
+    return path.is_dir() and ((path / REVIEW_FILE).is_file() or any(path.glob(f"*/{REVIEW_FILE}")))
+
+
+@dataclass(frozen=True)
+class Change:
+    """One event after a change, and whether the change replaced an edit its writer had not seen."""
+
+    event: dict[str, Any]
+    revision: int
+    overwrote: bool
+
+
+class Review:
+    """One recording's review, as stored in ``<folder>/review.json``."""
+
+    def __init__(self, folder: Path, data: dict[str, Any]) -> None:
+        self.folder, self.data = folder, data
+
+    # ------------------------------------------------------------------------------------------ reading
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Review:
+        folder = Path(folder)
+        path = folder / REVIEW_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise UnetsegError(f"{path}: cannot read the review ({e.strerror})") from None
+        except ValueError as e:
+            raise UnetsegError(f"{path}: not a review file (invalid JSON: {e})") from None
+        review = cls(folder, data)
+        review._check(path)
+        return review
+
+    def _check(self, path: Path) -> None:
+        d = self.data
+        if not isinstance(d, dict) or d.get("version") != VERSION:
+            raise UnetsegError(f"{path}: not a review file of version {VERSION}")
+        for key, kind in (("recording", str), ("duration", (int, float)), ("sample_rate", int), ("events", list),
+                          ("classes", list), ("spectrogram", dict), ("revision", int)):
+            if not isinstance(d.get(key), kind):
+                raise UnetsegError(f"{path}: field {key!r} is missing or not a {getattr(kind, '__name__', 'number')}")
+        seen = set()
+        for i, e in enumerate(d["events"]):
+            where = f"{path}: event {i + 1}"
+            if not isinstance(e, dict) or not isinstance(e.get("id"), str) or e["id"] in seen:
+                raise UnetsegError(f"{where} has no id of its own")
+            seen.add(e["id"])
+            if e.get("state") not in STATES:
+                raise UnetsegError(f"{where} has state {e.get('state')!r}, not one of {', '.join(STATES)}")
+            self._checked_box(e, where)
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def recording(self) -> Path:
+        path = Path(self.data["recording"])
+        return path if path.is_absolute() else self.folder / path
+
+    @property
+    def duration(self) -> float:
+        return float(self.data["duration"])
+
+    @property
+    def nyquist(self) -> float:
+        return self.data["sample_rate"] / 2
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return self.data["events"]
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATES, 0)
+        for e in self.events:
+            counts[e["state"]] += 1
+        return counts
+
+    def summary(self) -> dict[str, Any]:
+        """What a list of reviews shows: name, recording, duration, model and counts per state."""
+        d = self.data
+        return {"name": self.name, "recording": self.recording.name, "duration": d["duration"],
+                "model": d.get("model", {}).get("name"), "revision": d["revision"], "events": len(self.events),
+                "states": self.counts(), "updated": d.get("updated")}
+
+    def annotations(self, reviewed_only: bool = False) -> list[Event]:
+        """The corrected events as annotations: deleted ones left out, and unreviewed ones too when
+        ``reviewed_only``."""
+        keep = REVIEWED if reviewed_only else KEPT
+        return [_event(e) for e in sorted(self.events, key=lambda e: (e["begin"], e["end"])) if e["state"] in keep]
+
+    def export(self, fmt: str = "raven", deleted: bool = False) -> str:
+        """The corrected table (Raven, Audacity or CSV), with a ``Review`` column of each event's state (Raven
+        and CSV; Audacity labels have no columns); deleted events only when ``deleted``."""
+        rows = sorted((e for e in self.events if deleted or e["state"] != "deleted"), key=lambda e: e["begin"])
+        events = [_event(e) for e in rows]
+        states = [e["state"] for e in rows]
+        if fmt == "raven":
+            return format_raven_reviewed(events, states)
+        if fmt == "audacity":
+            return format_audacity(events)
+        if fmt == "csv":
+            lines = format_csv(events).splitlines()
+            return "\n".join([lines[0] + ",review"] + [f"{line},{s}" for line, s in zip(lines[1:], states)]) + "\n"
+        raise UnetsegError(f"unknown table format {fmt!r} (choose raven, audacity or csv)")
+
+    # ------------------------------------------------------------------------------------------ changing
+
+    def _checked_box(self, e: dict[str, Any], where: str) -> None:
+        for key in ("begin", "end"):
+            if not _finite(e.get(key)):
+                raise UnetsegError(f"{where}: {key} must be a number of seconds, not {e.get(key)!r}")
+        for key in ("low", "high", "score"):
+            if e.get(key) is not None and not _finite(e[key]):
+                raise UnetsegError(f"{where}: {key} must be a number or null, not {e.get(key)!r}")
+        if not 0 <= e["begin"] < e["end"] <= self.duration + 0.05:
+            raise UnetsegError(f"{where}: {e['begin']:g}-{e['end']:g} s is not a span inside the recording "
+                               f"(0-{self.duration:.3f} s)")
+        low, high = e.get("low"), e.get("high")
+        if (low is None) != (high is None):
+            raise UnetsegError(f"{where}: give both low and high frequencies, or neither")
+        if low is not None and not 0 <= low < high <= self.nyquist * 1.001:
+            raise UnetsegError(f"{where}: band {low:g}-{high:g} Hz is not inside 0-{self.nyquist:g} Hz")
+        label = e.get("label", "")
+        if not isinstance(label, str) or len(label) > MAX_LABEL or any(c in label for c in "\t\r\n"):
+            raise UnetsegError(f"{where}: label must be text of at most {MAX_LABEL} characters without tabs or "
+                               "line breaks")
+
+    def change(self, event_id: str, fields: dict[str, Any], seen: int | None = None) -> Change:
+        """Change one event's box, label or state; a box or label change makes a detected event
+        ``corrected`` unless a state is given. ``seen`` is the event revision the writer last saw."""
+        unknown = set(fields) - {"begin", "end", "low", "high", "label", "state"}
+        if unknown:
+            raise UnetsegError(f"unknown event field(s) {', '.join(sorted(unknown))}")
+        event = self._find(event_id)
+        updated = {**event, **fields}
+        if "state" not in fields and any(fields.get(k, event.get(k)) != event.get(k)
+                                         for k in ("begin", "end", "low", "high", "label")):
+            updated["state"] = "added" if event["state"] == "added" else "corrected"
+        if updated["state"] not in STATES:
+            raise UnetsegError(f"state {updated['state']!r} is not one of {', '.join(STATES)}")
+        self._checked_box(updated, f"event {event_id}")
+        overwrote = seen is not None and seen != event["revision"]
+        return self._commit(event, updated, overwrote)
+
+    def add(self, fields: dict[str, Any]) -> Change:
+        """A new event drawn by a person (state ``added``)."""
+        unknown = set(fields) - {"begin", "end", "low", "high", "label"}
+        if unknown:
+            raise UnetsegError(f"unknown event field(s) {', '.join(sorted(unknown))}")
+        number = 1 + max((int(e["id"][1:]) for e in self.events if re.fullmatch(r"e\d+", e["id"])), default=0)
+        event = {"id": f"e{number}", "begin": None, "end": None, "low": None, "high": None, "label": "",
+                 "score": None, "state": "added", "detected": None, "revision": 0, **fields}
+        self._checked_box(event, "new event")
+        self.events.append(event)
+        return self._commit(event, event, False)
+
+    def _find(self, event_id: str) -> dict[str, Any]:
+        event = next((e for e in self.events if e["id"] == event_id), None)
+        if event is None:
+            raise KeyError(event_id)
+        return event
+
+    def _commit(self, old: dict[str, Any], new: dict[str, Any], overwrote: bool) -> Change:
+        self.data["revision"] += 1
+        new = {**new, "revision": self.data["revision"]}
+        old.clear()
+        old.update(new)
+        self.save()
+        return Change(dict(old), self.data["revision"], overwrote)
+
+    def save(self) -> None:
+        """``review.json`` and the corrected Raven table, each written atomically."""
+        self.data["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        write_json(self.folder / REVIEW_FILE, self.data, indent=1)
+        write_text(self.folder / f"{self.name}.selections.txt", self.export("raven"))
+
+
+def format_raven_reviewed(events: list[Event], states: list[str]) -> str:
+    """A Raven selection table with a ``Review`` column (Raven keeps extra columns as annotations)."""
+    from .annotations import format_raven
+
+    lines = format_raven(events).splitlines()
+    return "\n".join([lines[0] + "\tReview"] + [f"{line}\t{s}" for line, s in zip(lines[1:], states)]) + "\n"
+
+
+def create_review(root: str | Path, name: str, recording: Path, events: list[Event], model: dict[str, Any],
+                  spectrogram: dict[str, Any], classes: list[str], move: bool = False) -> Review:
+    """A new review folder ``<root>/<name>`` (``name-2``... when taken: an existing review is never
+    replaced) of ``events`` detected in ``recording``; ``move`` moves the recording into the folder."""
+    from ..fileio import new_run_dir
+    from .io import audio_info
+
+    info = audio_info(recording)
+    folder = new_run_dir(root, check_name(name))
+    if move:
+        target = folder / f"{folder.name}{_extension(info.format)}"
+        recording.replace(target)
+        where = target.name
+    else:
+        where = str(recording.resolve())
+    data = {"version": VERSION, "recording": where, "duration": info.duration, "sample_rate": info.sample_rate,
+            "channels": info.channels, "model": model, "spectrogram": spectrogram, "classes": classes,
+            "revision": 0, "events": []}
+    for i, e in enumerate(sorted(events, key=lambda e: (e.begin, e.end)), 1):
+        box = {"begin": round(e.begin, 4), "end": round(min(e.end, info.duration), 4), "low": e.low, "high": e.high,
+               "label": e.label, "score": None if e.score is None else round(e.score, 4)}
+        data["events"].append({"id": f"e{i}", **box, "state": "unreviewed", "detected": box, "revision": 0})
+    review = Review(folder, data)
+    review._check(folder / REVIEW_FILE)
+    review.save()
+    return review
+
+
+@dataclass(frozen=True)
+class ReviewedRecordings:
+    """What a review folder gives training: each recording's corrected events and the spectrogram settings
+    and classes of the model that detected them."""
+
+    events: dict[Path, list[Event]]
+    spectrogram: dict[str, Any]
+    classes: list[str]
+
+
+def review_annotations(root: str | Path, reviewed_only: bool = False) -> ReviewedRecordings:
+    """The corrected events of every review in ``root`` (a review folder or a folder of them), checked: the
+    reviews must share one spectrogram, and their recordings must exist and have distinct names."""
+    folders = reviews_in(root)
+    if not folders:
+        raise UnetsegError(f"{root}: no reviews (folders with {REVIEW_FILE})")
+    reviews = [Review.load(f) for f in folders]
+    events: dict[Path, list[Event]] = {}
+    stems: dict[str, Path] = {}
+    for r in reviews:
+        if not r.recording.is_file():
+            raise UnetsegError(f"{r.folder / REVIEW_FILE}: its recording {r.recording} is missing")
+        if r.data["spectrogram"] != reviews[0].data["spectrogram"]:
+            raise UnetsegError(f"{r.folder}: its spectrogram settings differ from {reviews[0].folder}'s; review "
+                               "recordings of one model together")
+        if r.recording.stem in stems:
+            raise UnetsegError(f"{r.folder}: its recording's name {r.recording.name} is that of "
+                               f"{stems[r.recording.stem]} too; rename one")
+        stems[r.recording.stem] = r.recording
+        events[r.recording] = r.annotations(reviewed_only)
+    return ReviewedRecordings(events, reviews[0].data["spectrogram"], [c for c in reviews[0].data["classes"]])
+
+
+def reviews_from_tables(root: str | Path, recordings: list[Path], tables: dict[str, Path], model: dict[str, Any],
+                        spectrogram: dict[str, Any], classes: list[str]) -> Iterator[tuple[Path, Review | None]]:
+    """A review per recording from its events table (as ``audio detect`` wrote it); a recording whose review
+    exists already keeps it (None), whatever was detected now."""
+    root = Path(root)
+    existing = {Review.load(f).recording.resolve(): f for f in reviews_in(root)} if root.is_dir() else {}
+    for f in recordings:
+        if f.resolve() in existing:
+            yield existing[f.resolve()], None
+            continue
+        review = create_review(root, safe_name(f.name), f, read_annotations(tables[f.name]), model, spectrogram,
+                               classes)
+        yield review.folder, review
+
+
+class ReviewStore:
+    """The reviews under one root, as the server reaches them: by name only (never a path), one writer at a
+    time per review."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def folder(self, name: str) -> Path:
+        folder = (self.root / check_name(name)).resolve()
+        if folder.parent != self.root or not (folder / REVIEW_FILE).is_file():
+            raise KeyError(name)
+        return folder
+
+    def lock(self, name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(name, threading.Lock())
+
+    def load(self, name: str) -> Review:
+        return Review.load(self.folder(name))
+
+    def list(self) -> list[dict[str, Any]]:
+        out = []
+        for folder in reviews_in(self.root):
+            if folder.resolve().parent != self.root:  # a link to a folder elsewhere
+                continue
+            try:
+                out.append(Review.load(folder).summary())
+            except UnetsegError as e:
+                out.append({"name": folder.name, "error": str(e).replace(str(self.root), "<reviews>")})
+        return out
+
+
+def _extension(fmt: str) -> str:
+    return {"WAV": ".wav", "WAVEX": ".wav", "FLAC": ".flac", "OGG": ".ogg", "MP3": ".mp3", "AIFF": ".aiff"}.get(
+        fmt.upper(), ".audio")
+
+
+def _finite(value: Any) -> bool:
+    import math
+
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _event(e: dict[str, Any]) -> Event:
+    return Event(float(e["begin"]), float(e["end"]), e.get("low"), e.get("high"), e.get("label", ""), e.get("score"))

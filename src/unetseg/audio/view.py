@@ -1,0 +1,100 @@
+"""Pieces of a recording for a person to see and hear: a spectrogram tile of any span at any width, and a
+clip of any span, optionally band-passed. Each reads only its span from the file (a one-hour recording costs
+what its tile costs)."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from ..errors import UnetsegError
+from .io import _reason, audio_info, repair_samples, resample, select_channel
+from .spectrogram import SpectrogramConfig, n_frames, spectrogram_image
+
+MAX_CLIP_SECONDS = 600.0
+
+
+def read_span(path: str | Path, begin: float, end: float, sample_rate: int | None = None,
+              channel: int | None = None) -> tuple[np.ndarray, int, int]:
+    """Mono float32 samples of ``[begin, end)`` s (clipped to the recording), resampled to ``sample_rate``
+    when given; returns (samples, rate, the first sample's index at that rate)."""
+    info = audio_info(path)
+    rate = info.sample_rate
+    first = max(0, math.floor(begin * rate))
+    last = min(round(info.duration * rate), math.ceil(end * rate))
+    try:
+        with sf.SoundFile(str(path)) as f:
+            f.seek(first)
+            data = f.read(max(0, last - first), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise UnetsegError(f"{path}: cannot decode audio ({_reason(e)})") from e
+    y = repair_samples(select_channel(data, channel), path)
+    if sample_rate and sample_rate != rate and len(y):
+        y = resample(y, rate, sample_rate)
+        return y, sample_rate, round(first * sample_rate / rate)
+    return y, rate, first
+
+
+def spectrogram_tile(path: str | Path, cfg: SpectrogramConfig, begin: float, seconds: float, width: int,
+                     channel: int | None = None) -> np.ndarray:
+    """The spectrogram of ``[begin, begin + seconds)`` as the model sees it, ``width`` pixels wide (rows as
+    the model's image): pixel x shows time ``begin + (x + 0.5) * seconds / width``; black past the end."""
+    info = audio_info(path)
+    sr = cfg.sample_rate or info.sample_rate
+    hop, win = cfg.hop_length, cfg.win
+    # column c is centred at (c * hop + win / 2) / sr (SpectrogramMapping.column_time)
+    c0 = max(0, math.floor((begin * sr - win / 2) / hop))
+    c1 = math.ceil(((begin + seconds) * sr - win / 2) / hop) + 1
+    y, rate, start = read_span(path, c0 * hop / sr, ((c1 - 1) * hop + win) / sr, sr, channel)
+    y = y[max(0, c0 * hop - start):]
+    rows = None
+    if n_frames(len(y), cfg):
+        image, _ = spectrogram_image(y, rate, cfg)
+        rows = image.shape[0]
+    else:
+        from .spectrogram import row_frequencies
+
+        rows, image = len(row_frequencies(cfg, sr)), None
+    centres = begin + (np.arange(width) + 0.5) * seconds / width
+    columns = np.floor((centres * sr - win / 2) / hop + 0.5).astype(np.int64) - c0
+    out = np.zeros((rows, width), np.uint8)
+    if image is None:
+        return out
+    inside = (columns >= 0) & (columns < image.shape[1]) & (centres < info.duration)
+    per_pixel = seconds * sr / hop / width
+    if per_pixel > 1.5:  # many columns per pixel: the loudest, so that a short call still shows
+        bounds = np.clip(np.floor((begin + np.arange(width + 1) * seconds / width) * sr / hop - win / 2 / hop + 0.5)
+                         .astype(np.int64) - c0, 0, image.shape[1])
+        starts = np.minimum(bounds[:-1], image.shape[1] - 1)
+        out[:, inside] = np.maximum.reduceat(image, starts, axis=1)[:, inside]
+    else:
+        out[:, inside] = image[:, columns[inside]]
+    return out
+
+
+def clip_wav(path: str | Path, begin: float, end: float, low: float | None = None, high: float | None = None,
+             channel: int | None = None) -> bytes:
+    """``[begin, end)`` s of the recording at its own rate as a 16-bit WAV, band-passed to ``low``-``high``
+    Hz when given (a 4th-order Butterworth, run forwards and backwards: no phase shift)."""
+    if not end > begin or end - begin > MAX_CLIP_SECONDS:
+        raise UnetsegError(f"a clip must last between 0 and {MAX_CLIP_SECONDS:g} s, not {end - begin:g} s")
+    y, rate, _ = read_span(path, begin, end, None, channel)
+    nyquist = rate / 2
+    if len(y) > 27 and (low is not None or high is not None):
+        from scipy.signal import butter, sosfiltfilt
+
+        lo = low if low is not None and low > 0 else None
+        hi = high if high is not None and high < nyquist * 0.99 else None
+        if lo is not None and hi is not None and hi <= lo:
+            raise UnetsegError(f"band {low:g}-{high:g} Hz is empty")
+        band = [lo, hi] if lo and hi else lo or hi
+        kind = "bandpass" if lo and hi else "highpass" if lo else "lowpass"
+        if band is not None:
+            y = sosfiltfilt(butter(4, band, btype=kind, fs=rate, output="sos"), y).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(y, -1, 1), rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()

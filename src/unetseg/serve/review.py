@@ -1,0 +1,251 @@
+"""``/reviews``: people review a recording's events in the page (or any client) and the corrections are kept
+in the review folder (``unetseg serve --review DIR``).
+
+A review is reached by its name only; names are plain folder names checked before any path is made, so no
+request reads or writes outside the review folder. Every change is saved at once (an atomic write); two
+tabs changing one event: the last write wins and its answer says ``overwrote``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..audio.annotations import SUFFIXES
+from ..audio.io import audio_info
+from ..audio.review import STATES, Review, ReviewStore, create_review, safe_name
+from ..errors import UnetsegError
+from .state import ServerState, bad
+
+router = APIRouter(prefix="/reviews", tags=["review"])
+MAX_TILE = 4096  # pixels
+MAX_TILE_SECONDS = 900.0
+
+
+class EventChange(BaseModel):
+    """Fields of an event to change (those left out keep their values); ``seen`` is the event's revision the
+    writer last saw, so that the answer can say whether it replaced another writer's edit."""
+
+    model_config = ConfigDict(extra="forbid")
+    begin: float | None = Field(None, description="seconds from the start of the recording")
+    end: float | None = Field(None, description="seconds")
+    low: float | None = Field(None, description="Hz (null with high: the whole band)")
+    high: float | None = Field(None, description="Hz")
+    label: str | None = Field(None, max_length=100)
+    state: Literal[STATES] | None = None  # type: ignore[valid-type]
+    seen: int | None = Field(None, ge=0)
+
+
+class NewEvent(BaseModel):
+    """A box drawn by a person."""
+
+    model_config = ConfigDict(extra="forbid")
+    begin: float
+    end: float
+    low: float | None = None
+    high: float | None = None
+    label: str = Field("", max_length=100)
+
+
+class Tiles:
+    """Spectrogram tiles as PNG bytes, the most recently used kept (a recording never changes under a review)."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self.limit, self.cache = limit, OrderedDict()
+
+    def get(self, key: tuple) -> bytes | None:
+        if key in self.cache:
+            self.cache.move_to_end(key)
+            return self.cache[key]
+        return None
+
+    def put(self, key: tuple, png: bytes) -> None:
+        self.cache[key] = png
+        while len(self.cache) > self.limit:
+            self.cache.popitem(last=False)
+
+
+def _store(request: Request) -> ReviewStore:
+    return request.app.state.reviews
+
+
+def _review(request: Request, name: str) -> Review:
+    try:
+        return _store(request).load(name)
+    except KeyError:
+        raise bad(404, f"no review named {name!r}; GET /reviews lists them") from None
+    except UnetsegError as e:
+        raise bad(400 if "not a plain name" in str(e) else 500, _hide(request, e)) from None
+
+
+def _hide(request: Request, error: Exception) -> str:
+    """An error's text without the server's folders."""
+    text = str(error)
+    root = str(_store(request).root)
+    return text.replace(root + "/", "").replace(root, "<reviews>")
+
+
+def document(review: Review) -> dict[str, Any]:
+    """A review as the page reads it: its events and states, and the spectrogram's rows in Hz."""
+    from ..audio.spectrogram import SpectrogramConfig, row_frequencies
+
+    d = review.data
+    cfg = SpectrogramConfig.from_dict(d["spectrogram"])
+    sr = cfg.sample_rate or d["sample_rate"]
+    return {"name": review.name, "recording": review.recording.name, "duration": d["duration"],
+            "sample_rate": d["sample_rate"], "spectrogram_rate": sr, "model": d.get("model"),
+            "classes": d["classes"], "row_hz": [round(float(v), 1) for v in row_frequencies(cfg, sr)],
+            "column_s": cfg.hop_length / sr, "revision": d["revision"], "updated": d.get("updated"),
+            "denoised": (review.folder / "denoised.wav").is_file(), "states": review.counts(),
+            "events": review.events}
+
+
+@router.get("")
+def list_reviews(request: Request) -> list[dict[str, Any]]:
+    """Every review in the review folder: name, recording, duration, model, events and counts per state."""
+    return _store(request).list()
+
+
+@router.post("")
+async def new_review(request: Request, model: str | None = None, name: str | None = Query(None, max_length=200),
+                     denoise: bool = False) -> JSONResponse:
+    """Upload a recording: the model detects its events and a new review of them is made (``name``, e.g. the
+    file's name, names the review folder; a taken name gets ``-2``, ``-3``...)."""
+    server: ServerState = request.app.state.server
+    served = server.pick(model, "audio")
+    shown = name or "upload"
+    with tempfile.TemporaryDirectory(prefix="unetseg-upload-") as tmp:
+        path = await server.upload(request, Path(tmp))
+        with server.admission:
+            try:
+                info = audio_info(path)
+                if info.duration > server.options.max_seconds:
+                    raise bad(413, f"{shown}: recording of {info.duration:.0f} s is over the limit of "
+                              f"{server.options.max_seconds:g} s (--max-seconds)")
+                denoised = Path(tmp) / "denoised.wav" if denoise else None
+                result = await asyncio.to_thread(_detect, served, path, denoised)
+            except UnetsegError as e:
+                raise bad(400, str(e).replace(str(path), shown)) from None
+            meta = served.loaded.meta
+            review = await asyncio.to_thread(
+                create_review, _store(request).root, safe_name(shown), path, result.events,
+                {"name": served.name, "sha256": served.loaded.digest}, served.detector.cfg.to_dict(),
+                list(meta["classes"]), True)
+            if denoised is not None:
+                denoised.replace(review.folder / "denoised.wav")
+    return JSONResponse(document(review), status_code=201)
+
+
+def _detect(served: Any, path: Path, denoised: Path | None) -> Any:
+    with served.lock:  # one recording at a time per model: its memory stays bounded
+        return served.detector.run(path, denoise=denoised)
+
+
+@router.get("/{name}")
+def get_review(request: Request, name: str) -> dict[str, Any]:
+    """One review: its recording's facts, the spectrogram's rows (Hz, top first), and every event with its
+    state (unreviewed, accepted, corrected, added, deleted) and revision."""
+    return document(_review(request, name))
+
+
+def _changed(request: Request, name: str, action: Any) -> JSONResponse:
+    store = _store(request)
+    with store.lock(name):
+        review = _review(request, name)
+        try:
+            change = action(review)
+        except KeyError as e:
+            raise bad(404, f"review {name!r} has no event {e.args[0]!r}") from None
+        except UnetsegError as e:
+            raise bad(400, _hide(request, e)) from None
+    return JSONResponse({"event": change.event, "revision": change.revision, "overwrote": change.overwrote,
+                         "states": review.counts()})
+
+
+@router.patch("/{name}/events/{event_id}")
+def change_event(request: Request, name: str, event_id: str, body: EventChange) -> JSONResponse:
+    """Move, resize, relabel, accept or restore one event. A box or label change makes a detected event
+    ``corrected`` (an added one stays ``added``) unless ``state`` is given."""
+    fields = body.model_dump(exclude_unset=True)
+    seen = fields.pop("seen", None)
+    return _changed(request, name, lambda r: r.change(event_id, fields, seen))
+
+
+@router.delete("/{name}/events/{event_id}")
+def delete_event(request: Request, name: str, event_id: str, seen: int | None = Query(None, ge=0)) -> JSONResponse:
+    """Mark one event deleted (it stays in the review, left out of the corrected table)."""
+    return _changed(request, name, lambda r: r.change(event_id, {"state": "deleted"}, seen))
+
+
+@router.post("/{name}/events")
+def add_event(request: Request, name: str, body: NewEvent) -> JSONResponse:
+    """A new event (state ``added``)."""
+    return _changed(request, name, lambda r: r.add(body.model_dump()))
+
+
+@router.get("/{name}/export")
+def export(request: Request, name: str, format: str = Query("raven", pattern="^(raven|audacity|csv)$"),
+           deleted: bool = False) -> PlainTextResponse:
+    """The corrected table as Raven (with a ``Review`` column), Audacity labels or CSV (with a ``review``
+    column); deleted events only with ``deleted=true``."""
+    review = _review(request, name)
+    text = review.export(format, deleted)
+    filename = f"{review.name}.reviewed{SUFFIXES[format]}"
+    return PlainTextResponse(text, media_type="text/csv" if format == "csv" else "text/plain",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@router.get("/{name}/tile")
+async def tile(request: Request, name: str, begin: float = Query(..., ge=0),
+               seconds: float = Query(..., gt=0, le=MAX_TILE_SECONDS),
+               width: int = Query(512, ge=1, le=MAX_TILE)) -> Response:
+    """A PNG of the spectrogram of ``[begin, begin + seconds)``, ``width`` pixels wide and as many rows as
+    the model's image (the loudest column per pixel when zoomed out)."""
+    review = _review(request, name)
+    if begin >= review.duration:
+        raise bad(400, f"begin {begin:g} s is past the recording's end ({review.duration:.3f} s)")
+    key = (review.name, review.data["recording"], round(begin, 6), round(seconds, 6), width)
+    cache: Tiles = request.app.state.tiles
+    png = cache.get(key)
+    if png is None:
+        png = await asyncio.to_thread(_tile_png, review, begin, seconds, width)
+        cache.put(key, png)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+
+def _tile_png(review: Review, begin: float, seconds: float, width: int) -> bytes:
+    import cv2
+
+    from ..audio.spectrogram import SpectrogramConfig
+    from ..audio.view import spectrogram_tile
+
+    image = spectrogram_tile(review.recording, SpectrogramConfig.from_dict(review.data["spectrogram"]), begin,
+                             seconds, width)
+    ok, png = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    return png.tobytes()
+
+
+@router.get("/{name}/audio")
+async def clip(request: Request, name: str, begin: float = Query(..., ge=0), end: float = Query(..., gt=0),
+               low: float | None = Query(None, ge=0), high: float | None = Query(None, gt=0),
+               denoised: bool = False) -> Response:
+    """``[begin, end)`` s of the recording (at most 600 s) as a WAV at its own rate, band-passed to
+    ``low``-``high`` Hz when given; ``denoised=true`` takes the denoised recording (at the model's rate)."""
+    from ..audio.view import clip_wav
+
+    review = _review(request, name)
+    source = review.folder / "denoised.wav" if denoised else review.recording
+    if denoised and not source.is_file():
+        raise bad(404, f"review {name!r} has no denoised recording (upload with denoise=true)")
+    try:
+        wav = await asyncio.to_thread(clip_wav, source, begin, min(end, review.duration), low, high)
+    except UnetsegError as e:
+        raise bad(400, _hide(request, e).replace(str(source), source.name)) from None
+    return Response(wav, media_type="audio/wav")

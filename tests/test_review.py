@@ -1,0 +1,235 @@
+"""Review folders and the ``/reviews`` API: events corrected, kept on disk, exported and read back as
+annotations; bad requests get one line; nothing outside the review folder can be reached."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from fastapi.testclient import TestClient
+
+from unetseg.audio.annotations import Event, read_annotations
+from unetseg.audio.review import Review, create_review, review_annotations
+from unetseg.errors import UnetsegError
+
+from .test_serve import audio_model, wav_bytes
+
+
+def _wav(path: Path, seconds: float = 3.0, sr: int = 22050) -> Path:
+    path.write_bytes(wav_bytes(seconds, sr))
+    return path
+
+
+def _review(tmp: Path) -> Review:
+    events = [Event(0.2, 0.5, 2000.0, 4000.0, "bird", 0.9), Event(1.0, 1.4, 2500.0, 3500.0, "bird", 0.7),
+              Event(2.0, 2.3, None, None, "bird", 0.6)]
+    return create_review(tmp / "reviews", "song", _wav(tmp / "song.wav"), events, {"name": "m"},
+                         {"sample_rate": 22050}, ["background", "bird"])
+
+
+def test_a_review_keeps_states_and_exports_the_corrected_table(tmp_path: Path) -> None:
+    review = _review(tmp_path)
+    assert review.folder == tmp_path / "reviews" / "song"
+    assert [e["state"] for e in review.events] == ["unreviewed"] * 3
+    change = review.change("e1", {"begin": 0.25})
+    assert change.event["state"] == "corrected" and change.event["detected"]["begin"] == 0.2
+    assert not change.overwrote
+    review.change("e2", {"state": "deleted"})
+    added = review.add({"begin": 2.5, "end": 2.8, "low": 1000.0, "high": 2000.0, "label": "frog"})
+    assert added.event["state"] == "added" and added.event["id"] == "e4"
+    # a writer that saw an older revision of e1 still wins, and is told so
+    assert review.change("e1", {"label": "wren"}, seen=0).overwrote
+    again = Review.load(review.folder)  # every change is on disk
+    assert again.counts() == {"unreviewed": 1, "accepted": 0, "corrected": 1, "added": 1, "deleted": 1}
+    table = read_annotations(review.folder / "song.selections.txt")
+    assert [(e.begin, e.label) for e in table] == [(0.25, "wren"), (2.0, "bird"), (2.5, "frog")]
+    raven = again.export("raven", deleted=True).splitlines()
+    assert raven[0].endswith("\tReview") and [r.split("\t")[-1] for r in raven[1:]] == [
+        "corrected", "deleted", "unreviewed", "added"]
+    assert len(read_annotations_text(again.export("raven", deleted=True))) == 3  # deleted rows are not read
+    csv = again.export("csv").splitlines()
+    assert csv[0].endswith(",review") and csv[1].endswith(",corrected")
+    assert [e.label for e in again.annotations(reviewed_only=True)] == ["wren", "frog"]
+    # a second review of the same name is a new folder: nothing a person made is replaced
+    assert _review(tmp_path).folder.name == "song-2"
+
+
+def read_annotations_text(text: str) -> list[Event]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "t.selections.txt"
+        path.write_text(text)
+        return read_annotations(path)
+
+
+def test_bad_changes_are_refused_with_one_line(tmp_path: Path) -> None:
+    review = _review(tmp_path)
+    for fields, words in [({"begin": 2.0, "end": 1.0}, "not a span inside"), ({"end": 99.0}, "not a span inside"),
+                          ({"low": 5000.0}, "band"), ({"low": None}, "both low and high"),
+                          ({"high": 20000.0}, "band"), ({"label": "a\tb"}, "label"),
+                          ({"state": "maybe"}, "state"), ({"colour": 1}, "unknown event field")]:
+        with pytest.raises(UnetsegError, match=words) as e:
+            review.change("e1", fields)
+        assert "\n" not in str(e.value)
+    assert Review.load(review.folder).events[0]["state"] == "unreviewed"  # nothing was saved
+    (review.folder / "review.json").write_text("{")
+    with pytest.raises(UnetsegError, match="review.json: not a review file"):
+        Review.load(review.folder)
+
+
+def test_review_annotations_make_a_dataset(tmp_path: Path) -> None:
+    from unetseg.audio.datasets import build_annotated_dataset
+    from unetseg.audio.spectrogram import SpectrogramConfig
+
+    review = _review(tmp_path)
+    review.change("e2", {"state": "deleted"})
+    reviewed = review_annotations(tmp_path / "reviews")
+    assert [len(v) for v in reviewed.events.values()] == [2]
+    built = build_annotated_dataset(list(reviewed.events), reviewed.events, tmp_path / "data",
+                                    SpectrogramConfig.from_dict(reviewed.spectrogram))
+    assert sum(built.windows.values()) > 0 and built.classes == ["background", "call"]
+    (review.folder / "review.json").write_text(json.dumps({**review.data, "recording": "gone.wav"}))
+    with pytest.raises(UnetsegError, match="gone.wav is missing"):
+        review_annotations(tmp_path / "reviews")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
+    from unetseg.serve import ServeOptions, create_app, load_models
+
+    tmp = tmp_path_factory.mktemp("reviews")
+    options = ServeOptions(backend="torch", review=tmp / "reviews")
+    with TestClient(create_app(load_models([audio_model(tmp, bias=3.0)], options), options)) as c:
+        yield c
+
+
+def test_upload_review_edit_and_export_through_the_api(served: TestClient) -> None:
+    c = served
+    assert c.get("/health").json()["reviews"] == "kept"
+    r = c.post("/reviews?name=my%20song.wav", content=wav_bytes(3.0))
+    assert r.status_code == 201, r.text
+    doc = r.json()
+    name = doc["name"]
+    assert name == "my_song" and doc["events"] and doc["row_hz"][0] > doc["row_hz"][-1]
+    first = doc["events"][0]
+    assert any(row["name"] == name for row in c.get("/reviews").json())
+    r = c.patch(f"/reviews/{name}/events/{first['id']}", json={"begin": 0.1, "end": 0.6, "low": 1000, "high": 5000,
+                                                            "label": "wren", "seen": first["revision"]})
+    assert r.status_code == 200 and r.json()["event"]["state"] == "corrected" and not r.json()["overwrote"]
+    stale = c.patch(f"/reviews/{name}/events/{first['id']}", json={"state": "accepted", "seen": first["revision"]})
+    assert stale.json()["overwrote"]  # another tab changed it since: last write wins, and says so
+    r = c.post(f"/reviews/{name}/events", json={"begin": 2.0, "end": 2.5, "low": 500, "high": 900, "label": "frog"})
+    assert r.status_code == 200 and r.json()["event"]["state"] == "added"
+    frog = r.json()["event"]["id"]
+    assert c.delete(f"/reviews/{name}/events/{frog}").json()["event"]["state"] == "deleted"
+    table = c.get(f"/reviews/{name}/export?format=raven")
+    assert table.status_code == 200 and "attachment" in table.headers["content-disposition"]
+    rows = [line.split("\t") for line in table.text.splitlines()]
+    assert rows[0][-1] == "Review" and ["wren", "accepted"] == [rows[1][7], rows[1][-1]]
+    assert "deleted" not in table.text and "deleted" in c.get(f"/reviews/{name}/export?deleted=true").text
+    tile = c.get(f"/reviews/{name}/tile?begin=0&seconds=2&width=300")
+    assert tile.status_code == 200 and tile.headers["content-type"] == "image/png"
+    from PIL import Image
+
+    picture = np.asarray(Image.open(io.BytesIO(tile.content)))
+    assert picture.shape == (len(doc["row_hz"]), 300) and picture.max() > 0
+    late = np.asarray(Image.open(io.BytesIO(c.get(f"/reviews/{name}/tile?begin=2&seconds=2&width=300").content)))
+    assert late[:, 160:].max() == 0  # past the end of the 3 s recording: black
+    clip = c.get(f"/reviews/{name}/audio?begin=0.5&end=1.5&low=2000&high=4000")
+    y, sr = sf.read(io.BytesIO(clip.content))
+    assert clip.status_code == 200 and sr == 22050 and len(y) == 22050
+    assert c.get(f"/reviews/{name}").json()["revision"] >= 4
+
+
+@pytest.mark.parametrize("method,path,body,status,words", [
+    ("get", "/reviews/nope", None, 404, "no review named 'nope'"),
+    ("get", "/reviews/..%2F..%2Fetc", None, 404, None),
+    ("get", "/reviews/%2E%2E", None, 400, "not a plain name"),
+    ("get", "/reviews/.hidden", None, 400, "not a plain name"),
+    ("get", "/reviews/song/tile?begin=-1&seconds=1", None, 422, "begin"),
+    ("get", "/reviews/song/tile?begin=0&seconds=99999", None, 422, "seconds"),
+    ("get", "/reviews/song/tile?begin=50&seconds=1", None, 400, "past the recording's end"),
+    ("get", "/reviews/song/audio?begin=1&end=1", None, 400, "a clip must last"),
+    ("get", "/reviews/song/audio?begin=0&end=1&low=3000&high=2000", None, 400, "band"),
+    ("get", "/reviews/song/export?format=xls", None, 422, "format"),
+    ("patch", "/reviews/song/events/e1", {"begin": "x"}, 422, "begin"),
+    ("patch", "/reviews/song/events/e1", {"path": "/etc/passwd"}, 422, "path"),
+    ("patch", "/reviews/song/events/e99", {"state": "accepted"}, 404, "no event 'e99'"),
+    ("patch", "/reviews/song/events/e1", {"begin": 5.0, "end": 4.0}, 400, "not a span inside"),
+    ("post", "/reviews/song/events", {"begin": 1.0}, 422, "end"),
+    ("delete", "/reviews/song/events/e1?seen=-1", None, 422, "seen"),
+    ("post", "/reviews?name=x.wav", b"junk", 400, "x.wav: not a readable audio file"),
+])
+def test_bad_review_requests_get_one_line(served: TestClient, method: str, path: str, body: object, status: int,
+                                          words: str | None) -> None:
+    c = served
+    if not any(r["name"] == "song" for r in c.get("/reviews").json()):
+        assert c.post("/reviews?name=song.wav", content=wav_bytes(3.0)).status_code == 201
+    kwargs = {"json": body} if isinstance(body, dict) else {"content": body} if body else {}
+    r = getattr(c, method)(path, **kwargs) if method != "delete" else c.delete(path)
+    assert r.status_code == status, r.text
+    detail = r.json()["detail"]
+    assert isinstance(detail, str) and "\n" not in detail and "/tmp" not in detail
+    if words:
+        assert words in detail
+
+
+def test_no_request_reaches_outside_the_review_folder(served: TestClient, tmp_path: Path) -> None:
+    c = served
+    root = c.app.state.reviews.root
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    (outside / "review.json").write_text("{}")
+    (root / "link").symlink_to(outside)  # a link inside pointing out is refused too
+    for name in ["link", "..", "../secret", "%2e%2e%2fsecret", str(outside)]:
+        r = c.get(f"/reviews/{name}")
+        page = r.headers["content-type"].startswith("text/html")  # '..' is normalised to the page itself
+        assert r.status_code in (400, 404) or page, (name, r.status_code)
+    assert "link" not in [row["name"] for row in c.get("/reviews").json()]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert c.post("/reviews?name=../../evil.wav", content=wav_bytes(1.0)).status_code == 201
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert all(p.parent == root for p in root.iterdir())
+
+
+def test_detect_review_then_dataset_from_the_review(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from unetseg.cli import main
+
+    model = audio_model(tmp_path, bias=3.0)
+    rec = _wav(tmp_path / "rec.wav", 4.0)
+    assert main(["audio", "detect", "--model", str(model), "--input", str(rec), "--output", str(tmp_path / "out"),
+                 "--review", "--backend", "torch"]) == 0
+    folder = tmp_path / "out" / "review" / "rec"
+    review = Review.load(folder)
+    assert review.recording == rec.resolve() and review.events
+    review.change(review.events[0]["id"], {"state": "accepted"})
+    # a second detect into the same output keeps the person's review
+    assert main(["audio", "detect", "--model", str(model), "--input", str(rec), "--output", str(tmp_path / "out"),
+                 "--review", "--overwrite", "--backend", "torch"]) == 0
+    assert Review.load(folder).counts()["accepted"] == 1
+    assert main(["audio", "dataset", "--review", str(tmp_path / "out" / "review"), "--output",
+                 str(tmp_path / "data"), "--window", "64", "--overlap", "0"]) == 0
+    assert any((tmp_path / "data" / "train" / "masks").iterdir())
+    assert main(["audio", "dataset", "--output", str(tmp_path / "d2")]) != 0
+    assert "error: give --audio (with --annotations) or --review" in capsys.readouterr().err
+    assert not (tmp_path / "d2").exists()
+
+
+def test_sf_reads_clip(tmp_path: Path) -> None:
+    """A clip is read from its span only, at the file's own rate, and band-passed."""
+    from unetseg.audio.view import clip_wav
+
+    sr = 44100
+    t = np.arange(2 * sr) / sr
+    y = 0.3 * np.sin(2 * np.pi * 500 * t) + 0.3 * np.sin(2 * np.pi * 6000 * t)
+    sf.write(tmp_path / "two.wav", y, sr)
+    out, rate = sf.read(io.BytesIO(clip_wav(tmp_path / "two.wav", 0.5, 1.5, 4000, 8000)))
+    spectrum = np.abs(np.fft.rfft(out))
+    freqs = np.fft.rfftfreq(len(out), 1 / rate)
+    assert rate == sr and len(out) == sr
+    assert spectrum[np.argmin(abs(freqs - 6000))] > 100 * spectrum[np.argmin(abs(freqs - 500))]
