@@ -3,8 +3,8 @@ dataset and mixture builders, streaming detection and denoising, event metrics, 
 
 from __future__ import annotations
 
-import re
 import json
+import re
 from pathlib import Path
 
 import numpy as np

@@ -130,7 +130,7 @@ def test_upload_review_edit_and_export_through_the_api(served: TestClient) -> No
     table = c.get(f"/reviews/{name}/export?format=raven")
     assert table.status_code == 200 and "attachment" in table.headers["content-disposition"]
     rows = [line.split("\t") for line in table.text.splitlines()]
-    assert rows[0][-1] == "Review" and ["wren", "accepted"] == [rows[1][7], rows[1][-1]]
+    assert rows[0][-1] == "Review" and [rows[1][7], rows[1][-1]] == ["wren", "accepted"]
     assert "deleted" not in table.text and "deleted" in c.get(f"/reviews/{name}/export?deleted=true").text
     tile = c.get(f"/reviews/{name}/tile?begin=0&seconds=2&width=300")
     assert tile.status_code == 200 and tile.headers["content-type"] == "image/png"

@@ -81,7 +81,8 @@ def detect_folder(detector: Detector, source: str | Path | list, output: str | P
             write_events(targets[f.name][-1], events, o.format)
             result.events[f.name] = len(events)
             if report:
-                report(f"{f}: {len(events)} event{'' if len(events) == 1 else 's'} in {found.duration:.1f} s -> {targets[f.name][-1]}")
+                plural = "" if len(events) == 1 else "s"
+                report(f"{f}: {len(events)} event{plural} in {found.duration:.1f} s -> {targets[f.name][-1]}")
         group.gather(len(todo))  # every process is done
         result.skipped = len(done)
         if group.main:

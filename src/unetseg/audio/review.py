@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import UnetsegError
 from ..fileio import write_json, write_text
-from .annotations import Event, format_audacity, format_csv, read_annotations
+from .annotations import Event, format_audacity, format_csv, format_raven, read_annotations
 
 REVIEW_FILE = "review.json"
 STATES = ("unreviewed", "accepted", "corrected", "added", "deleted")
@@ -162,12 +162,11 @@ class Review:
         events = [_event(e) for e in rows]
         states = [e["state"] for e in rows]
         if fmt == "raven":
-            return format_raven_reviewed(events, states)
+            return _with_column(format_raven(events), "\t", "Review", states)
         if fmt == "audacity":
             return format_audacity(events)
         if fmt == "csv":
-            lines = format_csv(events).splitlines()
-            return "\n".join([lines[0] + ",review"] + [f"{line},{s}" for line, s in zip(lines[1:], states)]) + "\n"
+            return _with_column(format_csv(events), ",", "review", states)
         raise UnetsegError(f"unknown table format {fmt!r} (choose raven, audacity or csv)")
 
     # ------------------------------------------------------------------------------------------ changing
@@ -242,12 +241,12 @@ class Review:
         write_text(self.folder / f"{self.name}.selections.txt", self.export("raven"))
 
 
-def format_raven_reviewed(events: list[Event], states: list[str]) -> str:
-    """A Raven selection table with a ``Review`` column (Raven keeps extra columns as annotations)."""
-    from .annotations import format_raven
-
-    lines = format_raven(events).splitlines()
-    return "\n".join([lines[0] + "\tReview"] + [f"{line}\t{s}" for line, s in zip(lines[1:], states)]) + "\n"
+def _with_column(table: str, sep: str, name: str, values: list[str]) -> str:
+    """A table (header line, then one line per value) with one more column (Raven keeps extra columns as
+    annotations)."""
+    lines = table.splitlines()
+    rows = [f"{line}{sep}{v}" for line, v in zip(lines[1:], values, strict=True)]
+    return "\n".join([lines[0] + sep + name, *rows]) + "\n"
 
 
 def create_review(root: str | Path, name: str, recording: Path, events: list[Event], model: dict[str, Any],

@@ -52,7 +52,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.warning("serving on %s without --token: anyone who can reach this address can use the models", args.host)
     if args.review and Path(args.review).exists() and not Path(args.review).is_dir():
         raise UnetsegError(f"--review {args.review}: not a folder")
-    options = ServeOptions(review=args.review, token=token, cors=args.cors, max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
+    options = ServeOptions(review=args.review, token=token, cors=args.cors,
+                           max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
                            max_seconds=args.max_seconds, queue=args.queue, max_batch=args.max_batch,
                            backend=args.backend, threads=args.threads)
     serve(args.model, args.host, args.port, options)

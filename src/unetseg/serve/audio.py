@@ -17,7 +17,7 @@ from ..audio.annotations import format_audacity, format_csv, format_raven
 from ..audio.io import audio_info
 from ..errors import UnetsegError
 from .models import ServedModel
-from .state import ServerState, bad
+from .state import ServerState, bad, shown_name
 
 router = APIRouter()
 FORMATS = ("json", "raven", "audacity", "csv")  # of /detect's answer
@@ -26,34 +26,37 @@ FORMATS = ("json", "raven", "audacity", "csv")  # of /detect's answer
 @router.post("/detect")
 async def detect(request: Request, model: str | None = None,
                  format: str = Query("json", pattern=f"^({'|'.join(FORMATS)})$"), denoise: bool = False,
-                 spectrogram: bool = False) -> Response:
+                 spectrogram: bool = False,
+                 name: str | None = Query(None, max_length=200, description="the file's name, for errors only")
+                 ) -> Response:
     """A recording (any format ``audio detect`` reads) -> events as JSON, a Raven table, Audacity labels or
     CSV. ``denoise=true`` adds a link to the denoised WAV and ``spectrogram=true`` one to a spectrogram
     PNG (JSON only); each link can be fetched once."""
     server: ServerState = request.app.state.server
     served = server.pick(model, "audio")
-    with tempfile.TemporaryDirectory(prefix="unetseg-upload-") as name:
-        folder = Path(name)
+    with tempfile.TemporaryDirectory(prefix="unetseg-upload-") as tmp:
+        folder = Path(tmp)
         path = await server.upload(request, folder)
         with server.admission:  # a place among the requests at work, once the body is here (503 when none is free)
-            return await _detect_response(server, served, path, folder, format, denoise, spectrogram)
+            return await _detect_response(server, served, path, folder, format, denoise, spectrogram,
+                                          shown_name(name))
 
 
 async def _detect_response(server: ServerState, served: ServedModel, path: Path, folder: Path, format: str,
-                           denoise: bool, spectrogram: bool) -> Response:
+                           denoise: bool, spectrogram: bool, shown: str) -> Response:
     try:
         info = audio_info(path)
     except UnetsegError as e:
-        raise bad(400, str(e).replace(str(path), "upload")) from None
+        raise bad(400, str(e).replace(str(path), shown)) from None
     if info.duration > server.options.max_seconds:
-        raise bad(413, f"recording of {info.duration:.0f} s is over the limit of {server.options.max_seconds:g} s "
-                   "(--max-seconds)")
+        raise bad(413, f"{shown}: recording of {info.duration:.0f} s is over the limit of "
+                  f"{server.options.max_seconds:g} s (--max-seconds)")
     denoised = folder / "denoised.wav" if denoise else None
     try:
         result = await asyncio.to_thread(_detect, served, path, denoised)
         picture = await asyncio.to_thread(_spectrogram_png, served, path, folder) if spectrogram else None
     except UnetsegError as e:
-        raise bad(400, str(e).replace(str(path), "upload")) from None
+        raise bad(400, str(e).replace(str(path), shown)) from None
     events = result.events
     if format != "json":
         text = {"raven": format_raven, "audacity": format_audacity, "csv": format_csv}[format](events)

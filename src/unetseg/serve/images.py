@@ -16,7 +16,7 @@ from ..fileio import encode_mask
 from ..postprocess import PostProcess, mask_to_polygons, threshold_for, to_mask
 from .batcher import shape_key
 from .models import ServedModel
-from .state import ServerState, bad, read_upload_image
+from .state import ServerState, bad, read_upload_image, shown_name
 
 router = APIRouter()
 
@@ -31,7 +31,9 @@ def postprocess_query(threshold: float | None = Query(None, gt=0, lt=1), open: i
 @router.post("/predict")
 async def predict(request: Request, pp: Annotated[PostProcess, Depends(postprocess_query)], model: str | None = None,
                   tile: int | None = Query(None, ge=16, le=8192), tta: bool = False,
-                  format: str = Query("png", pattern="^(png|json)$"), mask: bool = False) -> Response:
+                  format: str = Query("png", pattern="^(png|json)$"), mask: bool = False,
+                  name: str | None = Query(None, max_length=200, description="the file's name, for errors only")
+                  ) -> Response:
     """An image (request body or multipart file) -> its mask PNG, or with ``format=json`` polygons per
     region, per-class pixel areas and COCO RLE (``mask=true`` adds the PNG as base64)."""
     server: ServerState = request.app.state.server
@@ -42,13 +44,14 @@ async def predict(request: Request, pp: Annotated[PostProcess, Depends(postproce
     if tile and tile % spec.divisor:
         raise bad(400, f"tile {tile} is not divisible by the model's stride {spec.divisor}")
     batched = not (tile or tta)
-    with tempfile.TemporaryDirectory(prefix="unetseg-upload-") as name:
-        path = await server.upload(request, Path(name))
+    with tempfile.TemporaryDirectory(prefix="unetseg-upload-") as tmp:
+        path = await server.upload(request, Path(tmp))
         with server.admission:  # a place among the requests at work, once the body is here (503 when none is free)
             if batched:
                 served.batcher.expect(1)
             try:
-                image = await asyncio.to_thread(read_upload_image, path, spec.channels, server.options.max_pixels)
+                image = await asyncio.to_thread(read_upload_image, path, spec.channels, server.options.max_pixels,
+                                                  shown_name(name))
                 if batched:
                     engine = served.engine
                     future = served.batcher.submit(shape_key(image, spec), image)

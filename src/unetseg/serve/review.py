@@ -22,7 +22,7 @@ from ..audio.annotations import SUFFIXES
 from ..audio.io import audio_info
 from ..audio.review import STATES, Review, ReviewStore, create_review, safe_name
 from ..errors import UnetsegError
-from .state import ServerState, bad
+from .state import ServerState, bad, shown_name
 
 router = APIRouter(prefix="/reviews", tags=["review"])
 MAX_TILE = 4096  # pixels
@@ -120,7 +120,7 @@ async def new_review(request: Request, model: str | None = None, name: str | Non
     file's name, names the review folder; a taken name gets ``-2``, ``-3``...)."""
     server: ServerState = request.app.state.server
     served = server.pick(model, "audio")
-    shown = name or "upload"
+    shown = shown_name(name)
     with tempfile.TemporaryDirectory(prefix="unetseg-upload-") as tmp:
         path = await server.upload(request, Path(tmp))
         with server.admission:

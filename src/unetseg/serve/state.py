@@ -98,8 +98,14 @@ def client(request: Request) -> str:
     return f"{request.client.host}:{request.client.port}" if request.client else "?"
 
 
-def read_upload_image(path: Path, channels: int, max_pixels: int) -> np.ndarray:
-    """The uploaded image, refusing more than ``max_pixels`` from its header before decoding (413)."""
+def shown_name(name: str | None) -> str:
+    """How errors name an upload: the client's file name when it gave one (``?name=``), never a server path."""
+    return " ".join(Path(name).name.split())[:200] if name else "upload"
+
+
+def read_upload_image(path: Path, channels: int, max_pixels: int, shown: str = "upload") -> np.ndarray:
+    """The uploaded image, refusing more than ``max_pixels`` from its header before decoding (413); errors
+    name it ``shown``."""
     from ..data.io import ImageTooLarge, read_header, read_image
 
     try:
@@ -113,4 +119,4 @@ def read_upload_image(path: Path, channels: int, max_pixels: int) -> np.ndarray:
                        "pixels (--max-pixels)")
         return read_image(path, channels)
     except UnetsegError as e:
-        raise bad(400, str(e).replace(str(path), "upload")) from None
+        raise bad(400, str(e).replace(str(path), shown)) from None
