@@ -215,6 +215,14 @@ def test_detect_review_then_dataset_from_the_review(tmp_path: Path, capsys: pyte
     assert main(["audio", "dataset", "--review", str(tmp_path / "out" / "review"), "--output",
                  str(tmp_path / "data"), "--window", "64", "--overlap", "0"]) == 0
     assert any((tmp_path / "data" / "train" / "masks").iterdir())
+    from unetseg.cli.images import _dataset_of_reviews
+    from unetseg.config import Config
+
+    cfg = Config()
+    cfg.train.runs_dir = str(tmp_path / "runs")
+    data = _dataset_of_reviews(str(tmp_path / "out" / "review"), {}, cfg)  # what train --data does with a review
+    assert data == str(tmp_path / "runs" / "out-review-data" / "dataset") and cfg.train.name == "out-review"
+    assert _dataset_of_reviews(str(tmp_path / "data"), {}, cfg) == str(tmp_path / "data")  # not a review
     assert main(["audio", "dataset", "--output", str(tmp_path / "d2")]) != 0
     assert "error: give --audio (with --annotations) or --review" in capsys.readouterr().err
     assert not (tmp_path / "d2").exists()
@@ -233,3 +241,31 @@ def test_sf_reads_clip(tmp_path: Path) -> None:
     freqs = np.fft.rfftfreq(len(out), 1 / rate)
     assert rate == sr and len(out) == sr
     assert spectrum[np.argmin(abs(freqs - 6000))] > 100 * spectrum[np.argmin(abs(freqs - 500))]
+
+
+@pytest.mark.slow
+def test_detect_review_train_detect_loop_on_spinetail(tmp_path: Path) -> None:
+    """detect -> review (a person's corrections: the detections deleted, the reference boxes drawn) -> train on
+    the review folder -> detect with the new model, without leaving unetseg."""
+    from unetseg.cli import main
+
+    from .conftest import shared
+
+    folder = shared("bird-audio") / "spinetail"
+    model = audio_model(tmp_path, bias=3.0)
+    assert main(["audio", "detect", "--model", str(model), "--input", str(folder / "spinetail.wav"), "--output",
+                 str(tmp_path / "out"), "--review", "--backend", "torch"]) == 0
+    review = Review.load(tmp_path / "out" / "review" / "spinetail")
+    for e in list(review.events):
+        review.change(e["id"], {"state": "deleted"})
+    for e in read_annotations(folder / "spinetail.txt"):
+        review.add({"begin": e.begin, "end": e.end, "low": e.low, "high": e.high, "label": "bird"})
+    assert main(["train", "--data", str(tmp_path / "out" / "review"), "--epochs", "1", "--base-width", "8", "--depth",
+                 "2", "--no-progress", "--workers", "0", "--runs-dir", str(tmp_path / "runs"), "--name", "reviewed",
+                 "--no-test", "--instances", "off"]) == 0
+    data = tmp_path / "runs" / "out-review-data" / "dataset"
+    assert (data / "dataset.yaml").is_file() and any((data / "train" / "masks").iterdir())
+    best = tmp_path / "runs" / "reviewed" / "weights" / "best.safetensors"
+    assert main(["audio", "detect", "--model", str(best), "--input", str(folder / "spinetail.wav"), "--output",
+                 str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "spinetail.selections.txt").is_file()

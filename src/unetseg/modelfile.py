@@ -63,6 +63,14 @@ class LoadedModel:
         return run if (run / "dataset.json").is_file() else None
 
     @property
+    def name(self) -> str:
+        """How people call it: its run folder's name for a run's ``best``/``last`` file, else the file's stem."""
+        if self.path is None:
+            return "model"
+        run = self.run_dir
+        return run.name if run is not None and self.path.stem in ("best", "last") else self.path.stem
+
+    @property
     def classes(self) -> list[str]:
         return list(self.meta["classes"])
 

@@ -302,7 +302,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         from ..audio.review import reviews_from_tables
 
         tables = {f.name: done.output / f"{f.stem}{SUFFIXES[args.format]}" for f in files}
-        meta = {"name": loaded.path.stem if loaded.path else "model", "sha256": loaded.digest}
+        meta = {"name": loaded.name, "sha256": loaded.digest}
         for folder, review in reviews_from_tables(done.output / "review", files, tables, meta,
                                                   detector.cfg.to_dict(), list(loaded.classes)):
             print(f"{folder}: {'new review' if review else 'review kept as it was (not replaced)'}")

@@ -138,8 +138,7 @@ def load_models(paths: list[str | Path], options: ServeOptions) -> dict[str, Ser
     models: dict[str, ServedModel] = {}
     for path in paths:
         loaded = load_model(path)
-        run = loaded.run_dir  # best.safetensors of a run is named after its run folder
-        base = run.name if run is not None and Path(path).stem in ("best", "last") else Path(path).stem
+        base = loaded.name  # best.safetensors of a run is named after its run folder
         name, n = base, 2
         while name in models:
             name, n = f"{base}-{n}", n + 1

@@ -176,10 +176,14 @@ async function loadReviewList() {
     if (r.error) continue;
     const option = document.createElement("option");
     option.value = r.name;
-    option.textContent = r.name + " (" + plural(r.events, "event") + ", " + (r.events - r.states.unreviewed) + " reviewed)";
+    option.textContent = reviewTitle(r.name, r.events, r.states.unreviewed);
     select.append(option);
   }
   select.value = keep;
+}
+
+function reviewTitle(name, events, unreviewed) {
+  return name + " (" + plural(events, "event") + ", " + (events - unreviewed) + " reviewed)";
 }
 
 async function uploadRecording() {
@@ -402,14 +406,17 @@ function drawBoxes() {
     const mark = { accepted: " ✓", corrected: " ✎", added: " +" }[e.state] || "";
     const text = (i + 1) + " " + (e.label || "?") + (e.score == null ? "" : " " + e.score.toFixed(2)) + mark;
     ctx.font = "bold 12px sans-serif";
-    const w = ctx.measureText(text).width + 6;
+    const full = ctx.measureText(text).width + 6;
+    const short = String(i + 1) + mark;  // a crowded or narrow box shows its number; the table has the rest
+    const tag = full <= Math.max(b.x1 - b.x0, 40) || selected ? text : short;
+    const w = ctx.measureText(tag).width + 6;
     let x = Math.max(0, b.x0 - left), y = Math.max(0, b.y0 - 16);
     while (tags.some((t) => x < t.x + t.w && t.x < x + w && y < t.y + 15 && t.y < y + 15) && y < HEIGHT - 15) y += 15;
     tags.push({ x, y, w });
     ctx.fillStyle = "rgba(0,0,0,0.75)";
     ctx.fillRect(x, y, w, 15);
     ctx.fillStyle = "rgb(" + c.join(",") + ")";
-    ctx.fillText(text, x + 3, y + 12);
+    ctx.fillText(tag, x + 3, y + 12);
   });
   if (review.drawing) {
     const d = review.drawing;
@@ -440,6 +447,8 @@ function drawTable() {
   const counts = {};
   for (const e of review.doc.events) counts[e.state] = (counts[e.state] || 0) + 1;
   $("counts").textContent = Object.entries(counts).map(([k, v]) => v + " " + k).join(", ");
+  const option = [...$("review-list").options].find((o) => o.value === review.doc.name);
+  if (option) option.textContent = reviewTitle(review.doc.name, review.doc.events.length, counts.unreviewed || 0);
   const e = selectedEvent();
   $("selected").textContent = e ? "#" + numberOf(e) + " " + e.begin.toFixed(3) + "–" + e.end.toFixed(3) + " s, " + e.state
     : "no box selected";
