@@ -195,7 +195,9 @@ def build_annotated_dataset(recordings: str | Path | list, annotations: str | Pa
                     unknown[0])
     for f in bare:
         log.warning("%s: no annotations; its windows have empty masks", f)
-    check_labels([e for evs in per_file.values() for e in evs], classes, ann or recordings)
+    source = ann or (", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
+                     if isinstance(recordings, list) else recordings)
+    check_labels([e for evs in per_file.values() for e in evs], classes, source)
     names = classes if classes else ["call"]
     with staged_dir(out) as stage:  # renamed to out only when complete
         assignment = split_recordings([f.stem for f in files], seed, val_fraction, test_fraction)
