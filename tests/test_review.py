@@ -111,6 +111,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
 def test_upload_review_edit_and_export_through_the_api(served: TestClient) -> None:
     c = served
     assert c.get("/health").json()["reviews"] == "kept"
+    paths = c.get("/openapi.json").json()["paths"]  # the API under the page is documented at /docs
+    assert set(paths["/reviews/{name}/events/{event_id}"]) == {"patch", "delete"}
+    assert {"/reviews", "/reviews/{name}", "/reviews/{name}/tile", "/reviews/{name}/audio",
+            "/reviews/{name}/export", "/reviews/{name}/events"} <= set(paths)
+    assert c.get("/docs").status_code == 200
     r = c.post("/reviews?name=my%20song.wav", content=wav_bytes(3.0))
     assert r.status_code == 201, r.text
     doc = r.json()

@@ -106,6 +106,17 @@ def test_predict_json_areas_polygons_rle_and_options(models: list[Path]) -> None
         decoded = mask_utils.decode({"size": low["rle"]["call"]["size"], "counts": low["rle"]["call"]["counts"]})
         assert int(decoded.sum()) == low["classes"][1]["pixels"]
         assert all(r["class"] == "call" for r in low["regions"]) and "mask_png" in low and "mask_png" not in high
+        assert "objects" not in low
+        found = c.post("/predict?model=pad&format=json&objects=true&threshold=0.3", content=png_bytes(IMAGE)).json()
+        objects = found["objects"]  # each region of one class, for review on the page: largest first
+        assert len(objects) == len(found["regions"])
+        assert sum(o["area"] for o in objects) == found["classes"][1]["pixels"]
+        assert [o["area"] for o in objects] == sorted((o["area"] for o in objects), reverse=True)
+        for o in objects[:3]:
+            decoded = mask_utils.decode({"size": o["rle"]["size"], "counts": o["rle"]["counts"]})
+            ys, xs = decoded.nonzero()
+            assert o["label"] == "call" and int(decoded.sum()) == o["area"] and 0 <= o["score"] <= 1
+            assert o["box"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
         tiled = c.post("/predict?model=pad&format=json&tile=32&tta=true", content=png_bytes(IMAGE))
         assert tiled.status_code == 200
         assert c.post("/predict?model=resize&tile=32", content=png_bytes(IMAGE)).status_code == 400

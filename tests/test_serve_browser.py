@@ -8,6 +8,7 @@ test take the README's screenshots with trained models.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -82,13 +83,35 @@ def browser_page(**kwargs: object) -> Iterator[tuple]:
             browser.close()
 
 
+def _multiclass_model(tmp: Path) -> Path:
+    """An untrained three-class image model at native size: its argmax gives regions of every class."""
+    import torch
+
+    from unetseg.config import Config
+    from unetseg.inputspec import InputSpec
+    from unetseg.modelfile import build_meta, save_model_file
+    from unetseg.models import create_model
+
+    torch.manual_seed(0)
+    model_cfg = vars(Config().model) | {"arch": "classic", "depth": 2, "base_width": 4, "dropout": 0.0}
+    spec = InputSpec(3, None, "pad", 4, (0.5,) * 3, (0.25,) * 3)
+    meta = build_meta(model_cfg, ["background", "road", "car"], False, [(0, 0, 0), (128, 64, 128), (64, 0, 128)],
+                      spec, 0.5)
+    model = create_model(model_cfg, 3, 3)
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():  # the image's content, not the biases, decides each pixel's class
+        last.weight.mul_(50.0)
+        last.bias.zero_()
+    return save_model_file(tmp / "streets.safetensors", model, meta)
+
+
 def test_page_in_a_real_browser(tmp_path: Path) -> None:
     from unetseg.serve import ServeOptions
 
     image = sorted((shared("camvid-mini") / "test").glob("*.png"))[0]
     recording = shared("bird-audio") / "spinetail" / "spinetail.wav"
     given = os.environ.get("UNETSEG_SERVE_MODELS")
-    paths = given.split(",") if given else [_model(tmp_path, "pad"), audio_model(tmp_path, bias=3.0)]
+    paths = given.split(",") if given else [_multiclass_model(tmp_path), audio_model(tmp_path, bias=3.0)]
     shots = Path(os.environ.get("UNETSEG_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     options = ServeOptions(backend="torch")
@@ -100,6 +123,22 @@ def test_page_in_a_real_browser(tmp_path: Path) -> None:
         assert page.locator("#legend tbody tr").count() >= 2
         assert page.locator("#legend tbody tr").first.locator(".swatch").count() == 0  # background is not drawn
         assert "error" not in (page.locator("#error").text_content() or "")
+        # review the image's objects: delete the first, give the second another class, download the rest
+        count = page.locator("#objects tbody tr").count()
+        assert count >= 2
+        page.locator("#objects tbody tr").first.click()
+        page.keyboard.press("d")
+        assert page.evaluate("objects.list[0].state") == "deleted"
+        page.keyboard.press("n")
+        other = page.evaluate("String(current().classes.findIndex((c, i) => i > 0 && i !== objects.list[1].class))")
+        page.locator("#object-class").select_option(other)
+        assert page.evaluate("objects.list[1].state") == "corrected"
+        with page.expect_download() as download:
+            page.locator("#download-objects").click()
+        saved = tmp_path / "objects.json"
+        download.value.save_as(saved)
+        kept = json.loads(saved.read_text())["annotations"]
+        assert len(kept) == count - 1 and kept[0]["review"] == "corrected" and kept[0]["category_id"] == int(other)
         page.screenshot(path=str(shots / "serve-image.png"), full_page=True)
         page.set_input_files("#file", str(recording))
         page.wait_for_selector("#viewport[data-ready='1']", timeout=120_000)
@@ -127,7 +166,6 @@ def _box_centre(page: object, number: int) -> tuple[float, float]:
 
 
 def _events(url: str, name: str) -> list[dict]:
-    import json
     import urllib.request
 
     with urllib.request.urlopen(f"{url}/reviews/{name}") as r:

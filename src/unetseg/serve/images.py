@@ -31,11 +31,12 @@ def postprocess_query(threshold: float | None = Query(None, gt=0, lt=1), open: i
 @router.post("/predict")
 async def predict(request: Request, pp: Annotated[PostProcess, Depends(postprocess_query)], model: str | None = None,
                   tile: int | None = Query(None, ge=16, le=8192), tta: bool = False,
-                  format: str = Query("png", pattern="^(png|json)$"), mask: bool = False,
+                  format: str = Query("png", pattern="^(png|json)$"), mask: bool = False, objects: bool = False,
                   name: str | None = Query(None, max_length=200, description="the file's name, for errors only")
                   ) -> Response:
     """An image (request body or multipart file) -> its mask PNG, or with ``format=json`` polygons per
-    region, per-class pixel areas and COCO RLE (``mask=true`` adds the PNG as base64)."""
+    region, per-class pixel areas and COCO RLE (``mask=true`` adds the PNG as base64, ``objects=true`` each
+    object, a connected region of one class, with its class, score, box and RLE, for review)."""
     server: ServerState = request.app.state.server
     served = server.pick(model, "image")
     spec = served.loaded.input_spec
@@ -63,16 +64,39 @@ async def predict(request: Request, pp: Annotated[PostProcess, Depends(postproce
             finally:
                 if batched:  # left before submitting (a bad upload)
                     served.batcher.expect(-1)
-            return await asyncio.to_thread(_mask_response, engine, probs, pp, served, format, mask)
+            return await asyncio.to_thread(_mask_response, engine, probs, pp, served, format, mask, objects)
 
 
 def _mask_response(engine: Any, probs: Any, pp: PostProcess, served: ServedModel, fmt: str,
-                   with_png: bool) -> Response:
+                   with_png: bool, objects: bool = False) -> Response:
     classes = to_mask(probs, engine.loaded, pp)
     png = encode_mask(classes, served.loaded.binary, [list(c) for c in served.loaded.colours], compress_level=1)
     if fmt == "png":
         return Response(png, media_type="image/png")
-    return JSONResponse(_mask_json(classes, served, threshold_for(engine.loaded, pp), png if with_png else None))
+    out = _mask_json(classes, served, threshold_for(engine.loaded, pp), png if with_png else None)
+    if objects:
+        out["objects"] = _objects(classes, np.asarray(probs), served)
+    return JSONResponse(out)
+
+
+MAX_OBJECTS = 1000
+
+
+def _objects(mask: np.ndarray, probs: np.ndarray, served: ServedModel) -> list[dict[str, Any]]:
+    """The image's objects (connected regions of one class, the largest first, at most ``MAX_OBJECTS``),
+    each with its class, score (mean probability), box [x, y, w, h] and COCO RLE."""
+    from pycocotools import mask as mask_utils
+
+    from ..data.coco import objects_to_coco_results
+    from ..instances import image_objects
+
+    names = served.loaded.classes
+    found = objects_to_coco_results(*image_objects(mask, probs), 0, {c: c for c in range(1, len(names))})
+    found = sorted(found, key=lambda r: -r["area"])[:MAX_OBJECTS]
+    return [{"id": i, "class": r["category_id"], "label": names[r["category_id"]], "score": r["score"],
+             "area": r["area"], "box": [round(float(v), 1) for v in mask_utils.toBbox(
+                 {"size": r["segmentation"]["size"], "counts": r["segmentation"]["counts"].encode("ascii")})],
+             "rle": r["segmentation"]} for i, r in enumerate(found, 1)]
 
 
 def _mask_json(mask: np.ndarray, served: ServedModel, threshold: float, png: bytes | None) -> dict[str, Any]:

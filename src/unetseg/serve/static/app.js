@@ -102,7 +102,8 @@ async function runImage() {
 
 async function predictImage() {
   const model = current();
-  const params = new URLSearchParams({ model: model.name, format: "json", mask: "true", name: state.file.name });
+  const params = new URLSearchParams({ model: model.name, format: "json", mask: "true", objects: "true",
+    name: state.file.name });
   if (model.binary) params.set("threshold", $("threshold").value);
   status("predicting…");
   try {
@@ -110,6 +111,7 @@ async function predictImage() {
     state.result = await response.json();
   } catch (e) { status(""); hideViews(); showError(e.message); return; }
   $("image-view").hidden = false;
+  setObjects(state.result);
   const mask = new Image();
   mask.onload = () => { state.maskImage = mask; drawOverlay(); status("done"); };
   mask.src = "data:image/png;base64," + state.result.mask_png;
@@ -134,14 +136,139 @@ function drawOverlay() {
   const model = current();
   const fg = model.colours[1];
   const bg = model.colours[0];
-  for (let i = 0; i < mask.length; i += 4) {
-    let colour;
-    if (model.binary) { if (mask[i] < 128) continue; colour = fg; }
-    else { if (mask[i] === bg[0] && mask[i + 1] === bg[1] && mask[i + 2] === bg[2]) continue; colour = mask.slice(i, i + 3); }
+  const blend = (i, colour) => {
     for (let c = 0; c < 3; c++) base.data[i + c] = (1 - alpha) * base.data[i + c] + alpha * colour[c];
+  };
+  if (objects.complete) {  // drawn object by object: a deleted one disappears, a relabelled one takes its colour
+    for (const o of objects.list) {
+      if (o.state === "deleted") continue;
+      const colour = model.colours[o.class];
+      for (const p of o.pixels) blend(4 * p, colour);
+    }
+  } else {
+    for (let i = 0; i < mask.length; i += 4) {
+      let colour;
+      if (model.binary) { if (mask[i] < 128) continue; colour = fg; }
+      else { if (mask[i] === bg[0] && mask[i + 1] === bg[1] && mask[i + 2] === bg[2]) continue; colour = mask.slice(i, i + 3); }
+      blend(i, colour);
+    }
   }
   ctx.putImageData(base, 0, 0);
+  drawObjectBoxes(ctx, w, h);
   canvas.dataset.ready = "1";
+}
+
+// ---- objects of an image, reviewed in the page
+
+const objects = { list: [], selected: null, complete: false, owner: null };
+
+function rleCounts(s) {  // COCO's compressed RLE string -> run lengths (pycocotools' rleFrString)
+  const counts = [];
+  let p = 0;
+  while (p < s.length) {
+    let x = 0, k = 0, more = 1;
+    while (more) {
+      const c = s.charCodeAt(p) - 48;
+      x |= (c & 0x1f) << (5 * k);
+      more = c & 0x20; p++; k++;
+      if (!more && (c & 0x10)) x |= -1 << (5 * k);
+    }
+    if (counts.length > 2) x += counts[counts.length - 2];
+    counts.push(x);
+  }
+  return counts;
+}
+
+function rlePixels(rle) {  // -> row-major pixel indices (COCO runs are column-major, zeros first)
+  const [h, w] = rle.size, out = [];
+  let i = 0;
+  rleCounts(rle.counts).forEach((run, n) => {
+    if (n % 2) for (let j = i; j < i + run; j++) out.push((j % h) * w + Math.floor(j / h));
+    i += run;
+  });
+  return Uint32Array.from(out);
+}
+
+function setObjects(result) {
+  const list = result.objects || [];
+  objects.list = list.map((o) => Object.assign({}, o, { state: "unreviewed", detected: o.class, pixels: rlePixels(o.rle) }));
+  objects.complete = list.length < 1000;
+  objects.selected = null;
+  objects.owner = new Int32Array(result.width * result.height).fill(-1);
+  objects.list.forEach((o, k) => { for (const p of o.pixels) objects.owner[p] = k; });
+  const select = $("object-class");
+  select.innerHTML = "";
+  current().classes.forEach((name, c) => {
+    if (c === 0) return;
+    const option = document.createElement("option"); option.value = c; option.textContent = name; select.append(option);
+  });
+  drawObjects();
+}
+
+function drawObjectBoxes(ctx, w, h) {
+  const scale = Math.max(1, Math.max(w, h) / 700);  // lines and tags readable whatever the image's size
+  ctx.font = "bold " + Math.round(12 * scale) + "px sans-serif";
+  objects.list.forEach((o, k) => {
+    if (o.state === "deleted") return;
+    const [x, y, bw, bh] = o.box, selected = objects.selected === k;
+    if (!selected && objects.list.length > 60 && o.area < 0.0005 * w * h) return;  // a crowd of specks: the table has them
+    ctx.lineWidth = (selected ? 3 : 1.5) * scale;
+    ctx.strokeStyle = selected ? "#fff" : "rgba(255,255,255,0.7)";
+    ctx.strokeRect(x, y, bw, bh);
+    const text = String(k + 1) + (selected ? " " + current().classes[o.class] : "");
+    const tw = ctx.measureText(text).width + 4 * scale;
+    ctx.fillStyle = "rgba(0,0,0,0.7)";
+    ctx.fillRect(x, Math.max(0, y - 15 * scale), tw, 15 * scale);
+    ctx.fillStyle = "#fff";
+    ctx.fillText(text, x + 2 * scale, Math.max(12 * scale, y - 3 * scale));
+  });
+}
+
+function drawObjects() {
+  const body = $("objects").querySelector("tbody");
+  body.innerHTML = "";
+  objects.list.forEach((o, k) => {
+    const row = body.insertRow();
+    row.dataset.index = k;
+    row.className = (objects.selected === k ? "selected " : "") + o.state;
+    for (const v of [k + 1, current().classes[o.class], o.score.toFixed(3), o.area.toLocaleString(), o.state]) {
+      row.insertCell().textContent = v;
+    }
+  });
+  const counts = {};
+  for (const o of objects.list) counts[o.state] = (counts[o.state] || 0) + 1;
+  $("object-counts").textContent = plural(objects.list.length, "object") + (objects.complete ? "" : " (the largest 1000)") +
+    ": " + Object.entries(counts).map(([k, v]) => v + " " + k).join(", ");
+  const o = objects.list[objects.selected];
+  $("object-class").disabled = !o;
+  if (o) $("object-class").value = o.class;
+}
+
+function reviewObject(changes) {
+  const o = objects.list[objects.selected];
+  if (!o) return;
+  Object.assign(o, changes);
+  if (changes.class !== undefined && changes.state === undefined) o.state = o.class === o.detected ? "accepted" : "corrected";
+  drawObjects();
+  drawOverlay();
+}
+
+function selectObject(k) {
+  objects.selected = k;
+  drawObjects();
+  drawOverlay();
+}
+
+function exportObjects() {
+  const names = current().classes;
+  const kept = objects.list.filter((o) => o.state !== "deleted");
+  const body = {
+    image: state.file.name, width: state.result.width, height: state.result.height, model: state.result.model,
+    categories: names.slice(1).map((name, i) => ({ id: i + 1, name })),
+    annotations: kept.map((o, i) => ({ id: i + 1, category_id: o.class, category: names[o.class], segmentation: o.rle,
+      bbox: o.box, area: o.area, score: o.score, review: o.state, detected_category: names[o.detected] })),
+  };
+  download(stem() + ".objects.json", new Blob([JSON.stringify(body, null, 1)], { type: "application/json" }));
 }
 
 function drawLegend() {
@@ -709,6 +836,35 @@ $("download-mask").addEventListener("click", () => {
 $("download-polygons").addEventListener("click", () => {
   const { mask_png, ...rest } = state.result;
   download(stem() + ".json", new Blob([JSON.stringify(rest, null, 1)], { type: "application/json" }));
+});
+
+$("overlay").addEventListener("click", (ev) => {
+  if (!state.result) return;
+  const rect = $("overlay").getBoundingClientRect();
+  const x = Math.floor((ev.clientX - rect.left) * state.result.width / rect.width);
+  const y = Math.floor((ev.clientY - rect.top) * state.result.height / rect.height);
+  const k = objects.owner ? objects.owner[y * state.result.width + x] : -1;
+  selectObject(k >= 0 ? k : null);
+});
+$("objects").addEventListener("click", (ev) => {
+  const row = ev.target.closest("tr[data-index]");
+  if (row) selectObject(Number(row.dataset.index));
+});
+$("object-class").addEventListener("change", () => reviewObject({ class: Number($("object-class").value) }));
+$("download-objects").addEventListener("click", exportObjects);
+document.addEventListener("keydown", (ev) => {
+  if ($("image-view").hidden || !objects.list.length || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  if (["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName)) return;
+  const n = objects.list.length, k = objects.selected;
+  const keys = {
+    n: () => selectObject(k === null ? 0 : Math.min(n - 1, k + 1)),
+    p: () => selectObject(k === null ? n - 1 : Math.max(0, k - 1)),
+    a: () => reviewObject({ state: "accepted" }), d: () => reviewObject({ state: "deleted" }),
+    u: () => k !== null && reviewObject({ state: "unreviewed", class: objects.list[k].detected }),
+    Escape: () => selectObject(null),
+  };
+  keys.ArrowRight = keys.n; keys.ArrowLeft = keys.p; keys.Delete = keys.d;
+  if (keys[ev.key]) { ev.preventDefault(); keys[ev.key](); }
 });
 
 $("viewport").addEventListener("scroll", refresh);
