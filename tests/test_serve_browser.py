@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 
 from .conftest import shared
-from .test_reliability import _model
 from .test_serve import audio_model
 
 pytestmark = pytest.mark.slow  # run by make test-slow (and .ci/run), not by make test
