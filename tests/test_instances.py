@@ -230,6 +230,15 @@ def test_a_model_with_the_instance_head_trains_predicts_evaluates_and_exports(tm
     assert ids.dtype == np.uint16 and Image.open(tmp_path / "pred" / "instances" / "valid0.png").mode.startswith("I")
     results = json.loads((tmp_path / "coco.json").read_text())
     assert all(r["score"] > 0.3 for r in results)  # the head's peaks above its threshold
+    from fastapi.testclient import TestClient
+
+    from unetseg.serve import ServeOptions, create_app, load_models
+
+    options = ServeOptions(backend="torch")
+    with TestClient(create_app(load_models([model], options), options)) as c:  # the page's objects: the head's
+        found = c.post("/predict?format=json&objects=true", content=(images[0]).read_bytes()).json()
+    assert found["objects_from"] == "instances"
+    assert sorted(o["area"] for o in found["objects"]) == sorted(int((ids == k).sum()) for k in np.unique(ids) if k)
     code, _, err = run(["evaluate", "--model", str(model), "--split", "valid", "--output", str(tmp_path / "ev"),
                         "--figures", "0"], capsys)
     assert code == 0, err

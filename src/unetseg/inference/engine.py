@@ -167,28 +167,36 @@ class Engine:
         """Yield (item, class probabilities (C, H, W) at the image's original size) for each image, in order;
         a model with the instance head adds ``item["head"]``: (5, H, W) heat and edge distances in the
         image's own pixels."""
-        loaded = self.loaded
         for batch in self.loader(dataset):
             logits = self.logits(batch["image"])
             for j in range(logits.shape[0]):
-                placement = batch["placement"][j]
-                probs = activate(restore(logits[j], placement), loaded.binary, axis=0, head=loaded.head)
+                probs, head = self._activated(logits[j], batch["placement"][j])
                 item = {k: v[j] for k, v in batch.items() if k != "image"}
-                if loaded.head:
-                    head = probs[loaded.outputs:].cpu()
-                    sy, sx = placement.orig[0] / placement.scaled[0], placement.orig[1] / placement.scaled[1]
-                    item["head"] = head * torch.tensor([1.0, sx, sy, sx, sy]).view(-1, 1, 1)
-                yield item, probs[:loaded.outputs].cpu()
+                if head is not None:
+                    item["head"] = head
+                yield item, probs
+
+    def _activated(self, logits: torch.Tensor, placement: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One image's logits -> class probabilities at its original size, and the instance head's maps (heat,
+        edge distances in the image's own pixels) when the model has the head."""
+        loaded = self.loaded
+        probs = activate(restore(logits, placement), loaded.binary, axis=0, head=loaded.head)
+        if not loaded.head:
+            return probs.cpu(), None
+        sy, sx = placement.orig[0] / placement.scaled[0], placement.orig[1] / placement.scaled[1]
+        head = probs[loaded.outputs:].cpu() * torch.tensor([1.0, sx, sy, sx, sy]).view(-1, 1, 1)
+        return probs[:loaded.outputs].cpu(), head
 
     @torch.inference_mode()
-    def probabilities(self, images: list[np.ndarray]) -> list[torch.Tensor]:
-        """Class probabilities (C, H, W) of in-memory float images (H, W, C) in [0, 1], in one batch."""
+    def probabilities(self, images: list[np.ndarray], head: bool = False) -> list[torch.Tensor]:
+        """Class probabilities (C, H, W) of in-memory float images (H, W, C) in [0, 1], in one batch; with
+        ``head`` a model with the instance head adds its five maps after the class maps (as ``run``'s)."""
         spec = self.loaded.input_spec
         prepared = [prepare_input(img, spec) for img in images]
         x = torch.stack([normalize(fitted, spec.mean, spec.std) for fitted, _ in prepared])
-        logits = self.logits(x)[:, :self.loaded.outputs]
-        return [activate(restore(logits[j], p), self.loaded.binary, axis=0).cpu()
-                for j, (_, p) in enumerate(prepared)]
+        logits = self.logits(x)
+        out = [self._activated(logits[j], p) for j, (_, p) in enumerate(prepared)]
+        return [torch.cat([probs, maps]) if head and maps is not None else probs for probs, maps in out]
 
     # ---------------------------------------------------------------------------------------- windows
 

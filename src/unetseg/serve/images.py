@@ -60,7 +60,7 @@ async def predict(request: Request, pp: Annotated[PostProcess, Depends(postproce
                     probs = await asyncio.wrap_future(future)
                 else:
                     engine = served.engine_for(tile, tta)
-                    probs = (await asyncio.to_thread(engine.probabilities, [image]))[0]
+                    probs = (await asyncio.to_thread(engine.probabilities, [image], True))[0]
             finally:
                 if batched:  # left before submitting (a bad upload)
                     served.batcher.expect(-1)
@@ -69,29 +69,33 @@ async def predict(request: Request, pp: Annotated[PostProcess, Depends(postproce
 
 def _mask_response(engine: Any, probs: Any, pp: PostProcess, served: ServedModel, fmt: str,
                    with_png: bool, objects: bool = False) -> Response:
+    outputs = served.loaded.outputs
+    probs, head = probs[:outputs], (probs[outputs:].numpy() if served.loaded.head else None)
     classes = to_mask(probs, engine.loaded, pp)
     png = encode_mask(classes, served.loaded.binary, [list(c) for c in served.loaded.colours], compress_level=1)
     if fmt == "png":
         return Response(png, media_type="image/png")
     out = _mask_json(classes, served, threshold_for(engine.loaded, pp), png if with_png else None)
     if objects:
-        out["objects"] = _objects(classes, np.asarray(probs), served)
+        out["objects"] = _objects(classes, np.asarray(probs), head, served)
+        out["objects_from"] = "instances" if head is not None else "components"
     return JSONResponse(out)
 
 
 MAX_OBJECTS = 1000
 
 
-def _objects(mask: np.ndarray, probs: np.ndarray, served: ServedModel) -> list[dict[str, Any]]:
-    """The image's objects (connected regions of one class, the largest first, at most ``MAX_OBJECTS``),
-    each with its class, score (mean probability), box [x, y, w, h] and COCO RLE."""
+def _objects(mask: np.ndarray, probs: np.ndarray, head: np.ndarray | None, served: ServedModel
+             ) -> list[dict[str, Any]]:
+    """The image's objects (the instance head's, else each connected region of one class; the largest first,
+    at most ``MAX_OBJECTS``), each with its class, score, box [x, y, w, h] and COCO RLE."""
     from pycocotools import mask as mask_utils
 
     from ..data.coco import objects_to_coco_results
     from ..instances import image_objects
 
     names = served.loaded.classes
-    found = objects_to_coco_results(*image_objects(mask, probs), 0, {c: c for c in range(1, len(names))})
+    found = objects_to_coco_results(*image_objects(mask, probs, head), 0, {c: c for c in range(1, len(names))})
     found = sorted(found, key=lambda r: -r["area"])[:MAX_OBJECTS]
     return [{"id": i, "class": r["category_id"], "label": names[r["category_id"]], "score": r["score"],
              "area": r["area"], "box": [round(float(v), 1) for v in mask_utils.toBbox(

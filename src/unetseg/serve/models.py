@@ -4,6 +4,7 @@ audio detector), and the files a response links to."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import secrets
 import shutil
 import tempfile
@@ -59,7 +60,8 @@ class ServedModel:
         self.keep = options.variants
         if self.kind == "image":
             self.engine = Engine(loaded, self.inference)
-            self.batcher = Batcher(self.engine.probabilities, options.max_batch)
+            # class maps, then the instance head's maps when the model has the head (for /predict's objects)
+            self.batcher = Batcher(functools.partial(self.engine.probabilities, head=True), options.max_batch)
         else:
             from ..audio.detect import Detector
 
