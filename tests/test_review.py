@@ -274,3 +274,23 @@ def test_detect_review_train_detect_loop_on_spinetail(tmp_path: Path) -> None:
     assert main(["audio", "detect", "--model", str(best), "--input", str(folder / "spinetail.wav"), "--output",
                  str(tmp_path / "again")]) == 0
     assert (tmp_path / "again" / "spinetail.selections.txt").is_file()
+
+
+def test_a_tile_is_the_models_image_of_its_span_whatever_the_chunks(tmp_path: Path) -> None:
+    from unetseg.audio.io import load_audio
+    from unetseg.audio.spectrogram import SpectrogramConfig, spectrogram_image
+    from unetseg.audio.view import spectrogram_tile
+
+    path = tmp_path / "two.wav"
+    t = np.arange(3 * 44100) / 44100
+    sf.write(path, 0.3 * np.sin(2 * np.pi * 3000 * t) * ((t % 0.5) < 0.05), 44100)
+    cfg = SpectrogramConfig()  # resamples to 22,050 Hz
+    whole, _ = spectrogram_image(load_audio(path, 22050)[0], 22050, cfg)
+    hop, win, c0, width = cfg.hop_length, cfg.win, 100, 200
+    begin = (c0 * hop + win / 2) / 22050 - 0.5 * hop / 22050  # pixel x shows column c0 + x
+    tile = spectrogram_tile(path, cfg, begin, width * hop / 22050, width)
+    assert tile.shape == (whole.shape[0], width)
+    assert np.abs(tile.astype(int) - whole[:, c0:c0 + width]).max() <= 2  # resampled per span: edges differ a hair
+    assert np.array_equal(spectrogram_tile(path, cfg, begin, width * hop / 22050, width, chunk=37), tile)
+    wide = spectrogram_tile(path, cfg, 0.0, 4.0, 100)  # 4 s in 100 px: the loudest column of each pixel
+    assert wide[:, 76:].max() == 0 and wide.max() >= whole.max() - 2  # black past the 3 s end; calls kept

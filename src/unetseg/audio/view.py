@@ -40,36 +40,37 @@ def read_span(path: str | Path, begin: float, end: float, sample_rate: int | Non
 
 
 def spectrogram_tile(path: str | Path, cfg: SpectrogramConfig, begin: float, seconds: float, width: int,
-                     channel: int | None = None) -> np.ndarray:
+                     channel: int | None = None, chunk: int = 4096) -> np.ndarray:
     """The spectrogram of ``[begin, begin + seconds)`` as the model sees it, ``width`` pixels wide (rows as
-    the model's image): pixel x shows time ``begin + (x + 0.5) * seconds / width``; black past the end."""
+    the model's image): pixel x shows time ``begin + (x + 0.5) * seconds / width``, the loudest of its columns
+    when it spans several; black past the end. The STFT runs ``chunk`` columns at a time (bounded memory)."""
+    from .spectrogram import row_frequencies
+
     info = audio_info(path)
     sr = cfg.sample_rate or info.sample_rate
     hop, win = cfg.hop_length, cfg.win
+    total = n_frames(round(info.duration * sr), cfg)
     # column c is centred at (c * hop + win / 2) / sr (SpectrogramMapping.column_time)
-    c0 = max(0, math.floor((begin * sr - win / 2) / hop))
-    c1 = math.ceil(((begin + seconds) * sr - win / 2) / hop) + 1
-    y, rate, start = read_span(path, c0 * hop / sr, ((c1 - 1) * hop + win) / sr, sr, channel)
-    y = y[max(0, c0 * hop - start):]
-    rows = None
-    if n_frames(len(y), cfg):
-        image, _ = spectrogram_image(y, rate, cfg)
-        rows = image.shape[0]
-    else:
-        from .spectrogram import row_frequencies
-
-        rows, image = len(row_frequencies(cfg, sr)), None
-    centres = begin + (np.arange(width) + 0.5) * seconds / width
-    columns = np.floor((centres * sr - win / 2) / hop + 0.5).astype(np.int64) - c0
-    out = np.zeros((rows, width), np.uint8)
-    if image is None:
+    edges = np.floor((begin + np.arange(width + 1) * seconds / width) * sr / hop - win / 2 / hop + 0.5).astype(np.int64)
+    centres = np.floor(((begin + (np.arange(width) + 0.5) * seconds / width) * sr - win / 2) / hop + 0.5)
+    first, last = max(0, int(min(edges[0], centres.min()))), min(total, int(max(edges[-1], centres.max())) + 1)
+    out = np.zeros((len(row_frequencies(cfg, sr)), width), np.uint8)
+    if last <= first:
         return out
-    inside = (columns >= 0) & (columns < image.shape[1]) & (centres < info.duration)
-    per_pixel = seconds * sr / hop / width
-    if per_pixel > 1.5:  # many columns per pixel: the loudest, so that a short call still shows
-        bounds = np.clip(np.floor((begin + np.arange(width + 1) * seconds / width) * sr / hop - win / 2 / hop + 0.5)
-                         .astype(np.int64) - c0, 0, image.shape[1])
-        starts = np.minimum(bounds[:-1], image.shape[1] - 1)
+    parts = []
+    for c in range(first, last, chunk):
+        n = min(chunk, last - c)
+        y, _, start = read_span(path, c * hop / sr, ((c + n - 1) * hop + win) / sr, sr, channel)
+        y = y[max(0, c * hop - start):][: (n - 1) * hop + win]
+        if n_frames(len(y), cfg):
+            parts.append(spectrogram_image(y, sr, cfg)[0])
+    if not parts:
+        return out
+    image = np.concatenate(parts, axis=1)  # columns first..first + image.shape[1]
+    columns = centres.astype(np.int64) - first
+    inside = (columns >= 0) & (columns < image.shape[1])
+    if seconds * sr / hop / width > 1.5:  # many columns per pixel: the loudest, so that a short call still shows
+        starts = np.clip(edges[:-1] - first, 0, image.shape[1] - 1)
         out[:, inside] = np.maximum.reduceat(image, starts, axis=1)[:, inside]
     else:
         out[:, inside] = image[:, columns[inside]]

@@ -26,7 +26,7 @@ from .state import ServerState, bad, shown_name
 
 router = APIRouter(prefix="/reviews", tags=["review"])
 MAX_TILE = 4096  # pixels
-MAX_TILE_SECONDS = 900.0
+MAX_TILE_SECONDS = 600.0  # the page's widest tile is 512 s (1 px/s)
 
 
 class EventChange(BaseModel):
@@ -215,7 +215,11 @@ async def tile(request: Request, name: str, begin: float = Query(..., ge=0),
     cache: Tiles = request.app.state.tiles
     png = cache.get(key)
     if png is None:
-        png = await asyncio.to_thread(_tile_png, review, begin, seconds, width)
+        try:
+            png = await asyncio.to_thread(_tile_png, review, begin, seconds, width)
+        except UnetsegError as e:
+            raise bad(404 if "not found" in str(e) else 400,
+                      _hide(request, e).replace(str(review.recording), review.recording.name)) from None
         cache.put(key, png)
     return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
