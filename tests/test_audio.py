@@ -264,6 +264,55 @@ def test_detection_is_the_same_whatever_the_block_size(finch_model: Path, birds:
     assert np.array_equal(sf.read(tmp_path / "a.wav")[0], sf.read(tmp_path / "b.wav")[0])
 
 
+def test_the_float32_front_end_gives_the_float64_events(finch_model: Path, birds: Path, monkeypatch) -> None:
+    """The front end's STFT and dB scaling in float32 (twice as fast) give the events of float64: the same count,
+    boundaries within one STFT frame, on a finch song and the spinetail recording."""
+    import unetseg.audio.detect as detect
+    from unetseg.modelfile import load_model
+
+    detector = detect.Detector(load_model(finch_model))
+    frame = detector.cfg.hop_length / detector.cfg.sample_rate
+    for wav in (birds / "bengalese-finch-gy6or6" / "wav" / "gy6or6_baseline_230312_0808.138.wav",
+                birds / "spinetail" / "spinetail.wav"):
+        fast = detector.run(wav).events
+        monkeypatch.setattr(detect, "FRONT_END_DTYPE", np.float64)
+        precise = detector.run(wav).events
+        monkeypatch.setattr(detect, "FRONT_END_DTYPE", np.float32)
+        assert fast and len(fast) == len(precise), wav.name
+        for a, b in zip(fast, precise, strict=True):
+            assert abs(a.begin - b.begin) <= frame + 1e-6 and abs(a.end - b.end) <= frame + 1e-6
+            assert a.label == b.label
+
+
+def test_prefetched_keeps_order_raises_errors_and_stops_early() -> None:
+    import threading
+
+    from unetseg.audio.detect import prefetched
+
+    assert list(prefetched(iter(range(100)), depth=3)) == list(range(100))
+
+    def broken():
+        yield 1
+        raise UnetsegError("x.wav: cannot decode audio")
+
+    with pytest.raises(UnetsegError, match="x.wav"):
+        list(prefetched(broken()))
+    made = []
+
+    def endless():
+        n = 0
+        while True:
+            made.append(n)
+            yield n
+            n += 1
+
+    before = threading.active_count()
+    for n in prefetched(endless(), depth=2):
+        if n == 5:
+            break
+    assert threading.active_count() == before and len(made) <= 5 + 4  # the thread stopped, a few items ahead
+
+
 # --- bad input -------------------------------------------------------------------------------------------
 
 

@@ -273,7 +273,7 @@ def test_every_architecture_gets_the_head_from_its_last_layer() -> None:
             out = headed(torch.rand(1, 3, 64, 64))
         assert out.shape == (1, 4 + HEAD_CHANNELS, 64, 64), cfg["arch"]
         last = [m for m in headed.modules() if isinstance(m, torch.nn.Conv2d)][-1]
-        assert abs(float(torch.sigmoid(last.bias[4].detach())) - HEAT_PRIOR) < 1e-6  # the heat's bias is the prior's logit
+        assert abs(float(torch.sigmoid(last.bias[4].detach())) - HEAT_PRIOR) < 1e-6  # the bias: the prior
         assert abs(float(torch.sigmoid(out[:, 4]).mean()) - HEAT_PRIOR) < 0.1
 
 
