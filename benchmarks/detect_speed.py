@@ -7,7 +7,10 @@ For each configuration (backend, model window in columns, overlap in columns):
   bird-mixture benchmark's test recordings (``benchmarks/birdsound.py``'s mix folder), and the
   benchmark's own window-level test IoU (``evaluate`` on the test split) of each backend.
 The default configuration (what ``audio detect`` does with no flags) is also run on a 1-hour recording,
-with denoising, and on a folder of 100 recordings of 10 s. The compute limit is the machine's measured
+with denoising, and on a folder of 100 recordings of 10 s. First, in the same run (``stages``): the front end
+alone on one core (``front_end_x``, real-time factor), the model alone on detect's default windows
+(``model_only_x``), and ``audio detect`` end to end on 10 min, 1 h, 360 x 10 s and 100 x 1 min
+(``end_to_end``: ``x`` and ``over_model``), at 44.1 kHz (``--file-rate``). The compute limit is the machine's measured
 matmul rate (fp32 and bf16) divided by the model's FLOPs per second of audio. Writes
 benchmarks/results/detect_speed.json.
 
@@ -68,6 +71,38 @@ if args.get("iou_mix"):
         total += c
     tp, fp, _, fn = total
     out["detect_iou"] = round(float(tp / (tp + fp + fn)), 4)
+if args.get("mode") == "front_end":  # reading, resampling, STFT, dB image: one core, no model
+    import torch
+    torch.set_num_threads(1)
+    from unetseg.audio.detect import _columns
+    from unetseg.audio.io import audio_info
+    seconds, start = 0.0, time.perf_counter()
+    for p in args["inputs"]:
+        info = audio_info(p)
+        for _ in _columns(Path(p), info, detector.cfg, detector.options.block_seconds, None, False, [0]):
+            pass
+        seconds += info.duration
+    print(json.dumps(out | {"audio_seconds": seconds, "seconds": time.perf_counter() - start,
+                            "peak_rss_mb": peak_mb()}))
+    sys.exit(0)
+if args.get("mode") == "model_only":  # the engine alone on detect's windows and batches of real columns
+    from unetseg.audio.detect import _columns
+    from unetseg.audio.io import audio_info
+    p = Path(args["inputs"][0])
+    cols = np.concatenate([c for c, _ in _columns(p, audio_info(p), detector.cfg, 20.0, None, False, [0])], axis=1)
+    step = detector.width - detector.overlap
+    windows = [cols[:, s:s + detector.width] for s in range(0, cols.shape[1] - detector.width + 1, step)]
+    batches = [np.stack(windows[i:i + detector.batch]) for i in range(0, len(windows) - detector.batch + 1,
+                                                                       detector.batch)]
+    detector.engine.native(batches[0])  # warm-up
+    start = time.perf_counter()
+    for b in batches:
+        detector.engine.native(b)
+    took = time.perf_counter() - start
+    seconds = len(batches) * detector.batch * step * detector.cfg.hop_length / detector.cfg.sample_rate
+    print(json.dumps(out | {"audio_seconds": seconds, "seconds": took, "window": detector.width,
+                            "overlap": detector.overlap, "batch": detector.batch, "peak_rss_mb": peak_mb()}))
+    sys.exit(0)
 paths = args["inputs"]
 start = time.perf_counter()
 seconds = events = 0
@@ -82,11 +117,16 @@ print(json.dumps(out))
 """
 
 
+_PIECES: dict[int, list[np.ndarray]] = {}
+
+
 def build_recording(path: Path, minutes: float, sr: int, offset: int = 0) -> None:
     """Concatenate the shared recordings (resampled to ``sr``) until ``minutes`` long, block by block."""
-    sources = sorted((SHARED / "soundscapes").glob("*.wav")) + \
-        sorted((SHARED / "bird-audio" / "bengalese-finch-gy6or6" / "wav").glob("*.wav"))
-    pieces = [load_audio(f, sr)[0] for f in sources]
+    if sr not in _PIECES:
+        sources = sorted((SHARED / "soundscapes").glob("*.wav")) + \
+            sorted((SHARED / "bird-audio" / "bengalese-finch-gy6or6" / "wav").glob("*.wav"))
+        _PIECES[sr] = [load_audio(f, sr)[0] for f in sources]
+    pieces = _PIECES[sr]
     need = int(minutes * 60 * sr)
     with sf.SoundFile(str(path), "w", samplerate=sr, channels=1, subtype="PCM_16") as out:
         written, i = 0, offset
@@ -103,9 +143,11 @@ def latest_model() -> Path | None:
     return runs[-1] if runs else None
 
 
-def child(args: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+def child(args: dict, threads: int | None = None) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if threads:  # every library's pool to ``threads`` (torch's too, set in the child)
+        env |= {k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True, env=env)
     if proc.returncode:
         sys.exit(proc.stderr[-3000:])
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -154,6 +196,41 @@ def evaluate_iou(model: Path, mix: Path, backend: str, work: Path) -> float:
     return round(float(scores_from_counts(np.sum(ev.counts, axis=0))["iou"][1]), 4)
 
 
+def stages(model: Path, tmp: Path, rate: int) -> dict:
+    """The front end alone on one core, the model alone at detect's default windows and batches, and ``audio
+    detect`` end to end (default settings) on 10 min, 1 h, 360 recordings of 10 s and 100 of 1 min, each in a
+    fresh process; which stage bounds each."""
+    ten, hour = tmp / f"front_10min_{rate}.wav", tmp / f"front_60min_{rate}.wav"
+    build_recording(ten, 10, rate)
+    build_recording(hour, 60, rate)
+    folders = {"folder_10s": (360, 10 / 60), "folder_1min": (100, 1.0)}
+    inputs = {"10min": [ten], "1h": [hour]}
+    for name, (count, minutes) in folders.items():
+        folder = tmp / name
+        folder.mkdir()
+        for i in range(count):
+            build_recording(folder / f"rec{i:03d}.wav", minutes, rate, offset=i)
+        inputs[name] = sorted(str(f) for f in folder.glob("*.wav"))
+    base = {"model": str(model), "backend": "auto", "window": None, "overlap": None, "denoise": ""}
+    front = child({**base, "mode": "front_end", "inputs": [str(hour)]}, threads=1)
+    alone = child({**base, "mode": "model_only", "inputs": [str(ten)]})
+    front_x = front["audio_seconds"] / front["seconds"]
+    model_x = alone["audio_seconds"] / alone["seconds"]
+    end_to_end = {}
+    for name, files in inputs.items():
+        r = child({**base, "inputs": [str(f) for f in files]})
+        x = r["audio_seconds"] / r["seconds"]
+        end_to_end[name] = {"x": round(x, 1), "over_model": round(x / model_x, 3), "recordings": len(files),
+                            "audio_seconds": round(r["audio_seconds"], 1), "peak_rss_mb": round(r["peak_rss_mb"]),
+                            "events": r["events"], "backend_used": r["backend_used"]}
+    bound = {name: "model" if e["over_model"] >= 0.85 else "front end, reading or per-recording work"
+             for name, e in end_to_end.items()}
+    return {"file_rate": rate, "front_end_x": round(front_x, 1), "front_end_threads": 1,
+            "model_only_x": round(model_x, 1),
+            "model_only": {k: alone[k] for k in ("window", "overlap", "batch", "backend_used")},
+            "end_to_end": end_to_end, "bound_by": bound}
+
+
 CONFIGS = [  # backend, window, overlap (columns); None = detect's defaults
     ("torch", 256, 64),
     ("onnxruntime", 1024, 64),
@@ -171,7 +248,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="model file [default: the latest birdsound benchmark model]")
     p.add_argument("--mix", default=None, help="the bird-mixture dataset [default: beside the model's run]")
-    p.add_argument("--sample-rate", type=int, default=22050)
+    p.add_argument("--sample-rate", type=int, default=22050, help="rate of the configurations' recordings")
+    p.add_argument("--file-rate", type=int, default=44100, help="rate of the front-end and end-to-end recordings "
+                   "(a field recorder's; the model's rate means no resampling)")
+    p.add_argument("--skip-configurations", action="store_true", help="only the front end, the model alone and "
+                   "end to end (a few minutes), not each backend and window with its accuracy")
     p.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "detect_speed.json"))
     args = p.parse_args()
     model = Path(args.model) if args.model else latest_model()
@@ -188,6 +269,13 @@ def main() -> None:
     rows, special = [], []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        speed = stages(model, tmp, args.file_rate)
+        print(json.dumps(speed), flush=True)
+        if args.skip_configurations:
+            write_json(args.output, {"benchmark": "detect_speed", "command": " ".join(["python", *sys.argv]),
+                                     "machine": machine, **speed})
+            print(f"written {args.output}")
+            return
         ten = tmp / "long_10min.wav"
         build_recording(ten, 10, args.sample_rate)
         evaluated: dict[str, float] = {}
@@ -228,8 +316,9 @@ def main() -> None:
     limit = peak / default["gflop_per_audio_second"]
     report = {
         "benchmark": "detect_speed",
-        "command": f"python benchmarks/detect_speed.py --model {model}",
-        "machine": machine, "sample_rate": args.sample_rate, "configurations": rows, "default_runs": special,
+        "command": " ".join(["python", *sys.argv]),
+        "machine": machine, **speed, "sample_rate": args.sample_rate, "configurations": rows,
+        "default_runs": special,
         "compute_limit": {"matmul_gflops_used": peak, "gflop_per_audio_second": default["gflop_per_audio_second"],
                           "real_time_factor_limit": round(limit, 1),
                           "ours_over_limit": round(default["real_time_factor"] / limit, 3)},

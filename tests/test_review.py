@@ -291,6 +291,7 @@ def test_a_tile_is_the_models_image_of_its_span_whatever_the_chunks(tmp_path: Pa
     tile = spectrogram_tile(path, cfg, begin, width * hop / 22050, width)
     assert tile.shape == (whole.shape[0], width)
     assert np.abs(tile.astype(int) - whole[:, c0:c0 + width]).max() <= 2  # resampled per span: edges differ a hair
-    assert np.array_equal(spectrogram_tile(path, cfg, begin, width * hop / 22050, width, chunk=37), tile)
+    chunked = spectrogram_tile(path, cfg, begin, width * hop / 22050, width, chunk=37)  # each chunk resampled
+    assert np.abs(chunked.astype(int) - tile).max() <= 1 and (chunked != tile).mean() < 0.001
     wide = spectrogram_tile(path, cfg, 0.0, 4.0, 100)  # 4 s in 100 px: the loudest column of each pixel
     assert wide[:, 76:].max() == 0 and wide.max() >= whole.max() - 2  # black past the 3 s end; calls kept

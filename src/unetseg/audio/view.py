@@ -24,18 +24,28 @@ def read_span(path: str | Path, begin: float, end: float, sample_rate: int | Non
     when given; returns (samples, rate, the first sample's index at that rate)."""
     info = audio_info(path)
     rate = info.sample_rate
+    total = round(info.duration * rate)
     first = max(0, math.floor(begin * rate))
-    last = min(round(info.duration * rate), math.ceil(end * rate))
+    last = min(total, math.ceil(end * rate))
+    converting = bool(sample_rate) and sample_rate != rate
+    margin = 0
+    if converting:  # start on the output's sample grid, with a margin for the resampler's edges, cut off after
+        step = rate // math.gcd(rate, sample_rate)  # input samples per whole output sample
+        first = first // step * step
+        margin = min(first, -(-512 // step) * step)
+        last = min(total, last + margin)
     try:
         with sf.SoundFile(str(path)) as f:
-            f.seek(first)
-            data = f.read(max(0, last - first), dtype="float32", always_2d=True)
+            f.seek(first - margin)
+            data = f.read(max(0, last - first + margin), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as e:
         raise UnetsegError(f"{path}: cannot decode audio ({_reason(e)})") from e
     y = repair_samples(select_channel(data, channel), path)
-    if sample_rate and sample_rate != rate and len(y):
+    if converting and len(y):
         y = resample(y, rate, sample_rate)
-        return y, sample_rate, round(first * sample_rate / rate)
+        skip = margin * sample_rate // rate
+        want = math.ceil((min(total, math.ceil(end * rate)) - first) * sample_rate / rate)
+        return y[skip:skip + want], sample_rate, first * sample_rate // rate
     return y, rate, first
 
 
