@@ -95,21 +95,31 @@ if args.get("mode") == "model_only":  # the engine alone on detect's windows and
     batches = [np.stack(windows[i:i + detector.batch]) for i in range(0, len(windows) - detector.batch + 1,
                                                                        detector.batch)]
     detector.engine.native(batches[0])  # warm-up
-    start = time.perf_counter()
-    for b in batches:
-        detector.engine.native(b)
-    took = time.perf_counter() - start
+    took = float("inf")
+    for _ in range(3):  # the best of three passes: the machine is shared
+        start = time.perf_counter()
+        for b in batches:
+            detector.engine.native(b)
+        took = min(took, time.perf_counter() - start)
     seconds = len(batches) * detector.batch * step * detector.cfg.hop_length / detector.cfg.sample_rate
     print(json.dumps(out | {"audio_seconds": seconds, "seconds": took, "window": detector.width,
                             "overlap": detector.overlap, "batch": detector.batch, "peak_rss_mb": peak_mb()}))
     sys.exit(0)
-paths = args["inputs"]
+paths = [Path(p) for p in args["inputs"]]
 start = time.perf_counter()
 seconds = events = 0
-for p in paths:
-    r = detector.run(p, denoise=(str(Path(args["denoise"]) / (Path(p).stem + ".wav")) if args["denoise"] else None))
-    seconds += r.duration
-    events += len(r.events)
+if args.get("mode") == "command":  # what `audio detect` runs: detect_folder, writing each Raven table
+    import tempfile
+    from unetseg.audio.corpus import detect_folder
+    from unetseg.audio.io import audio_info
+    done = detect_folder(detector, paths, tempfile.mkdtemp())
+    events = sum(done.events.values())
+    seconds = sum(audio_info(p).duration for p in paths)
+else:
+    denoise = (lambda p: Path(args["denoise"]) / (p.stem + ".wav")) if args["denoise"] else (lambda p: None)
+    for p, r in detector.run_many(paths, denoise):
+        seconds += r.duration
+        events += len(r.events)
 took = time.perf_counter() - start
 out |= {"audio_seconds": seconds, "seconds": took, "events": events,
         "peak_rss_mb": peak_mb()}
@@ -218,7 +228,7 @@ def stages(model: Path, tmp: Path, rate: int) -> dict:
     model_x = alone["audio_seconds"] / alone["seconds"]
     end_to_end = {}
     for name, files in inputs.items():
-        r = child({**base, "inputs": [str(f) for f in files]})
+        r = child({**base, "mode": "command", "inputs": [str(f) for f in files]})
         x = r["audio_seconds"] / r["seconds"]
         end_to_end[name] = {"x": round(x, 1), "over_model": round(x / model_x, 3), "recordings": len(files),
                             "audio_seconds": round(r["audio_seconds"], 1), "peak_rss_mb": round(r["peak_rss_mb"]),

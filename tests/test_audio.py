@@ -673,3 +673,22 @@ def test_box_annotated_model_tunes_its_granularity(birds: Path, tmp_path: Path, 
     assert detector.describe()["decoding"] == ("instances" if model.head else "regions")
     if model.head:
         assert detector.events.peak_threshold == tuned["peak_threshold"]
+
+
+def test_run_many_gives_each_recordings_own_result_and_raises_a_bad_one_at_its_turn(finch_model: Path, birds: Path,
+                                                                                  tmp_path: Path) -> None:
+    from unetseg.audio.detect import Detector
+    from unetseg.modelfile import load_model
+
+    detector = Detector(load_model(finch_model))
+    songs = sorted((birds / "bengalese-finch-gy6or6" / "wav").glob("*.wav"))[:3]
+    alone = [detector.run(f).events for f in songs]
+    together = list(detector.run_many(songs))  # each one's front end started while the one before ran
+    assert [p for p, _ in together] == songs and [r.events for _, r in together] == alone
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF0000WAVEjunk")
+    seen = []
+    with pytest.raises(UnetsegError, match="broken.wav"):
+        for path, _ in detector.run_many([songs[0], broken, songs[1]]):
+            seen.append(path)
+    assert seen == [songs[0]]

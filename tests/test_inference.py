@@ -146,6 +146,8 @@ def test_auto_probes_once_and_caches_its_choice(trained: Path, cache: Path, monk
     assert record["choice"] == engine.backend_name
     assert {"torch", "onnxruntime"} <= set(record["images_per_s"])
     assert record["machine"]["capability"] == torch.backends.cpu.get_cpu_capability()
+    # ranked at the batch the work runs, as predict and detect run it (not one image at a time)
+    assert record["shape"][0] == InferenceOptions().batch_size
 
     def no_probe(*_: object) -> float:
         raise AssertionError("probed again")

@@ -73,8 +73,7 @@ def detect_folder(detector: Detector, source: str | Path | list, output: str | P
     result = FolderResult(out)
     with shared_run(group, out, key, targets, mode, described, inputs) as done:
         todo = group.shard([f for f in files if f.name not in done])
-        for f in todo:
-            found = detector.run(f, denoise=denoised.get(f), keep_mask=o.save_mask)
+        for f, found in detector.run_many(todo, denoised.get, o.save_mask):  # the next one's front end runs ahead
             events = [replace(e, file=f.name) for e in found.events]
             if found.mask is not None:
                 write_mask(out / f"{f.stem}.mask.png", found.mask, loaded.binary, [list(c) for c in loaded.colours])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,46 +140,69 @@ class DetectResult:
 FRONT_END_DTYPE = np.float32  # of the STFT and dB scaling (float64 gives the same events, at half the speed)
 
 
-def prefetched(items: Iterable, depth: int = 2) -> Iterator:
-    """``items`` made in a thread of their own, at most ``depth`` ahead of the consumer: reading and the
-    spectrogram of the next block run while the model works on this one (NumPy, SciPy's FFT, soxr and
-    libsndfile release the GIL). An error in the thread is raised here; a consumer that stops early stops
-    the thread; memory stays bounded by ``depth`` items."""
-    box: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    end = object()
+class Prefetch:
+    """``items`` made in a thread of their own, started at once, at most ``depth`` ahead of the consumer:
+    reading and the spectrogram of the next block (or the next recording) run while the model works on this
+    one (NumPy, SciPy's FFT, soxr and libsndfile release the GIL). An error in the thread is raised to the
+    consumer; ``close`` (also on leaving the iteration) stops the thread; memory stays bounded by ``depth``."""
 
-    def put(item: object) -> bool:
-        while not stop.is_set():
+    _END = object()
+
+    def __init__(self, items: Iterable, depth: int = 2) -> None:
+        self.box: queue.Queue = queue.Queue(maxsize=depth)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._work, args=(items,), name="unetseg-front-end", daemon=True)
+        self.thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self.stop.is_set():
             try:
-                box.put(item, timeout=0.1)
+                self.box.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def work() -> None:
+    def _work(self, items: Iterable) -> None:
         try:
             for item in items:
-                if not put((None, item)):
+                if not self._put((None, item)):
                     return
-            put((None, end))
+            self._put((None, self._END))
         except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
-            put((e, None))
+            self._put((e, None))
 
-    thread = threading.Thread(target=work, name="unetseg-front-end", daemon=True)
-    thread.start()
-    try:
-        while True:
-            error, item = box.get()
-            if error is not None:
-                raise error
-            if item is end:
-                return
-            yield item
-    finally:
-        stop.set()
-        thread.join()
+    def __iter__(self) -> Iterator:
+        try:
+            while True:
+                error, item = self.box.get()
+                if error is not None:
+                    raise error
+                if item is self._END:
+                    return
+                yield item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def prefetched(items: Iterable, depth: int = 2) -> Iterator:
+    """``items`` through a ``Prefetch`` (see there)."""
+    return iter(Prefetch(items, depth))
+
+
+@dataclass
+class _Opened:
+    """A recording whose front end has started: its header, the columns being made, and the count of samples
+    decoded so far."""
+
+    path: Path
+    info: AudioInfo
+    front: Prefetch
+    decoded: list[int]
 
 
 def _columns(path: Path, info: AudioInfo, cfg: SpectrogramConfig, block_seconds: float, channel: int | None,
@@ -288,13 +311,47 @@ class Detector:
                 "windows_per_batch": self.batch, "block_seconds": self.options.block_seconds,
                 "postprocess": vars(self.postprocess), "events": vars(self.events)}
 
-    def run(self, path: str | Path, denoise: str | Path | None = None, keep_mask: bool = False) -> DetectResult:
-        """Events (and optionally denoised audio and the full mask) of one recording of any length."""
-        loaded, cfg = self.loaded, self.cfg
+    def _open(self, path: str | Path, keep_stft: bool, keep_mask: bool) -> _Opened:
+        """Check ``path`` and start making its spectrogram columns in the front end's thread."""
         path = Path(path)
         info = audio_info(path)
-        sr = cfg.sample_rate or info.sample_rate
         block_seconds = self._block_seconds(path, info, keep_mask)
+        decoded = [0]
+        front = Prefetch(_columns(path, info, self.cfg, block_seconds, self.options.channel, keep_stft, decoded))
+        return _Opened(path, info, front, decoded)
+
+    def run_many(self, paths: list[Path], denoise: Callable[[Path], Path | None] = lambda _: None,
+                 keep_mask: bool = False) -> Iterator[tuple[Path, DetectResult]]:
+        """(recording, result) of each of ``paths`` in order; the next recording's front end starts while this
+        one's model work runs, so a folder of short recordings streams without a pause between them. An
+        error opening a recording is raised at its turn."""
+        def opened(i: int) -> _Opened | Exception | None:
+            if i >= len(paths):
+                return None
+            try:
+                return self._open(paths[i], denoise(paths[i]) is not None, keep_mask)
+            except UnetsegError as e:
+                return e
+
+        ahead = opened(0)
+        try:
+            for i, path in enumerate(paths):
+                current, ahead = ahead, opened(i + 1)
+                if isinstance(current, Exception):
+                    raise current
+                yield path, self.run(path, denoise(path), keep_mask, current)
+        finally:
+            if isinstance(ahead, _Opened):
+                ahead.front.close()
+
+    def run(self, path: str | Path, denoise: str | Path | None = None, keep_mask: bool = False,
+            opened: _Opened | None = None) -> DetectResult:
+        """Events (and optionally denoised audio and the full mask) of one recording of any length; ``opened``:
+        its front end, started before (``run_many``)."""
+        loaded, cfg = self.loaded, self.cfg
+        opened = opened or self._open(path, denoise is not None, keep_mask)
+        path, info = opened.path, opened.info
+        sr = cfg.sample_rate or info.sample_rate
         mapping = SpectrogramMapping(sr, 0, cfg.hop_length, cfg.win, row_frequencies(cfg, sr).round(3).tolist(),
                                      cfg.to_dict())
         tracker = EventTracker(mapping, loaded.classes, self.events, columns=self.columns, threshold=self.threshold)
@@ -322,16 +379,15 @@ class Detector:
                 mask_parts.append(mask)
             done += k
 
-        decoded = [0]
+        decoded = opened.decoded
         try:
-            channel = self.options.channel
-            front = _columns(path, info, cfg, block_seconds, channel, denoiser is not None, decoded)
-            for columns, S in prefetched(front):
+            for columns, S in opened.front:
                 if S is not None:
                     pending_stft.append(S)
                 finished(stream.push(columns))
             finished(stream.finish())
         except BaseException:
+            opened.front.close()
             if denoiser is not None:
                 denoiser.abort()
             raise

@@ -93,8 +93,11 @@ def build(name: str, loaded: LoadedModel, options: InferenceOptions, device: tor
     raise UnetsegError(f"unknown backend {name!r}")
 
 
-def create_backend(loaded: LoadedModel, options: InferenceOptions, shape: tuple[int, int, int, int]) -> Backend:
-    """The backend of ``options``; for ``auto`` the fastest here for inputs of ``shape`` (N, C, H, W).
+def create_backend(loaded: LoadedModel, options: InferenceOptions, shape: tuple[int, int, int, int],
+                   probe: tuple[int, int, int, int] | None = None) -> Backend:
+    """The backend of ``options``; for ``auto`` the fastest here for inputs of ``shape`` (N, C, H, W), ranked on
+    batches of ``probe`` (default: ``shape``; the engine passes the largest part of the batch that four
+    backends alive at once can run within the memory budget): backends rank by batch, as they run.
 
     A backend that cannot be built (onnxruntime missing, a failed export or quantization) is left out
     with one warning line, falling back to torch.
@@ -106,8 +109,7 @@ def create_backend(loaded: LoadedModel, options: InferenceOptions, shape: tuple[
         return build(options.backend, loaded, options, device)
     if device.type == "cuda":
         return TorchBackend(loaded.model, device)
-    # One image at a time: the ranking holds, and four backends alive at once stay within memory.
-    choice, probed = _probe(loaded, options, device, (1, *shape[1:]))
+    choice, probed = _probe(loaded, options, device, probe or shape)
     backend = probed or _try_build(choice, loaded, options, device)
     return backend if backend is not None else TorchBackend(loaded.model, device)
 

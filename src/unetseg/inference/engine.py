@@ -93,7 +93,11 @@ class Engine:
             raise UnetsegError(f"{loaded.path}: a batch of {shape[0]} at {spec.size[1]}x{spec.size[0]} needs about "
                                f"{gib(need)}, over the memory budget of {gib(self.guard.budget)}; lower --batch-size "
                                "or raise --max-memory")
-        self.backend: Backend = create_backend(loaded, self.options, shape)
+        # auto ranks the backends at the batch the work runs (four alive at once must fit the memory budget)
+        probe = shape[0]
+        while probe > 1 and not self.guard.fits(4 * probe, shape[2], shape[3]):
+            probe //= 2
+        self.backend: Backend = create_backend(loaded, self.options, shape, (probe, *shape[1:]))
         self._auto_tile: int | None = None
 
     @property
