@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -187,6 +188,39 @@ class Prefetch:
     def close(self) -> None:
         self.stop.set()
         self.thread.join()
+
+
+class Behind:
+    """``work(item)`` for each item given to ``put``, in order, in a thread of its own at most ``depth`` items
+    behind the caller: the events of a block are decoded while the model runs the next one. An error in
+    ``work`` is raised by the next ``put`` or by ``finish``."""
+
+    _END = object()
+
+    def __init__(self, work: Callable[[Any], None], depth: int = 2) -> None:
+        self.box: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, args=(work,), name="unetseg-events", daemon=True)
+        self.thread.start()
+
+    def _loop(self, work: Callable[[Any], None]) -> None:
+        while (item := self.box.get()) is not self._END:
+            if self.error is None:
+                try:
+                    work(item)
+                except BaseException as e:  # noqa: BLE001 - raised to the caller by put or finish
+                    self.error = e
+
+    def put(self, item: Any) -> None:
+        if self.error is not None:
+            raise self.error
+        self.box.put(item)
+
+    def finish(self) -> None:
+        self.box.put(self._END)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def prefetched(items: Iterable, depth: int = 2) -> Iterator:
@@ -380,14 +414,22 @@ class Detector:
             done += k
 
         decoded = opened.decoded
+        # events are decoded behind the model, in a thread; the denoiser keeps its STFT columns in order itself
+        behind = Behind(finished) if denoiser is None else None
+        after = behind.put if behind is not None else finished
         try:
             for columns, S in opened.front:
                 if S is not None:
                     pending_stft.append(S)
-                finished(stream.push(columns))
-            finished(stream.finish())
+                after(stream.push(columns))
+            after(stream.finish())
+            if behind is not None:
+                behind.finish()
         except BaseException:
             opened.front.close()
+            if behind is not None and behind.thread.is_alive():
+                behind.box.put(Behind._END)
+                behind.thread.join()
             if denoiser is not None:
                 denoiser.abort()
             raise
