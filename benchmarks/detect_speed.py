@@ -240,6 +240,7 @@ def stages(model: Path, tmp: Path, rate: int) -> dict:
         r = child({**base, "mode": "command", "inputs": [str(f) for f in files]})
         x = r["audio_seconds"] / r["seconds"]
         end_to_end[name] = {"x": round(x, 1), "over_model": round(x / model_x, 3), "recordings": len(files),
+                            "command_start_seconds": r.get("command_start_seconds"),
                             "audio_seconds": round(r["audio_seconds"], 1), "peak_rss_mb": round(r["peak_rss_mb"]),
                             "events": r["events"], "backend_used": r["backend_used"]}
     bound = {name: "model" if e["over_model"] >= 0.85 else "front end, reading or per-recording work"

@@ -692,3 +692,24 @@ def test_run_many_gives_each_recordings_own_result_and_raises_a_bad_one_at_its_t
         for path, _ in detector.run_many([songs[0], broken, songs[1]]):
             seen.append(path)
     assert seen == [songs[0]]
+
+
+def test_behind_keeps_order_and_raises_the_workers_error() -> None:
+    from unetseg.audio.detect import Behind
+
+    seen: list[int] = []
+    behind = Behind(seen.append)
+    for i in range(50):
+        behind.put(i)
+    behind.finish()
+    assert seen == list(range(50))
+
+    def fails(item: int) -> None:
+        if item == 3:
+            raise UnetsegError("events: broken")
+
+    behind = Behind(fails)
+    with pytest.raises(UnetsegError, match="broken"):
+        for i in range(10):
+            behind.put(i)
+        behind.finish()
