@@ -284,19 +284,19 @@ def test_the_float32_front_end_gives_the_float64_events(finch_model: Path, birds
             assert a.label == b.label
 
 
-def test_prefetched_keeps_order_raises_errors_and_stops_early() -> None:
+def test_prefetch_keeps_order_raises_errors_and_stops_early() -> None:
     import threading
 
-    from unetseg.audio.detect import prefetched
+    from unetseg.audio.detect import Prefetch
 
-    assert list(prefetched(iter(range(100)), depth=3)) == list(range(100))
+    assert list(Prefetch(iter(range(100)), depth=3)) == list(range(100))
 
     def broken():
         yield 1
         raise UnetsegError("x.wav: cannot decode audio")
 
     with pytest.raises(UnetsegError, match="x.wav"):
-        list(prefetched(broken()))
+        list(Prefetch(broken()))
     made = []
 
     def endless():
@@ -307,7 +307,7 @@ def test_prefetched_keeps_order_raises_errors_and_stops_early() -> None:
             n += 1
 
     before = threading.active_count()
-    for n in prefetched(endless(), depth=2):
+    for n in Prefetch(endless(), depth=2):
         if n == 5:
             break
     assert threading.active_count() == before and len(made) <= 5 + 4  # the thread stopped, a few items ahead

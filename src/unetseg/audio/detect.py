@@ -1,12 +1,13 @@
 """Detection on recordings of any length in bounded memory, on the inference engine.
 
 Audio is read in blocks, resampled as a stream, and turned into spectrogram columns (the front end, in
-float32, in a thread of its own one block ahead of the model: ``prefetched``); the engine's
+float32, in a thread of its own one block ahead of the model: ``Prefetch``); the engine's
 ``ColumnStream`` runs overlapping full-height windows over the columns and blends them. Columns no
-later window can touch are final: they go to the event tracker (regions -> events, cut at silent gaps)
-and, optionally, to the denoiser (mask the complex STFT, overlap-add). Every buffer holds at most one
-block of audio plus one window of columns, whatever the recording's length. A ``Detector`` loads the
-model's backend once for any number of recordings.
+later window can touch are final: they go to the event tracker (regions -> events, cut at silent gaps;
+decoded in a thread behind the model: ``Behind``) and, optionally, to the denoiser (mask the complex
+STFT, overlap-add). Every buffer holds at most one block of audio plus one window of columns, whatever
+the recording's length. A ``Detector`` loads the model's backend once for any number of recordings, and
+``run_many`` starts the next recording's front end while the model runs this one.
 """
 
 from __future__ import annotations
@@ -221,11 +222,6 @@ class Behind:
         self.thread.join()
         if self.error is not None:
             raise self.error
-
-
-def prefetched(items: Iterable, depth: int = 2) -> Iterator:
-    """``items`` through a ``Prefetch`` (see there)."""
-    return iter(Prefetch(items, depth))
 
 
 @dataclass
