@@ -217,9 +217,14 @@ class Behind:
             raise self.error
         self.box.put(item)
 
+    def close(self) -> None:
+        """Stop the thread once the items given are done (or skipped after an error)."""
+        if self.thread.is_alive():
+            self.box.put(self._END)
+            self.thread.join()
+
     def finish(self) -> None:
-        self.box.put(self._END)
-        self.thread.join()
+        self.close()
         if self.error is not None:
             raise self.error
 
@@ -423,9 +428,8 @@ class Detector:
                 behind.finish()
         except BaseException:
             opened.front.close()
-            if behind is not None and behind.thread.is_alive():
-                behind.box.put(Behind._END)
-                behind.thread.join()
+            if behind is not None:
+                behind.close()
             if denoiser is not None:
                 denoiser.abort()
             raise

@@ -307,7 +307,7 @@ def review_annotations(root: str | Path, reviewed_only: bool = False) -> Reviewe
                                f"{stems[r.recording.stem]} too; rename one")
         stems[r.recording.stem] = r.recording
         events[r.recording] = r.annotations(reviewed_only)
-    return ReviewedRecordings(events, reviews[0].data["spectrogram"], [c for c in reviews[0].data["classes"]])
+    return ReviewedRecordings(events, reviews[0].data["spectrogram"], list(reviews[0].data["classes"]))
 
 
 def reviews_from_tables(root: str | Path, recordings: list[Path], tables: dict[str, Path], model: dict[str, Any],
@@ -356,8 +356,13 @@ class ReviewStore:
             try:
                 out.append(Review.load(folder).summary())
             except UnetsegError as e:
-                out.append({"name": folder.name, "error": str(e).replace(str(self.root), "<reviews>")})
+                out.append({"name": folder.name, "error": self.hide(str(e))})
         return out
+
+    def hide(self, text: str) -> str:
+        """``text`` (an error's) without the server's folders: paths inside the root are shown relative."""
+        root = str(self.root)
+        return text.replace(root + "/", "").replace(root, "<reviews>")
 
 
 def _extension(fmt: str) -> str:

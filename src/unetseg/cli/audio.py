@@ -222,15 +222,10 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     if args.review is not None:
         if args.annotations:
             raise UnetsegError("--review brings its own annotations; drop --annotations")
-        from ..audio.review import review_annotations
-        from ..audio.spectrogram import SpectrogramConfig
+        from .common import dataset_from_review
 
-        reviewed = review_annotations(args.review, args.reviewed_only)
-        if classes is None and len(reviewed.classes) > 2:  # the reviewed model's classes, when it had several
-            labels = Labels(reviewed.classes[1:], args.energetic, args.channel, noise, _snrs(args.snrs))
-        cfg = spectrogram_from_args(args) if _spectrogram_given(args) else SpectrogramConfig.from_dict(
-            reviewed.spectrogram)
-        built = build_annotated_dataset(list(reviewed.events), reviewed.events, args.output, cfg, windows, labels)
+        cfg = spectrogram_from_args(args) if _spectrogram_given(args) else None  # None: the reviewed model's
+        built = dataset_from_review(args.review, args.output, labels, windows, cfg, args.reviewed_only)
     else:
         if args.reviewed_only:
             raise UnetsegError("--reviewed-only goes with --review")

@@ -143,3 +143,22 @@ def number(kind: type = float, gt: float | None = None, ge: float | None = None,
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
+
+
+def dataset_from_review(review: str | Path, output: str | Path, labels: Any = None, windows: Any = None,
+                        cfg: Any = None, reviewed_only: bool = False) -> Any:
+    """A review folder's recordings and corrected events -> a new dataset folder (``audio dataset --review``
+    and ``train --data <review folder>``): on the reviewed model's spectrogram unless ``cfg`` is given, and
+    with its classes when it had several and ``labels`` names none."""
+    import dataclasses
+
+    from ..audio.datasets import Labels, build_annotated_dataset
+    from ..audio.review import review_annotations
+    from ..audio.spectrogram import SpectrogramConfig
+
+    reviewed = review_annotations(review, reviewed_only)
+    labels = labels or Labels()
+    if labels.classes is None and len(reviewed.classes) > 2:
+        labels = dataclasses.replace(labels, classes=reviewed.classes[1:])
+    cfg = cfg or SpectrogramConfig.from_dict(reviewed.spectrogram)
+    return build_annotated_dataset(list(reviewed.events), reviewed.events, output, cfg, windows, labels)

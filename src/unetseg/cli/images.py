@@ -120,21 +120,17 @@ def _dataset_of_reviews(path: str, overrides: dict, cfg: Config) -> str:
 
     if not is_review(path):
         return path
-    from ..audio.datasets import Labels, build_annotated_dataset
-    from ..audio.review import review_annotations, safe_name
-    from ..audio.spectrogram import SpectrogramConfig
+    from ..audio.review import safe_name
     from ..fileio import new_run_dir
+    from .common import dataset_from_review
 
-    reviewed = review_annotations(path)
     runs = overrides.get("train", {}).get("runs_dir", cfg.train.runs_dir)
     folder = Path(path).resolve()  # detect --review makes <output>/review: name it after <output>
     label = safe_name(f"{folder.parent.name}-review" if folder.name == "review" else folder.name)
     if not overrides.get("train", {}).get("name") and not cfg.train.name:
         cfg.train.name = label  # the run is named after the review, not after its "dataset" folder
     target = new_run_dir(runs, f"{label}-data")
-    labels = Labels(reviewed.classes[1:] if len(reviewed.classes) > 2 else None)
-    built = build_annotated_dataset(list(reviewed.events), reviewed.events, target / "dataset",
-                                    SpectrogramConfig.from_dict(reviewed.spectrogram), labels=labels)
+    built = dataset_from_review(path, target / "dataset")
     print(f"review {path} -> dataset {built.root}: images per split {built.windows}")
     return str(built.root)
 

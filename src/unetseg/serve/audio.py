@@ -42,18 +42,25 @@ async def detect(request: Request, model: str | None = None,
                                           shown_name(name))
 
 
-async def _detect_response(server: ServerState, served: ServedModel, path: Path, folder: Path, format: str,
-                           denoise: bool, spectrogram: bool, shown: str) -> Response:
+async def detect_upload(server: ServerState, served: ServedModel, path: Path, denoised: Path | None,
+                        shown: str) -> Any:
+    """The uploaded recording's ``DetectResult`` (and its denoised audio at ``denoised``), refusing one over
+    ``--max-seconds`` from its header (413); errors name it ``shown`` (400). For ``/detect`` and ``/reviews``."""
     try:
         info = audio_info(path)
+        if info.duration > server.options.max_seconds:
+            raise bad(413, f"{shown}: recording of {info.duration:.0f} s is over the limit of "
+                      f"{server.options.max_seconds:g} s (--max-seconds)")
+        return await asyncio.to_thread(_detect, served, path, denoised)
     except UnetsegError as e:
         raise bad(400, str(e).replace(str(path), shown)) from None
-    if info.duration > server.options.max_seconds:
-        raise bad(413, f"{shown}: recording of {info.duration:.0f} s is over the limit of "
-                  f"{server.options.max_seconds:g} s (--max-seconds)")
+
+
+async def _detect_response(server: ServerState, served: ServedModel, path: Path, folder: Path, format: str,
+                           denoise: bool, spectrogram: bool, shown: str) -> Response:
     denoised = folder / "denoised.wav" if denoise else None
+    result = await detect_upload(server, served, path, denoised, shown)
     try:
-        result = await asyncio.to_thread(_detect, served, path, denoised)
         picture = await asyncio.to_thread(_spectrogram_png, served, path, folder) if spectrogram else None
     except UnetsegError as e:
         raise bad(400, str(e).replace(str(path), shown)) from None

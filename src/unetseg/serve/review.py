@@ -19,9 +19,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..audio.annotations import SUFFIXES
-from ..audio.io import audio_info
 from ..audio.review import STATES, Review, ReviewStore, create_review, safe_name
 from ..errors import UnetsegError
+from .audio import detect_upload
 from .state import ServerState, bad, shown_name
 
 router = APIRouter(prefix="/reviews", tags=["review"])
@@ -87,9 +87,7 @@ def _review(request: Request, name: str) -> Review:
 
 def _hide(request: Request, error: Exception) -> str:
     """An error's text without the server's folders."""
-    text = str(error)
-    root = str(_store(request).root)
-    return text.replace(root + "/", "").replace(root, "<reviews>")
+    return _store(request).hide(str(error))
 
 
 def document(review: Review) -> dict[str, Any]:
@@ -124,15 +122,8 @@ async def new_review(request: Request, model: str | None = None, name: str | Non
     with tempfile.TemporaryDirectory(prefix="unetseg-upload-") as tmp:
         path = await server.upload(request, Path(tmp))
         with server.admission:
-            try:
-                info = audio_info(path)
-                if info.duration > server.options.max_seconds:
-                    raise bad(413, f"{shown}: recording of {info.duration:.0f} s is over the limit of "
-                              f"{server.options.max_seconds:g} s (--max-seconds)")
-                denoised = Path(tmp) / "denoised.wav" if denoise else None
-                result = await asyncio.to_thread(_detect, served, path, denoised)
-            except UnetsegError as e:
-                raise bad(400, str(e).replace(str(path), shown)) from None
+            denoised = Path(tmp) / "denoised.wav" if denoise else None
+            result = await detect_upload(server, served, path, denoised, shown)
             meta = served.loaded.meta
             review = await asyncio.to_thread(
                 create_review, _store(request).root, safe_name(shown), path, result.events,
@@ -141,11 +132,6 @@ async def new_review(request: Request, model: str | None = None, name: str | Non
             if denoised is not None:
                 denoised.replace(review.folder / "denoised.wav")
     return JSONResponse(document(review), status_code=201)
-
-
-def _detect(served: Any, path: Path, denoised: Path | None) -> Any:
-    with served.lock:  # one recording at a time per model: its memory stays bounded
-        return served.detector.run(path, denoise=denoised)
 
 
 @router.get("/{name}")
