@@ -284,7 +284,9 @@ def test_export_int8_and_predict_record_what_ran(trained: Path, cache: Path, tmp
     ("input.channels", -1, "'input.channels'"),
     ("input", None, "'input' is missing"),
     ("format_version", "x", "'format_version' must be a positive integer"),
-    ("input.std", [0.0], "'input.std' must be positive"),
+    ("input.std", [0.0], "'input.std' and input.mean must lie in"),
+    ("input.std", [1e-308], "'input.std' and input.mean must lie in"),
+    ("input.mean", [1e308], "'input.std' and input.mean must lie in"),
     ("threshold", 5, "'threshold' must lie between 0 and 1"),
 ])
 def test_crafted_model_file_fields_are_one_line_errors(trained: Path, tmp_path: Path, capsys,

@@ -211,7 +211,9 @@ def test_detect_review_then_dataset_from_the_review(tmp_path: Path, capsys: pyte
                  "--review", "--backend", "torch"]) == 0
     folder = tmp_path / "out" / "review" / "rec"
     review = Review.load(folder)
-    assert review.recording == rec.resolve() and review.events
+    # the recording is a file inside the review (a hard link: no copy on one disk), its source recorded
+    assert review.recording == folder / "rec.wav" and review.recording.read_bytes() == rec.read_bytes()
+    assert review.data["source"] == str(rec.resolve()) and review.events
     review.change(review.events[0]["id"], {"state": "accepted"})
     # a second detect into the same output keeps the person's review
     assert main(["audio", "detect", "--model", str(model), "--input", str(rec), "--output", str(tmp_path / "out"),

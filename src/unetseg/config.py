@@ -154,10 +154,9 @@ class Config:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Config:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise UnetsegError(f"{path}: cannot read config: {_one_line(e)}") from e
+        from .fileio import read_yaml
+
+        data = read_yaml(path, "config") or {}
         if not isinstance(data, dict):
             raise UnetsegError(f"{path}: a config must be a mapping of sections")
         return cls.from_dict(data, str(path))
@@ -237,17 +236,25 @@ def coerce(owner: type, f: dataclasses.Field, value: Any, where: str) -> Any:
                 if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
                     raise ValueError("expected true or false")
                 out = value.lower() in ("true", "yes", "1")
+            elif isinstance(value, bool):
+                out = value
             else:
-                out = bool(value)
+                raise TypeError("expected true or false")
         elif base is int:
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise TypeError("expected an integer")
             if isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
                 value = float(value)  # 1e3 is a whole number; nan, inf and 2.5 are refused below
             if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
                 raise ValueError("expected an integer")
             out = int(value)
         elif base is float:
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise TypeError("expected a number")
             out = float(value)
         else:
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                raise TypeError("expected text")
             out = str(value)
     except (TypeError, ValueError) as e:
         raise UnetsegError(f"{where}: bad value {value!r}: {e}") from e

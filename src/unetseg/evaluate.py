@@ -21,11 +21,12 @@ from .data.io import IGNORE, read_image, read_instance_ids
 from .data.spec import DatasetInfo, load_dataset
 from .errors import UnetsegError
 from .fileio import check_output_dir, new_run_dir, write_json, write_text
-from .guard import check_outputs, folder_lock
+from .guard import check_output_folder, check_outputs, folder_lock
 from .inference import Engine, ImageDataset, InferenceOptions
 from .instances import coco_average_precision, image_objects
 from .metrics import confusion_matrices, counts_from_matrices, image_iou, image_score, summarize
 from .modelfile import LoadedModel, load_model
+from .outputs import recorded_outputs, relative_outputs
 from .postprocess import PostProcess, to_mask
 from .viz import colourize, overlay, panel, plot_evaluation, save_rgb, to_uint8_rgb
 
@@ -63,12 +64,17 @@ def evaluate(model: str | Path | LoadedModel, data: str | Path | None = None, sp
     if output:
         out = Path(output)
         inputs = [*([loaded.path] if loaded.path else []), *(p.image for p in pairs), *(p.mask for p in pairs)]
-        check_outputs([out / name for name in OUTPUTS] + [out / "figures" / f"{p.image.stem}.png" for p in pairs],
-                      inputs, overwrite)
+        dirs = sorted({f.parent for f in inputs[1 if loaded.path else 0:]})  # the split's image and mask folders
+        check_output_folder(out, dirs)
+        check_outputs(_outputs(out, pairs), inputs, overwrite, input_dirs=dirs, owned=recorded_outputs(out))
     else:
         out = new_run_dir("runs", f"eval-{info.name}-{split}")
     with folder_lock(out):
         return _evaluate(loaded, engine, info, pairs, split, out, pp, figures)
+
+
+def _outputs(out: Path, pairs: list) -> list[Path]:
+    return [out / name for name in OUTPUTS] + [out / "figures" / f"{p.image.stem}.png" for p in pairs]
 
 
 def _dataset(loaded: LoadedModel, data: str | Path | None) -> DatasetInfo:
@@ -128,7 +134,8 @@ def _evaluate(loaded: LoadedModel, engine: Engine, info: DatasetInfo, pairs: lis
         metrics["instances"] = instances.scores()
     write_json(out / "metrics.json", metrics)
     plot_evaluation(matrix, metrics["per_class"], out / "confusion_matrix.png", out / "class_iou.png")
-    write_json(out / "inference.json", {**engine.describe(), "postprocess": vars(pp)})
+    write_json(out / "inference.json", {**engine.describe(), "postprocess": vars(pp),
+                                        "outputs": relative_outputs(out, _outputs(out, pairs)[1:])})
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()

@@ -7,6 +7,7 @@ are dynamic (height and width must divide by the model's stride, as in training)
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -77,7 +78,8 @@ def export(model: str | Path | LoadedModel, output: str | Path | None = None, fm
         output = Path(model).with_suffix(suffix)
     out = Path(output)
     check_output_dir(out.parent)
-    check_outputs([out, out.with_name(out.name + ".json")], [loaded.path, calibration], overwrite)
+    record_file = out.with_name(out.name + ".json")
+    check_outputs([out, record_file], [loaded.path, calibration], overwrite, owned=_exported(record_file))
     module = RawPixelModel(loaded).eval()
     agreement = None
     with torch.no_grad():
@@ -97,6 +99,18 @@ def export(model: str | Path | LoadedModel, output: str | Path | None = None, fm
         record |= {"quantization": "static int8 QDQ, per-channel weights", "agreement_iou_vs_fp32": agreement}
     write_json(out.with_name(out.name + ".json"), {**loaded.meta, "export": record})
     return ExportResult(out, diff, agreement)
+
+
+def _exported(record_file: Path) -> list[Path]:
+    """The files an earlier export recorded as its own: the graph and its ``.json`` record, when the record is
+    one unetseg wrote (an ``export`` entry); none otherwise, so ``--overwrite`` replaces only our exports."""
+    try:
+        record = json.loads(record_file.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(record, dict) or not isinstance(record.get("export"), dict):
+        return []
+    return [record_file, record_file.with_name(record_file.name[: -len(".json")])]
 
 
 def _export_int8(loaded: LoadedModel, module: nn.Module, out: Path, calibration: str | Path | None) -> float:

@@ -19,11 +19,77 @@ from PIL import Image
 from .errors import UnetsegError
 from .guard import check_run_name, pid_alive, temp_prefix
 
+MAX_YAML_BYTES, MAX_YAML_NODES, MAX_YAML_DEPTH = 1 << 20, 100_000, 64
+
+
+def read_yaml(path: str | Path, what: str = "YAML") -> Any:
+    """A YAML file of settings, read safely and bounded: at most 1 MB, 64 levels deep and 100,000 values once
+    every alias is expanded (a 1 kB alias bomb is refused in one line, not built up to a MemoryError)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise UnetsegError(f"{path}: a {what} of {path.stat().st_size} bytes is over {MAX_YAML_BYTES} bytes")
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise UnetsegError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise UnetsegError(f"{path}: the {what} is not UTF-8 text") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _yaml_size(node, path, what)
+        return loader.construct_document(node)
+    except yaml.YAMLError as e:
+        raise UnetsegError(f"{path}: cannot read the {what}: {' '.join(str(e).split())}") from None
+    except RecursionError:
+        raise UnetsegError(f"{path}: the {what} is nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_size(root: Any, path: Path, what: str) -> None:
+    """Refuse a YAML document that expands to too many values or levels (aliases counted at every use)."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        if depth > MAX_YAML_DEPTH:
+            raise UnetsegError(f"{path}: the {what} is nested more than {MAX_YAML_DEPTH} levels deep")
+        children = [] if isinstance(node, yaml.ScalarNode) else \
+            [v for pair in node.value for v in pair] if isinstance(node, yaml.MappingNode) else list(node.value)
+        if id(node) in sizes and not done:
+            continue
+        if not done:
+            sizes[id(node)] = -1  # on the way down (a cycle is refused by PyYAML's constructor anyway)
+            stack.append((node, depth, True))
+            stack.extend((c, depth + 1, False) for c in children if id(c) not in sizes)
+            continue
+        sizes[id(node)] = 1 + sum(max(sizes.get(id(c), 0), 0) for c in children)
+        if sizes[id(node)] > MAX_YAML_NODES:
+            raise UnetsegError(f"{path}: the {what} expands to over {MAX_YAML_NODES} values (aliases repeated); "
+                               "write the values out")
+
 
 def cache_root() -> Path:
     """Where derived files (rendered COCO masks, exported graphs, backend probes) are kept:
     ``$UNETSEG_CACHE`` or ``~/.cache/unetseg``."""
-    return Path(os.environ.get("UNETSEG_CACHE", Path.home() / ".cache" / "unetseg"))
+    given = os.environ.get("UNETSEG_CACHE")
+    if given == "":
+        raise UnetsegError("UNETSEG_CACHE is set but empty; unset it or name a folder")
+    root = Path(given) if given else Path.home() / ".cache" / "unetseg"
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UnetsegError(f"{'UNETSEG_CACHE=' if given else ''}{root}: cannot be the cache folder: {probe} is a file; "
+                           "point UNETSEG_CACHE at a folder")
+    return root
 
 
 def _umask() -> int:
@@ -108,6 +174,8 @@ def list_inputs(source: str | Path | list, extensions: tuple[str, ...], what: st
     ``what`` was looked for."""
     if isinstance(source, list):
         return [Path(p) for p in source]
+    if str(source) == "":
+        raise UnetsegError(f"the input is empty (''); name a file, a folder or a pattern of {what}")
     path = Path(source)
     if path.is_file():
         return [path]
@@ -123,9 +191,21 @@ def list_inputs(source: str | Path | list, extensions: tuple[str, ...], what: st
     return found
 
 
+def input_folders(source: str | Path | list, files: list[Path]) -> list[Path]:
+    """The folders an input names, which outputs stay out of: a folder given, or the folders of the files a
+    glob pattern or a list found (a single file given names none: an output may sit beside it)."""
+    if not isinstance(source, list) and Path(source).is_file():
+        return []
+    if not isinstance(source, list) and Path(source).is_dir():
+        return [Path(source)]
+    return sorted({f.parent for f in files})
+
+
 def check_output_dir(path: str | Path) -> Path:
     """Fail with one line, before any work, when ``path`` cannot become an output folder: it is a file,
     lies under a file, or its nearest existing folder is not writable."""
+    if str(path) == "":
+        raise UnetsegError("the output folder is empty (''); name a folder")
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UnetsegError(f"{path}: exists and is not a folder; choose a folder for the outputs")

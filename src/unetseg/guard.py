@@ -73,28 +73,62 @@ def _same(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
-def check_outputs(outputs: Iterable[str | Path | None], inputs: Iterable[str | Path | None],
-                  overwrite: bool = False, hint: str = "--overwrite") -> None:
-    """Refuse, before any work, an output that is one of the inputs, or one that exists without ``overwrite``.
+def within(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies inside it (links resolved)."""
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
 
-    ``inputs`` may hold folders: an output inside an input folder is allowed unless it is one of its files.
+
+def check_outputs(outputs: Iterable[str | Path | None], inputs: Iterable[str | Path | None],
+                  overwrite: bool = False, hint: str = "--overwrite", *, input_dirs: Iterable[Path] = (),
+                  owned: Iterable[Path] | None = None) -> None:
+    """The plan of every file a command will write, refused before any work when one output is another's path,
+    one of the inputs, inside an input folder (``input_dirs``: folders given as input and the folders of a
+    dataset's images and masks), or exists without ``overwrite``. With ``overwrite``, an existing output is
+    replaced only when it is in ``owned`` (the files an earlier unetseg run recorded as its own); None: the
+    caller knows every output is its own (e.g. inside a folder it made).
     """
     ins = [Path(p) for p in inputs if p is not None]
     in_files = [p for p in ins if not p.is_dir()]
-    in_dirs = [p for p in ins if p.is_dir()]
+    in_dirs = [p for p in ins if p.is_dir()] + [Path(p) for p in input_dirs]
+    mine = None if owned is None else {Path(p).resolve() for p in owned}
+    planned: dict[Path, Path] = {}
     for raw in outputs:
         if raw is None:
             continue
+        if str(raw) == "":
+            raise UnetsegError("an output path is empty; name a file or folder")
         out = Path(raw)
+        key = out.resolve()
+        if key in planned:
+            raise UnetsegError(f"{out}: two outputs of this command would be written to this path ({planned[key]} "
+                               "and this one); choose other paths")
+        planned[key] = out
         for src in in_files:
             if _same(out, src):
                 raise UnetsegError(f"{out}: is also an input of this command ({src}); choose another output "
                                    "(refused even with --overwrite)")
         for src in in_dirs:
-            if _same(out, src):
-                raise UnetsegError(f"{out}: is the input folder {src}; choose another output")
-        if out.exists() and not overwrite and not out.is_dir():
-            raise UnetsegError(f"{out}: already exists; choose another output or pass {hint}")
+            if _same(out, src) or within(out, src):
+                raise UnetsegError(f"{out}: is inside the input folder {src}; write the outputs elsewhere "
+                                   "(refused even with --overwrite)")
+        if out.is_dir():
+            raise UnetsegError(f"{out}: is a folder; this output is a file, name one")
+        if out.exists():
+            if not overwrite:
+                raise UnetsegError(f"{out}: already exists; choose another output or pass {hint}")
+            if mine is not None and key not in mine:
+                raise UnetsegError(f"{out}: already exists and no earlier unetseg run recorded it as its output; "
+                                   "it is not replaced, even with --overwrite (move it or choose another output)")
+
+
+def check_output_folder(folder: Path, input_dirs: Iterable[Path]) -> None:
+    """An output folder may not be an input folder, lie inside one, or hold one (writing there would mix
+    outputs with the inputs: ``--output DATASET`` or ``--output DATASET/test/images``)."""
+    for src in input_dirs:
+        if within(folder, src) or within(src, folder):
+            raise UnetsegError(f"{folder}: holds or lies inside the input folder {src}; write the outputs "
+                               "elsewhere (refused even with --overwrite)")
 
 
 def check_run_name(name: str, what: str = "run name") -> str:

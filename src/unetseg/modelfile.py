@@ -195,6 +195,16 @@ def validate_model_file(path: str | Path) -> tuple[dict[str, Any], nn.Module | N
     return meta, skeleton
 
 
+MAX_CLASSES, MAX_NAME = 256, 100  # masks are 8-bit; class names fit a table cell
+MIN_STD, MAX_PIXEL = 1e-6, 65535.0  # input normalisation that keeps every output finite
+
+
+def plain_name(text: str) -> bool:
+    """A class name a mask legend, a Raven table and a CSV can hold: 1-100 characters, no control characters."""
+    return 0 < len(text) <= MAX_NAME and not any(ord(c) < 32 or ord(c) == 127 or c in "\u2028\u2029\x85"
+                                                 for c in text)
+
+
 def check_meta(meta: Any, path: str | Path) -> None:
     """Check every field prediction reads before anything is built: a crafted or damaged file fails here
     with one line naming the field, not later with a traceback or a model that eats memory."""
@@ -237,8 +247,12 @@ def check_meta(meta: Any, path: str | Path) -> None:
     classes = meta["classes"]
     if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
         raise bad("classes", "must list at least two class names")
-    if len(classes) > 1024:
-        raise bad("classes", f"lists {len(classes)} classes (at most 1024)")
+    if len(classes) > MAX_CLASSES:
+        raise bad("classes", f"lists {len(classes)} classes (at most {MAX_CLASSES}: masks are 8-bit)")
+    named = next((c for c in classes if not plain_name(c)), None)
+    if named is not None:
+        raise bad("classes", f"has a name {named[:40]!r} that is empty, over {MAX_NAME} characters or holds a tab, "
+                  "line break or other control character")
     if not isinstance(meta["binary"], bool) or (meta["binary"] and len(classes) != 2):
         raise bad("binary", "must be true (with two classes) or false")
     spec = meta["input"]
@@ -266,8 +280,9 @@ def check_meta(meta: Any, path: str | Path) -> None:
         if not (isinstance(values, list) and len(values) == spec["channels"] and
                 all(isinstance(v, int | float) and math.isfinite(v) for v in values)):
             raise bad(f"input.{key}", f"must be {spec['channels']} finite numbers, not {values!r}")
-    if not all(v > 0 for v in spec["std"]):
-        raise bad("input.std", f"must be positive (a zero std divides by zero), not {spec['std']!r}")
+    if not all(MIN_STD <= v <= MAX_PIXEL for v in spec["std"]) or not all(abs(v) <= MAX_PIXEL for v in spec["mean"]):
+        raise bad("input.std", f"and input.mean must lie in {MIN_STD:g}-{MAX_PIXEL} and +-{MAX_PIXEL} (finite "
+                  f"outputs), not {spec['std']!r} and {spec['mean']!r}")
     threshold = meta.get("threshold", 0.5)
     if not isinstance(threshold, int | float) or not 0 < threshold < 1:
         raise bad("threshold", f"must lie between 0 and 1, not {threshold!r}")

@@ -10,15 +10,16 @@ those: see ``guard``), outputs are checked against the inputs, and the folder is
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .distributed import Group
 from .errors import UnetsegError
 from .fileio import atomic_write, check_output_dir, write_json
-from .guard import LOCK, check_outputs, folder_lock, remove_stale_temps
+from .guard import LOCK, check_output_folder, check_outputs, folder_lock, remove_stale_temps
 
 MANIFEST = "inference.json"
 
@@ -31,22 +32,63 @@ def _first_difference(old: Any, new: Any, prefix: str = "") -> str:
     return f"{prefix.rstrip('.')} ({old!r} then, {new!r} now)"
 
 
-class OutputRun:
-    """The outputs of one run in ``folder``: ``targets`` maps each input's name to the files it produces.
+@dataclass(frozen=True)
+class Plan:
+    """Every file a run will write, and what it reads: checked as one before any work (``guard.check_outputs``).
 
-    ``mode``: ``new`` (an existing output file is an error), ``overwrite`` or ``resume``. ``inputs``: the
-    files the run reads (model, images, recordings); no output may be one of them, whatever the mode.
+    ``targets`` maps each input's name to the files it produces; ``extra``: files written once for the run
+    (a COCO results file, ``events.csv``); ``inputs``: the files it reads (model, images, recordings), which no
+    output may be; ``input_dirs``: folders of inputs, which the output folder may neither be, hold nor lie in.
     """
 
-    def __init__(self, folder: str | Path, key: Mapping[str, Any], targets: Mapping[str, list[Path]],
-                 mode: str = "new", inputs: Iterable[Path] = ()) -> None:
+    targets: Mapping[str, list[Path]]
+    inputs: Sequence[Path] = ()
+    input_dirs: Sequence[Path] = ()
+    extra: Sequence[Path] = ()
+
+    def files(self, folder: Path) -> list[Path]:
+        return [folder / MANIFEST, *self.extra, *(f for files in self.targets.values() for f in files)]
+
+
+def recorded_outputs(folder: Path) -> set[Path]:
+    """The files the ``inference.json`` of ``folder`` records as its run's outputs (none without one)."""
+    try:
+        listed = json.loads((folder / MANIFEST).read_text()).get("outputs", [])
+    except (OSError, ValueError, AttributeError):
+        return set()
+    if not isinstance(listed, list):
+        return set()
+    return {(folder / p).resolve() for p in listed if isinstance(p, str)} | {(folder / MANIFEST).resolve()}
+
+
+def relative_outputs(folder: Path, files: Iterable[Path]) -> list[str]:
+    """Output paths as a manifest records them: relative to ``folder`` (absolute when outside it)."""
+    root = folder.resolve()
+    out = []
+    for f in files:
+        r = Path(f).resolve()
+        out.append(str(r.relative_to(root)) if root in r.parents else str(r))
+    return out
+
+
+class OutputRun:
+    """The outputs of one run in ``folder``, as ``plan`` lists them.
+
+    ``mode``: ``new`` (an existing output file is an error), ``overwrite`` (only files an earlier unetseg run
+    recorded in this folder's ``inference.json`` are replaced) or ``resume``.
+    """
+
+    def __init__(self, folder: str | Path, key: Mapping[str, Any], plan: Plan, mode: str = "new") -> None:
         if mode not in ("new", "overwrite", "resume"):
             raise ValueError(mode)
         self.folder = check_output_dir(folder)
-        check_outputs([self.folder / MANIFEST, *(f for files in targets.values() for f in files)], inputs,
-                      overwrite=True)
+        check_output_folder(self.folder, plan.input_dirs)
+        files = plan.files(self.folder)
+        check_outputs(files, plan.inputs, overwrite=True, input_dirs=plan.input_dirs,
+                      owned=recorded_outputs(self.folder) if mode == "overwrite" else None)
+        self.outputs = relative_outputs(self.folder, files[1:])
         self.key = json.loads(json.dumps(dict(key), default=str))  # as it reads back from JSON
-        self.targets = targets
+        self.targets = targets = plan.targets
         self.mode = mode
         self.done: set[str] = set()
         manifest = self.folder / MANIFEST
@@ -63,7 +105,7 @@ class OutputRun:
                                    "another --output")
             self.done = {name for name, files in targets.items() if all(f.exists() for f in files)}
         elif mode != "overwrite":
-            existing = [f for files in targets.values() for f in files if f.exists()]
+            existing = [f for f in files[1:] if f.exists()]
             if (self.folder / MANIFEST).is_file() and not existing:
                 existing = [self.folder / MANIFEST]  # the record of an earlier run, whose outputs are elsewhere
             if existing:
@@ -99,7 +141,7 @@ class OutputRun:
             raise
 
     def write(self, describe: Mapping[str, Any], complete: bool, **extra: Any) -> None:
-        write_manifest(self.folder, describe, self.key, complete, len(self.done), **extra)
+        write_manifest(self.folder, describe, self.key, complete, len(self.done), outputs=self.outputs, **extra)
 
 
 def write_manifest(folder: Path, describe: Mapping[str, Any], key: Mapping[str, Any], complete: bool,
@@ -116,14 +158,22 @@ def output_mode(overwrite: bool, resume: bool) -> str:
 
 
 @contextmanager
-def shared_run(group: Group, folder: Path, key: Mapping[str, Any], targets: Mapping[str, list[Path]], mode: str,
-               describe: Mapping[str, Any], inputs: Iterable[Path] = ()) -> Iterator[set[str]]:
+def shared_run(group: Group, folder: Path, key: Mapping[str, Any], plan: Plan, mode: str,
+               describe: Mapping[str, Any]) -> Iterator[set[str]]:
     """An ``OutputRun`` for every process of ``group``: rank 0 checks the folder and holds its session (its
-    error raised on every rank); each process gets the names of the inputs done before."""
+    error raised on every rank); each process gets the names of the inputs done before. The caller writes the
+    complete record with ``finish``."""
     with ExitStack() as stack:
         def open_run() -> set[str]:
-            run = OutputRun(folder, key, targets, mode, inputs)
+            run = OutputRun(folder, key, plan, mode)
             stack.enter_context(run.session(describe))
             return run.done
 
         yield group.gather(group.first(open_run))[0]
+
+
+def finish(folder: Path, plan: Plan, describe: Mapping[str, Any], key: Mapping[str, Any], resumed: int,
+           **extra: Any) -> None:
+    """The complete record of a run (rank 0, after every output is written), listing its outputs."""
+    write_manifest(folder, describe, key, True, resumed, outputs=relative_outputs(folder, plan.files(folder)[1:]),
+                   **extra)

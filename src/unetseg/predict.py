@@ -12,12 +12,11 @@ import torch
 from .data.io import IMAGE_EXTENSIONS, read_image
 from .distributed import Group
 from .errors import UnetsegError
-from .fileio import atomic_write, check_output_dir, list_inputs, write_json, write_mask, write_png
-from .guard import check_outputs
+from .fileio import atomic_write, check_output_dir, input_folders, list_inputs, write_json, write_mask, write_png
 from .inference import Engine, ImageDataset, InferenceOptions
 from .instances import image_objects
 from .modelfile import LoadedModel, load_model
-from .outputs import output_mode, shared_run, write_manifest
+from .outputs import Plan, finish, output_mode, shared_run
 from .postprocess import PostProcess, mask_to_polygons, to_mask
 from .viz import overlay, to_uint8_rgb
 
@@ -74,6 +73,7 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
     mode = output_mode(o.overwrite, o.resume)
     out = check_output_dir(output)
     loaded = engine.loaded if engine else model if isinstance(model, LoadedModel) else load_model(model)
+    inputs_given = inputs
     files = list_inputs(inputs, IMAGE_EXTENSIONS, "images")
     stems: dict[str, Path] = {}
     for f in files:
@@ -83,11 +83,10 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
     inputs = [*files, *([loaded.path] if loaded.path else []), *([Path(coco_json)] if coco_json else [])]
     if coco_results:
         check_output_dir(Path(coco_results).parent)
-        check_outputs([coco_results], inputs, overwrite=mode != "new",
-                      hint="--overwrite (or --resume to finish the run that wrote it)")
     extras = {"overlays": overlays, "probabilities": probabilities, "contours": contours,
               "instances": o.instances, "coco": bool(coco_results)}
     targets = {f.stem: _targets(out, f.stem, loaded.binary, **extras) for f in files}
+    plan = Plan(targets, inputs, input_folders(inputs_given, files), [Path(coco_results)] if coco_results else [])
     image_ids, category_ids = _coco_ids(files, loaded.classes, coco_json)
     pp = postprocess or PostProcess()
     opts = engine.options if engine else options or InferenceOptions()
@@ -101,7 +100,7 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
     group = group or Group()
     engine = engine or Engine(loaded, opts)
     engine.check_sizes(files, 6.0 * overlays + 2.0 * probabilities)  # measured: +5 B/px with both
-    with shared_run(group, out, key, targets, mode, engine.describe(), inputs) as done:
+    with shared_run(group, out, key, plan, mode, engine.describe()) as done:
         todo = group.shard([stems[s] for s in sorted(stems) if s not in done])
         palette = [list(c) for c in loaded.colours]
         for item, probs in engine.run(ImageDataset(todo, loaded.input_spec)):
@@ -132,8 +131,8 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
             if coco_results:
                 results = [r for f in files for r in json.loads((out / "coco" / f"{f.stem}.json").read_text())]
                 write_json(coco_results, results, indent=None)
-            write_manifest(out, engine.describe(), key, True, len(done), inputs=len(files), processes=group.world,
-                           postprocess=vars(pp))
+            finish(out, plan, engine.describe(), key, len(done), inputs=len(files), processes=group.world,
+                   postprocess=vars(pp))
     return PredictResult(out, [out / f"{f.stem}.png" for f in files], engine.backend_name, predicted)
 
 

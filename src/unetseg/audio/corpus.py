@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ..distributed import Group, launched_group
 from ..errors import UnetsegError
-from ..fileio import check_output_dir, write_mask, write_text
-from ..outputs import output_mode, shared_run, write_manifest
+from ..fileio import check_output_dir, input_folders, write_mask, write_text
+from ..outputs import Plan, finish, output_mode, shared_run
 from .annotations import SUFFIXES, format_csv, read_annotations, write_events
 from .datasets import list_recordings
 from .detect import Detector, check_recordings
@@ -70,8 +70,9 @@ def detect_folder(detector: Detector, source: str | Path | list, output: str | P
            "denoise": bool(o.denoise), "save_mask": o.save_mask, "channel": detector.options.channel,
            **{k: described[k] for k in ("decoding", "window", "overlap", "postprocess", "events")}}
     inputs = [*files, *([loaded.path] if loaded.path else [])]
+    plan = Plan(targets, inputs, input_folders(source, files), [out / COMBINED])
     result = FolderResult(out)
-    with shared_run(group, out, key, targets, mode, described, inputs) as done:
+    with shared_run(group, out, key, plan, mode, described) as done:
         todo = group.shard([f for f in files if f.name not in done])
         for f, found in detector.run_many(todo, denoised.get, o.save_mask):  # the next one's front end runs ahead
             events = [replace(e, file=f.name) for e in found.events]
@@ -89,5 +90,5 @@ def detect_folder(detector: Detector, source: str | Path | list, output: str | P
                 report(f"{len(done)} recording(s) done before were skipped")
             combined = [replace(e, file=f.name) for f in files for e in read_annotations(targets[f.name][-1])]
             write_text(out / COMBINED, format_csv(combined))
-            write_manifest(out, described, key, True, len(done), inputs=len(files), processes=group.world)
+            finish(out, plan, described, key, len(done), inputs=len(files), processes=group.world)
     return result

@@ -15,10 +15,13 @@ not seen (``Change.overwrote``).
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,13 +30,18 @@ from ..errors import UnetsegError
 from ..fileio import write_json, write_text
 from .annotations import Event, format_audacity, format_csv, format_raven, read_annotations
 
+log = logging.getLogger(__name__)
 REVIEW_FILE = "review.json"
+LOCK_FILE = ".review.lock"
+LOCK_TIMEOUT = 30.0  # seconds a writer waits for another
 STATES = ("unreviewed", "accepted", "corrected", "added", "deleted")
 KEPT = ("unreviewed", "accepted", "corrected", "added")  # what a corrected table holds
 REVIEWED = ("accepted", "corrected", "added")  # what a person has looked at
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MAX_LABEL = 100
 VERSION = 1
+MAX_DURATION = 7 * 24 * 3600.0  # a week of audio
+MAX_RATE = 1_536_000
 
 
 def check_name(name: str) -> str:
@@ -103,8 +111,23 @@ class Review:
             raise UnetsegError(f"{path}: not a review file of version {VERSION}")
         for key, kind in (("recording", str), ("duration", (int, float)), ("sample_rate", int), ("events", list),
                           ("classes", list), ("spectrogram", dict), ("revision", int)):
-            if not isinstance(d.get(key), kind):
+            if not isinstance(d.get(key), kind) or isinstance(d.get(key), bool):
                 raise UnetsegError(f"{path}: field {key!r} is missing or not a {getattr(kind, '__name__', 'number')}")
+        if not (_finite(d["duration"]) and 0 < d["duration"] <= MAX_DURATION and 0 < d["sample_rate"] <= MAX_RATE):
+            raise UnetsegError(f"{path}: duration {d['duration']!r} s or sample rate {d['sample_rate']!r} Hz is out of "
+                               f"range (0-{MAX_DURATION:g} s, 1-{MAX_RATE} Hz)")
+        if not all(isinstance(c, str) and _plain_label(c) for c in d["classes"]) or len(d["classes"]) > 256:
+            raise UnetsegError(f"{path}: field 'classes' must be at most 256 labels of text without tabs or line "
+                               "breaks")
+        if not isinstance(d.get("model", {}), dict):
+            raise UnetsegError(f"{path}: field 'model' must be an object (name, sha256)")
+        from .spectrogram import SpectrogramConfig
+
+        try:
+            SpectrogramConfig.from_dict(d["spectrogram"])
+        except (UnetsegError, TypeError, ValueError) as e:
+            raise UnetsegError(f"{path}: field 'spectrogram': {e}") from None
+        inside_review(self.folder, d["recording"])
         seen = set()
         for i, e in enumerate(d["events"]):
             where = f"{path}: event {i + 1}"
@@ -121,8 +144,8 @@ class Review:
 
     @property
     def recording(self) -> Path:
-        path = Path(self.data["recording"])
-        return path if path.is_absolute() else self.folder / path
+        """The recording, a plain name inside the review folder (never a link or a path out of it)."""
+        return inside_review(self.folder, self.data["recording"])
 
     @property
     def duration(self) -> float:
@@ -187,7 +210,7 @@ class Review:
         if low is not None and not 0 <= low < high <= self.nyquist * 1.001:
             raise UnetsegError(f"{where}: band {low:g}-{high:g} Hz is not inside 0-{self.nyquist:g} Hz")
         label = e.get("label", "")
-        if not isinstance(label, str) or len(label) > MAX_LABEL or any(c in label for c in "\t\r\n"):
+        if not isinstance(label, str) or len(label) > MAX_LABEL or not _plain_label(label):
             raise UnetsegError(f"{where}: label must be text of at most {MAX_LABEL} characters without tabs or "
                                "line breaks")
 
@@ -241,6 +264,25 @@ class Review:
         write_text(self.folder / f"{self.name}.selections.txt", self.export("raven"))
 
 
+def _plain_label(text: str) -> bool:
+    """A label a table can hold: no tab, line break or other control character."""
+    return not any(ord(c) < 32 or ord(c) == 127 or c in "\u2028\u2029\x85" for c in text)
+
+
+def inside_review(folder: Path, recording: str) -> Path:
+    """``recording`` (as ``review.json`` names it) as a file inside ``folder``: a plain file name, not a link,
+    resolving inside the folder; anything else (an absolute path, ``..``, a link out) is refused."""
+    name = Path(recording)
+    if name.is_absolute() or len(name.parts) != 1 or name.name in ("", ".", "..") or "\0" in recording:
+        raise UnetsegError(f"{folder / REVIEW_FILE}: its recording {recording[:80]!r} is not a file name inside "
+                           "the review folder")
+    path = folder / name
+    if path.is_symlink() or (path.exists() and path.resolve().parent != folder.resolve()):
+        raise UnetsegError(f"{folder / REVIEW_FILE}: its recording {name.name} is a link; a review serves only a "
+                           "file inside its folder")
+    return path
+
+
 def _with_column(table: str, sep: str, name: str, values: list[str]) -> str:
     """A table (header line, then one line per value) with one more column (Raven keeps extra columns as
     annotations)."""
@@ -258,13 +300,19 @@ def create_review(root: str | Path, name: str, recording: Path, events: list[Eve
 
     info = audio_info(recording)
     folder = new_run_dir(root, check_name(name))
+    target = folder / f"{folder.name}{_extension(info.format)}"
     if move:
-        target = folder / f"{folder.name}{_extension(info.format)}"
         recording.replace(target)
-        where = target.name
-    else:
-        where = str(recording.resolve())
-    data = {"version": VERSION, "recording": where, "duration": info.duration, "sample_rate": info.sample_rate,
+    else:  # a hard link costs no space; a copy where the file is on another disk
+        try:
+            os.link(recording.resolve(), target)
+        except OSError:
+            import shutil
+
+            shutil.copyfile(recording.resolve(), target)
+    where = target.name
+    data = {"version": VERSION, "recording": where, "source": None if move else str(recording.resolve()),
+            "duration": info.duration, "sample_rate": info.sample_rate,
             "channels": info.channels, "model": model, "spectrogram": spectrogram, "classes": classes,
             "revision": 0, "events": []}
     for i, e in enumerate(sorted(events, key=lambda e: (e.begin, e.end)), 1):
@@ -315,10 +363,10 @@ def reviews_from_tables(root: str | Path, recordings: list[Path], tables: dict[s
     """A review per recording from its events table (as ``audio detect`` wrote it); a recording whose review
     exists already keeps it (None), whatever was detected now."""
     root = Path(root)
-    existing = {Review.load(f).recording.resolve(): f for f in reviews_in(root)} if root.is_dir() else {}
+    existing = {Review.load(f).data.get("source"): f for f in reviews_in(root)} if root.is_dir() else {}
     for f in recordings:
-        if f.resolve() in existing:
-            yield existing[f.resolve()], None
+        if str(f.resolve()) in existing:
+            yield existing[str(f.resolve())], None
             continue
         review = create_review(root, safe_name(f.name), f, read_annotations(tables[f.name]), model, spectrogram,
                                classes)
@@ -341,9 +389,21 @@ class ReviewStore:
             raise KeyError(name)
         return folder
 
-    def lock(self, name: str) -> threading.Lock:
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """One writer of a review at a time, across the threads of this server and across processes (another
+        server on the same folder): a thread lock, then a file lock on ``<review>/.review.lock``."""
+        from filelock import FileLock, Timeout
+
         with self._guard:
-            return self._locks.setdefault(name, threading.Lock())
+            local = self._locks.setdefault(name, threading.Lock())
+        with local:
+            try:
+                with FileLock(str(self.folder(name) / LOCK_FILE), timeout=LOCK_TIMEOUT):
+                    yield
+            except Timeout:
+                raise UnetsegError(f"review {name!r} is being written by another process for over "
+                                   f"{LOCK_TIMEOUT:g} s; try again") from None
 
     def load(self, name: str) -> Review:
         return Review.load(self.folder(name))
@@ -355,8 +415,8 @@ class ReviewStore:
                 continue
             try:
                 out.append(Review.load(folder).summary())
-            except UnetsegError as e:
-                out.append({"name": folder.name, "error": self.hide(str(e))})
+            except UnetsegError as e:  # one damaged review never hides the others
+                log.warning("review %s left out of the list: %s", folder.name, self.hide(str(e)))
         return out
 
     def hide(self, text: str) -> str:

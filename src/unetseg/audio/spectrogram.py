@@ -8,12 +8,13 @@ of the hop gives exactly the columns of the whole. Images have high frequencies 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from scipy.signal import get_window
 
-from ..errors import UnetsegError
+from ..errors import UnetsegError, schema_error
 from .options import MAX_FFT, MAX_MELS, MAX_RATE
 
 SCALES = ("db", "magnitude", "power")
@@ -76,12 +77,34 @@ class SpectrogramConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SpectrogramConfig:
+    def from_dict(cls, data: Any, where: str = "spectrogram") -> SpectrogramConfig:
+        """Settings read from a file (a model file, a dataset YAML, a review), checked by type first: an
+        integer is an integer (not ``true``, ``512.5`` or ``"abc"``), then by range."""
+        from pydantic import ValidationError
+
+        if not isinstance(data, dict):
+            raise UnetsegError(f"{where}: must be a mapping of spectrogram settings, not {type(data).__name__}")
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:
-            raise UnetsegError(f"unknown spectrogram setting(s) {', '.join(sorted(unknown))}")
-        return cls(**data)
+            raise UnetsegError(f"{where}: unknown spectrogram setting(s) {', '.join(sorted(map(str, unknown)))}")
+        try:
+            return cls(**_settings_schema().model_validate(data).model_dump())
+        except ValidationError as e:
+            raise schema_error(e, where) from None
+
+
+@lru_cache(maxsize=1)
+def _settings_schema() -> Any:
+    """The pydantic schema of ``SpectrogramConfig``'s fields: strict types, finite numbers, no other keys."""
+    import dataclasses
+    import typing
+
+    from pydantic import ConfigDict, create_model
+
+    hints = typing.get_type_hints(SpectrogramConfig)
+    return create_model("SpectrogramSettings", __config__=ConfigDict(strict=True, extra="forbid", allow_inf_nan=False),
+                        **{f.name: (hints[f.name], f.default) for f in dataclasses.fields(SpectrogramConfig)})
 
 
 PRESETS: dict[str, SpectrogramConfig] = {

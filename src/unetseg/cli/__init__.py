@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import signal
 import sys
 import threading
@@ -42,8 +43,40 @@ def _terminate(_signum: int, _frame: object) -> None:
 USER_OS_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG)
 
 
+def _empty_value(argv: list[str]) -> str | None:
+    """The flag given an empty value (``--output=``, ``--input ""``): never read as the current folder."""
+    for i, token in enumerate(argv):
+        if token.startswith("--") and token.endswith("=") and len(token) > 3:
+            return token[:-1]
+        if token == "":
+            previous = argv[i - 1] if i else ""
+            return previous if previous.startswith("-") else "an argument"
+    return None
+
+
+def _user_os_error(e: BaseException) -> OSError | None:
+    """The OSError a user can fix (full disk, read-only folder) behind ``e``, also when a library wrapped it
+    (safetensors, libsndfile and ONNX say "No space left on device" in their own exceptions)."""
+    seen = e
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in USER_OS_ERRORS:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    text = str(e)
+    for code in USER_OS_ERRORS:
+        if os.strerror(code) in text:
+            return OSError(code, os.strerror(code))
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    empty = _empty_value(argv)
+    if empty is not None:
+        print(f"error: {empty}: empty value; give a path or value (an empty one is never read as the current "
+              "folder)", file=sys.stderr)
+        return 2
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version, or our one-line usage error
@@ -64,18 +97,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except OSError as e:
-        if e.errno not in USER_OS_ERRORS:
-            return _internal(e, args.debug)
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"error: {where}{e.strerror or e}; nothing half-written was left (complete outputs are kept)",
-              file=sys.stderr)
-        return 2
     except Exception as e:  # the safety net: one line, the traceback kept in a file
         if isinstance(e, RuntimeError) and "UnetsegError" in str(e):  # raised in a data-loader worker
             print(f"error: {error_line(e)}", file=sys.stderr)
             return 2
-        return _internal(e, args.debug)
+        user = _user_os_error(e)
+        if user is None:
+            return _internal(e, args.debug)
+        where = f"{user.filename}: " if user.filename else ""
+        print(f"error: {where}{user.strerror or user}; nothing half-written was left (complete outputs are kept)",
+              file=sys.stderr)
+        return 2
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -84,9 +116,12 @@ def main(argv: list[str] | None = None) -> int:
 def _internal(e: Exception, debug: bool) -> int:
     if debug:
         raise e
-    where = save_traceback(e)
-    print(f"internal error: {type(e).__name__}: {error_line(e)[:300]} (full traceback in {where}; "
-          "rerun with --debug to show it)", file=sys.stderr)
+    try:
+        where = f"full traceback in {save_traceback(e)}"
+    except Exception as failed:  # noqa: BLE001 - a cache that cannot be written must not hide the error
+        where = f"the traceback could not be kept: {type(failed).__name__}: {error_line(failed)[:120]}"
+    print(f"internal error: {type(e).__name__}: {error_line(e)[:300]} ({where}; rerun with --debug to show it)",
+          file=sys.stderr)
     return 1
 
 

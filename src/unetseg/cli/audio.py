@@ -20,6 +20,7 @@ from .common import (
 )
 
 WINDOWS, EVENTS = "windows", "events"
+SOFTWARE = "unetseg"
 
 SPECTROGRAM_FLAGS = {  # flag -> (field, type, help)
     "--sample-rate": ("sample_rate", number(int, ge=0, le=MAX_RATE), "resample to this rate (0: keep each file's "
@@ -158,6 +159,29 @@ def _window_args(p: argparse.ArgumentParser) -> None:
                    help="share of the recordings in the test split [default: 0.15]")
 
 
+def _written_by_us(path: Path, *keys: str) -> bool:
+    """Whether ``path`` is a JSON record an earlier unetseg command wrote (it holds one of ``keys``), so that
+    ``--overwrite`` may replace it; a user's file of that name never is."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and any(k in data for k in keys)
+
+
+def _denoised_by_us(path: str | None) -> list[Path]:
+    """A denoised WAV an earlier ``audio spectrogram --denoise`` wrote (it carries our software tag)."""
+    if not path or not Path(path).is_file():
+        return []
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(path) as f:
+            return [Path(path)] if (f.software or "").startswith(SOFTWARE) else []
+    except (RuntimeError, OSError):
+        return []
+
+
 def cmd_spectrogram(args: argparse.Namespace) -> int:
     from ..audio.datasets import list_recordings
     from ..audio.io import audio_info, check_not_silent, load_audio
@@ -174,7 +198,9 @@ def cmd_spectrogram(args: argparse.Namespace) -> int:
         raise UnetsegError("--mask is used with --denoise; give --denoise OUT.wav too")
     out = check_output_dir(args.output)
     outputs = [out / f"{f.stem}{ext}" for f in files for ext in (".png", ".json")] + [args.denoise]
-    check_outputs(outputs, [*files, args.mask], args.overwrite)
+    owned = [f.with_suffix(ext) for f in outputs[:-1:2] if _written_by_us(f.with_suffix(".json"), "recording")
+             for ext in (".png", ".json")]
+    check_outputs(outputs, [*files, args.mask], args.overwrite, owned=owned + _denoised_by_us(args.denoise))
     for f in files:
         info = audio_info(f)
         rate = cfg.sample_rate or info.sample_rate
@@ -207,7 +233,12 @@ def _write_wav(path: Path, y: Any, sr: int) -> None:
 
     from ..fileio import atomic_write
 
-    atomic_write(path, lambda p: sf.write(str(p), y, sr, format="WAV", subtype="FLOAT"))
+    def write(p: Path) -> None:
+        with sf.SoundFile(str(p), "w", sr, 1, "FLOAT", format="WAV") as f:
+            f.software = SOFTWARE  # how a later --overwrite knows the file for ours
+            f.write(y)
+
+    atomic_write(path, write)
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
@@ -323,7 +354,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.output:
         check_output_dir(Path(args.output).parent)
         check_outputs([args.output], [args.reference, args.estimate, args.audio, args.clean, args.denoised],
-                      args.overwrite)
+                      args.overwrite, owned=[args.output] if _written_by_us(Path(args.output), "events", "sdr_db")
+                      else [])
     if args.reference or args.estimate:
         if not (args.reference and args.estimate):
             raise UnetsegError("event metrics need both --reference and --estimate")

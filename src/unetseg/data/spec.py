@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from ..errors import UnetsegError
 from ..fileio import files_in
@@ -216,16 +215,23 @@ def _discover_dirs(root: Path) -> dict[str, tuple[Path, Path]]:
 
 
 def _read_yaml(path: Path) -> _Layout:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise UnetsegError(f"{path}: cannot read dataset YAML: {' '.join(str(e).split())}") from e
+    from pydantic import ValidationError
+
+    from ..errors import schema_error
+    from ..fileio import read_yaml
+    from .schema import DatasetYaml
+
+    data = read_yaml(path, "dataset YAML")
     if not isinstance(data, dict):
         raise UnetsegError(f"{path}: a dataset YAML must be a mapping")
     unknown = set(data) - YAML_KEYS
     if unknown:
-        raise UnetsegError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} "
+        raise UnetsegError(f"{path}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
                            f"(known: {', '.join(sorted(YAML_KEYS))})")
+    try:
+        data = DatasetYaml.model_validate(data).model_dump(exclude_unset=True)
+    except ValidationError as e:
+        raise schema_error(e, str(path)) from None
     root = (path.parent / str(data.get("root", "."))).resolve()
     if not root.is_dir():
         raise UnetsegError(f"{path}: root folder {root} not found")
@@ -235,13 +241,15 @@ def _read_yaml(path: Path) -> _Layout:
         if key not in data:
             continue
         entry = data[key]
-        if isinstance(entry, dict) and "coco" in entry:
+        if entry is None:
+            continue
+        if isinstance(entry, dict) and entry.get("coco") is not None:
             json_path, images = root / str(entry["coco"]), root / str(entry.get("images", Path(entry["coco"]).parent))
             if not json_path.is_file():
                 raise UnetsegError(f"{path}: {key} COCO file {json_path} not found")
             coco[split] = (json_path, images)
             continue
-        if not isinstance(entry, dict) or "images" not in entry or "masks" not in entry:
+        if not isinstance(entry, dict) or entry.get("images") is None or entry.get("masks") is None:
             raise UnetsegError(f"{path}: {key} must give 'images' and 'masks' folders (or 'coco' and 'images')")
         img_dir, mask_dir = root / str(entry["images"]), root / str(entry["masks"])
         for d in (img_dir, mask_dir):
@@ -251,10 +259,6 @@ def _read_yaml(path: Path) -> _Layout:
     classes = data.get("classes")
     if isinstance(classes, dict):
         classes = [str(classes[k]) for k in sorted(classes)]
-    elif classes is not None:
-        if not isinstance(classes, list) or len(classes) < 1:
-            raise UnetsegError(f"{path}: classes must be a list of names")
-        classes = [str(c) for c in classes]
     palette = data.get("palette")
     if palette is not None:
         if isinstance(palette, dict):

@@ -81,8 +81,8 @@ def _review(request: Request, name: str) -> Review:
         return _store(request).load(name)
     except KeyError:
         raise bad(404, f"no review named {name!r}; GET /reviews lists them") from None
-    except UnetsegError as e:
-        raise bad(400 if "not a plain name" in str(e) else 500, _hide(request, e)) from None
+    except UnetsegError as e:  # a bad name, or a review.json that is damaged or names a file outside
+        raise bad(400 if "not a plain name" in str(e) else 422, f"review {name!r}: {_hide(request, e)}") from None
 
 
 def _hide(request: Request, error: Exception) -> str:

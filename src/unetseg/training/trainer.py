@@ -32,8 +32,8 @@ from ..errors import UnetsegError
 from ..guard import folder_lock
 from ..inputspec import InputSpec
 from ..instances import has_head
-from ..losses import parse_class_weights
-from ..modelfile import build_meta
+from ..losses import parse_class_weights, parse_loss
+from ..modelfile import build_meta, check_meta
 from ..models import create_model, load_encoder_weights, output_stride
 from ..models.memory import check_training_memory
 from ..plan import AUDIO_BASE_WIDTH, Plan, make_plan, sample_weights
@@ -139,13 +139,17 @@ def _fit(setup: _Setup, locks: ExitStack, callbacks: list[Callback] | None, main
     cfg, info, spec = setup.cfg, setup.info, setup.spec
     devices = lightning_devices(cfg.train.accelerator, cfg.train.devices)
     class_weights = parse_class_weights(cfg.train.class_weights, info.classes, info.binary)
+    parse_loss(cfg.train.loss, info.binary)  # a bad --loss is refused before the run folder is made
     draw_weights = _sample_weights(cfg, info, setup.stats)
 
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     model_cfg = vars(cfg.model)
     model = create_model(model_cfg, spec.channels, 1 if info.binary else info.num_classes)
     new = setup.run_dir is None
-    if new:
+    meta = build_meta(model_cfg, info.classes, info.binary, info.colours, spec, cfg.train.threshold,
+                      spectrogram=info.spectrogram, events=info.events)
+    if new:  # the model file this run writes must load: its every field checked now, not after training
+        check_meta(meta, f"{info.source} (the model file this run would write)")
         check_training_memory(model, spec.channels, spec.divisor, cfg.train.batch_size,
                               *_step_size(cfg, spec, setup.stats), cfg.train.max_memory)
         load_encoder_weights(model, model_cfg, spec.channels)
@@ -155,8 +159,6 @@ def _fit(setup: _Setup, locks: ExitStack, callbacks: list[Callback] | None, main
     run_dir = setup.run_dir
     assert run_dir is not None
     task = SegmentationTask(model, cfg, info.classes, info.binary, spec, class_weights)
-    meta = build_meta(model_cfg, info.classes, info.binary, info.colours, spec, cfg.train.threshold,
-                      spectrogram=info.spectrogram, events=info.events)
     recorder = RunRecorder(run_dir, meta, cfg.train.monitor)
     try:
         trainer = _trainer(cfg, run_dir, devices, recorder, callbacks or [], len(info.split("train")))
