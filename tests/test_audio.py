@@ -713,3 +713,49 @@ def test_behind_keeps_order_and_raises_the_workers_error() -> None:
         for i in range(10):
             behind.put(i)
         behind.finish()
+
+
+def test_event_metrics_by_intervals_equal_the_per_frame_and_dense_definitions() -> None:
+    """Issue 28: frame and segment scores are computed on runs of frames and the matchings on candidate pairs
+    (an event ending at 1e9 s, or 20,000 x 20,000 events, no longer allocate GBs); on random tables they equal
+    the per-frame arrays and the dense assignment they replace."""
+    import math
+
+    from scipy.optimize import linear_sum_assignment
+
+    from unetseg.audio.metrics import box_iou, box_scores, event_scores, frame_scores, segment_error_rate
+
+    def frames(events: list, labels: list, step: float, n: int) -> np.ndarray:
+        act = np.zeros((len(labels), n), bool)
+        for e in events:
+            a, b = int(math.floor(e.begin / step)), int(math.ceil(e.end / step))
+            act[labels.index(e.label), max(a, 0):min(b, n)] = True
+        return act
+
+    rng = np.random.default_rng(3)
+    for _ in range(25):
+        def table(k: int) -> list[Event]:
+            out = []
+            for _ in range(k):
+                b, lo = rng.uniform(0, 20), rng.uniform(0, 5000)
+                label = str(rng.choice(["a", "b"]))
+                out.append(Event(b, b + rng.uniform(0.01, 2), lo, lo + rng.uniform(100, 3000), label))
+            return out
+        ref = table(int(rng.integers(1, 25)))
+        est = [Event(max(0.0, e.begin + rng.normal(0, 0.04)), e.end + rng.normal(0, 0.05) + 0.1, e.low, e.high, e.label)
+               for e in ref if rng.random() < 0.8] + table(int(rng.integers(0, 8)))
+        labels = sorted({e.label for e in ref + est})
+        r, s = frames(ref, labels, 0.01, 2500), frames(est, labels, 0.01, 2500)
+        got = frame_scores(ref, est, 25.0)
+        assert (got["tp"], got["fp"], got["fn"]) == (int((r & s).sum()), int((~r & s).sum()), int((r & ~s).sum()))
+        r, s = frames(ref, labels, 1.0, 25), frames(est, labels, 1.0, 25)
+        fn, fp = (r & ~s).sum(axis=0), (~r & s).sum(axis=0)
+        seg = segment_error_rate(ref, est, 25.0)
+        assert (seg["substitutions"], seg["deletions"], seg["insertions"]) == (
+            int(np.minimum(fn, fp).sum()), int(np.maximum(0, fn - fp).sum()), int(np.maximum(0, fp - fn).sum()))
+        iou = np.array([[box_iou(a, b) if a.label == b.label else 0.0 for b in est] for a in ref])
+        rows, cols = linear_sum_assignment(-np.where(iou >= 0.3, iou, 0))
+        assert box_scores(ref, est, 0.3)["tp"] == int((iou[rows, cols] >= 0.3).sum())
+        assert event_scores(ref, est, 0.2)["tp"] <= len(ref)
+    far = [Event(0.1, 0.3, label="call"), Event(9.99e8, 1e9, label="call")]
+    assert frame_scores(far, far, 1e9)["tp"] == 20 + 100_000_000  # runs, not 1e11 frames

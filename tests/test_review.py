@@ -24,9 +24,11 @@ def _wav(path: Path, seconds: float = 3.0, sr: int = 22050) -> Path:
     return path
 
 
-def _review(tmp: Path) -> Review:
+def _review(tmp: Path, events: int = 0) -> Review:
+    """A review of a 3 s song: three events, or ``events`` evenly spread ones."""
     events = [Event(0.2, 0.5, 2000.0, 4000.0, "bird", 0.9), Event(1.0, 1.4, 2500.0, 3500.0, "bird", 0.7),
-              Event(2.0, 2.3, None, None, "bird", 0.6)]
+              Event(2.0, 2.3, None, None, "bird", 0.6)] if not events else \
+        [Event(k * 2.9 / events, k * 2.9 / events + 0.05, None, None, "bird", 0.5) for k in range(events)]
     return create_review(tmp / "reviews", "song", _wav(tmp / "song.wav"), events, {"name": "m"},
                          {"sample_rate": 22050}, ["background", "bird"])
 
@@ -297,3 +299,55 @@ def test_a_tile_is_the_models_image_of_its_span_whatever_the_chunks(tmp_path: Pa
     assert np.abs(chunked.astype(int) - tile).max() <= 1 and (chunked != tile).mean() < 0.001
     wide = spectrogram_tile(path, cfg, 0.0, 4.0, 100)  # 4 s in 100 px: the loudest column of each pixel
     assert wide[:, 76:].max() == 0 and wide.max() >= whole.max() - 2  # black past the 3 s end; calls kept
+
+
+def test_a_recording_outside_its_review_folder_is_never_served(served: TestClient, tmp_path: Path) -> None:
+    """Issue 28: a review.json naming an absolute path or ``../``, or a recording that is a link out, is refused
+    with one 4xx line by the document, tile and clip endpoints; a damaged review leaves the list whole."""
+    c = served
+    root = c.app.state.reviews.root
+    secret = _wav(tmp_path / "secret.wav", 1.0)
+    base = c.post("/reviews?name=base.wav", content=wav_bytes(1.0)).json()["name"]
+    data = json.loads((root / base / "review.json").read_text())
+    made = []
+    for name, recording in (("absolute", str(secret)), ("dotdot", "../../secret.wav"), ("linked", "linked.wav"),
+                            ("badmodel", "badmodel.wav")):
+        folder = root / name
+        folder.mkdir()
+        if name == "linked":
+            (folder / "linked.wav").symlink_to(secret)
+        if name == "badmodel":
+            (folder / "badmodel.wav").write_bytes(secret.read_bytes())
+        doc = {**data, "recording": recording, **({"model": "x"} if name == "badmodel" else {})}
+        (folder / "review.json").write_text(json.dumps(doc))
+        made.append(name)
+    for name in made:
+        for url in (f"/reviews/{name}", f"/reviews/{name}/tile?begin=0&seconds=1",
+                    f"/reviews/{name}/audio?begin=0&end=1"):
+            r = c.get(url)
+            assert 400 <= r.status_code < 500, (url, r.status_code, r.text)
+            assert "\n" not in r.json()["detail"] and str(tmp_path) not in r.json()["detail"]
+    listed = [row["name"] for row in c.get("/reviews").json()]
+    assert base in listed and not set(made) & set(listed)
+    assert c.get(f"/reviews/{base}/audio?begin=0&end=0.5&low=1e-300").status_code == 400  # was a LinAlgError 500
+
+
+def test_two_stores_on_one_folder_keep_every_edit(tmp_path: Path) -> None:
+    """Two servers (two ReviewStores, as two processes have) on one review folder: every edit is kept."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from unetseg.audio.review import ReviewStore
+
+    review = _review(tmp_path, events=40)
+    stores = [ReviewStore(tmp_path / "reviews"), ReviewStore(tmp_path / "reviews")]
+    ids = [e["id"] for e in review.events]
+
+    def edit(k: int) -> bool:
+        store = stores[k % 2]
+        with store.lock(review.name):
+            return store.load(review.name).change(ids[k], {"label": f"w{k}"}).overwrote
+
+    with ThreadPoolExecutor(8) as pool:
+        assert not any(pool.map(edit, range(len(ids))))
+    final = {e["id"]: e["label"] for e in Review.load(review.folder).events}
+    assert final == {i: f"w{k}" for k, i in enumerate(ids)}

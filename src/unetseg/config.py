@@ -307,6 +307,14 @@ def check_threads(threads: int) -> None:
         raise UnetsegError(f"{threads} threads: this machine has {cores} cores")
 
 
+def check_device(device: str) -> None:
+    """An inference device unetseg runs on: auto, cpu, cuda or cuda:N, mps (not meta, xpu:abc or a typo)."""
+    import re
+
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,3})?", device):
+        raise UnetsegError(f"{device[:40]!r} is not a device unetseg runs on (auto, cpu, cuda, cuda:N or mps)")
+
+
 def check_fields(obj: Any) -> None:
     """Check every field of a dataclass instance built in code (not from flags) against its metadata: the
     choices, bounds and finiteness that ``coerce`` checks for YAML and flags."""

@@ -171,6 +171,11 @@ def validate_model_file(path: str | Path) -> tuple[dict[str, Any], nn.Module | N
     outputs = 1 if meta["binary"] else len(meta["classes"])
     with safe_open(str(path), framework="pt") as f:
         held = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 - not a dict
+        dtypes = {k: f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118 - not a dict
+    odd = next((k for k, d in dtypes.items() if d not in WEIGHT_DTYPES), None)
+    if odd is not None:
+        raise UnetsegError(f"{path}: tensor {odd[:60]} has dtype {dtypes[odd]}, not one a model file holds "
+                           f"({', '.join(WEIGHT_DTYPES)})")
     try:
         with torch.device("meta"):
             skeleton = create_model(meta["model"], int(meta["input"]["channels"]), outputs)
@@ -195,6 +200,7 @@ def validate_model_file(path: str | Path) -> tuple[dict[str, Any], nn.Module | N
     return meta, skeleton
 
 
+WEIGHT_DTYPES = ("F32", "F16", "BF16", "F64", "I64", "I32")  # weights and BatchNorm's step counter
 MAX_CLASSES, MAX_NAME = 256, 100  # masks are 8-bit; class names fit a table cell
 MIN_STD, MAX_PIXEL = 1e-6, 65535.0  # input normalisation that keeps every output finite
 
@@ -308,6 +314,13 @@ def _check_audio_meta(meta: dict, bad: Any) -> None:
             cfg = SpectrogramConfig.from_dict(spectrogram)
         except (UnetsegError, TypeError, ValueError) as e:
             raise bad("spectrogram", f"is not a valid spectrogram setting ({' '.join(str(e).split())[:100]})") from None
+        if cfg.sample_rate is not None:
+            from .audio.spectrogram import check_band
+
+            try:
+                check_band(cfg, cfg.sample_rate, "its band")
+            except UnetsegError as e:
+                raise bad("spectrogram", str(e)) from None
         numbers = {k: v for k, v in vars(cfg).items() if isinstance(v, int | float) and not isinstance(v, bool)}
         sizes = ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "fmin", "fmax")
         if not all(math.isfinite(v) and (k not in sizes or v >= 0) for k, v in numbers.items()):

@@ -141,7 +141,10 @@ def _coco_ids(files: list[Path], classes: list[str], coco_json: str | Path | Non
     """Image ids by file name and category ids by class index (background left out)."""
     if coco_json is None:
         return {f.name: i for i, f in enumerate(files)}, {c: c for c in range(1, len(classes))}
-    data = json.loads(Path(coco_json).read_text())
+    from .data.coco import read_coco_json
+    from .data.schema import CocoResultsIds
+
+    data = read_coco_json(Path(coco_json), CocoResultsIds)
     by_file = {Path(img["file_name"]).name: int(img["id"]) for img in data.get("images", [])}
     missing = [f.name for f in files if f.name not in by_file]
     if missing:

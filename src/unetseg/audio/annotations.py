@@ -18,6 +18,9 @@ from ..fileio import write_text
 log = logging.getLogger(__name__)
 
 FORMATS = ("raven", "audacity", "csv")
+MAX_VALUE = 1e9  # seconds or Hz a table may give (31 years; 1 GHz)
+MAX_EVENTS = 500_000  # rows of one table
+MAX_LABEL = 100  # characters of a label
 ONSET_COLUMNS = ("onset_s", "onset", "begin time (s)", "begin_time", "begin", "start_s", "start", "t_start")
 OFFSET_COLUMNS = ("offset_s", "offset", "end time (s)", "end_time", "end", "end_s", "stop", "t_end")
 LOW_COLUMNS = ("low freq (hz)", "low_freq", "low_hz", "f_low", "fmin", "min_freq")
@@ -55,9 +58,15 @@ def _float(value: str, where: str) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise UnetsegError(f"{where}: {value!r} is not a number") from None
-    if not math.isfinite(number):
-        raise UnetsegError(f"{where}: {value!r} is not a finite number")
+    if not math.isfinite(number) or abs(number) > MAX_VALUE:
+        raise UnetsegError(f"{where}: {str(value)[:40]!r} is not a finite number up to {MAX_VALUE:g} (seconds or Hz)")
     return number
+
+
+def plain_label(text: str) -> bool:
+    """A label a Raven, Audacity or CSV table can hold: at most 100 characters, no tab, line break or other
+    control character (one would inject a row or a column)."""
+    return len(text) <= MAX_LABEL and not any(ord(c) < 32 or ord(c) == 127 or c in "\u2028\u2029\x85" for c in text)
 
 
 def read_annotations(path: str | Path, label_column: str | None = None) -> list[Event]:
@@ -110,6 +119,13 @@ def _read_audacity(path: Path, text: str) -> list[Event]:
 
 
 def _read_table(path: Path, text: str, delimiter: str, label_column: str | None) -> list[Event]:
+    try:
+        return _table_events(path, text, delimiter, label_column)
+    except csv.Error as e:  # a field over the csv module's limit, a stray quote
+        raise UnetsegError(f"{path}: not a readable table ({e})") from None
+
+
+def _table_events(path: Path, text: str, delimiter: str, label_column: str | None) -> list[Event]:
     reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
     columns = reader.fieldnames or []
     onset, offset = _find(columns, ONSET_COLUMNS), _find(columns, OFFSET_COLUMNS)
@@ -145,7 +161,12 @@ def _read_table(path: Path, text: str, delimiter: str, label_column: str | None)
 
 
 def _checked(events: list[Event], path: Path) -> list[Event]:
+    if len(events) > MAX_EVENTS:
+        raise UnetsegError(f"{path}: {len(events)} events, over the {MAX_EVENTS} a table may hold")
     for e in events:
+        if not plain_label(e.label):
+            raise UnetsegError(f"{path}: event at {e.begin:g} s has a label {e.label[:40]!r} over {MAX_LABEL} "
+                               "characters or with a tab, line break or other control character")
         if e.begin < 0:
             raise UnetsegError(f"{path}: event {e.label!r} starts at a negative time ({e.begin:g} s)")
         if (e.low is not None and e.low < 0) or (e.high is not None and e.high < 0):

@@ -36,6 +36,7 @@ from .options import GRANULARITY, DetectOptions, EventOptions
 from .spectrogram import (
     SpectrogramConfig,
     SpectrogramMapping,
+    check_band,
     masked_frames,
     n_frames,
     row_frequencies,
@@ -273,6 +274,7 @@ def check_recordings(files: list[Path], cfg: SpectrogramConfig, channel: int | N
         if channel is not None and not 0 <= channel < info.channels:
             raise UnetsegError(f"{f}: channel {channel} does not exist ({info.channels} channels)")
         sr = cfg.sample_rate or info.sample_rate
+        check_band(cfg, sr, str(f))
         if info.duration * sr < cfg.win:
             raise UnetsegError(f"{f}: {info.duration * 1000:.1f} ms of audio is shorter than one STFT window "
                                f"({cfg.win} samples at {sr} Hz); it has no spectrogram frame to detect in")

@@ -274,8 +274,8 @@ def inside_review(folder: Path, recording: str) -> Path:
     resolving inside the folder; anything else (an absolute path, ``..``, a link out) is refused."""
     name = Path(recording)
     if name.is_absolute() or len(name.parts) != 1 or name.name in ("", ".", "..") or "\0" in recording:
-        raise UnetsegError(f"{folder / REVIEW_FILE}: its recording {recording[:80]!r} is not a file name inside "
-                           "the review folder")
+        raise UnetsegError(f"{folder / REVIEW_FILE}: its recording ({name.name[:80]!r}) is given as a path, not "
+                           "a file name inside the review folder")
     path = folder / name
     if path.is_symlink() or (path.exists() and path.resolve().parent != folder.resolve()):
         raise UnetsegError(f"{folder / REVIEW_FILE}: its recording {name.name} is a link; a review serves only a "

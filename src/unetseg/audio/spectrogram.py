@@ -179,6 +179,18 @@ def _linear_rows(cfg: SpectrogramConfig, sr: int) -> np.ndarray:
     return np.nonzero((freqs >= cfg.fmin) & (freqs < fmax))[0]
 
 
+def check_band(cfg: SpectrogramConfig, sr: int, what: str) -> None:
+    """Refuse settings whose band holds no row at ``sr`` (fmin at or above the Nyquist frequency)."""
+    nyquist = sr / 2
+    if cfg.fmin >= nyquist or (cfg.fmax is not None and cfg.fmax > nyquist * 1.0001):
+        raise UnetsegError(f"{what}: the spectrogram band {cfg.fmin:g}-{cfg.fmax or nyquist:g} Hz reaches above the "
+                           f"Nyquist frequency ({nyquist:g} Hz at {sr} Hz); lower --fmin/--fmax or raise "
+                           "--sample-rate")
+    if not len(row_frequencies(cfg, sr)):
+        raise UnetsegError(f"{what}: the spectrogram band {cfg.fmin:g}-{cfg.fmax or nyquist:g} Hz holds no "
+                           f"frequency row at n_fft {cfg.n_fft}")
+
+
 def row_frequencies(cfg: SpectrogramConfig, sr: int) -> np.ndarray:
     """Centre frequency (Hz) of each image row, top row first."""
     if cfg.axis == "mel":

@@ -16,6 +16,10 @@ from .io import _reason, audio_info, repair_samples, resample, select_channel
 from .spectrogram import SpectrogramConfig, n_frames, spectrogram_image
 
 MAX_CLIP_SECONDS = 600.0
+MAX_CLIP_SAMPLES = 1 << 23  # 190 s at 44.1 kHz, 22 s at 384 kHz: a band-passed clip stays near 0.5 GB
+MAX_TILE_COLUMNS = 1 << 19  # STFT columns behind one tile (512 s at the default hop)
+TILE_CHUNK_VALUES = 1 << 23  # STFT values computed at a time (32 MB of float32)
+MIN_BAND_HZ = 1.0
 
 
 def read_span(path: str | Path, begin: float, end: float, sample_rate: int | None = None,
@@ -59,6 +63,12 @@ def spectrogram_tile(path: str | Path, cfg: SpectrogramConfig, begin: float, sec
     info = audio_info(path)
     sr = cfg.sample_rate or info.sample_rate
     hop, win = cfg.hop_length, cfg.win
+    columns = seconds * sr / hop
+    if columns > MAX_TILE_COLUMNS:
+        raise UnetsegError(f"a tile of {seconds:g} s spans {columns:.0f} STFT columns (hop {hop} at {sr} Hz), over "
+                           f"{MAX_TILE_COLUMNS}; ask for a shorter span")
+    rows = cfg.n_fft if cfg.two_sided else cfg.n_fft // 2 + 1
+    chunk = max(1, min(chunk, TILE_CHUNK_VALUES // max(rows, 1)))  # n_fft 65536: a few columns at a time
     total = n_frames(round(info.duration * sr), cfg)
     # column c is centred at (c * hop + win / 2) / sr (SpectrogramMapping.column_time)
     edges = np.floor((begin + np.arange(width + 1) * seconds / width) * sr / hop - win / 2 / hop + 0.5).astype(np.int64)
@@ -93,6 +103,13 @@ def clip_wav(path: str | Path, begin: float, end: float, low: float | None = Non
     Hz when given (a 4th-order Butterworth, run forwards and backwards: no phase shift)."""
     if not end > begin or end - begin > MAX_CLIP_SECONDS:
         raise UnetsegError(f"a clip must last between 0 and {MAX_CLIP_SECONDS:g} s, not {end - begin:g} s")
+    rate = audio_info(path).sample_rate
+    if (end - begin) * rate > MAX_CLIP_SAMPLES:
+        raise UnetsegError(f"a clip of {end - begin:g} s at {rate} Hz is {(end - begin) * rate:.0f} samples, over "
+                           f"{MAX_CLIP_SAMPLES} ({MAX_CLIP_SAMPLES / rate:.1f} s at this rate); ask for a shorter one")
+    for edge in (low, high):
+        if edge is not None and 0 < edge < MIN_BAND_HZ:
+            raise UnetsegError(f"band edge {edge:g} Hz: give 0 (none) or at least {MIN_BAND_HZ:g} Hz")
     y, rate, _ = read_span(path, begin, end, None, channel)
     nyquist = rate / 2
     if len(y) > 27 and (low is not None or high is not None):

@@ -185,7 +185,13 @@ def _denoised_by_us(path: str | None) -> list[Path]:
 def cmd_spectrogram(args: argparse.Namespace) -> int:
     from ..audio.datasets import list_recordings
     from ..audio.io import audio_info, check_not_silent, load_audio
-    from ..audio.spectrogram import check_spectrogram_memory, masked_inverse, spectrogram_image, stft
+    from ..audio.spectrogram import (
+        check_band,
+        check_spectrogram_memory,
+        masked_inverse,
+        spectrogram_image,
+        stft,
+    )
     from ..data.io import read_mask_raw
     from ..fileio import check_output_dir, write_json, write_png
     from ..guard import check_outputs
@@ -204,6 +210,7 @@ def cmd_spectrogram(args: argparse.Namespace) -> int:
     for f in files:
         info = audio_info(f)
         rate = cfg.sample_rate or info.sample_rate
+        check_band(cfg, rate, str(f))
         kept = round(info.duration * rate) - args.start_sample
         if args.duration is not None:
             kept = min(kept, round(args.duration * rate))
@@ -246,6 +253,8 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
     windows = _windows(args)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    if classes is not None and (len(classes) > 255 or len(set(classes)) != len(classes) or not all(classes)):
+        raise UnetsegError(f"--classes: give 1-255 distinct, non-empty labels (masks are 8-bit), not {len(classes)}")
     noise = [f for src in args.noise for f in list_recordings(src)] if args.noise else None
     labels = Labels(classes, args.energetic, args.channel, noise, _snrs(args.snrs))
     if (args.review is None) == (args.audio is None):

@@ -101,6 +101,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(cfg, overrides=overrides)
     if not result.main:  # another process of a multi-process run: rank 0 reports and tests
         return 0
+    if result.terminated:
+        import sys
+
+        print(f"terminated: the training state is saved; continue with: unetseg train --resume {result.run_dir}",
+              file=sys.stderr)
+        return 143
     best = "n/a" if result.best_score is None else f"{result.best_score:.4f}"
     print(f"run folder: {result.run_dir}")
     print(f"best {cfg.train.monitor} {best} at epoch {result.best_epoch}; model: {result.best_model}")

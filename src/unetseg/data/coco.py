@@ -31,17 +31,94 @@ def find_coco_json(split_dir: Path) -> Path | None:
     return None
 
 
+def read_coco_json(path: Path, schema: Any = None) -> dict:
+    """A COCO json read and checked against its declared schema (``data.schema.CocoFile``) and across its
+    entries - ids that exist, polygons and RLEs that fit their image, canvases within bounds - before
+    pycocotools sees it (which crashes the process on a NaN, a 1e12 coordinate or an RLE of another size)."""
+    from pydantic import ValidationError
+
+    from ..errors import schema_error
+    from .schema import MAX_COCO_BYTES, CocoFile
+
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_COCO_BYTES:
+            raise UnetsegError(f"{path}: a COCO json of {path.stat().st_size >> 20} MB is over "
+                               f"{MAX_COCO_BYTES >> 20} MB")
+        data = json.loads(path.read_bytes())
+    except OSError as e:
+        raise UnetsegError(f"{path}: cannot read the COCO json ({e.strerror or e})") from None
+    except (ValueError, RecursionError) as e:
+        raise UnetsegError(f"{path}: not a readable COCO json ({' '.join(str(e).split())[:120]})") from None
+    if not isinstance(data, dict):
+        raise UnetsegError(f"{path}: a COCO json is an object with images, annotations and categories, not a "
+                           f"{type(data).__name__}")
+    try:
+        checked = (schema or CocoFile).model_validate(data)
+    except ValidationError as e:
+        raise schema_error(e, f"{path}: COCO json") from None
+    _check_entries(checked, path)
+    return data
+
+
+def _check_entries(coco: Any, path: Path) -> None:
+    from .schema import MAX_COCO_PIXELS, MAX_POLYGON_VALUES, CocoRle, rle_string_counts
+
+    images = {}
+    for img in coco.images:
+        if img.id in images:
+            raise UnetsegError(f"{path}: image id {img.id} is given twice")
+        if img.height * img.width > MAX_COCO_PIXELS:
+            raise UnetsegError(f"{path}: image {img.file_name} declares {img.width}x{img.height} pixels, over the "
+                               f"{MAX_COCO_PIXELS} a mask is drawn at")
+        images[img.id] = img
+    categories = {c.id for c in coco.categories}
+    if len(categories) != len(coco.categories):
+        raise UnetsegError(f"{path}: two categories share an id")
+    for ann in coco.annotations if "annotations" in type(coco).model_fields else []:
+        where = f"{path}: annotation {ann.id}"
+        img = images.get(ann.image_id)
+        if img is None:
+            raise UnetsegError(f"{where}: image_id {ann.image_id} is not an image of the file")
+        if ann.category_id not in categories:
+            raise UnetsegError(f"{where}: category_id {ann.category_id} is not a category of the file")
+        seg = ann.segmentation
+        if isinstance(seg, CocoRle):
+            if seg.size != [img.height, img.width]:
+                raise UnetsegError(f"{where}: RLE size {seg.size} is not its image's [height, width] "
+                                   f"[{img.height}, {img.width}]")
+            try:
+                counts = seg.counts if isinstance(seg.counts, list) else rle_string_counts(seg.counts)
+            except ValueError as e:
+                raise UnetsegError(f"{where}: bad RLE ({e})") from None
+            if sum(counts) != img.height * img.width or any(c < 0 for c in counts):
+                raise UnetsegError(f"{where}: RLE counts sum to {sum(counts)}, not the image's "
+                                   f"{img.height * img.width} pixels (or hold a negative run)")
+            continue
+        values = sum(len(poly) for poly in seg)
+        if values > MAX_POLYGON_VALUES:
+            raise UnetsegError(f"{where}: {values // 2} polygon points, over {MAX_POLYGON_VALUES // 2}")
+        for poly in seg:
+            xy = np.asarray(poly, np.float64)
+            if len(xy) % 2:
+                raise UnetsegError(f"{where}: a polygon of {len(xy)} coordinates (x, y pairs are even)")
+            x, y = xy[0::2], xy[1::2]
+            if x.min() < -img.width or x.max() > 2 * img.width or y.min() < -img.height or y.max() > 2 * img.height:
+                raise UnetsegError(f"{where}: polygon coordinates lie far outside its {img.width}x{img.height} image")
+
+
 def _load(path: Path) -> Any:
+    import contextlib
+    import io
+
     from pycocotools.coco import COCO
 
-    try:
-        import contextlib
-        import io
-
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            return COCO(str(path))
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
-        raise UnetsegError(f"{path}: not a readable COCO json ({type(e).__name__}: {e})") from e
+    data = read_coco_json(path)
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco = COCO()
+        coco.dataset = data
+        coco.createIndex()
+    return coco
 
 
 def class_groups(coco: Any, classes: list | None) -> tuple[list[str], dict[int, int]]:

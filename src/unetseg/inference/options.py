@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import check_fields, check_threads, option
+from ..config import check_device, check_fields, check_threads, option
 
 BACKENDS = ("auto", "torch", "torch-bf16", "onnxruntime", "onnxruntime-int8")
 BLENDS = ("gaussian", "linear")
@@ -18,7 +18,7 @@ BLENDS = ("gaussian", "linear")
 class InferenceOptions:
     """Device, backend and batching; tiles, blending and test-time augmentation."""
 
-    device: str = option("auto", "cpu, cuda, cuda:1 or auto")
+    device: str = option("auto", "cpu, cuda, cuda:1 or auto", check=check_device)
     backend: str = option("auto", "auto (the fastest backend here whose masks agree with fp32; probed once per "
                           "machine and model), torch (eager, channels_last, fp32), torch-bf16 (bf16 autocast), "
                           "onnxruntime (fp32), onnxruntime-int8 (static int8 quantization)", BACKENDS)

@@ -12,6 +12,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from ..errors import UnetsegError
 from ..fileio import encode_mask
 from ..postprocess import PostProcess, mask_to_polygons, threshold_for, to_mask
 from .batcher import shape_key
@@ -21,11 +22,20 @@ from .state import ServerState, bad, read_upload_image, shown_name
 router = APIRouter()
 
 
-def postprocess_query(threshold: float | None = Query(None, gt=0, lt=1), open: int = Query(0, ge=0, le=64),
-                      close: int = Query(0, ge=0, le=64), min_size: int = Query(0, ge=0),
-                      fill_holes: bool = False) -> PostProcess:
+def _le(name: str) -> float:
+    """A ``PostProcess`` field's upper bound, so that the query and the flag share one."""
+    return PostProcess.__dataclass_fields__[name].metadata["le"]
+
+
+def postprocess_query(threshold: float | None = Query(None, gt=0, lt=1),
+                      open: int = Query(0, ge=0, le=_le("open_px")), close: int = Query(0, ge=0, le=_le("close_px")),
+                      min_size: int = Query(0, ge=0, le=_le("min_size")), fill_holes: bool = False) -> PostProcess:
     """The post-processing query parameters (as ``predict``'s flags) as one ``PostProcess``."""
-    return PostProcess(threshold=threshold, open_px=open, close_px=close, min_size=min_size, fill_holes=fill_holes)
+    try:
+        return PostProcess(threshold=threshold, open_px=open, close_px=close, min_size=min_size,
+                           fill_holes=fill_holes)
+    except UnetsegError as e:
+        raise bad(422, str(e)) from None
 
 
 @router.post("/predict")

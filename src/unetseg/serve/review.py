@@ -201,8 +201,10 @@ async def tile(request: Request, name: str, begin: float = Query(..., ge=0),
     cache: Tiles = request.app.state.tiles
     png = cache.get(key)
     if png is None:
+        server: ServerState = request.app.state.server
         try:
-            png = await asyncio.to_thread(_tile_png, review, begin, seconds, width)
+            with server.admission:  # a tile's STFT is work like a detection: it takes a place in the queue
+                png = await asyncio.to_thread(_tile_png, review, begin, seconds, width)
         except UnetsegError as e:
             raise bad(404 if "not found" in str(e) else 400,
                       _hide(request, e).replace(str(review.recording), review.recording.name)) from None
@@ -234,8 +236,10 @@ async def clip(request: Request, name: str, begin: float = Query(..., ge=0), end
     source = review.folder / "denoised.wav" if denoised else review.recording
     if denoised and not source.is_file():
         raise bad(404, f"review {name!r} has no denoised recording (upload with denoise=true)")
+    server: ServerState = request.app.state.server
     try:
-        wav = await asyncio.to_thread(clip_wav, source, begin, min(end, review.duration), low, high)
+        with server.admission:  # filtering a long clip costs memory: it takes a place in the queue
+            wav = await asyncio.to_thread(clip_wav, source, begin, min(end, review.duration), low, high)
     except UnetsegError as e:
         raise bad(400, _hide(request, e).replace(str(source), source.name)) from None
     return Response(wav, media_type="audio/wav")

@@ -6,6 +6,8 @@ import csv
 import io
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +130,39 @@ def _append_csv(path: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
     writer.writerows(rows)
     write_text(path, buf.getvalue())
     return rows
+
+
+class StopOnTerminate(Callback):
+    """SIGTERM (a scheduler's pre-emption, ``kill``) during training: the step in progress ends, the full
+    training state is saved to ``weights/last.ckpt`` (atomically) and training stops, so that
+    ``train --resume`` continues the run even before its first validation."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir, self.requested = run_dir, False
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        """Catch SIGTERM while the block (``trainer.fit``) runs; the previous handler afterwards."""
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGTERM, self._request)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def _request(self, _signum: int, _frame: object) -> None:
+        self.requested = True
+
+    def on_train_batch_end(self, trainer: L.Trainer, task: L.LightningModule, *args: Any) -> None:
+        if not self.requested or trainer.should_stop:
+            return
+        from ..fileio import atomic_write
+
+        if trainer.is_global_zero:
+            atomic_write(self.run_dir / "weights" / "last.ckpt", lambda p: trainer.save_checkpoint(p))
+        trainer.should_stop = True

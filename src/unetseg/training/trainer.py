@@ -37,7 +37,7 @@ from ..modelfile import build_meta, check_meta
 from ..models import create_model, load_encoder_weights, output_stride
 from ..models.memory import check_training_memory
 from ..plan import AUDIO_BASE_WIDTH, Plan, make_plan, sample_weights
-from .callbacks import RunRecorder, WarmupCosine
+from .callbacks import RunRecorder, StopOnTerminate, WarmupCosine
 from .run import check_checkpoint, load_run, make_run_dir, mark_failed, write_config
 from .task import SegmentationTask
 
@@ -54,6 +54,7 @@ class TrainResult:
     epochs_run: int
     interrupted: bool
     main: bool = True  # False in the other processes of a multi-process run (they write nothing)
+    terminated: bool = False  # stopped by SIGTERM: the state saved in weights/last.ckpt for --resume
 
 
 @dataclass
@@ -161,7 +162,8 @@ def _fit(setup: _Setup, locks: ExitStack, callbacks: list[Callback] | None, main
     task = SegmentationTask(model, cfg, info.classes, info.binary, spec, class_weights)
     recorder = RunRecorder(run_dir, meta, cfg.train.monitor)
     try:
-        trainer = _trainer(cfg, run_dir, devices, recorder, callbacks or [], len(info.split("train")))
+        stop = StopOnTerminate(run_dir)
+        trainer = _trainer(cfg, run_dir, devices, recorder, [*(callbacks or []), stop], len(info.split("train")))
     except BaseException as e:
         if new:  # nothing was saved yet: the new run folder goes
             mark_failed(run_dir, e)
@@ -177,7 +179,8 @@ def _fit(setup: _Setup, locks: ExitStack, callbacks: list[Callback] | None, main
             warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
             # Validation metrics are summed over the processes before they are logged: no sync_dist needed.
             warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
-            trainer.fit(task, train_loader, val_loader, ckpt_path=str(setup.ckpt) if setup.ckpt else None)
+            with stop.installed():
+                trainer.fit(task, train_loader, val_loader, ckpt_path=str(setup.ckpt) if setup.ckpt else None)
     except BaseException as e:
         if main:
             mark_failed(run_dir, e)
@@ -186,6 +189,9 @@ def _fit(setup: _Setup, locks: ExitStack, callbacks: list[Callback] | None, main
         if main:
             forget_run_dir(run_dir)
     best = run_dir / "weights" / "best.safetensors"
+    if stop.requested:  # SIGTERM: the state is in last.ckpt; nothing more is run
+        return TrainResult(run_dir, best, run_dir / "weights" / "last.safetensors", recorder.best,
+                           recorder.best_epoch, trainer.current_epoch, True, main=main, terminated=True)
     unvalidated = not best.exists() or recorder.validated_epoch != trainer.current_epoch  # --val-every
     if unvalidated and trainer.global_step > 0 and not trainer.interrupted:
         if trainer.current_epoch == 0:
