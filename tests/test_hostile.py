@@ -243,7 +243,7 @@ def test_sigterm_during_train_saves_a_resumable_state(tmp_path: Path) -> None:
     data = write_binary_dataset(tmp_path / "data", {"train": 48, "valid": 4}, size=64)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     argv = [sys.executable, "-m", "unetseg", "-q", "train", "--data", str(data), "--runs-dir", str(tmp_path / "runs"),
-            "--name", "t", "--no-plan", "--epochs", "3", "--batch-size", "2", "--base-width", "8", "--workers", "0",
+            "--name", "t", "--no-plan", "--epochs", "500", "--batch-size", "2", "--base-width", "8", "--workers", "0",
             "--no-progress", "--no-test"]
     proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -258,6 +258,6 @@ def test_sigterm_during_train_saves_a_resumable_state(tmp_path: Path) -> None:
     assert (tmp_path / "runs" / "t" / "weights" / "last.ckpt").is_file()
     assert not list((tmp_path / "runs" / "t" / "weights").glob(".*tmp*"))
     resumed = subprocess.run([sys.executable, "-m", "unetseg", "-q", "train", "--resume", str(tmp_path / "runs" / "t"),
-                              "--no-test"], env=env, capture_output=True, text=True, timeout=300)
+                              "--epochs", "1", "--no-test"], env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert (tmp_path / "runs" / "t" / "weights" / "best.safetensors").is_file()

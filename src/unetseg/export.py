@@ -19,7 +19,7 @@ from torch import nn
 
 from .errors import UnetsegError
 from .fileio import atomic_write, check_output_dir, write_json
-from .guard import check_outputs
+from .guard import check_outputs, remove_stale_temps
 from .inference.calibration import AGREEMENT_FLOOR, calibration_batches
 from .inference.graphs import example_input, export_onnx, quantize_checked
 from .inference.outputs import activate
@@ -80,6 +80,7 @@ def export(model: str | Path | LoadedModel, output: str | Path | None = None, fm
     check_output_dir(out.parent)
     record_file = out.with_name(out.name + ".json")
     check_outputs([out, record_file], [loaded.path, calibration], overwrite, owned=_exported(record_file))
+    remove_stale_temps([out.parent])  # what an export killed here (kill -9) left half-written
     module = RawPixelModel(loaded).eval()
     agreement = None
     with torch.no_grad():

@@ -25,8 +25,14 @@ LOCK = ".unetseg.lock"
 
 
 def temp_prefix(path: Path) -> str:
-    """The start of a temporary name beside ``path`` that only this process uses."""
-    return f".{path.name}{TEMP_TAG}{os.getpid()}-"
+    """The start of a temporary name beside ``path`` that only this process uses; a long name is shortened
+    (its start and a hash), so that the temporary name fits where the final one does (255 bytes)."""
+    name = path.name
+    if len(name.encode()) > 120:
+        import hashlib
+
+        name = name.encode()[:80].decode(errors="ignore") + "~" + hashlib.sha1(name.encode()).hexdigest()[:10]
+    return f".{name}{TEMP_TAG}{os.getpid()}-"
 
 
 def temp_path(path: Path, kind: str = "partial") -> Path:

@@ -182,9 +182,12 @@ def _fit(setup: _Setup, locks: ExitStack, callbacks: list[Callback] | None, main
             with stop.installed():
                 trainer.fit(task, train_loader, val_loader, ckpt_path=str(setup.ckpt) if setup.ckpt else None)
     except BaseException as e:
-        if main:
-            mark_failed(run_dir, e)
-        raise
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if not (isinstance(e, SIGTERMException) and stop.requested):  # SIGTERM: the state is saved, reported below
+            if main:
+                mark_failed(run_dir, e)
+            raise
     finally:
         if main:
             forget_run_dir(run_dir)
