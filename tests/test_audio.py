@@ -759,3 +759,20 @@ def test_event_metrics_by_intervals_equal_the_per_frame_and_dense_definitions() 
         assert event_scores(ref, est, 0.2)["tp"] <= len(ref)
     far = [Event(0.1, 0.3, label="call"), Event(9.99e8, 1e9, label="call")]
     assert frame_scores(far, far, 1e9)["tp"] == 20 + 100_000_000  # runs, not 1e11 frames
+
+
+def test_sdr_of_identical_audio_is_written_as_valid_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A denoised file equal to the clean one has an infinite SDR: the JSON says null and why, never Infinity."""
+    import json
+
+    import soundfile as sf
+
+    from unetseg.cli import main
+
+    y = (0.1 * np.random.default_rng(0).standard_normal(22050)).astype(np.float32)
+    for name in ("clean.wav", "den.wav"):
+        sf.write(tmp_path / name, y, 22050, subtype="FLOAT")
+    assert main(["audio", "evaluate", "--clean", str(tmp_path / "clean.wav"), "--denoised", str(tmp_path / "den.wav"),
+                 "--output", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+    assert report["sdr_db"] is None and "no distortion" in report["sdr_note"]

@@ -283,7 +283,7 @@ def test_crafted_model_files_are_refused_alike_by_info_and_every_command(work: P
             run = ["audio", "detect", "--model", path, "--input", "rec4.wav", "--output", f"o-{name}"]
         else:
             run = ["predict", "--model", path, "--input", "imgs", "--output", f"o-{name}"]
-        if name not in ("all-NaN weights", "audio n_fft 65536 hop 1"):  # info reads neither weights nor audio
+        if name != "audio n_fft 65536 hop 1":  # info reads no audio
             cases[f"info: {name}"] = (["info", path], needle, [work / "imgs"])
         cases[f"run: {name}"] = (run, needle, [work / "imgs"])
     _table(work, cases)

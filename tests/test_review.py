@@ -330,6 +330,9 @@ def test_a_recording_outside_its_review_folder_is_never_served(served: TestClien
     listed = [row["name"] for row in c.get("/reviews").json()]
     assert base in listed and not set(made) & set(listed)
     assert c.get(f"/reviews/{base}/audio?begin=0&end=0.5&low=1e-300").status_code == 400  # was a LinAlgError 500
+    event = c.get(f"/reviews/{base}").json()["events"][0]["id"]
+    assert c.patch(f"/reviews/{base}/events/{event}", json={"begin": True}).status_code == 422  # not 1.0 s
+    assert c.patch(f"/reviews/{base}/events/{event}", json={"begin": 0, "end": 0.5}).status_code == 200
 
 
 def test_two_stores_on_one_folder_keep_every_edit(tmp_path: Path) -> None:

@@ -356,6 +356,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         sdr,
         segment_error_rate,
     )
+    import numpy as np
+
     from ..fileio import check_output_dir, write_json
     from ..guard import check_outputs
 
@@ -390,7 +392,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         den, sr2 = load_audio(args.denoised)
         if sr1 != sr2:
             den, _ = load_audio(args.denoised, sr1)
-        report["sdr_db"] = sdr(clean, den)
+        value = sdr(clean, den)
+        report["sdr_db"] = value if np.isfinite(value) else None  # JSON has no Infinity
+        if not np.isfinite(value):
+            report["sdr_note"] = "the denoised audio equals the clean reference: no distortion (SDR infinite)"
     if not report:
         raise UnetsegError("nothing to evaluate: give --reference/--estimate and/or --clean/--denoised")
     print(json.dumps(report, indent=2))

@@ -238,6 +238,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     meta, _ = validate_model_file(args.model)  # the same checks as every command that loads it
     with safe_open(str(args.model), framework="pt") as f:
         parameters = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118 - not a dict
+        for k in f.keys():  # noqa: SIM118 - one tensor at a time: NaN or inf weights are refused as load_model does
+            t = f.get_tensor(k)
+            if t.is_floating_point() and not bool(t.isfinite().all()):
+                raise UnetsegError(f"{args.model}: weight tensor {k} holds NaN or infinite values; the model would "
+                                   "predict nonsense - retrain or take an earlier checkpoint")
     print(json.dumps({**meta, "parameters": parameters}, indent=2))
     return 0
 

@@ -33,7 +33,7 @@ class EventChange(BaseModel):
     """Fields of an event to change (those left out keep their values); ``seen`` is the event's revision the
     writer last saw, so that the answer can say whether it replaced another writer's edit."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # true is not 1.0 s, "5" is not 5 Hz
     begin: float | None = Field(None, description="seconds from the start of the recording")
     end: float | None = Field(None, description="seconds")
     low: float | None = Field(None, description="Hz (null with high: the whole band)")
@@ -46,7 +46,7 @@ class EventChange(BaseModel):
 class NewEvent(BaseModel):
     """A box drawn by a person."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     begin: float
     end: float
     low: float | None = None
