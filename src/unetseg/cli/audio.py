@@ -345,6 +345,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from ..audio.annotations import check_within, read_annotations
     from ..audio.io import audio_info, load_audio
     from ..audio.metrics import (
@@ -356,8 +358,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         sdr,
         segment_error_rate,
     )
-    import numpy as np
-
     from ..fileio import check_output_dir, write_json
     from ..guard import check_outputs
 
