@@ -354,7 +354,8 @@ def test_annotation_messages_say_what_is_wrong(tmp_path: Path, capsys) -> None:
     ("data.size", False, "whole pixels"),  # was a ZeroDivisionError in the plan
     ("data.size", [40, 40], "not divisible by 16"),  # was a tensor shape error in the plan's probe
     ("data.size", 65536, "over the memory budget"),  # was a 34 GB allocation in the plan's probe
-    ("train.accelerator", False, "is not one of"),  # was Lightning's ValueError
+    ("train.accelerator", False, "expected text"),  # was Lightning's ValueError
+    ("train.accelerator", "gpuu", "is not one of"),
     ("train.devices", "7", "must be auto, a count"),
     ("train.loss", "0.5*bce+-1*dice", "weights must be positive"),
     ("model.encoder", "nonexistent", "unknown encoder"),  # was a KeyError in the plan

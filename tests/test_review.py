@@ -354,3 +354,34 @@ def test_two_stores_on_one_folder_keep_every_edit(tmp_path: Path) -> None:
         assert not any(pool.map(edit, range(len(ids))))
     final = {e["id"]: e["label"] for e in Review.load(review.folder).events}
     assert final == {i: f"w{k}" for k, i in enumerate(ids)}
+
+
+_EDITOR = """
+import sys
+from unetseg.audio.review import ReviewStore
+store = ReviewStore(sys.argv[1])
+lost = 0
+for k, event_id in enumerate(sys.argv[3].split(",")):
+    with store.lock(sys.argv[2]):
+        lost += store.load(sys.argv[2]).change(event_id, {"label": f"{sys.argv[4]}{k}"}).overwrote
+print(lost)
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_on_one_review_keep_all_80_edits(tmp_path: Path) -> None:
+    """Two processes (as two ``serve --review R``) edit 80 distinct events of one review at once: the file
+    lock keeps every edit and none says ``overwrote``."""
+    import subprocess
+    import sys
+
+    review = _review(tmp_path, events=80)
+    ids = [e["id"] for e in review.events]
+    halves = {"a": ids[0::2], "b": ids[1::2]}
+    procs = [subprocess.Popen([sys.executable, "-c", _EDITOR, str(tmp_path / "reviews"), review.name,
+                               ",".join(part), tag], stdout=subprocess.PIPE, text=True)
+             for tag, part in halves.items()]
+    assert [p.communicate(timeout=120)[0].strip() for p in procs] == ["0", "0"]
+    final = {e["id"]: e["label"] for e in Review.load(review.folder).events}
+    want = {i: f"{tag}{k}" for tag, part in halves.items() for k, i in enumerate(part)}
+    assert final == want
