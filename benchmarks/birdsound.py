@@ -31,14 +31,14 @@ import soundfile as sf
 from unetseg import train
 from unetseg.audio.datasets import build_mixture_dataset, ideal_binary_mask
 from unetseg.audio.detect import DetectOptions, detect_recording
-from unetseg.audio.metrics import sdr
+from unetseg.audio.event_scores import sdr
 from unetseg.audio.spectrogram import masked_inverse, preset, stft
 from unetseg.cli.common import configure_logging
-from unetseg.config import Config
-from unetseg.evaluate import evaluate
-from unetseg.fileio import new_run_dir, write_json
-from unetseg.metrics import image_score, scores_from_counts
-from unetseg.modelfile import load_model
+from unetseg.core.config import Config
+from unetseg.core.fileio import new_run_dir, write_json
+from unetseg.evaluation.evaluate_split import evaluate
+from unetseg.evaluation.pixel_scores import image_score, scores_from_counts
+from unetseg.models.modelfile import load_model
 from unetseg.plan import machine
 
 ROOT = Path(__file__).resolve().parents[1]

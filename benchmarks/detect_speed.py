@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from unetseg.audio.io import load_audio
-from unetseg.fileio import write_json
+from unetseg.audio.recordings import load_audio
+from unetseg.core.fileio import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -46,9 +46,9 @@ from pathlib import Path
 import numpy as np
 args = json.loads(sys.argv[1])
 from unetseg.audio.detect import Detector
-from unetseg.audio.options import DetectOptions
+from unetseg.audio.settings import DetectOptions
 from unetseg.inference import InferenceOptions
-from unetseg.modelfile import load_model
+from unetseg.models.modelfile import load_model
 model = load_model(args["model"])
 options = DetectOptions(window=args["window"], overlap=args["overlap"])
 inference = InferenceOptions(backend=args["backend"], device="cpu")
@@ -58,7 +58,7 @@ setup = time.perf_counter() - t0
 out = {"backend_used": detector.engine.backend_name, "setup_seconds": round(setup, 2)}
 if args.get("iou_mix"):
     from unetseg.audio.datasets import ideal_binary_mask
-    from unetseg.metrics import confusion_counts
+    from unetseg.evaluation.pixel_scores import confusion_counts
     import torch
     total = np.zeros(4, np.int64)
     for noisy_path in sorted(Path(args["iou_mix"]).glob("*_noisy.wav")):
@@ -75,7 +75,7 @@ if args.get("mode") == "front_end":  # reading, resampling, STFT, dB image: one 
     import torch
     torch.set_num_threads(1)
     from unetseg.audio.detect import _columns
-    from unetseg.audio.io import audio_info
+    from unetseg.audio.recordings import audio_info
     seconds, start = 0.0, time.perf_counter()
     for p in args["inputs"]:
         info = audio_info(p)
@@ -87,7 +87,7 @@ if args.get("mode") == "front_end":  # reading, resampling, STFT, dB image: one 
     sys.exit(0)
 if args.get("mode") == "model_only":  # the engine alone on detect's windows and batches of real columns
     from unetseg.audio.detect import _columns
-    from unetseg.audio.io import audio_info
+    from unetseg.audio.recordings import audio_info
     p = Path(args["inputs"][0])
     cols = np.concatenate([c for c, _ in _columns(p, audio_info(p), detector.cfg, 20.0, None, False, [0])], axis=1)
     step = detector.width - detector.overlap
@@ -111,8 +111,8 @@ seconds = events = 0
 if args.get("mode") == "command":  # what `audio detect` runs: detect_folder, writing each Raven table
     import tempfile
     import soundfile as sf
-    from unetseg.audio.corpus import detect_folder
-    from unetseg.audio.io import audio_info
+    from unetseg.audio.runner import detect_folder
+    from unetseg.audio.recordings import audio_info
     # its one-time start (imports of the output and process-group code) is paid on a second of audio first,
     # as the model's is by Detector(): the figure is the rate at which the command goes through audio
     warm = Path(tempfile.mkdtemp()) / "warm.wav"
@@ -193,7 +193,7 @@ def model_flops_per_audio_second(model_path: Path, window: int, overlap: int) ->
     from torch.utils.flop_counter import FlopCounterMode
 
     from unetseg.audio.spectrogram import SpectrogramConfig, row_frequencies
-    from unetseg.modelfile import load_model
+    from unetseg.models.modelfile import load_model
 
     loaded = load_model(model_path)
     cfg = SpectrogramConfig.from_dict(loaded.meta["spectrogram"])
@@ -206,9 +206,9 @@ def model_flops_per_audio_second(model_path: Path, window: int, overlap: int) ->
 
 
 def evaluate_iou(model: Path, mix: Path, backend: str, work: Path) -> float:
-    from unetseg.evaluate import evaluate
+    from unetseg.evaluation.evaluate_split import evaluate
+    from unetseg.evaluation.pixel_scores import scores_from_counts
     from unetseg.inference import InferenceOptions
-    from unetseg.metrics import scores_from_counts
 
     ev = evaluate(model, mix, "test", work / f"eval-{backend}", options=InferenceOptions(backend=backend,
                   device="cpu"), figures=0)

@@ -25,11 +25,11 @@ import numpy as np
 
 from unetseg.audio.annotations import events_by_file, read_annotations
 from unetseg.audio.detect import Detector
-from unetseg.audio.metrics import box_scores, event_scores
-from unetseg.audio.options import EventOptions
+from unetseg.audio.event_scores import box_scores, event_scores
+from unetseg.audio.settings import EventOptions
 from unetseg.cli.common import configure_logging
-from unetseg.fileio import write_json
-from unetseg.modelfile import load_model
+from unetseg.core.fileio import write_json
+from unetseg.models.modelfile import load_model
 from unetseg.plan import machine
 
 ROOT = Path(__file__).resolve().parents[1]

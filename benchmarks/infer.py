@@ -37,7 +37,7 @@ def peak_mb():  # VmHWM: this process's own peak (ru_maxrss would carry the pare
 from pathlib import Path
 import numpy as np, torch
 from PIL import Image
-from unetseg.modelfile import load_model
+from unetseg.models.modelfile import load_model
 mode, model_path, folder = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 batch, repeats = int(sys.argv[4]), int(sys.argv[5])
 files = sorted(folder.glob("*.png"))
@@ -59,7 +59,7 @@ with torch.inference_mode():
         model = loaded.model.eval()
         rate = timed(lambda: model(x), batch)
     elif mode in ("torch", "torch-bf16", "onnxruntime", "onnxruntime-int8"):
-        from unetseg.errors import UnetsegError
+        from unetseg.core.errors import UnetsegError
         from unetseg.inference import Engine, InferenceOptions
         try:
             engine = Engine(loaded, InferenceOptions(backend=mode, device="cpu", calibration=str(folder)))
@@ -69,9 +69,9 @@ with torch.inference_mode():
         rate = timed(lambda: engine.backend(x), batch)
         extra["peak_before_check_mb"] = peak_mb()  # the agreement check below runs fp32 too
         if mode in ("torch-bf16", "onnxruntime-int8"):
-            from unetseg.data.io import read_image
+            from unetseg.data.images import read_image
             from unetseg.data.transforms import normalize
-            from unetseg.metrics import mask_agreement
+            from unetseg.evaluation.pixel_scores import mask_agreement
             reference = Engine(loaded, InferenceOptions(backend="torch", device="cpu"))
             imgs = torch.stack([normalize(read_image(f, 3), spec.mean, spec.std) for f in files[:batch]])
             a = (torch.sigmoid(engine.backend(imgs)) > 0.5).numpy()
@@ -89,7 +89,7 @@ with torch.inference_mode():
                 Image.fromarray(((prob > 0.5).numpy() * 255).astype(np.uint8)).save(out / f.name)
         rate = timed(loop, len(files))
     elif mode == "predict_command":
-        from unetseg.predict import PredictOutputs, predict
+        from unetseg.prediction.predict_images import PredictOutputs, predict
         out = Path(sys.argv[6])
         from unetseg.inference import InferenceOptions
         options = InferenceOptions(batch_size=batch, calibration=str(folder))
@@ -109,10 +109,10 @@ MODES = (*MODEL_ONLY, "naive_loop", "predict_command")
 def make_model(path: Path, size: int) -> None:
     import torch
 
-    from unetseg.config import ModelConfig
-    from unetseg.inputspec import InputSpec
-    from unetseg.modelfile import build_meta, save_model_file
+    from unetseg.core.config import ModelConfig
+    from unetseg.data.inputspec import InputSpec
     from unetseg.models import create_model
+    from unetseg.models.modelfile import build_meta, save_model_file
 
     torch.manual_seed(0)
     cfg = vars(ModelConfig())
@@ -185,7 +185,7 @@ def main() -> None:
     write = {"benchmark": "infer", "command": f"python benchmarks/infer.py --rounds {args.rounds}", "machine": machine,
              "model": "classic U-Net depth 4 width 32 (the default), 3 channels, binary", "runs": rows,
              "summary": summary}
-    from unetseg.fileio import write_json
+    from unetseg.core.fileio import write_json
 
     write_json(args.output, write)
     print(f"written {args.output}")

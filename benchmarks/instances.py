@@ -48,14 +48,14 @@ from syllables import SHARED, dataset_and_training, link_songs, test_mixtures
 
 from unetseg.audio.annotations import Event, read_annotations
 from unetseg.audio.detect import Detector
-from unetseg.audio.io import load_audio
-from unetseg.audio.metrics import average_precision, box_scores, event_scores
+from unetseg.audio.event_scores import average_precision, box_scores, event_scores
+from unetseg.audio.recordings import load_audio
 from unetseg.audio.tuning import pooled_f1
 from unetseg.cli import main as cli
 from unetseg.cli.common import configure_logging
-from unetseg.fileio import new_run_dir, write_json
-from unetseg.modelfile import load_model, save_model_file
+from unetseg.core.fileio import new_run_dir, write_json
 from unetseg.models import create_model
+from unetseg.models.modelfile import load_model, save_model_file
 from unetseg.plan import machine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -282,8 +282,8 @@ def _yolo_results(weights: Path, images: list[Path], ids: dict[str, int]) -> lis
 
 def facades(work: Path, minutes: float) -> dict:
     from unetseg.data.coco import coco_truth
-    from unetseg.data.spec import load_dataset
-    from unetseg.instances import coco_average_precision
+    from unetseg.data.discover import load_dataset
+    from unetseg.instances.centres import coco_average_precision
 
     source = SHARED / "coco-facade-mini"
     t0 = time.perf_counter()

@@ -27,11 +27,11 @@ SHARED = ROOT.parent / "shared" / "data"
 
 
 def images(model: Path, folder: Path, limit: int) -> dict:
-    from unetseg.data.io import read_image
+    from unetseg.data.images import read_image
     from unetseg.inference import Engine, InferenceOptions
-    from unetseg.modelfile import load_model
-    from unetseg.postprocess import to_mask
-    from unetseg.predict import predict
+    from unetseg.models.modelfile import load_model
+    from unetseg.prediction.postprocess import to_mask
+    from unetseg.prediction.predict_images import predict
 
     files = sorted(folder.glob("*.png"))[:limit]
     loaded = load_model(model)
@@ -54,9 +54,9 @@ def audio(model: Path, folder: Path) -> dict:
     import soundfile as sf
 
     from unetseg.audio.detect import Detector
-    from unetseg.audio.io import load_audio
+    from unetseg.audio.recordings import load_audio
     from unetseg.audio.spectrogram import spectrogram_image
-    from unetseg.modelfile import load_model
+    from unetseg.models.modelfile import load_model
 
     files = sorted(folder.glob("*.wav"))
     seconds = sum(sf.info(str(f)).duration for f in files)

@@ -46,9 +46,9 @@ def rss_mb(pid: int) -> float:
 
 def model_only_rate(model: Path, image_path: Path, backend: str, threads: int, batch: int, seconds: float) -> dict:
     """Images/s of ``Engine.probabilities`` on batches of ``batch`` copies of the image (no HTTP, no decoding)."""
-    from unetseg.data.io import read_image
+    from unetseg.data.images import read_image
     from unetseg.inference import Engine, InferenceOptions
-    from unetseg.modelfile import load_model
+    from unetseg.models.modelfile import load_model
 
     torch.set_num_threads(threads)
     loaded = load_model(model)

@@ -29,12 +29,12 @@ import soundfile as sf
 from unetseg.audio.annotations import events_by_file, read_annotations
 from unetseg.audio.datasets import _noise_stream, mix_at_snr, split_recordings
 from unetseg.audio.detect import Detector
-from unetseg.audio.io import load_audio
-from unetseg.audio.metrics import event_scores
+from unetseg.audio.event_scores import event_scores
+from unetseg.audio.recordings import load_audio
 from unetseg.cli import main as cli
 from unetseg.cli.common import configure_logging
-from unetseg.fileio import new_run_dir, write_json
-from unetseg.modelfile import load_model
+from unetseg.core.fileio import new_run_dir, write_json
+from unetseg.models.modelfile import load_model
 from unetseg.plan import machine
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,11 +28,11 @@ from torch.utils.data import DataLoader
 
 from unetseg import train
 from unetseg.cli.common import configure_logging
-from unetseg.config import Config
+from unetseg.core.config import Config
+from unetseg.core.fileio import write_json
 from unetseg.data.dataset import SegmentationDataset
-from unetseg.data.spec import load_dataset
-from unetseg.evaluate import evaluate
-from unetseg.fileio import write_json
+from unetseg.data.discover import load_dataset
+from unetseg.evaluation.evaluate_split import evaluate
 from unetseg.models import create_model
 from unetseg.plan import machine
 from unetseg.training import resolve_input

@@ -35,8 +35,8 @@ def camvid() -> Path:
 
 def write_binary_dataset(root: Path, counts: dict[str, int], size: int = 64, seed: int = 0) -> Path:
     """A folder dataset of synthetic tonal-call spectrograms with 0/255 masks."""
+    from unetseg.core.fileio import write_png
     from unetseg.data.demo import tonal_call_image
-    from unetseg.fileio import write_png
 
     rng = np.random.default_rng(seed)
     for split, n in counts.items():

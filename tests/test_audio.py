@@ -13,12 +13,12 @@ import soundfile as sf
 from PIL import Image
 
 from unetseg.audio.annotations import Event, format_audacity, format_raven, read_annotations
-from unetseg.audio.io import audio_info, load_audio
+from unetseg.audio.event_scores import event_scores, frame_scores, sdr, segment_error_rate
 from unetseg.audio.masks import events_to_mask, mask_to_events
-from unetseg.audio.metrics import event_scores, frame_scores, sdr, segment_error_rate
+from unetseg.audio.recordings import audio_info, load_audio
 from unetseg.audio.spectrogram import SpectrogramMapping, preset, spectrogram_image
 from unetseg.cli import main
-from unetseg.errors import UnetsegError
+from unetseg.core.errors import UnetsegError
 
 from .conftest import shared
 from .test_e2e import assert_one_line_error, run
@@ -148,8 +148,8 @@ def test_dataset_from_recordings_and_annotations(birds: Path, tmp_path: Path, ca
     masks = [np.asarray(Image.open(p)) for p in (out / "train" / "masks").glob("*.png")]
     assert 0.05 < np.mean([m.mean() / 255 for m in masks]) < 0.8  # syllables cover part of the time
     # One instance per syllable: its columns are the syllable's (the mask's), its band the energetic rows.
-    from unetseg.data.io import read_instance_ids
-    from unetseg.instances import instance_boxes
+    from unetseg.data.images import read_instance_ids
+    from unetseg.instances.centres import instance_boxes
 
     found = 0
     for p in sorted((out / "train" / "masks").glob("*.png"))[:20]:
@@ -251,8 +251,8 @@ def test_detect_events_and_denoise_then_evaluate(finch_model: Path, birds: Path,
 
 def test_detection_is_the_same_whatever_the_block_size(finch_model: Path, birds: Path, tmp_path: Path) -> None:
     from unetseg.audio.detect import DetectOptions, detect_recording
-    from unetseg.modelfile import load_model
-    from unetseg.postprocess import PostProcess
+    from unetseg.models.modelfile import load_model
+    from unetseg.prediction.postprocess import PostProcess
 
     model = load_model(finch_model)
     wav = birds / "bengalese-finch-gy6or6" / "wav" / "gy6or6_baseline_230312_0813.163.wav"
@@ -268,7 +268,7 @@ def test_the_float32_front_end_gives_the_float64_events(finch_model: Path, birds
     """The front end's STFT and dB scaling in float32 (twice as fast) give the events of float64: the same count,
     boundaries within one STFT frame, on a finch song and the spinetail recording."""
     import unetseg.audio.detect as detect
-    from unetseg.modelfile import load_model
+    from unetseg.models.modelfile import load_model
 
     detector = detect.Detector(load_model(finch_model))
     frame = detector.cfg.hop_length / detector.cfg.sample_rate
@@ -287,7 +287,7 @@ def test_the_float32_front_end_gives_the_float64_events(finch_model: Path, birds
 def test_prefetch_keeps_order_raises_errors_and_stops_early() -> None:
     import threading
 
-    from unetseg.audio.detect import Prefetch
+    from unetseg.core.threads import Prefetch
 
     assert list(Prefetch(iter(range(100)), depth=3)) == list(range(100))
 
@@ -362,8 +362,8 @@ def test_a_recording_shorter_than_one_window_gives_correctly_timed_events(finch_
     0.5 s sits inside 3 s of silence (silence draws as the padding does), at the same times."""
     from unetseg.audio.detect import Detector
     from unetseg.inference import InferenceOptions
-    from unetseg.modelfile import load_model
-    from unetseg.postprocess import PostProcess
+    from unetseg.models.modelfile import load_model
+    from unetseg.prediction.postprocess import PostProcess
 
     y, sr = load_audio(birds / "bengalese-finch-gy6or6" / "wav" / "gy6or6_baseline_230312_0808.138.wav", 22050)
     energy = np.convolve(y**2, np.ones(sr // 2), mode="valid")
@@ -426,7 +426,7 @@ def test_detect_on_a_folder_loads_and_exports_the_model_once(finch_model: Path, 
 def test_spectrogram_datasets_default_to_a_narrow_unet_unless_told() -> None:
     from types import SimpleNamespace
 
-    from unetseg.config import Config
+    from unetseg.core.config import Config
     from unetseg.plan import AUDIO_BASE_WIDTH
     from unetseg.training import audio_model_defaults
 
@@ -466,7 +466,7 @@ def test_columns_to_events_join_gaps_drop_specks_and_vote() -> None:
 
 def test_column_tracker_is_the_same_whatever_the_pieces() -> None:
     from unetseg.audio.events import EventTracker
-    from unetseg.audio.options import EventOptions
+    from unetseg.audio.settings import EventOptions
 
     rng = np.random.default_rng(0)
     active = np.repeat(rng.random(60) < 0.4, 5)  # runs of 5 columns
@@ -482,7 +482,7 @@ def test_column_tracker_is_the_same_whatever_the_pieces() -> None:
 
 def test_time_only_model_detects_by_columns_with_tuned_settings(finch_model: Path, birds: Path) -> None:
     from unetseg.audio.detect import Detector
-    from unetseg.modelfile import load_model
+    from unetseg.models.modelfile import load_model
 
     model = load_model(finch_model)
     assert model.meta["events"] == "time"
@@ -536,7 +536,7 @@ def yaml_load(path: Path) -> dict:
 
 def _events_of(mask: np.ndarray, **options: object) -> list[Event]:
     from unetseg.audio.events import EventTracker
-    from unetseg.audio.options import EventOptions
+    from unetseg.audio.settings import EventOptions
 
     mapping = SpectrogramMapping(1000, 0, 10, 10, [float(100 * r) for r in range(63, -1, -1)], {})  # 10 ms, 100 Hz
     tracker = EventTracker(mapping, ["background", "a", "b"], EventOptions(**options))
@@ -578,7 +578,7 @@ def test_events_of_two_classes_in_overlapping_bands_stay_separate() -> None:
 
 
 def test_box_level_event_metric() -> None:
-    from unetseg.audio.metrics import box_iou, box_scores, false_alarms_per_minute
+    from unetseg.audio.event_scores import box_iou, box_scores, false_alarms_per_minute
 
     ref = [Event(1.0, 2.0, 1000, 3000, "x"), Event(5.0, 6.0, 1000, 3000, "x")]
     est = [Event(1.1, 2.0, 1200, 3000, "x"), Event(5.0, 6.0, 5000, 7000, "x"), Event(8.0, 9.0, 100, 200, "x")]
@@ -592,7 +592,7 @@ def test_box_level_event_metric() -> None:
 
 def test_average_precision_ranks_events_by_score() -> None:
     """COCO AP on hand-counted cases: 101 recall points, precision interpolated from the right."""
-    from unetseg.audio.metrics import average_precision
+    from unetseg.audio.event_scores import average_precision
 
     ref = [Event(1.0, 2.0, 1000, 3000, "x", file="a"), Event(5.0, 6.0, 1000, 3000, "x", file="a"),
            Event(1.0, 2.0, 2000, 4000, "x", file="b")]
@@ -629,8 +629,8 @@ def test_tuning_recovers_settings_that_reproduce_the_reference(finch_model: Path
     """With probabilities equal to the validation masks, the tuned settings give onset/offset F1 1.0 (the
     engine must see each window's pixels as written: a lookup by the exact pixels)."""
     from unetseg.audio.tuning import tune_time_events
-    from unetseg.data.io import read_image, read_mask_raw
-    from unetseg.data.spec import load_dataset
+    from unetseg.data.discover import load_dataset
+    from unetseg.data.images import read_image, read_mask_raw
     from unetseg.inference import Engine
 
     info = load_dataset(finch_model.parents[3] / "data")
@@ -652,8 +652,8 @@ def test_tuning_recovers_settings_that_reproduce_the_reference(finch_model: Path
 def test_box_annotated_model_tunes_its_granularity(birds: Path, tmp_path: Path, instances: str) -> None:
     """Without the head: threshold and granularity of region decoding; with it: the peak threshold."""
     from unetseg.audio.detect import Detector
-    from unetseg.audio.options import GRANULARITY
-    from unetseg.modelfile import load_model
+    from unetseg.audio.settings import GRANULARITY
+    from unetseg.models.modelfile import load_model
 
     spinetail = birds / "spinetail"
     assert main(["audio", "dataset", "--audio", str(spinetail / "spinetail.wav"), "--annotations",
@@ -678,7 +678,7 @@ def test_box_annotated_model_tunes_its_granularity(birds: Path, tmp_path: Path, 
 def test_run_many_gives_each_recordings_own_result_and_raises_a_bad_one_at_its_turn(finch_model: Path, birds: Path,
                                                                                   tmp_path: Path) -> None:
     from unetseg.audio.detect import Detector
-    from unetseg.modelfile import load_model
+    from unetseg.models.modelfile import load_model
 
     detector = Detector(load_model(finch_model))
     songs = sorted((birds / "bengalese-finch-gy6or6" / "wav").glob("*.wav"))[:3]
@@ -695,7 +695,7 @@ def test_run_many_gives_each_recordings_own_result_and_raises_a_bad_one_at_its_t
 
 
 def test_behind_keeps_order_and_raises_the_workers_error() -> None:
-    from unetseg.audio.detect import Behind
+    from unetseg.core.threads import Behind
 
     seen: list[int] = []
     behind = Behind(seen.append)
@@ -723,7 +723,7 @@ def test_event_metrics_by_intervals_equal_the_per_frame_and_dense_definitions() 
 
     from scipy.optimize import linear_sum_assignment
 
-    from unetseg.audio.metrics import box_iou, box_scores, event_scores, frame_scores, segment_error_rate
+    from unetseg.audio.event_scores import box_iou, box_scores, event_scores, frame_scores, segment_error_rate
 
     def frames(events: list, labels: list, step: float, n: int) -> np.ndarray:
         act = np.zeros((len(labels), n), bool)

@@ -11,7 +11,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from unetseg.data.coco import mask_to_coco_results, rle_to_mask
-from unetseg.data.spec import load_dataset
+from unetseg.data.discover import load_dataset
 
 from .conftest import shared
 from .test_e2e import run
@@ -69,7 +69,7 @@ def test_paint_order_small_objects_on_top_and_crowd_regions(tmp_path: Path) -> N
     mask = np.asarray(Image.open(info.split("train")[0].mask))
     assert mask[15, 15] == 1 and mask[30, 30] == 2 and mask[42, 42] == 3 and mask[48, 2] == 0
     # Instance IDs beside the masks, painted in the same order; a crowd region is no object.
-    from unetseg.data.io import read_instance_ids
+    from unetseg.data.images import read_instance_ids
 
     assert info.instances
     ids = read_instance_ids(info.split("train")[0].instances)
@@ -83,8 +83,8 @@ def _square(x: int, y: int, w: int, h: int) -> list[list[int]]:
 def test_instance_ap_of_components_against_coco_instances(tmp_path: Path) -> None:
     """evaluate's instance scores on masks that equal the truth: separate windows are found whole (AP 1);
     two touching windows become one component, which matches only the larger one (recall 1/2 at IoU 0.5)."""
-    from unetseg.data.io import read_mask_raw
-    from unetseg.evaluate import _InstanceScores
+    from unetseg.data.images import read_mask_raw
+    from unetseg.evaluation.evaluate_split import _InstanceScores
 
     images, annotations = [], []
     layouts = {"apart.png": [(4, 4, 6, 6), (20, 4, 10, 6)], "touching.png": [(4, 4, 6, 6), (10, 4, 10, 6)]}

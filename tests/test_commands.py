@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from unetseg.cli import main
-from unetseg.inputspec import InputSpec
-from unetseg.modelfile import build_meta, save_model_file
+from unetseg.data.inputspec import InputSpec
 from unetseg.models import create_model
+from unetseg.models.modelfile import build_meta, save_model_file
 
 TINY = {"arch": "classic", "encoder": "", "encoder_weights": None, "depth": 2, "base_width": 4,
         "batch_norm": True, "dropout": 0.0, "attention": False}
@@ -58,7 +58,7 @@ def test_export_onnx_matches_torch_and_refuses_to_replace(tiny_model: Path, tmp_
 def test_predict_writes_instance_ids(tiny_model: Path, tmp_path: Path, capsys) -> None:
     from PIL import Image
 
-    from unetseg.fileio import write_png
+    from unetseg.core.fileio import write_png
 
     rng = np.random.default_rng(0)
     for i in range(2):

@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from unetseg.data.io import IGNORE, MaskDecoder, read_image, read_mask_raw
-from unetseg.data.spec import load_dataset, pair_files
+from unetseg.core.errors import UnetsegError
+from unetseg.data.discover import load_dataset, pair_files
+from unetseg.data.images import IGNORE, MaskDecoder, read_image, read_mask_raw
 from unetseg.data.stats import check_pairs
 from unetseg.data.transforms import check_size, fit_image, fit_mask, plan_placement, restore
-from unetseg.errors import UnetsegError
 
 
 def _touch_png(path: Path, array: np.ndarray) -> None:
@@ -162,7 +162,7 @@ def test_atomic_writes_follow_the_umask(tmp_path: Path) -> None:
     """A lab's shared folder can read what we write: files get 0666 less the umask, not mkstemp's 0600."""
     import os
 
-    from unetseg.fileio import write_json, write_png
+    from unetseg.core.fileio import write_json, write_png
 
     old = os.umask(0o002)
     try:

@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from unetseg.errors import UnetsegError
-from unetseg.export import RawPixelModel, export, run_exported
+from unetseg.core.errors import UnetsegError
+from unetseg.data.inputspec import InputSpec
+from unetseg.export.exporter import RawPixelModel, export, run_exported
 from unetseg.inference import Engine, InferenceOptions
-from unetseg.inputspec import InputSpec
-from unetseg.modelfile import build_meta, load_model, save_model_file
 from unetseg.models import create_model
-from unetseg.predict import predict
+from unetseg.models.modelfile import build_meta, load_model, save_model_file
+from unetseg.prediction.predict_images import predict
 
 from .test_models import CLASSIC
 

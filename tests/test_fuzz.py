@@ -140,7 +140,7 @@ def test_fuzz_model_files(workdir: tuple, data: st.DataObject) -> None:
 def test_fuzz_config_values(workdir: tuple, data: st.DataObject) -> None:
     import yaml
 
-    from unetseg.config import Config
+    from unetseg.core.config import Config
 
     root, dataset, _ = workdir
     tree = Config().to_dict()

@@ -232,7 +232,7 @@ def _crafted(work: Path, name: str, change: object) -> Path:
     from safetensors.torch import load_file, save_file
 
     src = work / ("birds.safetensors" if name.startswith("audio") else "pad.safetensors")
-    from unetseg.modelfile import FORMAT, read_meta
+    from unetseg.models.modelfile import FORMAT, read_meta
 
     meta = read_meta(src)
     tensors = load_file(str(src))
@@ -292,8 +292,8 @@ def test_crafted_model_files_are_refused_alike_by_info_and_every_command(work: P
 
 
 def test_temporary_files_of_users_survive_and_a_locked_folder_refuses_a_second_writer(work: Path) -> None:
-    from unetseg.errors import UnetsegError
-    from unetseg.guard import folder_lock, remove_stale_temps, temp_prefix
+    from unetseg.core.errors import UnetsegError
+    from unetseg.core.guard import folder_lock, remove_stale_temps, temp_prefix
 
     folder = work / "locked"
     folder.mkdir()
@@ -314,8 +314,8 @@ def test_temporary_files_of_users_survive_and_a_locked_folder_refuses_a_second_w
 
 def test_nan_samples_short_wavs_bands_above_nyquist_and_unknown_labels(work: Path, tmp_path: Path, caplog) -> None:
     from unetseg.audio.annotations import Event, check_labels, check_within
-    from unetseg.audio.io import load_audio
-    from unetseg.errors import UnetsegError
+    from unetseg.audio.recordings import load_audio
+    from unetseg.core.errors import UnetsegError
 
     y, sr = sf.read(work / "rec.wav", dtype="float32")
     y[1000:2152] = np.nan

@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-from unetseg.config import Config
-from unetseg.errors import UnetsegError
+from unetseg.core.config import Config
+from unetseg.core.errors import UnetsegError
+from unetseg.evaluation.pixel_scores import mask_agreement
 from unetseg.inference import Engine, ImageDataset, InferenceOptions
 from unetseg.inference import backends as backends_module
 from unetseg.inference import calibration as calibration_module
 from unetseg.inference import graphs as graphs_module
-from unetseg.metrics import mask_agreement
-from unetseg.modelfile import load_model
-from unetseg.postprocess import to_mask
+from unetseg.models.modelfile import load_model
+from unetseg.prediction.postprocess import to_mask
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "unetseg"
 
@@ -31,7 +31,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "unetseg"
 def write_blob_dataset(root: Path, counts: dict[str, int], size: int = 64, seed: int = 0) -> Path:
     """Grey images of one to three bright discs in noise, with 0/255 masks: objects with more inside than
     edge, so that backends are compared on what they predict rather than on single boundary pixels."""
-    from unetseg.fileio import write_png
+    from unetseg.core.fileio import write_png
 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size]

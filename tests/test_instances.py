@@ -1,4 +1,4 @@
-"""Instance targets and their decoding on tiny arrays (unetseg.instances)."""
+"""Instance targets and their decoding on tiny arrays (unetseg.instances.centres)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 
 from unetseg.audio.masks import mask_to_events
 from unetseg.audio.spectrogram import SpectrogramMapping
-from unetseg.instances import Box, centre_targets, decode_centres, instance_boxes, paint_boxes
+from unetseg.instances.centres import Box, centre_targets, decode_centres, instance_boxes, paint_boxes
 
 
 def _corners(boxes: list[Box]) -> list[tuple[float, float, float, float]]:
@@ -57,7 +57,7 @@ def test_targets_of_an_empty_mask_are_empty() -> None:
 
 
 def test_component_ids_number_each_object_of_each_class() -> None:
-    from unetseg.instances import component_ids
+    from unetseg.instances.centres import component_ids
 
     mask = np.zeros((12, 12), np.uint8)
     mask[1:3, 1:3] = 1
@@ -88,7 +88,7 @@ def test_two_calls_sharing_a_low_band_decode_as_two_events_not_one() -> None:
     """The spinetail failure in small: a low band under every call joins them into one connected region, so
     components give one event for the whole recording; the instance head gives one event per call."""
     from unetseg.audio.events import instances_to_events
-    from unetseg.audio.options import EventOptions
+    from unetseg.audio.settings import EventOptions
 
     calls = [Box(10, 10, 30, 30), Box(30, 12, 50, 28)]  # touching in time
     ids = paint_boxes(calls, (64, 80))
@@ -115,7 +115,7 @@ def test_streamed_instances_are_the_same_whatever_the_block_size() -> None:
     one pass (a peak at a cut is decided with the column after it; boxes reaching past a cut are not found
     twice)."""
     from unetseg.audio.events import EventTracker
-    from unetseg.audio.options import EventOptions
+    from unetseg.audio.settings import EventOptions
 
     rng = np.random.default_rng(0)
     starts = np.cumsum(rng.integers(12, 30, 20))
@@ -166,7 +166,7 @@ def test_raven_table_of_instance_events_matches_the_golden_file(tmp_path) -> Non
 
     from unetseg.audio.annotations import write_events
     from unetseg.audio.events import instances_to_events
-    from unetseg.audio.options import EventOptions
+    from unetseg.audio.settings import EventOptions
 
     calls = [Box(10, 10, 30, 30), Box(30, 12, 50, 28), Box(60, 40, 64, 44)]
     ids = paint_boxes(calls, (64, 80))
@@ -193,11 +193,11 @@ def test_a_model_with_the_instance_head_trains_predicts_evaluates_and_exports(tm
     import onnxruntime as ort
     from PIL import Image
 
-    from unetseg.data.io import read_instance_ids, read_mask_raw
-    from unetseg.fileio import write_png
+    from unetseg.core.fileio import write_png
+    from unetseg.data.images import read_instance_ids, read_mask_raw
     from unetseg.inference import Engine, ImageDataset, InferenceOptions
-    from unetseg.instances import HEAD_CHANNELS, component_ids
-    from unetseg.modelfile import load_model
+    from unetseg.instances.centres import HEAD_CHANNELS, component_ids
+    from unetseg.models.modelfile import load_model
 
     from .conftest import write_binary_dataset
     from .test_e2e import TINY, assert_one_line_error, run
@@ -258,7 +258,7 @@ def test_every_architecture_gets_the_head_from_its_last_layer() -> None:
     layer (a heatmap starting at its prior, 0.1); the rest of the network is the model without the head."""
     import torch
 
-    from unetseg.instances import HEAD_CHANNELS, HEAT_PRIOR
+    from unetseg.instances.centres import HEAD_CHANNELS, HEAT_PRIOR
     from unetseg.models import create_model
 
     classic = {"arch": "classic", "depth": 2, "base_width": 4, "batch_norm": True, "dropout": 0.0,
@@ -282,7 +282,7 @@ def test_touching_syllables_are_split_between_the_heads_peaks() -> None:
     between the head's two peaks; a segment with one peak, or none, stays whole; onsets and offsets are the
     mask's."""
     from unetseg.audio.events import EventTracker, split_segments
-    from unetseg.audio.options import EventOptions
+    from unetseg.audio.settings import EventOptions
 
     mapping = _mapping(16)
     fg = np.zeros(100, np.float32)
@@ -324,7 +324,7 @@ def test_flip_averaging_keeps_left_edges_left() -> None:
     """--tta runs flipped copies: flipping back must also swap left/right (top/bottom) edge distances."""
     import torch
 
-    from unetseg.inference.outputs import unflip
+    from unetseg.inference.classes import unflip
 
     def model(x: torch.Tensor) -> torch.Tensor:  # one class map, then heat and the distances to the borders
         n, _, h, w = x.shape

@@ -6,11 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from unetseg.data.io import IGNORE
-from unetseg.errors import UnetsegError
-from unetseg.losses import SegmentationLoss, parse_loss
-from unetseg.metrics import confusion_counts, image_iou, summarize
-from unetseg.postprocess import PostProcess, fill_holes, mask_to_polygons, postprocess_mask, remove_small_components
+from unetseg.core.errors import UnetsegError
+from unetseg.data.images import IGNORE
+from unetseg.evaluation.pixel_scores import confusion_counts, image_iou, summarize
+from unetseg.prediction.postprocess import (
+    PostProcess,
+    fill_holes,
+    mask_to_polygons,
+    postprocess_mask,
+    remove_small_components,
+)
+from unetseg.training.losses import SegmentationLoss, parse_loss
 
 
 def test_parse_loss_sums_and_checks_the_task() -> None:

@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from unetseg.errors import UnetsegError
-from unetseg.inputspec import InputSpec
-from unetseg.modelfile import build_meta, load_model, read_meta, save_model_file
+from unetseg.core.errors import UnetsegError
+from unetseg.data.inputspec import InputSpec
 from unetseg.models import UNet, create_model, load_encoder_weights
+from unetseg.models.modelfile import build_meta, load_model, read_meta, save_model_file
 
 CLASSIC = {"arch": "classic", "encoder": "", "encoder_weights": None, "depth": 3, "base_width": 8,
            "batch_norm": True, "dropout": 0.1, "attention": False}

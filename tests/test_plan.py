@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from unetseg.cli import main
-from unetseg.config import Config
-from unetseg.data.spec import load_dataset
+from unetseg.core.config import Config
+from unetseg.core.errors import UnetsegError
+from unetseg.data.discover import load_dataset
 from unetseg.data.stats import check_pairs
-from unetseg.errors import UnetsegError
 from unetseg.plan import fingerprint, make_plan, median_frequency_weights, sample_weights
 from unetseg.training import WarmupCosine
 
@@ -21,7 +21,7 @@ from unetseg.training import WarmupCosine
 def write_rare_class_dataset(root: Path, n_train: int = 12, size: int = 64) -> Path:
     """Three classes: background, a large 'field' half of every image, and a small 'sign' square in every
     fourth train image only; a dataset YAML names them."""
-    from unetseg.fileio import write_png
+    from unetseg.core.fileio import write_png
 
     rng = np.random.default_rng(0)
     for split, n in (("train", n_train), ("valid", 4), ("test", 2)):
@@ -161,7 +161,7 @@ def test_bad_class_weights_are_one_line_errors(rare_data: Path, tmp_path: Path, 
 def test_planned_native_size_trains_on_images_of_mixed_sizes(tmp_path: Path) -> None:
     """The plan trains small images whole at native size; batches of different sizes are padded (the
     padding counts in no loss or metric)."""
-    from unetseg.fileio import write_png
+    from unetseg.core.fileio import write_png
 
     rng = np.random.default_rng(1)
     root = tmp_path / "mixed"

@@ -12,11 +12,11 @@ import pytest
 from PIL import Image, ImageOps
 
 from unetseg.cli import main
-from unetseg.config import Config
-from unetseg.data.io import read_header, read_image, read_mask_raw
-from unetseg.data.spec import load_dataset
+from unetseg.core.config import Config
+from unetseg.core.errors import UnetsegError
+from unetseg.data.discover import load_dataset
+from unetseg.data.images import read_header, read_image, read_mask_raw
 from unetseg.data.stats import check_pairs
-from unetseg.errors import UnetsegError
 
 from .conftest import shared, write_binary_dataset
 from .test_e2e import TINY, assert_one_line_error, run
@@ -24,9 +24,9 @@ from .test_e2e import TINY, assert_one_line_error, run
 
 def _model(tmp: Path, mode: str = "resize", size: list[int] | None = None, width: int = 4, depth: int = 2) -> Path:
     """An untrained small model file (weights do not matter to these checks)."""
-    from unetseg.inputspec import InputSpec
-    from unetseg.modelfile import build_meta, save_model_file
+    from unetseg.data.inputspec import InputSpec
     from unetseg.models import create_model
+    from unetseg.models.modelfile import build_meta, save_model_file
 
     model_cfg = vars(Config().model) | {"arch": "classic", "depth": depth, "base_width": width, "dropout": 0.0}
     spec = InputSpec(3, tuple(size or [32, 32]) if mode != "pad" else None, mode, 2**depth, (0.5,) * 3, (0.25,) * 3)
@@ -109,7 +109,7 @@ def test_pickle_as_last_ckpt_is_refused_in_one_line_and_never_runs(tmp_path: Pat
 
 def test_max_memory_is_checked_and_switches_native_images_to_tiles(tmp_path: Path, capsys, caplog) -> None:
     from unetseg.inference import Engine, ImageDataset, InferenceOptions
-    from unetseg.modelfile import load_model
+    from unetseg.models.modelfile import load_model
 
     images = _images(tmp_path / "in", 1, (512, 640))
     loaded = load_model(_model(tmp_path, "pad"))
@@ -240,9 +240,9 @@ def test_mixed_grey_and_rgb_become_rgb_with_a_warning(tmp_path: Path, caplog) ->
 
 
 def test_animated_gif_is_read_as_its_first_frame_everywhere(tmp_path: Path, caplog) -> None:
-    from unetseg.data.io import IMAGE_EXTENSIONS
-    from unetseg.data.spec import list_images
-    from unetseg.fileio import list_inputs
+    from unetseg.core.fileio import list_inputs
+    from unetseg.data.discover import list_images
+    from unetseg.data.images import IMAGE_EXTENSIONS
 
     frames = [Image.fromarray(np.full((8, 8, 3), rgb, np.uint8)) for rgb in ((40, 90, 160), (200, 10, 10))]
     gif = tmp_path / "anim.gif"
@@ -379,7 +379,7 @@ def test_config_values_found_by_fuzzing(option: str, value: object, needle: str,
     ("input.divisor", 2, "stride"),  # smaller than the model's stride: a tensor shape error
 ])
 def test_model_file_fields_found_by_fuzzing(field: str, value: object, needle: str, tmp_path: Path) -> None:
-    from unetseg.modelfile import check_meta, read_meta
+    from unetseg.models.modelfile import check_meta, read_meta
 
     meta = read_meta(_model(tmp_path))
     *parents, last = field.split(".")

@@ -13,8 +13,9 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 
 from unetseg.audio.annotations import Event, read_annotations
-from unetseg.audio.review import Review, create_review, review_annotations
-from unetseg.errors import UnetsegError
+from unetseg.audio.review import Review
+from unetseg.audio.review_store import create_review, review_annotations
+from unetseg.core.errors import UnetsegError
 
 from .test_serve import audio_model, wav_bytes
 
@@ -225,7 +226,7 @@ def test_detect_review_then_dataset_from_the_review(tmp_path: Path, capsys: pyte
                  str(tmp_path / "data"), "--window", "64", "--overlap", "0"]) == 0
     assert any((tmp_path / "data" / "train" / "masks").iterdir())
     from unetseg.cli.images import _dataset_of_reviews
-    from unetseg.config import Config
+    from unetseg.core.config import Config
 
     cfg = Config()
     cfg.train.runs_dir = str(tmp_path / "runs")
@@ -281,7 +282,7 @@ def test_detect_review_train_detect_loop_on_spinetail(tmp_path: Path) -> None:
 
 
 def test_a_tile_is_the_models_image_of_its_span_whatever_the_chunks(tmp_path: Path) -> None:
-    from unetseg.audio.io import load_audio
+    from unetseg.audio.recordings import load_audio
     from unetseg.audio.spectrogram import SpectrogramConfig, spectrogram_image
     from unetseg.audio.view import spectrogram_tile
 
@@ -339,7 +340,7 @@ def test_two_stores_on_one_folder_keep_every_edit(tmp_path: Path) -> None:
     """Two servers (two ReviewStores, as two processes have) on one review folder: every edit is kept."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from unetseg.audio.review import ReviewStore
+    from unetseg.audio.review_store import ReviewStore
 
     review = _review(tmp_path, events=40)
     stores = [ReviewStore(tmp_path / "reviews"), ReviewStore(tmp_path / "reviews")]
@@ -358,7 +359,7 @@ def test_two_stores_on_one_folder_keep_every_edit(tmp_path: Path) -> None:
 
 _EDITOR = """
 import sys
-from unetseg.audio.review import ReviewStore
+from unetseg.audio.review_store import ReviewStore
 store = ReviewStore(sys.argv[1])
 lost = 0
 for k, event_id in enumerate(sys.argv[3].split(",")):

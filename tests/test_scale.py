@@ -118,9 +118,9 @@ def test_two_process_training_validates_exactly_like_one_process(camvid: Path, t
     the last epoch equal a single-process evaluate of the same model file on the same split."""
     import json
 
-    from unetseg.evaluate import evaluate
+    from unetseg.evaluation.evaluate_split import evaluate
     from unetseg.inference import InferenceOptions
-    from unetseg.modelfile import read_meta
+    from unetseg.models.modelfile import read_meta
 
     r = subprocess.run([sys.executable, "-m", "unetseg", "train", "--data", str(camvid), "--accelerator", "cpu",
                         "--devices", "2", "--epochs", "2", "--resize-mode", "pad", "--crop", "64",
@@ -147,7 +147,7 @@ def test_two_process_training_validates_exactly_like_one_process(camvid: Path, t
     for c, counts in trained["counts"].items():
         assert all(abs(counts[k] - ev.metrics["counts"][c][k]) <= 3 for k in counts), c
     # The scores are those of the summed counts (a near-tie pixel moves a score by ~1e-6 but never this rule).
-    from unetseg.metrics import summarize
+    from unetseg.evaluation.pixel_scores import summarize
 
     classes = list(trained["counts"])
     summed = np.array([[trained["counts"][c][k] for k in ("tp", "fp", "tn", "fn")] for c in classes])

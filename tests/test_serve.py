@@ -14,7 +14,7 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from unetseg.config import Config
+from unetseg.core.config import Config
 from unetseg.serve import ServeOptions, create_app, load_models
 
 from .conftest import shared
@@ -26,9 +26,9 @@ def audio_model(tmp: Path, bias: float = 0.0) -> Path:
     import torch
 
     from unetseg.audio.spectrogram import SpectrogramConfig
-    from unetseg.inputspec import InputSpec
-    from unetseg.modelfile import build_meta, save_model_file
+    from unetseg.data.inputspec import InputSpec
     from unetseg.models import create_model
+    from unetseg.models.modelfile import build_meta, save_model_file
 
     model_cfg = vars(Config().model) | {"arch": "classic", "depth": 2, "base_width": 4, "dropout": 0.0}
     model = create_model(model_cfg, 1, 1)

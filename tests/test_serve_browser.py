@@ -86,10 +86,10 @@ def _multiclass_model(tmp: Path) -> Path:
     """An untrained three-class image model at native size: its argmax gives regions of every class."""
     import torch
 
-    from unetseg.config import Config
-    from unetseg.inputspec import InputSpec
-    from unetseg.modelfile import build_meta, save_model_file
+    from unetseg.core.config import Config
+    from unetseg.data.inputspec import InputSpec
     from unetseg.models import create_model
+    from unetseg.models.modelfile import build_meta, save_model_file
 
     torch.manual_seed(0)
     model_cfg = vars(Config().model) | {"arch": "classic", "depth": 2, "base_width": 4, "dropout": 0.0}
@@ -173,7 +173,7 @@ def _events(url: str, name: str) -> list[dict]:
 
 def test_review_page_edits_are_kept_and_exported(tmp_path: Path) -> None:
     from unetseg.audio.annotations import read_annotations
-    from unetseg.audio.review import create_review
+    from unetseg.audio.review_store import create_review
     from unetseg.serve import ServeOptions
 
     folder = shared("bird-audio") / "spinetail"
@@ -269,7 +269,7 @@ def test_an_hour_long_recording_opens_in_under_3_s_and_scrolls_by_tiles(tmp_path
     import soundfile as sf
 
     from unetseg.audio.annotations import Event
-    from unetseg.audio.review import create_review
+    from unetseg.audio.review_store import create_review
     from unetseg.serve import ServeOptions
 
     sr, hour = 22050, 3600

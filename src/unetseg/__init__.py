@@ -10,24 +10,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .version import __version__
+from unetseg.version import __version__
 
 __all__ = ["__version__", "evaluate", "load_model", "predict", "train"]
 
 if TYPE_CHECKING:
-    from .config import Config
-    from .evaluate import evaluate
-    from .modelfile import load_model
-    from .predict import predict
-    from .training import TrainResult
+    from unetseg.core.config import Config
+    from unetseg.evaluation.evaluate_split import evaluate
+    from unetseg.models.modelfile import load_model
+    from unetseg.prediction.predict_images import predict
+    from unetseg.training import TrainResult
 
 
 def train(config: Config | dict | None = None, resume: str | Path | None = None,
           overrides: dict[str, dict[str, Any]] | None = None, callbacks: list | None = None) -> TrainResult:
     """``unetseg.training.train``; then, for a run on annotated recordings, detect's event settings tuned on
     its validation split and stored in its model files (``unetseg.audio.tuning.tune_run``)."""
-    from .audio.tuning import tune_run
-    from .training import train as train_run
+    from unetseg.audio.tuning import tune_run
+    from unetseg.training import train as train_run
 
     result = train_run(config, resume, overrides, callbacks)
     if result.main:
@@ -37,15 +37,15 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
 
 def __getattr__(name: str) -> Any:
     if name == "evaluate":
-        from .evaluate import evaluate
+        from unetseg.evaluation.evaluate_split import evaluate
 
         return evaluate
     if name == "predict":
-        from .predict import predict
+        from unetseg.prediction.predict_images import predict
 
         return predict
     if name == "load_model":
-        from .modelfile import load_model
+        from unetseg.models.modelfile import load_model
 
         return load_model
     raise AttributeError(name)

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from .options import MAX_FFT, MAX_MELS, MAX_RATE
+from unetseg.audio.settings import MAX_FFT, MAX_MELS, MAX_RATE
 
 __all__ = ["MAX_FFT", "MAX_MELS", "MAX_RATE", "detect_folder", "tune_run"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "detect_folder":
-        from .corpus import detect_folder
+        from unetseg.audio.runner import detect_folder
 
         return detect_folder
     if name == "tune_run":
-        from .tuning import tune_run
+        from unetseg.audio.tuning import tune_run
 
         return tune_run
     raise AttributeError(name)

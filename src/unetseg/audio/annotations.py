@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..errors import UnetsegError
-from ..fileio import write_text
+from unetseg.core.errors import UnetsegError
+from unetseg.core.fileio import write_text
 
 log = logging.getLogger(__name__)
 

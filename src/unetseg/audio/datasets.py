@@ -23,13 +23,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..errors import UnetsegError
-from ..fileio import list_inputs, staged_dir, write_json, write_png, write_text
-from ..inference.windows import window_starts
-from .annotations import Event, check_labels, check_within, events_by_file, read_annotations
-from .io import AUDIO_EXTENSIONS, audio_info, check_not_silent, load_audio
-from .masks import events_to_instances, events_to_mask
-from .spectrogram import (
+from unetseg.audio.annotations import Event, check_labels, check_within, events_by_file, read_annotations
+from unetseg.audio.masks import events_to_instances, events_to_mask
+from unetseg.audio.recordings import AUDIO_EXTENSIONS, audio_info, check_not_silent, load_audio
+from unetseg.audio.spectrogram import (
     SpectrogramConfig,
     SpectrogramMapping,
     check_spectrogram_memory,
@@ -37,6 +34,9 @@ from .spectrogram import (
     spectrogram_rows,
     stft,
 )
+from unetseg.core.errors import UnetsegError
+from unetseg.core.fileio import list_inputs, staged_dir, write_json, write_png, write_text
+from unetseg.inference.windows import window_starts
 
 log = logging.getLogger(__name__)
 

@@ -13,27 +13,17 @@ the recording's length. A ``Detector`` loads the model's backend once for any nu
 from __future__ import annotations
 
 import logging
-import queue
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ..errors import UnetsegError
-from ..guard import temp_path
-from ..inference import Engine, InferenceOptions, to_classes
-from ..inference.windows import ColumnStream
-from ..instances import HEAD_CHANNELS
-from ..modelfile import LoadedModel
-from ..postprocess import PostProcess, threshold_for
-from .annotations import Event
-from .events import EventTracker
-from .io import AudioInfo, audio_info, iter_blocks
-from .options import GRANULARITY, DetectOptions, EventOptions
-from .spectrogram import (
+from unetseg.audio.annotations import Event
+from unetseg.audio.events import EventTracker
+from unetseg.audio.recordings import AudioInfo, audio_info, iter_blocks
+from unetseg.audio.settings import GRANULARITY, DetectOptions, EventOptions
+from unetseg.audio.spectrogram import (
     SpectrogramConfig,
     SpectrogramMapping,
     check_band,
@@ -46,6 +36,14 @@ from .spectrogram import (
     to_image,
     window_array,
 )
+from unetseg.core.errors import UnetsegError
+from unetseg.core.guard import temp_path
+from unetseg.core.threads import Behind, Prefetch
+from unetseg.inference import Engine, InferenceOptions, to_classes
+from unetseg.inference.windows import ColumnStream
+from unetseg.instances.centres import HEAD_CHANNELS
+from unetseg.models.modelfile import LoadedModel
+from unetseg.prediction.postprocess import PostProcess, threshold_for
 
 log = logging.getLogger(__name__)
 
@@ -143,93 +141,6 @@ class DetectResult:
 FRONT_END_DTYPE = np.float32  # of the STFT and dB scaling (float64 gives the same events, at half the speed)
 
 
-class Prefetch:
-    """``items`` made in a thread of their own, started at once, at most ``depth`` ahead of the consumer:
-    reading and the spectrogram of the next block (or the next recording) run while the model works on this
-    one (NumPy, SciPy's FFT, soxr and libsndfile release the GIL). An error in the thread is raised to the
-    consumer; ``close`` (also on leaving the iteration) stops the thread; memory stays bounded by ``depth``."""
-
-    _END = object()
-
-    def __init__(self, items: Iterable, depth: int = 2) -> None:
-        self.box: queue.Queue = queue.Queue(maxsize=depth)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._work, args=(items,), name="unetseg-front-end", daemon=True)
-        self.thread.start()
-
-    def _put(self, item: object) -> bool:
-        while not self.stop.is_set():
-            try:
-                self.box.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _work(self, items: Iterable) -> None:
-        try:
-            for item in items:
-                if not self._put((None, item)):
-                    return
-            self._put((None, self._END))
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
-            self._put((e, None))
-
-    def __iter__(self) -> Iterator:
-        try:
-            while True:
-                error, item = self.box.get()
-                if error is not None:
-                    raise error
-                if item is self._END:
-                    return
-                yield item
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-
-
-class Behind:
-    """``work(item)`` for each item given to ``put``, in order, in a thread of its own at most ``depth`` items
-    behind the caller: the events of a block are decoded while the model runs the next one. An error in
-    ``work`` is raised by the next ``put`` or by ``finish``."""
-
-    _END = object()
-
-    def __init__(self, work: Callable[[Any], None], depth: int = 2) -> None:
-        self.box: queue.Queue = queue.Queue(maxsize=depth)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._loop, args=(work,), name="unetseg-events", daemon=True)
-        self.thread.start()
-
-    def _loop(self, work: Callable[[Any], None]) -> None:
-        while (item := self.box.get()) is not self._END:
-            if self.error is None:
-                try:
-                    work(item)
-                except BaseException as e:  # noqa: BLE001 - raised to the caller by put or finish
-                    self.error = e
-
-    def put(self, item: Any) -> None:
-        if self.error is not None:
-            raise self.error
-        self.box.put(item)
-
-    def close(self) -> None:
-        """Stop the thread once the items given are done (or skipped after an error)."""
-        if self.thread.is_alive():
-            self.box.put(self._END)
-            self.thread.join()
-
-    def finish(self) -> None:
-        self.close()
-        if self.error is not None:
-            raise self.error
-
-
 @dataclass
 class _Opened:
     """A recording whose front end has started: its header, the columns being made, and the count of samples
@@ -311,7 +222,7 @@ class Detector:
     def _block_seconds(self, path: Path, info: AudioInfo, keep_mask: bool) -> float:
         """--block-seconds, shortened where a block's decoding and spectrogram would pass a quarter of the memory
         budget; a recording whose whole mask (--save-mask) or whose single window would not fit is refused."""
-        from ..memory import gib, memory_budget
+        from unetseg.core.budget import gib, memory_budget
 
         cfg, budget = self.cfg, memory_budget()
         sr = cfg.sample_rate or info.sample_rate

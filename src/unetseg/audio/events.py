@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..instances import Box, box_class, box_pixels, decode_centres, nested, suppress_nested
-from .annotations import Event
-from .masks import (
+from unetseg.audio.annotations import Event
+from unetseg.audio.masks import (
     RegionBox,
     close_time_gaps,
     column_labels,
@@ -23,8 +22,9 @@ from .masks import (
     join_boxes,
     mask_to_events,
 )
-from .options import EventOptions
-from .spectrogram import SpectrogramMapping
+from unetseg.audio.settings import EventOptions
+from unetseg.audio.spectrogram import SpectrogramMapping
+from unetseg.instances.centres import Box, box_class, box_pixels, decode_centres, nested, suppress_nested
 
 
 @dataclass

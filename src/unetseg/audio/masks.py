@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..instances import Box, paint_boxes
-from .annotations import Event
-from .options import RAW_REGIONS, EventOptions
-from .spectrogram import SpectrogramMapping
+from unetseg.audio.annotations import Event
+from unetseg.audio.settings import RAW_REGIONS, EventOptions
+from unetseg.audio.spectrogram import SpectrogramMapping
+from unetseg.instances.centres import Box, paint_boxes
 
 
 def class_index(label: str, classes: list[str] | None) -> int | None:

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 from scipy.signal import get_window
 
-from ..errors import UnetsegError, schema_error
-from .options import MAX_FFT, MAX_MELS, MAX_RATE
+from unetseg.audio.settings import MAX_FFT, MAX_MELS, MAX_RATE
+from unetseg.core.config import check_fields, option
+from unetseg.core.errors import UnetsegError, schema_error
 
 SCALES = ("db", "magnitude", "power")
 AXES = ("linear", "mel")
@@ -25,29 +26,30 @@ AXES = ("linear", "mel")
 class SpectrogramConfig:
     """How audio becomes an image. ``sample_rate`` None keeps each file's own rate."""
 
-    sample_rate: int | None = 22050
-    n_fft: int = 512
-    win_length: int | None = None
-    hop_length: int = 128
-    window: str = "hann"
+    sample_rate: int | None = option(22050, "resample to this rate (0: keep each file's rate)", metavar="HZ",
+                                     ge=1, le=MAX_RATE)
+    n_fft: int = option(512, "FFT length", metavar="N", ge=8, le=MAX_FFT)
+    win_length: int | None = option(None, "window length in samples", metavar="N", default_text="n_fft", ge=8,
+                                    le=MAX_FFT)
+    hop_length: int = option(128, "hop between frames in samples", metavar="N", flag="--hop", ge=1, le=MAX_FFT)
+    window: str = option("hann", "STFT window name (hann, hamming, blackman, ...)", metavar="NAME",
+                         flag="--stft-window")
     symmetric_window: bool = False
-    two_sided: bool = False
-    axis: str = "linear"
-    n_mels: int = 128
-    fmin: float = 0.0
-    fmax: float | None = None
-    scale: str = "db"
-    db_floor: float = -100.0
+    two_sided: bool = option(False, "two-sided (fftshift-ed) spectrum")
+    axis: str = option("linear", "frequency axis", AXES)
+    n_mels: int = option(128, "mel bands (axis mel)", metavar="N", ge=1, le=MAX_MELS)
+    fmin: float = option(0.0, "lowest frequency (Hz)", metavar="HZ", ge=0.0, le=MAX_RATE / 2)
+    fmax: float | None = option(None, "highest frequency (Hz)", metavar="HZ", default_text="Nyquist", gt=0.0,
+                                le=MAX_RATE / 2)
+    scale: str = option("db", "pixel values", SCALES)
+    db_floor: float = option(-100.0, "dB (re full scale) drawn black (scale db; below 0)", metavar="DB", ge=-300.0,
+                             lt=0.0)
     gain: float = 1.0
 
     def __post_init__(self) -> None:
         import math
 
-        if not 8 <= self.n_fft <= MAX_FFT or not 1 <= self.win <= MAX_FFT or not 1 <= self.n_mels <= MAX_MELS:
-            raise UnetsegError(f"bad STFT: n_fft {self.n_fft} and window {self.win} must lie in 8-{MAX_FFT} samples, "
-                               f"n_mels {self.n_mels} in 1-{MAX_MELS}")
-        if self.sample_rate is not None and not 1 <= self.sample_rate <= MAX_RATE:
-            raise UnetsegError(f"sample rate {self.sample_rate} Hz is out of range (1-{MAX_RATE})")
+        check_fields(self, "spectrogram ")  # types' bounds: one definition for flags, files and YAML
         numbers = {"fmin": self.fmin, "fmax": self.fmax, "db_floor": self.db_floor, "gain": self.gain}
         if not all(v is None or (isinstance(v, int | float) and math.isfinite(v)) for v in numbers.values()):
             raise UnetsegError(f"spectrogram settings must be finite numbers ({numbers})")
@@ -60,10 +62,6 @@ class SpectrogramConfig:
         except (ValueError, TypeError):
             raise UnetsegError(f"unknown STFT window {str(self.window)[:40]!r} (hann, hamming, blackman, ...)"
                                ) from None
-        if self.scale not in SCALES:
-            raise UnetsegError(f"spectrogram scale {self.scale!r} is not one of {', '.join(SCALES)}")
-        if self.axis not in AXES:
-            raise UnetsegError(f"spectrogram axis {self.axis!r} is not one of {', '.join(AXES)}")
         if self.win > self.n_fft or self.hop_length < 1 or self.hop_length > self.win:
             raise UnetsegError(f"bad STFT: window {self.win}, hop {self.hop_length}, n_fft {self.n_fft}")
         if self.axis == "mel" and self.two_sided:
@@ -329,7 +327,7 @@ def spectrogram_bytes(samples: int, cfg: SpectrogramConfig) -> int:
 
 def check_spectrogram_memory(samples: int, cfg: SpectrogramConfig, what: str, advice: str = "") -> None:
     """Refuse, before anything is decoded, a spectrogram whose estimate is over the memory budget."""
-    from ..memory import gib, memory_budget
+    from unetseg.core.budget import gib, memory_budget
 
     need, budget = spectrogram_bytes(samples, cfg), memory_budget()
     if need > budget:

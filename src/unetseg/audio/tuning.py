@@ -19,13 +19,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..data.io import read_image, read_mask_raw
-from ..data.spec import DatasetInfo
-from ..modelfile import load_model, save_model_file
-from .annotations import Event
-from .masks import column_labels, column_probabilities, columns_to_events
-from .metrics import event_scores
-from .spectrogram import SpectrogramMapping
+from unetseg.audio.annotations import Event
+from unetseg.audio.event_scores import event_scores
+from unetseg.audio.masks import column_labels, column_probabilities, columns_to_events
+from unetseg.audio.spectrogram import SpectrogramMapping
+from unetseg.data.discover import DatasetInfo
+from unetseg.data.images import read_image, read_mask_raw
+from unetseg.models.modelfile import load_model, save_model_file
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def _predict(model_path: str | Path, info: DatasetInfo, limit: int, head: bool =
              ) -> tuple[Any, list, list[np.ndarray]] | None:
     """The model, up to ``limit`` validation windows and the model's probabilities on each (None without
     window sidecars)."""
-    from ..inference import Engine, InferenceOptions
+    from unetseg.inference import Engine, InferenceOptions
 
     windows = _windows(info, limit)
     if not windows:
@@ -112,10 +112,10 @@ def tune_time_events(model_path: str | Path, info: DatasetInfo, limit: int = 200
 def tune_box_events(model_path: str | Path, info: DatasetInfo, limit: int = 200) -> dict[str, Any] | None:
     """Tune threshold and granularity of region decoding on up to ``limit`` validation windows of a
     box-annotated dataset; return the best setting with its box F1 (None without window sidecars)."""
-    from ..inference import to_classes
-    from .masks import mask_to_events
-    from .metrics import box_scores
-    from .options import GRANULARITY, EventOptions
+    from unetseg.audio.event_scores import box_scores
+    from unetseg.audio.masks import mask_to_events
+    from unetseg.audio.settings import GRANULARITY, EventOptions
+    from unetseg.inference import to_classes
 
     predicted = _predict(model_path, info, limit)
     if predicted is None:
@@ -146,12 +146,12 @@ def tune_instance_events(model_path: str | Path, info: DatasetInfo, limit: int =
     """Models with an instance head: tune the peak threshold and minimum duration of instance decoding on up to
     ``limit`` validation windows, scored against the windows' instance boxes (box F1, IoU >= 0.3) or, for
     time-only annotations, their syllables (onset/offset F1 within ``COLLAR``)."""
-    from ..data.io import read_instance_ids
-    from ..inference import to_classes
-    from ..instances import box_class, instance_boxes
-    from .events import box_events, instances_to_events
-    from .metrics import box_scores
-    from .options import RAW_REGIONS, EventOptions
+    from unetseg.audio.event_scores import box_scores
+    from unetseg.audio.events import box_events, instances_to_events
+    from unetseg.audio.settings import RAW_REGIONS, EventOptions
+    from unetseg.data.images import read_instance_ids
+    from unetseg.inference import to_classes
+    from unetseg.instances.centres import box_class, instance_boxes
 
     predicted = _predict(model_path, info, limit, head=True)
     if predicted is None:
@@ -191,8 +191,8 @@ def _tune_split_segments(loaded: Any, windows: list, outputs: list[np.ndarray], 
                          ) -> dict[str, Any]:
     """Time-only models with the head: threshold, peak threshold, minimum duration and merge gap of
     ``split_segments``, by onset/offset F1."""
-    from .events import split_segments
-    from .options import EventOptions
+    from unetseg.audio.events import split_segments
+    from unetseg.audio.settings import EventOptions
 
     names = loaded.classes
     pooled = []
@@ -233,7 +233,7 @@ def tune_run(run_dir: str | Path) -> dict[str, Any] | None:
     """After training on annotated recordings: tune detect's settings on the run's validation split (time-only
     labels: threshold, minimum duration, merge gap; boxes: threshold, granularity); store them in both model
     files and in ``detect_tuning.json``. None (and nothing written) for other runs."""
-    from ..fileio import write_json
+    from unetseg.core.fileio import write_json
 
     run_dir = Path(run_dir)
     info = DatasetInfo.from_record(json.loads((run_dir / "dataset.json").read_text()))

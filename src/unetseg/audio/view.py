@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ..errors import UnetsegError
-from .io import _reason, audio_info, repair_samples, resample, select_channel
-from .spectrogram import SpectrogramConfig, n_frames, spectrogram_image
+from unetseg.audio.recordings import _reason, audio_info, repair_samples, resample, select_channel
+from unetseg.audio.spectrogram import SpectrogramConfig, n_frames, spectrogram_image
+from unetseg.core.errors import UnetsegError
 
 MAX_CLIP_SECONDS = 600.0
 MAX_CLIP_SAMPLES = 1 << 23  # 190 s at 44.1 kHz, 22 s at 384 kHz: a band-passed clip stays near 0.5 GB
@@ -58,7 +58,7 @@ def spectrogram_tile(path: str | Path, cfg: SpectrogramConfig, begin: float, sec
     """The spectrogram of ``[begin, begin + seconds)`` as the model sees it, ``width`` pixels wide (rows as
     the model's image): pixel x shows time ``begin + (x + 0.5) * seconds / width``, the loudest of its columns
     when it spans several; black past the end. The STFT runs ``chunk`` columns at a time (bounded memory)."""
-    from .spectrogram import row_frequencies
+    from unetseg.audio.spectrogram import row_frequencies
 
     info = audio_info(path)
     sr = cfg.sample_rate or info.sample_rate

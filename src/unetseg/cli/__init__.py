@@ -10,12 +10,12 @@ import sys
 import threading
 from collections.abc import Callable
 
-from ..errors import UnetsegError
-from ..version import __version__
-from .audio import add_audio_commands
-from .common import Parser, configure_logging, error_line, save_traceback
-from .images import add_image_commands
-from .serve import add_serve_command
+from unetseg.cli.audio import add_audio_commands
+from unetseg.cli.common import Parser, configure_logging, error_line, save_traceback
+from unetseg.cli.images import add_image_commands
+from unetseg.cli.serve import add_serve_command
+from unetseg.core.errors import UnetsegError
+from unetseg.version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:

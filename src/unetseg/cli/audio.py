@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..audio.options import MAX_FFT, MAX_MELS, MAX_RATE, DetectOptions, EventOptions
-from ..config import MAX_SEED, add_dataclass_arguments, dataclass_from_args
-from ..errors import UnetsegError
-from .common import (
+from unetseg.audio.settings import DetectOptions, EventOptions
+from unetseg.cli.common import (
+    add_batch_args,
     add_inference_args,
     add_postprocess_args,
     group_threads,
@@ -18,50 +17,49 @@ from .common import (
     number,
     postprocess_from_args,
 )
+from unetseg.core.config import MAX_SEED, add_dataclass_arguments, dataclass_from_args
+from unetseg.core.errors import UnetsegError
 
 WINDOWS, EVENTS = "windows", "events"
-SOFTWARE = "unetseg"
 
-SPECTROGRAM_FLAGS = {  # flag -> (field, type, help)
-    "--sample-rate": ("sample_rate", number(int, ge=0, le=MAX_RATE), "resample to this rate (0: keep each file's "
-                      "rate)"),
-    "--n-fft": ("n_fft", number(int, ge=8, le=MAX_FFT), "FFT length"),
-    "--win-length": ("win_length", number(int, ge=8, le=MAX_FFT), "window length in samples (default: n_fft)"),
-    "--hop": ("hop_length", number(int, ge=1, le=MAX_FFT), "hop between frames in samples"),
-    "--stft-window": ("window", str, "STFT window name (hann, hamming, blackman, ...)"),
-    "--scale": ("scale", str, "db, magnitude or power"),
-    "--axis": ("axis", str, "linear or mel"),
-    "--n-mels": ("n_mels", number(int, ge=1, le=MAX_MELS), "mel bands (axis mel)"),
-    "--fmin": ("fmin", number(float, ge=0.0, le=MAX_RATE / 2), "lowest frequency (Hz)"),
-    "--fmax": ("fmax", number(float, gt=0.0, le=MAX_RATE / 2), "highest frequency (Hz)"),
-    "--db-floor": ("db_floor", number(float, ge=-300.0, lt=0.0), "dB (re full scale) drawn black (scale db; "
-                   "below 0)"),
-}
+SPECTROGRAM = "spectrogram"
 
 
 def add_spectrogram_args(p: argparse.ArgumentParser) -> None:
+    """A preset, then one flag per ``SpectrogramConfig`` setting (its help and bounds from the field)."""
+    from unetseg.audio.spectrogram import SpectrogramConfig
+
     g = p.add_argument_group("spectrogram (a preset, then any setting changed)")
     g.add_argument("--preset", default="default", help="default (22.05 kHz, n_fft 512, hop 128, dB) or "
                    "birdsoundsdenoising (the dataset's images exactly)")
-    for flag, (_, typ, help_text) in SPECTROGRAM_FLAGS.items():
-        g.add_argument(flag, type=typ, default=None, help=help_text)
-    g.add_argument("--two-sided", action=argparse.BooleanOptionalAction, default=None,
-                   help="two-sided (fftshift-ed) spectrum")
+    add_dataclass_arguments(g, SpectrogramConfig, SPECTROGRAM)
     g.add_argument("--channel", type=number(int, ge=0, le=1023), default=None,
                    help="channel to read (default: mix to mono)")
 
 
-def spectrogram_from_args(args: argparse.Namespace) -> Any:
-    from ..audio.spectrogram import preset
+def _spectrogram_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The spectrogram settings given as flags, checked as in a file (``--sample-rate 0``: each file's rate)."""
+    import dataclasses
 
-    changes = {field: getattr(args, flag[2:].replace("-", "_"))
-               for flag, (field, _, _) in SPECTROGRAM_FLAGS.items()
-               if getattr(args, flag[2:].replace("-", "_")) is not None}
-    if args.two_sided is not None:
-        changes["two_sided"] = args.two_sided
-    if changes.get("sample_rate") == 0:
-        changes["sample_rate"] = None
-    return preset(args.preset, **changes)
+    from unetseg.audio.spectrogram import SpectrogramConfig
+    from unetseg.core.config import coerce, flag_name
+
+    changes = {}
+    for f in dataclasses.fields(SpectrogramConfig):
+        value = getattr(args, f"{SPECTROGRAM}.{f.name}", None)
+        if value is None:
+            continue
+        if f.name == "sample_rate" and str(value).strip() == "0":
+            changes[f.name] = None
+            continue
+        changes[f.name] = coerce(SpectrogramConfig, f, value, flag_name(f))
+    return changes
+
+
+def spectrogram_from_args(args: argparse.Namespace) -> Any:
+    from unetseg.audio.spectrogram import preset
+
+    return preset(args.preset, **_spectrogram_changes(args))
 
 
 def add_audio_commands(sub: argparse._SubParsersAction) -> None:
@@ -114,15 +112,10 @@ def add_audio_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_mix)
 
     p = asub.add_parser("detect", help="model + recordings -> events (Raven/Audacity/CSV), denoised audio")
-    p.add_argument("--model", required=True, help="model file trained on spectrogram windows")
-    p.add_argument("--input", required=True, help="a recording or a folder of recordings")
-    p.add_argument("--output", required=True, help="folder for the event files")
+    add_batch_args(p, "a recording or a folder of recordings", "recordings")
     p.add_argument("--format", default="raven", choices=("raven", "audacity", "csv"), help="[default: raven]")
     p.add_argument("--save-mask", action="store_true", help="also write the whole recording's mask PNG")
     p.add_argument("--denoise", help="denoised WAV (one input) or folder (a folder of inputs)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--resume", action="store_true", help="finish an interrupted --output folder (same model and "
-                   "options; recordings whose outputs exist are skipped)")
     p.add_argument("--review", action="store_true", help="also make a review folder per recording in "
                    "OUTPUT/review, for 'unetseg serve --review OUTPUT/review' (a review made before is kept)")
     add_dataclass_arguments(p.add_argument_group("windows"), DetectOptions, WINDOWS)
@@ -169,87 +162,18 @@ def _written_by_us(path: Path, *keys: str) -> bool:
     return isinstance(data, dict) and any(k in data for k in keys)
 
 
-def _denoised_by_us(path: str | None) -> list[Path]:
-    """A denoised WAV an earlier ``audio spectrogram --denoise`` wrote (it carries our software tag)."""
-    if not path or not Path(path).is_file():
-        return []
-    import soundfile as sf
-
-    try:
-        with sf.SoundFile(path) as f:
-            return [Path(path)] if (f.software or "").startswith(SOFTWARE) else []
-    except (RuntimeError, OSError):
-        return []
-
-
 def cmd_spectrogram(args: argparse.Namespace) -> int:
-    from ..audio.datasets import list_recordings
-    from ..audio.io import audio_info, check_not_silent, load_audio
-    from ..audio.spectrogram import (
-        check_band,
-        check_spectrogram_memory,
-        masked_inverse,
-        spectrogram_image,
-        stft,
-    )
-    from ..data.io import read_mask_raw
-    from ..fileio import check_output_dir, write_json, write_png
-    from ..guard import check_outputs
+    from unetseg.audio.datasets import list_recordings
+    from unetseg.audio.spectrogram_files import Cut, write_spectrograms
 
-    cfg = spectrogram_from_args(args)
-    files = list_recordings(args.input)
-    if args.denoise and (len(files) != 1 or not args.mask):
-        raise UnetsegError("--denoise needs --mask and a single --input file")
-    if args.mask and not args.denoise:
-        raise UnetsegError("--mask is used with --denoise; give --denoise OUT.wav too")
-    out = check_output_dir(args.output)
-    outputs = [out / f"{f.stem}{ext}" for f in files for ext in (".png", ".json")] + [args.denoise]
-    owned = [f.with_suffix(ext) for f in outputs[:-1:2] if _written_by_us(f.with_suffix(".json"), "recording")
-             for ext in (".png", ".json")]
-    check_outputs(outputs, [*files, args.mask], args.overwrite, owned=owned + _denoised_by_us(args.denoise))
-    for f in files:
-        info = audio_info(f)
-        rate = cfg.sample_rate or info.sample_rate
-        check_band(cfg, rate, str(f))
-        kept = round(info.duration * rate) - args.start_sample
-        if args.duration is not None:
-            kept = min(kept, round(args.duration * rate))
-        check_spectrogram_memory(max(kept, 0), cfg, str(f), ", or cut it with --start-sample and --duration")
-        y, sr = load_audio(f, cfg.sample_rate, args.channel)
-        check_not_silent(y, f)
-        stop = len(y) if args.duration is None else args.start_sample + int(round(args.duration * sr))
-        y = y[args.start_sample:stop]
-        image, mapping = spectrogram_image(y, sr, cfg, args.start_sample)
-        if args.denoise:  # the mask checked before anything is written
-            mask = read_mask_raw(Path(args.mask))
-            mask = (mask if mask.ndim == 2 else mask[..., 0]) > 127
-            if mask.shape != image.shape:
-                raise UnetsegError(f"{args.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but the spectrogram is "
-                                   f"{image.shape[1]}x{image.shape[0]}")
-        write_png(out / f"{f.stem}.png", image)
-        write_json(out / f"{f.stem}.json", {"recording": str(f), **mapping.to_dict()})
-        print(f"{out / f.stem}.png: {image.shape[0]} x {image.shape[1]} ({len(y) / sr:.2f} s at {sr} Hz)")
-        if args.denoise:
-            _write_wav(Path(args.denoise), masked_inverse(stft(y, cfg), mask, cfg, sr), sr)
-            print(f"denoised audio: {args.denoise}")
+    cfg = spectrogram_from_args(args)  # every option checked before any file is read
+    write_spectrograms(list_recordings(args.input), args.output, cfg, Cut(args.start_sample, args.duration,
+                       args.channel), args.mask, args.denoise, args.overwrite)
     return 0
 
 
-def _write_wav(path: Path, y: Any, sr: int) -> None:
-    import soundfile as sf
-
-    from ..fileio import atomic_write
-
-    def write(p: Path) -> None:
-        with sf.SoundFile(str(p), "w", sr, 1, "FLOAT", format="WAV") as f:
-            f.software = SOFTWARE  # how a later --overwrite knows the file for ours
-            f.write(y)
-
-    atomic_write(path, write)
-
-
 def cmd_dataset(args: argparse.Namespace) -> int:
-    from ..audio.datasets import Labels, build_annotated_dataset, list_recordings
+    from unetseg.audio.datasets import Labels, build_annotated_dataset, list_recordings
 
     windows = _windows(args)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
@@ -262,7 +186,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     if args.review is not None:
         if args.annotations:
             raise UnetsegError("--review brings its own annotations; drop --annotations")
-        from .common import dataset_from_review
+        from unetseg.audio.review_store import dataset_from_review
 
         cfg = spectrogram_from_args(args) if _spectrogram_given(args) else None  # None: the reviewed model's
         built = dataset_from_review(args.review, args.output, labels, windows, cfg, args.reviewed_only)
@@ -277,12 +201,11 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
 def _spectrogram_given(args: argparse.Namespace) -> bool:
     """Whether any spectrogram flag (or a preset) was given."""
-    return (args.preset != "default" or args.two_sided is not None
-            or any(getattr(args, flag[2:].replace("-", "_")) is not None for flag in SPECTROGRAM_FLAGS))
+    return args.preset != "default" or bool(_spectrogram_changes(args))
 
 
 def _windows(args: argparse.Namespace) -> Any:
-    from ..audio.datasets import Windows
+    from unetseg.audio.datasets import Windows
 
     return Windows(args.window, args.overlap, args.seed, args.val_fraction, args.test_fraction)
 
@@ -298,7 +221,7 @@ def _snrs(text: str) -> tuple[float, ...]:
 
 
 def cmd_mix(args: argparse.Namespace) -> int:
-    from ..audio.datasets import Mixing, build_mixture_dataset, list_recordings
+    from unetseg.audio.datasets import Mixing, build_mixture_dataset, list_recordings
 
     windows = _windows(args)
     snrs = _snrs(args.snrs)
@@ -314,13 +237,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
     inference, postprocess = inference_from_args(args), postprocess_from_args(args)
     windows = dataclass_from_args(DetectOptions, args, WINDOWS)
     dataclass_from_args(EventOptions, args, EVENTS)  # checked before the model loads; its tuned defaults below
-    from ..audio.corpus import FolderOutputs, detect_folder
-    from ..audio.datasets import list_recordings
-    from ..audio.detect import Detector, check_recordings, spectrogram_config, tuned_events
-    from ..distributed import launched_group
-    from ..fileio import check_output_dir
-    from ..modelfile import load_model
-    from ..outputs import output_mode
+    from unetseg.audio.datasets import list_recordings
+    from unetseg.audio.detect import Detector, check_recordings, spectrogram_config, tuned_events
+    from unetseg.audio.runner import FolderOutputs, detect_folder
+    from unetseg.core.distributed import launched_group
+    from unetseg.core.fileio import check_output_dir
+    from unetseg.core.output_folder import output_mode
+    from unetseg.models.modelfile import load_model
 
     outputs = FolderOutputs(args.format, args.denoise, args.save_mask, args.overwrite, args.resume)
     output_mode(args.overwrite, args.resume)
@@ -333,8 +256,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     detector = Detector(loaded, windows, group_threads(inference, group), postprocess, event_options)
     done = detect_folder(detector, args.input, args.output, outputs, group, report=print)
     if args.review and group.main:
-        from ..audio.annotations import SUFFIXES
-        from ..audio.review import reviews_from_tables
+        from unetseg.audio.annotations import SUFFIXES
+        from unetseg.audio.review_store import reviews_from_tables
 
         tables = {f.name: done.output / f"{f.stem}{SUFFIXES[args.format]}" for f in files}
         meta = {"name": loaded.name, "sha256": loaded.digest}
@@ -347,9 +270,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..audio.annotations import check_within, read_annotations
-    from ..audio.io import audio_info, load_audio
-    from ..audio.metrics import (
+    from unetseg.audio.annotations import check_within, read_annotations
+    from unetseg.audio.event_scores import (
         average_precision,
         box_scores,
         event_scores,
@@ -358,8 +280,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         sdr,
         segment_error_rate,
     )
-    from ..fileio import check_output_dir, write_json
-    from ..guard import check_outputs
+    from unetseg.audio.recordings import audio_info, load_audio
+    from unetseg.core.fileio import check_output_dir, write_json
+    from unetseg.core.guard import check_outputs
 
     report: dict[str, Any] = {}
     if args.output:

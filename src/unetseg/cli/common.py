@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ..config import add_dataclass_arguments, dataclass_from_args
+from unetseg.core.config import add_dataclass_arguments, dataclass_from_args
 
 INFERENCE = "inference"
 POSTPROCESS = "postprocess"
@@ -17,13 +17,13 @@ POSTPROCESS = "postprocess"
 
 def add_inference_args(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """The flags of ``InferenceOptions`` (device, backend, threads, batches, tiles, TTA)."""
-    from ..inference.options import InferenceOptions
+    from unetseg.inference.options import InferenceOptions
 
     add_dataclass_arguments(p.add_argument_group("inference"), InferenceOptions, INFERENCE, skip=skip)
 
 
 def inference_from_args(args: argparse.Namespace) -> Any:
-    from ..inference.options import InferenceOptions
+    from unetseg.inference.options import InferenceOptions
 
     return dataclass_from_args(InferenceOptions, args, INFERENCE)
 
@@ -49,13 +49,13 @@ def group_threads(options: Any, group: Any) -> Any:
 
 def add_postprocess_args(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """The flags of ``PostProcess`` (threshold, morphology, small regions, holes)."""
-    from ..postprocess import PostProcess
+    from unetseg.prediction.postprocess import PostProcess
 
     add_dataclass_arguments(p.add_argument_group("post-processing"), PostProcess, POSTPROCESS, skip=skip)
 
 
 def postprocess_from_args(args: argparse.Namespace) -> Any:
-    from ..postprocess import PostProcess
+    from unetseg.prediction.postprocess import PostProcess
 
     return dataclass_from_args(PostProcess, args, POSTPROCESS)
 
@@ -95,7 +95,7 @@ def save_traceback(e: BaseException) -> Path:
     import time
     import traceback
 
-    from ..fileio import cache_root, write_text
+    from unetseg.core.fileio import cache_root, write_text
 
     path = cache_root() / "errors" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
     write_text(path, "".join(traceback.format_exception(e)))
@@ -129,7 +129,7 @@ class Parser(argparse.ArgumentParser):
 def number(kind: type = float, gt: float | None = None, ge: float | None = None, lt: float | None = None,
            le: float | None = None) -> Callable[[str], Any]:
     """An argparse ``type`` for a finite int or float within bounds (NaN, inf and out-of-range values refused)."""
-    from ..config import check_bounds
+    from unetseg.core.config import check_bounds
 
     def parse(text: str) -> Any:
         try:
@@ -145,20 +145,12 @@ def number(kind: type = float, gt: float | None = None, ge: float | None = None,
     return parse
 
 
-def dataset_from_review(review: str | Path, output: str | Path, labels: Any = None, windows: Any = None,
-                        cfg: Any = None, reviewed_only: bool = False) -> Any:
-    """A review folder's recordings and corrected events -> a new dataset folder (``audio dataset --review``
-    and ``train --data <review folder>``): on the reviewed model's spectrogram unless ``cfg`` is given, and
-    with its classes when it had several and ``labels`` names none."""
-    import dataclasses
-
-    from ..audio.datasets import Labels, build_annotated_dataset
-    from ..audio.review import review_annotations
-    from ..audio.spectrogram import SpectrogramConfig
-
-    reviewed = review_annotations(review, reviewed_only)
-    labels = labels or Labels()
-    if labels.classes is None and len(reviewed.classes) > 2:
-        labels = dataclasses.replace(labels, classes=reviewed.classes[1:])
-    cfg = cfg or SpectrogramConfig.from_dict(reviewed.spectrogram)
-    return build_annotated_dataset(list(reviewed.events), reviewed.events, output, cfg, windows, labels)
+def add_batch_args(p: argparse.ArgumentParser, inputs: str, items: str) -> None:
+    """``--model``, ``--input``, ``--output``, ``--overwrite`` and ``--resume`` of a command that runs a model
+    over many ``items`` (``predict``, ``audio detect``) into one output folder."""
+    p.add_argument("--model", required=True, help="model file")
+    p.add_argument("--input", required=True, help=inputs)
+    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace the outputs an earlier run wrote there")
+    p.add_argument("--resume", action="store_true", help="finish an interrupted --output folder (same model and "
+                   f"options; {items} whose outputs exist are skipped)")

@@ -7,9 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, add_config_arguments, overrides_from_args
-from ..errors import UnetsegError
-from .common import (
+from unetseg.cli.common import (
+    add_batch_args,
     add_inference_args,
     add_postprocess_args,
     group_threads,
@@ -18,6 +17,8 @@ from .common import (
     postprocess_from_args,
     print_metrics,
 )
+from unetseg.core.config import Config, add_config_arguments, overrides_from_args
+from unetseg.core.errors import UnetsegError
 
 
 def add_image_commands(sub: argparse._SubParsersAction) -> None:
@@ -44,9 +45,7 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="predict masks for images; PNG masks at the original size")
-    p.add_argument("--model", required=True, help="model file")
-    p.add_argument("--input", required=True, help="an image, a folder of images, or a glob pattern")
-    p.add_argument("--output", required=True, help="output folder")
+    add_batch_args(p, "an image, a folder of images, or a glob pattern", "images")
     p.add_argument("--overlays", action="store_true", help="also write the mask over the image")
     p.add_argument("--probabilities", action="store_true", help="also write probability maps")
     p.add_argument("--contours", action="store_true", help="also write region polygons as JSON")
@@ -54,9 +53,6 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
                    "0 none, 1..N one object each)")
     p.add_argument("--coco-results", metavar="FILE", help="also write COCO results json (RLE per class and region)")
     p.add_argument("--coco-json", metavar="FILE", help="COCO json of the inputs, for image and category ids")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--resume", action="store_true", help="finish an interrupted --output folder (same model and "
-                   "options; images whose outputs exist are skipped)")
     add_postprocess_args(p)
     add_inference_args(p)
     p.set_defaults(func=cmd_predict)
@@ -84,7 +80,7 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .. import train
+    from unetseg import train
 
     overrides = overrides_from_args(args)
     if args.resume:
@@ -122,13 +118,13 @@ def _dataset_of_reviews(path: str, overrides: dict, cfg: Config) -> str:
     """A review folder (``serve --review``) as training data: its recordings and corrected events become a
     new dataset folder under the runs folder (as ``audio dataset --review`` makes it), whose path is
     returned; any other path is returned as it is."""
-    from ..audio.review import is_review
+    from unetseg.audio.review import is_review
 
     if not is_review(path):
         return path
-    from ..audio.review import safe_name
-    from ..fileio import new_run_dir
-    from .common import dataset_from_review
+    from unetseg.audio.review import safe_name
+    from unetseg.audio.review_store import dataset_from_review
+    from unetseg.core.fileio import new_run_dir
 
     runs = overrides.get("train", {}).get("runs_dir", cfg.train.runs_dir)
     folder = Path(path).resolve()  # detect --review makes <output>/review: name it after <output>
@@ -144,7 +140,7 @@ def _dataset_of_reviews(path: str, overrides: dict, cfg: Config) -> str:
 def _test_after_training(result: Any, cfg: Config) -> None:
     import json
 
-    from ..evaluate import evaluate
+    from unetseg.evaluation.evaluate_split import evaluate
 
     if not json.loads((result.run_dir / "dataset.json").read_text())["splits"].get("test"):
         return
@@ -154,7 +150,7 @@ def _test_after_training(result: Any, cfg: Config) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     options, postprocess = inference_from_args(args), postprocess_from_args(args)  # checked before the imports
-    from ..evaluate import evaluate
+    from unetseg.evaluation.evaluate_split import evaluate
 
     ev = evaluate(args.model, args.data, args.split, args.output, options=options, postprocess=postprocess,
                   figures=args.figures, overwrite=args.overwrite)
@@ -164,8 +160,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     options, postprocess = inference_from_args(args), postprocess_from_args(args)  # checked before the imports
-    from ..distributed import launched_group
-    from ..predict import PredictOutputs, predict
+    from unetseg.core.distributed import launched_group
+    from unetseg.prediction.predict_images import PredictOutputs, predict
 
     start = time.perf_counter()
     group = launched_group()
@@ -184,7 +180,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..export import export
+    from unetseg.export.exporter import export
 
     if args.int8 and args.format != "onnx":
         raise UnetsegError("--int8 needs --format onnx")
@@ -197,10 +193,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .. import train
-    from ..data.demo import make_demo_dataset
-    from ..evaluate import evaluate
-    from ..predict import PredictOutputs, predict
+    from unetseg import train
+    from unetseg.data.demo import make_demo_dataset
+    from unetseg.evaluation.evaluate_split import evaluate
+    from unetseg.prediction.predict_images import PredictOutputs, predict
 
     data = make_demo_dataset(Path(args.runs_dir) / "demo-data")
     cfg = Config.from_dict({
@@ -233,7 +229,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     from safetensors import safe_open
 
-    from ..modelfile import validate_model_file
+    from unetseg.models.modelfile import validate_model_file
 
     meta, _ = validate_model_file(args.model)  # the same checks as every command that loads it
     with safe_open(str(args.model), framework="pt") as f:

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UnetsegError
-from ..fileio import cache_root, write_png, write_text
-from ..instances import MAX_INSTANCES, image_objects
+from unetseg.core.errors import UnetsegError
+from unetseg.core.fileio import cache_root, write_png, write_text
+from unetseg.instances.centres import MAX_INSTANCES, image_objects
 
 COCO_NAMES = ("_annotations.coco.json", "annotations.json", "instances.json")
 
@@ -37,8 +37,8 @@ def read_coco_json(path: Path, schema: Any = None) -> dict:
     pycocotools sees it (which crashes the process on a NaN, a 1e12 coordinate or an RLE of another size)."""
     from pydantic import ValidationError
 
-    from ..errors import schema_error
-    from .schema import MAX_COCO_BYTES, CocoFile
+    from unetseg.core.errors import schema_error
+    from unetseg.data.schema import MAX_COCO_BYTES, CocoFile
 
     path = Path(path)
     try:
@@ -62,7 +62,7 @@ def read_coco_json(path: Path, schema: Any = None) -> dict:
 
 
 def _check_entries(coco: Any, path: Path) -> None:
-    from .schema import MAX_COCO_PIXELS, MAX_POLYGON_VALUES, CocoRle, rle_string_counts
+    from unetseg.data.schema import MAX_COCO_PIXELS, MAX_POLYGON_VALUES, CocoRle, rle_string_counts
 
     images = {}
     for img in coco.images:

@@ -7,12 +7,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import UnetsegError
-from ..inputspec import InputSpec
-from ..instances import centre_targets
-from .io import IGNORE, MaskDecoder, read_image, read_instance_ids, read_mask_raw
-from .spec import Pair
-from .transforms import fit_image, fit_mask, normalize, plan_placement
+from unetseg.core.errors import UnetsegError
+from unetseg.data.discover import Pair
+from unetseg.data.images import IGNORE, MaskDecoder, read_image, read_instance_ids, read_mask_raw
+from unetseg.data.inputspec import InputSpec
+from unetseg.data.transforms import fit_image, fit_mask, normalize, plan_placement
+from unetseg.instances.centres import centre_targets
 
 
 class SegmentationDataset(Dataset):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import write_png, write_text
+from unetseg.core.fileio import write_png, write_text
 
 SPLITS = {"train": 160, "valid": 32, "test": 32}
 

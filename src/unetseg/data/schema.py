@@ -1,5 +1,5 @@
 """The declared schema of the dataset YAML: each key's type (strict: ``'false'`` is not a boolean, ``512.5``
-not an integer), ranges and sizes, checked before any file is listed (``spec._read_yaml``)."""
+not an integer), ranges and sizes, checked before any file is listed (``layout.read_dataset_yaml``)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class Split(BaseModel):
 
 
 class DatasetYaml(BaseModel):
-    """A dataset YAML (README, "Dataset YAML")."""
+    """A dataset YAML (docs/datasets.md, "dataset YAML")."""
 
     model_config = STRICT
     root: Folder = "."

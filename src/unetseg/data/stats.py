@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UnetsegError
-from .io import MaskDecoder, read_header, read_mask_raw
-from .spec import Pair
+from unetseg.core.errors import UnetsegError
+from unetseg.data.discover import Pair
+from unetseg.data.images import MaskDecoder, read_header, read_mask_raw
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import AugmentConfig
-from ..errors import UnetsegError
-from ..inputspec import RESIZE_MODES, InputSpec
-from .io import IGNORE
+from unetseg.core.config import AugmentConfig
+from unetseg.core.errors import UnetsegError
+from unetseg.data.images import IGNORE
+from unetseg.data.inputspec import RESIZE_MODES, InputSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -2,7 +2,7 @@
 
 ``InferenceOptions`` says how to run (device, backend, batches, tiles, flips); ``Engine`` loads a
 backend once (torch fp32 or bf16, onnxruntime fp32 or int8; ``auto`` picks the fastest here) and runs
-images or spectrogram windows; ``windows`` holds the one sliding-window and blending core; ``outputs``
+images or spectrogram windows; ``windows`` holds the one sliding-window and blending core; ``classes``
 turns logits into probabilities and classes. It knows nothing of files, events or
 export: audio turns its maps into events, predict into files, export writes the graphs it builds.
 """
@@ -11,23 +11,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .options import InferenceOptions
+from unetseg.inference.options import InferenceOptions
 
 __all__ = ["Engine", "ImageDataset", "InferenceOptions", "activate", "to_classes"]
 
 if TYPE_CHECKING:
-    from .engine import Engine, ImageDataset
-    from .outputs import activate, to_classes
+    from unetseg.inference.classes import activate, to_classes
+    from unetseg.inference.engine import Engine, ImageDataset
 
 
 def __getattr__(name: str) -> Any:
     # Lazy: the command line imports the options (no torch) to build its flags.
     if name in ("Engine", "ImageDataset"):
-        from . import engine
+        from unetseg.inference import engine
 
         return getattr(engine, name)
     if name in ("activate", "to_classes"):
-        from . import outputs
+        from unetseg.inference import classes
 
-        return getattr(outputs, name)
+        return getattr(classes, name)
     raise AttributeError(name)

@@ -15,14 +15,14 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from ..data.io import read_image
-from ..data.transforms import normalize
-from ..errors import UnetsegError
-from ..machine import cached_probe, machine_key, probe_path, rates_in_turns
-from ..modelfile import LoadedModel
-from .calibration import AGREEMENT_FLOOR, calibration_images
-from .graphs import OnnxBackend, backend_agreement, fp32_graph, int8_graph
-from .options import InferenceOptions
+from unetseg.core.errors import UnetsegError
+from unetseg.core.machine import cached_probe, machine_key, probe_path, rates_in_turns
+from unetseg.data.images import read_image
+from unetseg.data.transforms import normalize
+from unetseg.inference.calibration import AGREEMENT_FLOOR, calibration_images
+from unetseg.inference.graphs import OnnxBackend, backend_agreement, fp32_graph, int8_graph
+from unetseg.inference.options import InferenceOptions
+from unetseg.models.modelfile import LoadedModel
 
 log = logging.getLogger(__name__)
 

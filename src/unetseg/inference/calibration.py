@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.io import read_image
-from ..data.spec import list_images
-from ..data.transforms import normalize, prepare_input
-from ..errors import UnetsegError
-from ..modelfile import LoadedModel
+from unetseg.core.errors import UnetsegError
+from unetseg.data.discover import list_images
+from unetseg.data.images import read_image
+from unetseg.data.transforms import normalize, prepare_input
+from unetseg.models.modelfile import LoadedModel
 
 CALIBRATION_IMAGES = 32
 AGREEMENT_FLOOR = 0.98  # IoU of a faster backend's masks against fp32 masks, below which it is refused

@@ -14,17 +14,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.io import MaskDecoder, read_image, read_mask_raw
-from ..data.transforms import normalize, prepare_input, restore
-from ..errors import UnetsegError
-from ..inputspec import InputSpec
-from ..memory import gib
-from ..modelfile import LoadedModel
-from .backends import Backend, create_backend
-from .memory import MemoryGuard
-from .options import InferenceOptions
-from .outputs import activate, unflip
-from .windows import sliding_window
+from unetseg.core.budget import gib
+from unetseg.core.errors import UnetsegError
+from unetseg.data.images import MaskDecoder, read_image, read_mask_raw
+from unetseg.data.inputspec import InputSpec
+from unetseg.data.transforms import normalize, prepare_input, restore
+from unetseg.inference.backends import Backend, create_backend
+from unetseg.inference.classes import activate, unflip
+from unetseg.inference.footprint import MemoryGuard
+from unetseg.inference.options import InferenceOptions
+from unetseg.inference.windows import sliding_window
+from unetseg.models.modelfile import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class Engine:
         """Refuse, from the headers and before any work, an image whose decoding, full-size probabilities and
         outputs (``outputs_per_pixel`` bytes more: overlays, figures) would not fit the memory budget beside
         the forward pass (which tiles when it must)."""
-        from ..data.io import read_header
+        from unetseg.data.images import read_header
 
         classes = 1 if self.loaded.binary else len(self.loaded.classes)
         per_pixel = FULL_SIZE_BYTES + CLASS_BYTES * (classes - 1) + outputs_per_pixel

@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import UnetsegError
-from ..fileio import atomic_write, cache_root, write_json
-from ..metrics import mask_agreement
-from ..modelfile import LoadedModel
-from .calibration import AGREEMENT_FLOOR, calibration_batches
-from .outputs import activate, to_classes
+from unetseg.core.errors import UnetsegError
+from unetseg.core.fileio import atomic_write, cache_root, write_json
+from unetseg.evaluation.pixel_scores import mask_agreement
+from unetseg.inference.calibration import AGREEMENT_FLOOR, calibration_batches
+from unetseg.inference.classes import activate, to_classes
+from unetseg.models.modelfile import LoadedModel
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import check_device, check_fields, check_threads, option
+from unetseg.core.config import check_device, check_fields, check_threads, option
 
 BACKENDS = ("auto", "torch", "torch-bf16", "onnxruntime", "onnxruntime-int8")
 BLENDS = ("gaussian", "linear")

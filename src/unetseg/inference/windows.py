@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..errors import UnetsegError
+from unetseg.core.errors import UnetsegError
 
 
 def window_starts(length: int, size: int, step: int) -> list[int]:

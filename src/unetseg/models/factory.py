@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import UnetsegError
-from ..instances import HEAD_CHANNELS, HEAT_PRIOR, has_head
-from .unet import UNet
+from unetseg.core.errors import UnetsegError
+from unetseg.instances.centres import HEAD_CHANNELS, HEAT_PRIOR, has_head
+from unetseg.models.unet import UNet
 
 log = logging.getLogger(__name__)
 

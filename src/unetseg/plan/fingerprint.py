@@ -9,9 +9,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..data.io import read_mask_raw
-from ..data.spec import DatasetInfo
-from ..data.stats import PairStats
+from unetseg.data.discover import DatasetInfo
+from unetseg.data.images import read_mask_raw
+from unetseg.data.stats import PairStats
 
 RARE_PIXELS = 0.02  # a class below this share of labelled pixels is rare
 SAMPLE_MASKS = 48  # masks read to measure object sizes

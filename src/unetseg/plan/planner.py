@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import Config
-from ..data.spec import DatasetInfo
-from ..data.stats import PairStats
-from ..errors import UnetsegError
-from ..machine import host_features
-from .fingerprint import RARE_PIXELS, Fingerprint, fingerprint
-from .probe import StepShape, machine, training_rates
+from unetseg.core.config import Config
+from unetseg.core.errors import UnetsegError
+from unetseg.core.machine import host_features
+from unetseg.data.discover import DatasetInfo
+from unetseg.data.stats import PairStats
+from unetseg.plan.fingerprint import RARE_PIXELS, Fingerprint, fingerprint
+from unetseg.plan.probe import StepShape, machine, training_rates
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..machine import cached_probe, machine_key, rates_in_turns
+from unetseg.core.machine import cached_probe, machine_key, rates_in_turns
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,10 @@ def training_rates(configs: dict[str, tuple[dict[str, Any], bool]], shape: StepS
     """Training images/s of each (model fields, bf16) config for steps of ``shape``: forward, loss, backward
     and an AdamW step on random data, timed in turns (cached per machine and config). Each model's memory is
     checked before anything big is allocated."""
-    from ..data.transforms import check_size
-    from ..models import create_model
-    from ..models.factory import output_stride
-    from ..models.memory import check_training_memory
+    from unetseg.data.transforms import check_size
+    from unetseg.models import create_model
+    from unetseg.models.estimates import check_training_memory
+    from unetseg.models.factory import output_stride
 
     s = shape
 
@@ -66,7 +66,7 @@ def training_rates(configs: dict[str, tuple[dict[str, Any], bool]], shape: StepS
 
 
 def _train_step(model: torch.nn.Module, y: torch.Tensor, bf16: bool, loss: str, outputs: int) -> Any:
-    from ..losses import SegmentationLoss
+    from unetseg.training.losses import SegmentationLoss
 
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loss_fn = SegmentationLoss(loss, outputs == 1)

@@ -1,6 +1,24 @@
-"""The HTTP API and web page (``unetseg serve``)."""
+"""The HTTP API and web page (``unetseg serve``): ``create_app`` and ``serve`` (``app``), the server's limits
+(``limits.ServeOptions``) and its models (``models``). Loaded lazily, so that the command line can read the
+limits without FastAPI."""
 
-from .app import create_app, serve
-from .models import ServeOptions, load_models
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["ServeOptions", "create_app", "load_models", "serve"]
+
+if TYPE_CHECKING:
+    from unetseg.serve.app import create_app, serve
+    from unetseg.serve.limits import ServeOptions
+    from unetseg.serve.models import load_models
+
+_HOMES = {"create_app": "app", "serve": "app", "ServeOptions": "limits", "load_models": "models"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(name)
+    import importlib
+
+    return getattr(importlib.import_module(f"unetseg.serve.{_HOMES[name]}"), name)

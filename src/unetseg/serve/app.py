@@ -23,12 +23,13 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.background import BackgroundTask
 
-from ..audio.review import ReviewStore
-from ..version import __version__
-from . import audio, images, review
-from .batcher import Busy
-from .models import ServedModel, ServeOptions, load_models
-from .state import ServerState, bad
+from unetseg.audio.review_store import ReviewStore
+from unetseg.core.recent import Recent
+from unetseg.serve import audio, images, review
+from unetseg.serve.batcher import Busy
+from unetseg.serve.models import ServedModel, ServeOptions, load_models
+from unetseg.serve.state import ServerState, bad
+from unetseg.version import __version__
 
 STATIC = Path(__file__).parent / "static"
 
@@ -55,7 +56,7 @@ def create_app(models: dict[str, ServedModel], options: ServeOptions | None = No
                   "delete events, kept in the review folder and exported as Raven, Audacity or CSV tables.")
     app.state.server = server
     app.state.models = models
-    app.state.reviews, app.state.tiles = reviews, review.Tiles()
+    app.state.reviews, app.state.tiles = reviews, Recent(256)  # the last 256 tiles (PNG bytes)
     if options.cors:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -13,11 +13,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from PIL import Image
 
-from ..audio.annotations import format_audacity, format_csv, format_raven
-from ..audio.io import audio_info
-from ..errors import UnetsegError
-from .models import ServedModel
-from .state import ServerState, bad, shown_name
+from unetseg.audio.annotations import format_audacity, format_csv, format_raven
+from unetseg.audio.recordings import audio_info
+from unetseg.core.errors import UnetsegError
+from unetseg.serve.models import ServedModel
+from unetseg.serve.state import ServerState, bad, shown_name
 
 router = APIRouter()
 FORMATS = ("json", "raven", "audacity", "csv")  # of /detect's answer
@@ -91,8 +91,8 @@ def _spectrogram_png(served: ServedModel, path: Path, folder: Path, max_width: i
     """The recording's spectrogram as the model sees it, narrowed to ``max_width`` columns for the page."""
     import cv2
 
-    from ..audio.io import load_audio
-    from ..audio.spectrogram import spectrogram_image
+    from unetseg.audio.recordings import load_audio
+    from unetseg.audio.spectrogram import spectrogram_image
 
     cfg = served.detector.cfg
     y, sr = load_audio(path, cfg.sample_rate)

@@ -98,7 +98,7 @@ class Batcher:
 
 def shape_key(image: np.ndarray, spec: Any) -> tuple[int, ...]:
     """Images batch together when their prepared network input has the same shape."""
-    from ..data.transforms import plan_placement
+    from unetseg.data.transforms import plan_placement
 
     placement = plan_placement(image.shape[:2], spec.size, spec.mode, spec.divisor)
     return tuple(placement.out)

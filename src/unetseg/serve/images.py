@@ -12,24 +12,22 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from ..errors import UnetsegError
-from ..fileio import encode_mask
-from ..postprocess import PostProcess, mask_to_polygons, threshold_for, to_mask
-from .batcher import shape_key
-from .models import ServedModel
-from .state import ServerState, bad, read_upload_image, shown_name
+from unetseg.core.config import bounds
+from unetseg.core.errors import UnetsegError
+from unetseg.core.fileio import encode_mask
+from unetseg.prediction.postprocess import PostProcess, mask_to_polygons, threshold_for, to_mask
+from unetseg.serve.batcher import shape_key
+from unetseg.serve.models import ServedModel
+from unetseg.serve.state import ServerState, bad, read_upload_image, shown_name
 
 router = APIRouter()
 
 
-def _le(name: str) -> float:
-    """A ``PostProcess`` field's upper bound, so that the query and the flag share one."""
-    return PostProcess.__dataclass_fields__[name].metadata["le"]
-
-
-def postprocess_query(threshold: float | None = Query(None, gt=0, lt=1),
-                      open: int = Query(0, ge=0, le=_le("open_px")), close: int = Query(0, ge=0, le=_le("close_px")),
-                      min_size: int = Query(0, ge=0, le=_le("min_size")), fill_holes: bool = False) -> PostProcess:
+def postprocess_query(threshold: float | None = Query(None, **bounds(PostProcess, "threshold")),
+                      open: int = Query(0, **bounds(PostProcess, "open_px")),
+                      close: int = Query(0, **bounds(PostProcess, "close_px")),
+                      min_size: int = Query(0, **bounds(PostProcess, "min_size")), fill_holes: bool = False
+                      ) -> PostProcess:
     """The post-processing query parameters (as ``predict``'s flags) as one ``PostProcess``."""
     try:
         return PostProcess(threshold=threshold, open_px=open, close_px=close, min_size=min_size,
@@ -101,8 +99,8 @@ def _objects(mask: np.ndarray, probs: np.ndarray, head: np.ndarray | None, serve
     at most ``MAX_OBJECTS``), each with its class, score, box [x, y, w, h] and COCO RLE."""
     from pycocotools import mask as mask_utils
 
-    from ..data.coco import objects_to_coco_results
-    from ..instances import image_objects
+    from unetseg.data.coco import objects_to_coco_results
+    from unetseg.instances.centres import image_objects
 
     names = served.loaded.classes
     found = objects_to_coco_results(*image_objects(mask, probs, head), 0, {c: c for c in range(1, len(names))})

@@ -10,78 +10,50 @@ import shutil
 import tempfile
 import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UnetsegError
-from ..modelfile import LoadedModel, load_model
-from .batcher import Batcher
-
-
-@dataclass
-class ServeOptions:
-    """Limits and security of the server (each is a flag of ``unetseg serve``)."""
-
-    token: str | None = None
-    cors: list[str] = field(default_factory=list)
-    max_upload_mb: float = 50.0
-    max_pixels: int = 40_000_000
-    max_seconds: float = 3600.0
-    queue: int = 16
-    max_batch: int = 8
-    backend: str = "auto"
-    threads: int | None = None
-    read_timeout: float = 30.0  # seconds a client may take between two pieces of its upload
-    variants: int = 4  # engines kept for other tile/flip settings (least recently used dropped)
-    review: str | Path | None = None  # the review folder (None: a temporary one, gone when the server stops)
-
-    def __post_init__(self) -> None:
-        for name in ("max_upload_mb", "max_pixels", "max_seconds", "queue", "max_batch", "read_timeout", "variants"):
-            if not getattr(self, name) > 0:
-                raise UnetsegError(f"--{name.replace('_', '-')} must be positive, not {getattr(self, name)}")
-        if self.threads is not None and self.threads < 1:
-            raise UnetsegError(f"--threads must be at least 1, not {self.threads}")
+from unetseg.core.errors import UnetsegError
+from unetseg.core.recent import Recent
+from unetseg.models.modelfile import LoadedModel, load_model
+from unetseg.serve.batcher import Batcher
+from unetseg.serve.limits import ServeOptions
 
 
 class ServedModel:
     """One model file, loaded once: an image engine with its batcher, or an audio detector."""
 
     def __init__(self, name: str, loaded: LoadedModel, options: ServeOptions) -> None:
-        from ..inference import Engine, InferenceOptions
+        from unetseg.inference import Engine, InferenceOptions
 
         self.name, self.loaded = name, loaded
         self.kind = "audio" if loaded.meta.get("spectrogram") else "image"
         self.inference = InferenceOptions(backend=options.backend, batch_size=options.max_batch,
                                           threads=options.threads)
         self.lock = threading.Lock()
-        self.variants: OrderedDict[tuple, Any] = OrderedDict()
-        self.keep = options.variants
+        self.variants: Recent[Any] = Recent(options.variants)
         if self.kind == "image":
             self.engine = Engine(loaded, self.inference)
             # class maps, then the instance head's maps when the model has the head (for /predict's objects)
             self.batcher = Batcher(functools.partial(self.engine.probabilities, head=True), options.max_batch)
         else:
-            from ..audio.detect import Detector
+            from unetseg.audio.detect import Detector
 
             self.detector = Detector(loaded, inference=self.inference)
 
     def engine_for(self, tile: int | None, tta: bool) -> Any:
         """An engine with other tiles or flips, sharing the chosen backend kind: the last few settings are
         kept, the least recently used dropped (memory stays bounded whatever the requests ask)."""
-        from ..inference import Engine
+        from unetseg.inference import Engine
 
         key = (tile, tta)
         with self.lock:
-            if key in self.variants:
-                self.variants.move_to_end(key)
-            else:
+            engine = self.variants.get(key)
+            if engine is None:
                 opts = dataclasses.replace(self.inference, backend=self.engine.backend_name, tile=tile, tta=tta)
-                self.variants[key] = Engine(self.loaded, opts)
-                while len(self.variants) > self.keep:
-                    self.variants.popitem(last=False)
-            return self.variants[key]
+                engine = Engine(self.loaded, opts)
+                self.variants.put(key, engine)
+            return engine
 
     def describe(self) -> dict[str, Any]:
         meta = self.loaded.meta

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,11 +17,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..audio.annotations import SUFFIXES
-from ..audio.review import STATES, Review, ReviewStore, create_review, safe_name
-from ..errors import UnetsegError
-from .audio import detect_upload
-from .state import ServerState, bad, shown_name
+from unetseg.audio.annotations import SUFFIXES
+from unetseg.audio.review import MAX_LABEL, STATES, Review, safe_name
+from unetseg.audio.review_store import ReviewStore, create_review
+from unetseg.core.errors import UnetsegError
+from unetseg.core.recent import Recent
+from unetseg.serve.audio import detect_upload
+from unetseg.serve.state import ServerState, bad, shown_name
 
 router = APIRouter(prefix="/reviews", tags=["review"])
 MAX_TILE = 4096  # pixels
@@ -38,7 +39,7 @@ class EventChange(BaseModel):
     end: float | None = Field(None, description="seconds")
     low: float | None = Field(None, description="Hz (null with high: the whole band)")
     high: float | None = Field(None, description="Hz")
-    label: str | None = Field(None, max_length=100)
+    label: str | None = Field(None, max_length=MAX_LABEL)
     state: Literal[STATES] | None = None  # type: ignore[valid-type]
     seen: int | None = Field(None, ge=0)
 
@@ -51,25 +52,7 @@ class NewEvent(BaseModel):
     end: float
     low: float | None = None
     high: float | None = None
-    label: str = Field("", max_length=100)
-
-
-class Tiles:
-    """Spectrogram tiles as PNG bytes, the most recently used kept (a recording never changes under a review)."""
-
-    def __init__(self, limit: int = 256) -> None:
-        self.limit, self.cache = limit, OrderedDict()
-
-    def get(self, key: tuple) -> bytes | None:
-        if key in self.cache:
-            self.cache.move_to_end(key)
-            return self.cache[key]
-        return None
-
-    def put(self, key: tuple, png: bytes) -> None:
-        self.cache[key] = png
-        while len(self.cache) > self.limit:
-            self.cache.popitem(last=False)
+    label: str = Field("", max_length=MAX_LABEL)
 
 
 def _store(request: Request) -> ReviewStore:
@@ -92,7 +75,7 @@ def _hide(request: Request, error: Exception) -> str:
 
 def document(review: Review) -> dict[str, Any]:
     """A review as the page reads it: its events and states, and the spectrogram's rows in Hz."""
-    from ..audio.spectrogram import SpectrogramConfig, row_frequencies
+    from unetseg.audio.spectrogram import SpectrogramConfig, row_frequencies
 
     d = review.data
     cfg = SpectrogramConfig.from_dict(d["spectrogram"])
@@ -198,7 +181,7 @@ async def tile(request: Request, name: str, begin: float = Query(..., ge=0),
     if begin >= review.duration:
         raise bad(400, f"begin {begin:g} s is past the recording's end ({review.duration:.3f} s)")
     key = (review.name, review.data["recording"], round(begin, 6), round(seconds, 6), width)
-    cache: Tiles = request.app.state.tiles
+    cache: Recent[bytes] = request.app.state.tiles
     png = cache.get(key)
     if png is None:
         server: ServerState = request.app.state.server
@@ -215,8 +198,8 @@ async def tile(request: Request, name: str, begin: float = Query(..., ge=0),
 def _tile_png(review: Review, begin: float, seconds: float, width: int) -> bytes:
     import cv2
 
-    from ..audio.spectrogram import SpectrogramConfig
-    from ..audio.view import spectrogram_tile
+    from unetseg.audio.spectrogram import SpectrogramConfig
+    from unetseg.audio.view import spectrogram_tile
 
     image = spectrogram_tile(review.recording, SpectrogramConfig.from_dict(review.data["spectrogram"]), begin,
                              seconds, width)
@@ -230,7 +213,7 @@ async def clip(request: Request, name: str, begin: float = Query(..., ge=0), end
                denoised: bool = False) -> Response:
     """``[begin, end)`` s of the recording (at most 600 s) as a WAV at its own rate, band-passed to
     ``low``-``high`` Hz when given; ``denoised=true`` takes the denoised recording (at the model's rate)."""
-    from ..audio.view import clip_wav
+    from unetseg.audio.view import clip_wav
 
     review = _review(request, name)
     source = review.folder / "denoised.wav" if denoised else review.recording

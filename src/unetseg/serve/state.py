@@ -11,9 +11,9 @@ import numpy as np
 from fastapi import HTTPException, Request
 from starlette.requests import ClientDisconnect
 
-from ..errors import UnetsegError
-from .batcher import Admission
-from .models import FileStore, ServedModel, ServeOptions
+from unetseg.core.errors import UnetsegError
+from unetseg.serve.batcher import Admission
+from unetseg.serve.models import FileStore, ServedModel, ServeOptions
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def shown_name(name: str | None) -> str:
 def read_upload_image(path: Path, channels: int, max_pixels: int, shown: str = "upload") -> np.ndarray:
     """The uploaded image, refusing more than ``max_pixels`` from its header before decoding (413); errors
     name it ``shown``."""
-    from ..data.io import ImageTooLarge, read_header, read_image
+    from unetseg.data.images import ImageTooLarge, read_header, read_image
 
     try:
         try:

@@ -14,10 +14,10 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from ..fileio import write_text
-from ..modelfile import save_model_file
-from ..viz import colourize, panel, plot_history, save_rgb, stack_rows, to_uint8_rgb
-from .task import SegmentationTask
+from unetseg.core.fileio import write_text
+from unetseg.evaluation.figures import colourize, panel, plot_history, save_rgb, stack_rows, to_uint8_rgb
+from unetseg.models.modelfile import save_model_file
+from unetseg.training.task import SegmentationTask
 
 
 class RunRecorder(Callback):
@@ -161,7 +161,7 @@ class StopOnTerminate(Callback):
     def on_train_batch_end(self, trainer: L.Trainer, task: L.LightningModule, *args: Any) -> None:
         if not self.requested or trainer.should_stop:
             return
-        from ..fileio import atomic_write
+        from unetseg.core.fileio import atomic_write
 
         if trainer.is_global_zero:
             atomic_write(self.run_dir / "weights" / "last.ckpt", lambda p: trainer.save_checkpoint(p))

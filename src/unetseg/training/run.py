@@ -23,11 +23,11 @@ from typing import Any
 
 import torch
 
-from ..config import Config
-from ..data.spec import DatasetInfo
-from ..errors import UnetsegError
-from ..fileio import new_run_dir, write_json, write_text
-from ..inputspec import InputSpec
+from unetseg.core.config import Config
+from unetseg.core.errors import UnetsegError
+from unetseg.core.fileio import new_run_dir, write_json, write_text
+from unetseg.data.discover import DatasetInfo
+from unetseg.data.inputspec import InputSpec
 
 log = logging.getLogger(__name__)
 

@@ -10,13 +10,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import Config
-from ..errors import UnetsegError
-from ..inference.outputs import activate, to_classes
-from ..inputspec import InputSpec
-from ..instances import has_head
-from ..losses import InstanceLoss, SegmentationLoss
-from ..metrics import confusion_counts, summarize
+from unetseg.core.config import Config
+from unetseg.core.errors import UnetsegError
+from unetseg.data.inputspec import InputSpec
+from unetseg.evaluation.pixel_scores import confusion_counts, summarize
+from unetseg.inference.classes import activate, to_classes
+from unetseg.instances.centres import has_head
+from unetseg.training.losses import InstanceLoss, SegmentationLoss
 
 
 class SegmentationTask(L.LightningModule):

@@ -21,25 +21,25 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 
-from ..config import Config
-from ..data.dataset import PadCollate, SegmentationDataset, mean_std
-from ..data.io import image_channels
-from ..data.spec import DatasetInfo, load_dataset
-from ..data.stats import PairStats, check_pairs
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_augment, check_size
-from ..distributed import announce_run_dir, forget_run_dir, is_main_process, shared_run_dir
-from ..errors import UnetsegError
-from ..guard import folder_lock
-from ..inputspec import InputSpec
-from ..instances import has_head
-from ..losses import parse_class_weights, parse_loss
-from ..modelfile import build_meta, check_meta
-from ..models import create_model, load_encoder_weights, output_stride
-from ..models.memory import check_training_memory
-from ..plan import AUDIO_BASE_WIDTH, Plan, make_plan, sample_weights
-from .callbacks import RunRecorder, StopOnTerminate, WarmupCosine
-from .run import check_checkpoint, load_run, make_run_dir, mark_failed, write_config
-from .task import SegmentationTask
+from unetseg.core.config import Config
+from unetseg.core.distributed import announce_run_dir, forget_run_dir, is_main_process, shared_run_dir
+from unetseg.core.errors import UnetsegError
+from unetseg.core.guard import folder_lock
+from unetseg.data.dataset import PadCollate, SegmentationDataset, mean_std
+from unetseg.data.discover import DatasetInfo, load_dataset
+from unetseg.data.images import image_channels
+from unetseg.data.inputspec import InputSpec
+from unetseg.data.stats import PairStats, check_pairs
+from unetseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_augment, check_size
+from unetseg.instances.centres import has_head
+from unetseg.models import create_model, load_encoder_weights, output_stride
+from unetseg.models.estimates import check_training_memory
+from unetseg.models.modelfile import build_meta, check_meta
+from unetseg.plan import AUDIO_BASE_WIDTH, Plan, make_plan, sample_weights
+from unetseg.training.callbacks import RunRecorder, StopOnTerminate, WarmupCosine
+from unetseg.training.losses import parse_class_weights, parse_loss
+from unetseg.training.run import check_checkpoint, load_run, make_run_dir, mark_failed, write_config
+from unetseg.training.task import SegmentationTask
 
 log = logging.getLogger(__name__)
 
