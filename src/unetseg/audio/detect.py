@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from unetseg.audio.annotations import Event
-from unetseg.audio.events import EventTracker
+from unetseg.audio.events import EventTracker, decoding
 from unetseg.audio.recordings import AudioInfo, audio_info, iter_blocks
 from unetseg.audio.settings import GRANULARITY, DetectOptions, EventOptions
 from unetseg.audio.spectrogram import (
@@ -29,6 +29,7 @@ from unetseg.audio.spectrogram import (
     check_band,
     masked_frames,
     n_frames,
+    overlap_add,
     row_frequencies,
     spectrogram_bytes,
     spectrogram_rows,
@@ -104,10 +105,7 @@ class Denoiser:
         if grow > 0:
             self.ola = np.concatenate([self.ola, np.zeros(grow)])
             self.norm = np.concatenate([self.norm, np.zeros(grow)])
-        for j in range(S.shape[1]):
-            s = (first_frame + j) * hop - self.written
-            self.ola[s:s + win] += x[:, j]
-            self.norm[s:s + win] += self.w**2
+        overlap_add(self.ola, self.norm, x, self.w, hop, first_frame * hop - self.written)
         complete = (first_frame + S.shape[1]) * hop - self.written  # later frames start at or after this
         self._write(complete)
 
@@ -253,8 +251,7 @@ class Detector:
         return seconds
 
     def describe(self) -> dict:
-        decoding = "instances" if self.instances else "columns" if self.columns else "regions"
-        return {**self.engine.describe(), "decoding": decoding,
+        return {**self.engine.describe(), "decoding": decoding(self.instances, self.columns, self.events.granularity),
                 "window": self.width, "overlap": self.overlap,
                 "windows_per_batch": self.batch, "block_seconds": self.options.block_seconds,
                 "postprocess": vars(self.postprocess), "events": vars(self.events)}

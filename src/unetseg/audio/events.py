@@ -15,16 +15,32 @@ import numpy as np
 from unetseg.audio.annotations import Event
 from unetseg.audio.masks import (
     RegionBox,
-    close_time_gaps,
+    active_runs,
     column_labels,
     column_probabilities,
     columns_to_events,
     join_boxes,
+    majority_label,
     mask_to_events,
 )
 from unetseg.audio.settings import EventOptions
 from unetseg.audio.spectrogram import SpectrogramMapping
 from unetseg.instances.centres import Box, box_class, box_pixels, decode_centres, nested, suppress_nested
+
+DECODINGS = ("segments", "instances", "columns", "regions")
+
+
+def decoding(head: bool, time_only: bool, granularity: str = "syllable") -> str:
+    """How a model's maps become events, chosen here only (the tracker, detect's record and the tuning):
+    ``segments`` (time-only with the instance head, syllables: the mask's segments split between the head's
+    peaks), ``instances`` (boxes from the head's peaks), ``columns`` (time-only: probabilities pooled over
+    frequency and cut in time; the head's peaks are not used at granularities call and song) or ``regions``
+    (connected time-frequency regions of the class mask)."""
+    if head and time_only:
+        return "segments" if granularity == "syllable" else "columns"
+    if head:
+        return "instances"
+    return "columns" if time_only else "regions"
 
 
 @dataclass
@@ -69,7 +85,7 @@ class EventTracker:
         else:
             self._mask = np.concatenate([self._mask, mask], axis=1)
             self._probs = np.concatenate([self._probs, probs], axis=-1)
-        gap = max(1, int(round(self.options.merge_gap / self.mapping.column_seconds))) + 1
+        gap = max(1, self.mapping.columns(self.options.merge_gap)) + 1
         empty = ~(self._mask[positive] > 0).any(axis=0)
         cut = _last_gap_end(empty, gap)
         limit = int(self.options.max_event_seconds / self.mapping.column_seconds)
@@ -82,13 +98,14 @@ class EventTracker:
         assert self._mask is not None and self._probs is not None
         o = self.options
         head = self._head
-        if head is not None and self.columns and o.granularity == "syllable":
+        mode = decoding(head is not None, self.columns, o.granularity)
+        if mode == "segments":
             self.events += split_segments(head[0, :, :cut], self._mask[0, :cut], self._probs[:, :cut], self.mapping,
                                           self.class_names, o, self._start)
-        elif head is not None and not self.columns:  # the pending mask is the class mask (rows, k)
+        elif mode == "instances":  # the pending mask is the class mask (rows, k)
             self.events += instances_to_events(head, self._mask, self.mapping, self.class_names, o, cut, self._start,
                                                self._recent)
-        elif self.columns:
+        elif mode == "columns":
             self.events += columns_to_events(self._mask[0, :cut], self._probs[:, :cut], self.mapping,
                                              self.class_names, o.min_duration, o.merge_gap, column_offset=self._start)
         else:
@@ -148,29 +165,20 @@ def split_segments(heat: np.ndarray, labels: np.ndarray, pooled: np.ndarray, map
     majority of its columns and scored by the highest heat in it; events shorter than ``min_duration`` are
     dropped."""
     o = options.resolved()
-    active = labels > 0
-    gap = int(round(o.merge_gap / mapping.column_seconds))
-    if gap:
-        active = close_time_gaps(active[None], gap)[0]
-    edges = np.diff(np.concatenate([[0], active.astype(np.int8), [0]]))
-    starts, stops = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
     column_heat = heat[np.asarray(mapping.row_hz) >= 0].max(axis=0)  # each column's highest heat
     left = np.concatenate([[-np.inf], column_heat[:-1]])
     right = np.concatenate([column_heat[1:], [-np.inf]])
     peaks = np.nonzero((column_heat > left) & (column_heat >= right) & (column_heat > o.peak_threshold))[0].tolist()
     foreground = pooled[0] if pooled.shape[0] == 1 else 1.0 - pooled[0]
-    half = mapping.column_seconds / 2
     events = []
-    for a, b in zip(starts, stops, strict=True):
+    for a, b in active_runs(labels, mapping.columns(o.merge_gap)):
         inside = [x for x in peaks if a <= x < b]
         cuts = [a] + [x + int(np.argmin(foreground[x:y])) for x, y in itertools.pairwise(inside)] + [b]
         for lo, hi in itertools.pairwise(cuts):
-            begin = mapping.column_time(column_offset + lo) - half
-            end = mapping.column_time(column_offset + hi - 1) + half
+            begin, end = mapping.span(column_offset + lo, column_offset + hi)
             if hi <= lo or end - begin < o.min_duration:
                 continue
-            votes = np.bincount(labels[lo:hi], minlength=len(class_names))[1:]
-            label = class_names[int(votes.argmax()) + 1] if votes.any() else class_names[1]
+            label = majority_label(labels[lo:hi], class_names)
             events.append(Event(round(float(begin), 6), round(float(end), 6), None, None, label,
                                 round(float(column_heat[lo:hi].max()), 4)))
     return events
@@ -182,7 +190,6 @@ def box_events(boxes: list[tuple[Box, int]], mapping: SpectrogramMapping, class_
     song; syllable keeps each), those shorter than ``min_duration`` or narrower than ``min_bandwidth`` dropped."""
     hz = np.asarray(mapping.row_hz)
     step = np.abs(np.diff(hz)).min() if len(hz) > 1 else 0.0
-    half = mapping.column_seconds / 2
     events = []
     for c in sorted({c for _, c in boxes}):
         own = []
@@ -191,12 +198,11 @@ def box_events(boxes: list[tuple[Box, int]], mapping: SpectrogramMapping, class_
                 rows, cols = box_pixels(b)
                 own.append(RegionBox(cols.start, cols.stop, rows.start, rows.stop, 1, b.score))
         if o.granularity != "syllable":
-            gap = int(round(o.merge_gap / mapping.column_seconds))
+            gap = mapping.columns(o.merge_gap)
             tolerance = int(round(o.freq_tolerance / step)) if step else 0
             own = join_boxes(own, gap, tolerance)
         for b in own:
-            begin = mapping.column_time(b.x0) - half
-            end = mapping.column_time(b.x1 - 1) + half
+            begin, end = mapping.span(b.x0, b.x1)
             low, high = hz[min(b.y1, len(hz)) - 1] - step / 2, hz[b.y0] + step / 2
             if end - begin < o.min_duration or high - low < o.min_bandwidth:
                 continue

@@ -183,11 +183,10 @@ def mask_to_events(mask: np.ndarray, mapping: SpectrogramMapping, class_names: l
     hz = np.asarray(mapping.row_hz)
     positive = hz >= 0
     step = np.abs(np.diff(hz)).min() if len(hz) > 1 else 0.0
-    gap = int(round(o.merge_gap / mapping.column_seconds))
+    gap = mapping.columns(o.merge_gap)
     tolerance_rows = int(round(o.freq_tolerance / step)) if step else 0
     click_columns = o.click_seconds / mapping.column_seconds
     band_rows = int(positive.sum())
-    half = mapping.column_seconds / 2
     events = []
     for c in range(1, len(class_names)):
         active = (mask == c) & positive[:, None]
@@ -208,8 +207,7 @@ def mask_to_events(mask: np.ndarray, mapping: SpectrogramMapping, class_names: l
                 continue
             boxes.append(RegionBox(x, x + w, y, y + h, int(pixels[k]), float(sums[k])))
         for b in join_boxes(boxes, gap, tolerance_rows, o.simultaneous):
-            begin = mapping.column_time(column_offset + b.x0) - half
-            end = mapping.column_time(column_offset + b.x1 - 1) + half
+            begin, end = mapping.span(column_offset + b.x0, column_offset + b.x1)
             low, high = hz[b.y1 - 1] - step / 2, hz[b.y0] + step / 2
             if end - begin < min_duration or high - low < min_bandwidth:
                 continue
@@ -235,28 +233,35 @@ def column_labels(pooled: np.ndarray, threshold: float) -> np.ndarray:
     return np.where(foreground > threshold, pooled[1:].argmax(0) + 1, 0).astype(np.uint8)
 
 
+def active_runs(labels: np.ndarray, gap: int = 0) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each run of active columns (``labels`` > 0), runs at most ``gap`` columns apart
+    joined."""
+    active = labels > 0
+    if gap:
+        active = close_time_gaps(active[None], gap)[0]
+    edges = np.diff(np.concatenate([[0], active.astype(np.int8), [0]]))
+    return list(zip(np.nonzero(edges == 1)[0].tolist(), np.nonzero(edges == -1)[0].tolist(), strict=True))
+
+
+def majority_label(labels: np.ndarray, class_names: list[str]) -> str:
+    """The class most of ``labels``' active columns hold (the first class when none is active)."""
+    votes = np.bincount(labels, minlength=len(class_names))[1:]
+    return class_names[int(votes.argmax()) + 1] if votes.any() else class_names[1]
+
+
 def columns_to_events(labels: np.ndarray, pooled: np.ndarray, mapping: SpectrogramMapping, class_names: list[str],
                       min_duration: float = 0.0, merge_gap: float = 0.0, column_offset: int = 0) -> list[Event]:
     """Time-only decoding (as vak does): runs of active columns -> segments; runs closer than ``merge_gap``
     (s) are joined, segments shorter than ``min_duration`` dropped, and each segment is labelled by the
     majority of its columns. One event per segment, without a band; score = mean pooled foreground over
     the segment's own columns."""
-    active = labels > 0
-    gap = int(round(merge_gap / mapping.column_seconds))
-    if gap:
-        active = close_time_gaps(active[None], gap)[0]
-    edges = np.diff(np.concatenate([[0], active.astype(np.int8), [0]]))
-    starts, stops = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
-    half = mapping.column_seconds / 2
     foreground = pooled[0] if pooled.shape[0] == 1 else 1.0 - pooled[0]
     events = []
-    for a, b in zip(starts, stops, strict=True):
-        begin = mapping.column_time(column_offset + a) - half
-        end = mapping.column_time(column_offset + b - 1) + half
+    for a, b in active_runs(labels, mapping.columns(merge_gap)):
+        begin, end = mapping.span(column_offset + a, column_offset + b)
         if end - begin < min_duration:
             continue
-        votes = np.bincount(labels[a:b], minlength=len(class_names))[1:]
-        label = class_names[int(votes.argmax()) + 1] if votes.any() else class_names[1]
+        label = majority_label(labels[a:b], class_names)
         own = labels[a:b] > 0  # the segment's own columns, not the joined gaps
         events.append(Event(round(float(begin), 6), round(float(end), 6), None, None, label,
                             round(float(foreground[a:b][own].mean()), 4)))

@@ -247,6 +247,15 @@ class SpectrogramMapping:
     def column_seconds(self) -> float:
         return self.hop_length / self.sample_rate
 
+    def span(self, first: int, stop: int) -> tuple[float, float]:
+        """Begin and end (s) of columns ``[first, stop)``: each column spans one hop around its centre."""
+        half = self.column_seconds / 2
+        return self.column_time(first) - half, self.column_time(stop - 1) + half
+
+    def columns(self, seconds: float) -> int:
+        """The nearest whole number of columns to ``seconds``."""
+        return int(round(seconds / self.column_seconds))
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["first_column_s"] = self.column_time(0)
@@ -301,6 +310,17 @@ def masked_frames(S: np.ndarray, mask: np.ndarray, cfg: SpectrogramConfig, sr: i
     return x[: cfg.win] * window_array(cfg)[:, None]
 
 
+def overlap_add(out: np.ndarray, norm: np.ndarray, frames: np.ndarray, window: np.ndarray, hop: int,
+                first: int) -> None:
+    """Add ``frames`` (win, n) into ``out`` at samples ``first + j * hop``, and the squared window into ``norm``
+    (the weighted overlap-add's divisor), in place."""
+    win = frames.shape[0]
+    for j in range(frames.shape[1]):
+        s = first + j * hop
+        out[s:s + win] += frames[:, j]
+        norm[s:s + win] += window**2
+
+
 def masked_inverse(S: np.ndarray, mask: np.ndarray, cfg: SpectrogramConfig, sr: int) -> np.ndarray:
     """Mask the complex STFT (see ``masked_frames``) and invert it by weighted overlap-add."""
     x = masked_frames(S, mask, cfg, sr)
@@ -308,10 +328,7 @@ def masked_inverse(S: np.ndarray, mask: np.ndarray, cfg: SpectrogramConfig, sr: 
     total = (S.shape[1] - 1) * cfg.hop_length + cfg.win
     out = np.zeros(total)
     norm = np.zeros(total)
-    for j in range(S.shape[1]):
-        s = j * cfg.hop_length
-        out[s:s + cfg.win] += x[:, j]
-        norm[s:s + cfg.win] += w**2
+    overlap_add(out, norm, x, w, cfg.hop_length, 0)
     return (out / np.maximum(norm, 1e-8)).astype(np.float32)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from unetseg.audio.annotations import Event
 from unetseg.audio.event_scores import event_scores
+from unetseg.audio.events import decoding
 from unetseg.audio.masks import column_labels, column_probabilities, columns_to_events
 from unetseg.audio.spectrogram import SpectrogramMapping
 from unetseg.data.discover import DatasetInfo
@@ -240,10 +241,9 @@ def tune_run(run_dir: str | Path) -> dict[str, Any] | None:
     if not info.spectrogram or info.events not in ("time", "box"):
         return None
     weights = run_dir / "weights"
-    if load_model(weights / "best.safetensors").head:
-        tune = tune_instance_events
-    else:
-        tune = tune_time_events if info.events == "time" else tune_box_events
+    mode = decoding(load_model(weights / "best.safetensors").head, info.events == "time")
+    tune = {"segments": tune_instance_events, "instances": tune_instance_events, "columns": tune_time_events,
+            "regions": tune_box_events}[mode]
     tuned = tune(weights / "best.safetensors", info)
     if tuned is None:
         return None

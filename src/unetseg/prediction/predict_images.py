@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,11 @@ class PredictOutputs:
     overwrite: bool = False
     resume: bool = False
 
+    def kinds(self) -> dict[str, bool]:
+        """Which of the extra outputs (``KINDS``) are asked for, by name."""
+        return {"coco": bool(self.coco_results), "overlays": self.overlays, "probabilities": self.probabilities,
+                "contours": self.contours, "instances": self.instances}
+
 
 def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: str | Path, *,
             options: InferenceOptions | None = None, postprocess: PostProcess | None = None,
@@ -76,8 +82,7 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
     the COCO results last.
     """
     o = outputs or PredictOutputs()
-    overlays, probabilities, contours, coco_results, coco_json = (o.overlays, o.probabilities, o.contours,
-                                                                   o.coco_results, o.coco_json)
+    coco_results, coco_json = o.coco_results, o.coco_json
     mode = output_mode(o.overwrite, o.resume)
     out = check_output_dir(output)
     loaded = engine.loaded if engine else model if isinstance(model, LoadedModel) else load_model(model)
@@ -91,9 +96,9 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
     inputs = [*files, *([loaded.path] if loaded.path else []), *([Path(coco_json)] if coco_json else [])]
     if coco_results:
         check_output_dir(Path(coco_results).parent)
-    extras = {"overlays": overlays, "probabilities": probabilities, "contours": contours,
-              "instances": o.instances, "coco": bool(coco_results)}
-    targets = {f.stem: _targets(out, f.stem, loaded.binary, **extras) for f in files}
+    extras = o.kinds()
+    kinds = [k for k in KINDS if extras[k.name]]
+    targets = {f.stem: [*(k.path(out, f.stem, loaded.binary) for k in kinds), out / f"{f.stem}.png"] for f in files}
     plan = Plan(targets, inputs, input_folders(inputs_given, files), [Path(coco_results)] if coco_results else [])
     image_ids, category_ids = _coco_ids(files, loaded.classes, coco_json)
     pp = postprocess or PostProcess()
@@ -107,32 +112,20 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
            "coco_json": str(coco_json) if coco_json else None}
     group = group or Group()
     engine = engine or Engine(loaded, opts)
-    engine.check_sizes(files, 6.0 * overlays + 2.0 * probabilities)  # measured: +5 B/px with both
+    engine.check_sizes(files, 6.0 * o.overlays + 2.0 * o.probabilities)  # measured: +5 B/px with both
     with shared_run(group, out, key, plan, mode, engine.describe()) as done:
         todo = group.shard([stems[s] for s in sorted(stems) if s not in done])
         palette = [list(c) for c in loaded.colours]
         for item, probs in engine.run(ImageDataset(todo, loaded.input_spec)):
             src = todo[item["index"]]
             mask = to_mask(probs, engine.loaded, pp)
+            objects = None
             if coco_results or o.instances:  # the head's instances, else each class's components
                 head = item["head"].numpy() if "head" in item and pp.objects == "auto" else None
                 objects = image_objects(mask, probs.numpy(), head, pp.peak_threshold)
-            if coco_results:  # first, so that a mask file present means every output of the image is
-                from unetseg.data.coco import objects_to_coco_results
-
-                write_json(out / "coco" / f"{src.stem}.json",
-                           objects_to_coco_results(*objects, image_ids[src.name], category_ids), indent=None)
-            if overlays:
-                image = to_uint8_rgb(read_image(src))
-                write_png(out / "overlays" / f"{src.stem}.png", overlay(image, mask, loaded.colours, loaded.binary))
-            if probabilities:
-                _write_probabilities(out / "probabilities", src.stem, probs, loaded.binary)
-            if o.instances:
-                write_png(out / "instances" / f"{src.stem}.png", objects[0])
-            if contours:
-                write_json(out / "contours" / f"{src.stem}.json", {
-                    "image": str(src), "height": mask.shape[0], "width": mask.shape[1],
-                    "objects": mask_to_polygons(mask, loaded.classes, loaded.binary)}, indent=None)
+            made = _Made(src, mask, probs, objects, loaded, (image_ids[src.name], category_ids))
+            for kind in kinds:  # the COCO part first, the mask last: a mask file means every output is there
+                kind.write(kind.path(out, src.stem, loaded.binary), made)
             write_mask(out / f"{src.stem}.png", mask, loaded.binary, palette)
         predicted = sum(group.gather(len(todo)))  # every process is done
         if group.main:
@@ -163,25 +156,57 @@ def _coco_ids(files: list[Path], classes: list[str], coco_json: str | Path | Non
     return by_file, {c: by_name[name] for c, name in enumerate(classes) if c > 0 and name in by_name}
 
 
-def _write_probabilities(folder: Path, stem: str, probs: torch.Tensor, binary: bool) -> None:
-    if binary:
-        write_png(folder / f"{stem}.png", (probs[0].numpy() * 255 + 0.5).astype(np.uint8))
+@dataclass(frozen=True)
+class _Made:
+    """What one image's outputs are made of."""
+
+    src: Path
+    mask: np.ndarray
+    probs: torch.Tensor
+    objects: tuple | None  # instance IDs and their classes and scores (``image_objects``)
+    loaded: LoadedModel
+    coco_ids: tuple[int, dict[int, int]]  # the image's id and the category id of each class
+
+
+def _coco(path: Path, m: _Made) -> None:
+    from unetseg.data.coco import objects_to_coco_results
+
+    write_json(path, objects_to_coco_results(*m.objects, *m.coco_ids), indent=None)
+
+
+def _overlay(path: Path, m: _Made) -> None:
+    write_png(path, overlay(to_uint8_rgb(read_image(m.src)), m.mask, m.loaded.colours, m.loaded.binary))
+
+
+def _probabilities(path: Path, m: _Made) -> None:
+    if m.loaded.binary:
+        write_png(path, (m.probs[0].numpy() * 255 + 0.5).astype(np.uint8))
     else:
-        atomic_write(folder / f"{stem}.npy", lambda p: np.save(p, probs.numpy().astype(np.float16)))
+        atomic_write(path, lambda p: np.save(p, m.probs.numpy().astype(np.float16)))
 
 
-def _targets(out: Path, stem: str, binary: bool, overlays: bool, probabilities: bool, contours: bool,
-             instances: bool, coco: bool) -> list[Path]:
-    """The files one image produces; its mask last (written last)."""
-    paths = []
-    if coco:
-        paths.append(out / "coco" / f"{stem}.json")
-    if overlays:
-        paths.append(out / "overlays" / f"{stem}.png")
-    if probabilities:
-        paths.append(out / "probabilities" / f"{stem}{'.png' if binary else '.npy'}")
-    if contours:
-        paths.append(out / "contours" / f"{stem}.json")
-    if instances:
-        paths.append(out / "instances" / f"{stem}.png")
-    return [*paths, out / f"{stem}.png"]
+def _contours(path: Path, m: _Made) -> None:
+    write_json(path, {"image": str(m.src), "height": m.mask.shape[0], "width": m.mask.shape[1],
+                      "objects": mask_to_polygons(m.mask, m.loaded.classes, m.loaded.binary)}, indent=None)
+
+
+def _instances(path: Path, m: _Made) -> None:
+    write_png(path, m.objects[0])
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of extra output: its folder, its file suffix (by binary or multi-class model) and its writer."""
+
+    name: str
+    suffix: tuple[str, str]  # binary, multi-class
+    write: Callable[[Path, _Made], None]
+
+    def path(self, out: Path, stem: str, binary: bool) -> Path:
+        return out / self.name / f"{stem}{self.suffix[0 if binary else 1]}"
+
+
+# The extra outputs in the order they are written (``PredictOutputs.kinds`` names which are asked for).
+KINDS = (Kind("coco", (".json", ".json"), _coco), Kind("overlays", (".png", ".png"), _overlay),
+         Kind("probabilities", (".png", ".npy"), _probabilities), Kind("contours", (".json", ".json"), _contours),
+         Kind("instances", (".png", ".png"), _instances))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,10 +39,26 @@ def postprocess_query(threshold: float | None = Query(None, **bounds(PostProcess
         raise bad(422, str(e)) from None
 
 
+@dataclass(frozen=True)
+class View:
+    """How ``/predict`` runs (tiles, flips) and what it answers (a PNG, or JSON with the PNG, the objects)."""
+
+    tile: int | None = None
+    tta: bool = False
+    format: str = "png"
+    mask: bool = False
+    objects: bool = False
+
+
+def view_query(tile: int | None = Query(None, ge=16, le=8192), tta: bool = False,
+               format: str = Query("png", pattern="^(png|json)$"), mask: bool = False, objects: bool = False) -> View:
+    """``/predict``'s query parameters other than post-processing, as one ``View``."""
+    return View(tile, tta, format, mask, objects)
+
+
 @router.post("/predict")
-async def predict(request: Request, pp: Annotated[PostProcess, Depends(postprocess_query)], model: str | None = None,
-                  tile: int | None = Query(None, ge=16, le=8192), tta: bool = False,
-                  format: str = Query("png", pattern="^(png|json)$"), mask: bool = False, objects: bool = False,
+async def predict(request: Request, pp: Annotated[PostProcess, Depends(postprocess_query)],
+                  view: Annotated[View, Depends(view_query)], model: str | None = None,
                   name: str | None = Query(None, max_length=200, description="the file's name, for errors only")
                   ) -> Response:
     """An image (request body or multipart file) -> its mask PNG, or with ``format=json`` polygons per
@@ -48,43 +67,47 @@ async def predict(request: Request, pp: Annotated[PostProcess, Depends(postproce
     server: ServerState = request.app.state.server
     served = server.pick(model, "image")
     spec = served.loaded.input_spec
-    if tile and spec.mode != "pad":
+    if view.tile and spec.mode != "pad":
         raise bad(400, "tile applies to native-size models only; this model scales every image")
-    if tile and tile % spec.divisor:
-        raise bad(400, f"tile {tile} is not divisible by the model's stride {spec.divisor}")
-    batched = not (tile or tta)
+    if view.tile and view.tile % spec.divisor:
+        raise bad(400, f"tile {view.tile} is not divisible by the model's stride {spec.divisor}")
     with tempfile.TemporaryDirectory(prefix="unetseg-upload-") as tmp:
         path = await server.upload(request, Path(tmp))
         with server.admission:  # a place among the requests at work, once the body is here (503 when none is free)
-            if batched:
-                served.batcher.expect(1)
-            try:
-                image = await asyncio.to_thread(read_upload_image, path, spec.channels, server.options.max_pixels,
-                                                  shown_name(name))
-                if batched:
-                    engine = served.engine
-                    future = served.batcher.submit(shape_key(image, spec), image)
-                    batched = False  # announced and submitted
-                    probs = await asyncio.wrap_future(future)
-                else:
-                    engine = served.engine_for(tile, tta)
-                    probs = (await asyncio.to_thread(engine.probabilities, [image], True))[0]
-            finally:
-                if batched:  # left before submitting (a bad upload)
-                    served.batcher.expect(-1)
-            return await asyncio.to_thread(_mask_response, engine, probs, pp, served, format, mask, objects)
+            read = functools.partial(read_upload_image, path, spec.channels, server.options.max_pixels,
+                                     shown_name(name))
+            if view.tile or view.tta:  # an engine of its own for these settings, one image at a time
+                image = await asyncio.to_thread(read)
+                engine = served.engine_for(view.tile, view.tta)
+                probs = (await asyncio.to_thread(engine.probabilities, [image], True))[0]
+            else:
+                engine, probs = served.engine, await _batched(served, read)
+            return await asyncio.to_thread(_mask_response, engine, probs, pp, served, view)
 
 
-def _mask_response(engine: Any, probs: Any, pp: PostProcess, served: ServedModel, fmt: str,
-                   with_png: bool, objects: bool = False) -> Response:
+async def _batched(served: ServedModel, read: Callable[[], np.ndarray]) -> Any:
+    """The probabilities of the image ``read`` gives, run in a batch with the requests that arrive with it: the
+    batcher is told of the image before it is read (so that it waits for it), and told again if it never
+    comes (a bad upload)."""
+    served.batcher.expect(1)
+    try:
+        image = await asyncio.to_thread(read)
+    except BaseException:
+        served.batcher.expect(-1)
+        raise
+    future = served.batcher.submit(shape_key(image, served.loaded.input_spec), image)
+    return await asyncio.wrap_future(future)
+
+
+def _mask_response(engine: Any, probs: Any, pp: PostProcess, served: ServedModel, view: View) -> Response:
     outputs = served.loaded.outputs
     probs, head = probs[:outputs], (probs[outputs:].numpy() if served.loaded.head else None)
     classes = to_mask(probs, engine.loaded, pp)
     png = encode_mask(classes, served.loaded.binary, [list(c) for c in served.loaded.colours], compress_level=1)
-    if fmt == "png":
+    if view.format == "png":
         return Response(png, media_type="image/png")
-    out = _mask_json(classes, served, threshold_for(engine.loaded, pp), png if with_png else None)
-    if objects:
+    out = _mask_json(classes, served, threshold_for(engine.loaded, pp), png if view.mask else None)
+    if view.objects:
         out["objects"] = _objects(classes, np.asarray(probs), head, served)
         out["objects_from"] = "instances" if head is not None else "components"
     return JSONResponse(out)
