@@ -1,17 +1,49 @@
-"""Options are defined once (a dataclass field's metadata) and every reader takes their bounds from there: the
-command line, YAML files and HTTP queries."""
+"""Tests of ``unetseg.core.config``. Options are defined once (a dataclass field's metadata) and every reader
+takes their bounds from there: the command line, YAML files and HTTP queries."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from types import MappingProxyType
 
 import pytest
 import yaml
 
+from tests.fixtures import assert_one_line_error, run, write_binary_dataset
 from unetseg.cli import main
 from unetseg.core.config import Config, bounds, coerce
 from unetseg.core.errors import UnetsegError
+
+
+def test_unknown_config_key(binary_data: Path, tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("model: {arch: classic, widht: 8}\n")
+    code, _, err = run(["train", "--data", str(binary_data), "--config", str(cfg)], capsys)
+    assert_one_line_error(code, err, "cfg.yaml", "unknown key model.widht")
+
+
+@pytest.mark.parametrize(("option", "value", "needle"), [
+    ("data.size", False, "whole pixels"),  # was a ZeroDivisionError in the plan
+    ("data.size", [40, 40], "not divisible by 16"),  # was a tensor shape error in the plan's probe
+    ("data.size", 65536, "over the memory budget"),  # was a 34 GB allocation in the plan's probe
+    ("train.accelerator", False, "expected text"),  # was Lightning's ValueError
+    ("train.accelerator", "gpuu", "is not one of"),
+    ("train.devices", "7", "must be auto, a count"),
+    ("train.loss", "0.5*bce+-1*dice", "weights must be positive"),
+    ("model.encoder", "nonexistent", "unknown encoder"),  # was a KeyError in the plan
+])
+def test_config_values_found_by_fuzzing(option: str, value: object, needle: str, tmp_path: Path, capsys) -> None:
+    import yaml
+
+    section, key = option.split(".")
+    extra = {"model": {"arch": "unet"}} if key == "encoder" else {}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**extra, section: {**extra.get(section, {}), key: value}}))
+    data = write_binary_dataset(tmp_path / "d", {"train": 6, "valid": 2})
+    code, _, err = run(["train", "--config", str(tmp_path / "c.yaml"), "--data", str(data), "--runs-dir",
+                        str(tmp_path / "runs"), "--epochs", "1", "--no-progress"], capsys)
+    assert_one_line_error(code, err, needle)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
 def _tighten(monkeypatch: pytest.MonkeyPatch, cls: type, name: str, **bound: float) -> None:

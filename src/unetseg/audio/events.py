@@ -70,6 +70,11 @@ class EventTracker:
     def __post_init__(self) -> None:
         self.options = self.options.resolved()
 
+    @property
+    def pending(self) -> tuple[int, int]:
+        """Columns held for events still open: of the mask, and of the instance head's maps (0 without)."""
+        return (0 if self._mask is None else self._mask.shape[-1], 0 if self._head is None else self._head.shape[-1])
+
     def push(self, mask: np.ndarray, probs: np.ndarray, head: np.ndarray | None = None) -> None:
         """``mask``: class indices (rows, k); ``probs``: (rows, k) for binary models, else (classes, rows, k);
         ``head``: the instance head's (5, rows, k) heat and edge distances, if the model has one."""

@@ -1,0 +1,26 @@
+"""Tests of ``unetseg.cli`` (``main``): an unexpected error is one line, with its traceback in a file."""
+
+from __future__ import annotations
+
+import pytest
+
+from unetseg.cli import main
+
+
+def test_unexpected_exception_is_one_line_with_the_traceback_in_a_file(monkeypatch, capsys, tmp_path) -> None:
+    import unetseg.cli.images as images
+
+    monkeypatch.setenv("UNETSEG_CACHE", str(tmp_path / "cache"))
+
+    def boom(_args: object) -> int:
+        raise ZeroDivisionError("something deep broke")
+
+    monkeypatch.setattr(images, "cmd_info", boom)
+    code = main(["info", "x"])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "ZeroDivisionError: something deep broke" in err and "--debug" in err
+    saved = next((tmp_path / "cache" / "errors").glob("*.txt"))
+    assert "Traceback" in saved.read_text() and str(saved) in err
+    with pytest.raises(ZeroDivisionError):
+        main(["--debug", "info", "x"])
