@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from unetseg.core.lazy import lazy
 from unetseg.version import __version__
 
 __all__ = ["__version__", "evaluate", "load_model", "predict", "train"]
@@ -35,17 +36,6 @@ def train(config: Config | dict | None = None, resume: str | Path | None = None,
     return result
 
 
-def __getattr__(name: str) -> Any:
-    if name == "evaluate":
-        from unetseg.evaluation.evaluate_split import evaluate
-
-        return evaluate
-    if name == "predict":
-        from unetseg.prediction.predict_images import predict
-
-        return predict
-    if name == "load_model":
-        from unetseg.models.modelfile import load_model
-
-        return load_model
-    raise AttributeError(name)
+# ``unetseg.<stage>.<module>``: loaded on first use, so that ``unetseg --help`` stays light.
+__getattr__ = lazy("unetseg", {"evaluate": "evaluation.evaluate_split", "predict": "prediction.predict_images",
+                               "load_model": "models.modelfile"})

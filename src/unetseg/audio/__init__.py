@@ -7,20 +7,10 @@ detect's settings on a finished run's validation split. Both load lazily: this p
 
 from __future__ import annotations
 
-from typing import Any
-
 from unetseg.audio.settings import MAX_FFT, MAX_MELS, MAX_RATE
+from unetseg.core.lazy import lazy
 
 __all__ = ["MAX_FFT", "MAX_MELS", "MAX_RATE", "detect_folder", "tune_run"]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "detect_folder":
-        from unetseg.audio.runner import detect_folder
-
-        return detect_folder
-    if name == "tune_run":
-        from unetseg.audio.tuning import tune_run
-
-        return tune_run
-    raise AttributeError(name)
+__getattr__ = lazy(__name__, {"detect_folder": "runner", "tune_run": "tuning"})

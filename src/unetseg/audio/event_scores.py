@@ -14,6 +14,11 @@
 - Segment error rate: ``segment``-second segments; ER = (substitutions + deletions + insertions) /
   reference activity, as in Mesaros et al. 2016.
 - SDR: 10 log10(sum s^2 / sum (s - s_hat)^2) of the estimate against the clean reference.
+
+Written here rather than taken from sed_eval / sed_scores_eval (neither a dependency): their segment and
+frame metrics build per-segment activity arrays over a whole file, and these run on intervals and candidate
+pairs in bounded memory (an event ending at 1e9 s costs nothing); box IoU matching and the COCO AP of
+time-frequency boxes have no counterpart there.
 """
 
 from __future__ import annotations

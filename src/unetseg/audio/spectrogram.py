@@ -140,7 +140,12 @@ def frames(y: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
 
 def stft(y: np.ndarray, cfg: SpectrogramConfig, dtype: type = np.float32) -> np.ndarray:
     """Complex STFT, (bins, frames): one-sided rfft bins, or two-sided fftshift-ed (zero in the middle). The work
-    is in ``dtype`` (float32: complex64 out, twice as fast as float64 and as exact as 16-bit audio needs)."""
+    is in ``dtype`` (float32: complex64 out, twice as fast as float64 and as exact as 16-bit audio needs).
+
+    Framed by hand rather than with ``scipy.signal.ShortTimeFFT``, which centres windows on samples and pads
+    the edges: here frame j starts at sample j * hop, so blocks streamed at hop multiples give exactly the
+    columns of the whole recording (detect, tiles).
+    """
     import scipy.fft
 
     x = frames(np.asarray(y, dtype), cfg) * window_array(cfg).astype(dtype)

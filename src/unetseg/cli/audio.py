@@ -8,15 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from unetseg.audio.settings import DetectOptions, EventOptions
-from unetseg.cli.common import (
-    add_batch_args,
-    add_inference_args,
-    add_postprocess_args,
-    group_threads,
-    inference_from_args,
-    number,
-    postprocess_from_args,
-)
+from unetseg.cli import common
+from unetseg.cli.common import number
 from unetseg.core.config import MAX_SEED, add_dataclass_arguments, dataclass_from_args
 from unetseg.core.errors import UnetsegError
 
@@ -112,7 +105,7 @@ def add_audio_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_mix)
 
     p = asub.add_parser("detect", help="model + recordings -> events (Raven/Audacity/CSV), denoised audio")
-    add_batch_args(p, "a recording or a folder of recordings", "recordings")
+    common.add_batch_args(p, "a recording or a folder of recordings", "recordings")
     p.add_argument("--format", default="raven", choices=("raven", "audacity", "csv"), help="[default: raven]")
     p.add_argument("--save-mask", action="store_true", help="also write the whole recording's mask PNG")
     p.add_argument("--denoise", help="denoised WAV (one input) or folder (a folder of inputs)")
@@ -120,8 +113,8 @@ def add_audio_commands(sub: argparse._SubParsersAction) -> None:
                    "OUTPUT/review, for 'unetseg serve --review OUTPUT/review' (a review made before is kept)")
     add_dataclass_arguments(p.add_argument_group("windows"), DetectOptions, WINDOWS)
     add_dataclass_arguments(p.add_argument_group("events"), EventOptions, EVENTS)
-    add_postprocess_args(p, skip=("open_px", "close_px", "min_size", "fill_holes", "objects", "peak_threshold"))
-    add_inference_args(p, skip=("workers", "tile", "tile_overlap", "blend", "tta", "max_memory"))
+    common.add_postprocess_args(p, skip=("open_px", "close_px", "min_size", "fill_holes", "objects", "peak_threshold"))
+    common.add_inference_args(p, skip=("workers", "tile", "tile_overlap", "blend", "tta", "max_memory"))
     p.set_defaults(func=cmd_detect)
 
     p = asub.add_parser("evaluate", help="event metrics against reference annotations; SDR of denoised audio")
@@ -234,7 +227,7 @@ def cmd_mix(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    inference, postprocess = inference_from_args(args), postprocess_from_args(args)
+    inference, postprocess = common.inference_from_args(args), common.postprocess_from_args(args)
     windows = dataclass_from_args(DetectOptions, args, WINDOWS)
     dataclass_from_args(EventOptions, args, EVENTS)  # checked before the model loads; its tuned defaults below
     from unetseg.audio.datasets import list_recordings
@@ -253,7 +246,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     check_recordings(files, spectrogram_config(loaded), windows.channel)  # before the engine is built
     group = launched_group()
     event_options = dataclass_from_args(EventOptions, args, EVENTS, defaults=tuned_events(loaded))
-    detector = Detector(loaded, windows, group_threads(inference, group), postprocess, event_options)
+    detector = Detector(loaded, windows, common.group_threads(inference, group), postprocess, event_options)
     done = detect_folder(detector, args.input, args.output, outputs, group, report=print)
     if args.review and group.main:
         from unetseg.audio.annotations import SUFFIXES

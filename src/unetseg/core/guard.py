@@ -150,7 +150,10 @@ def check_run_name(name: str, what: str = "run name") -> str:
 
 @contextmanager
 def folder_lock(folder: Path) -> Iterator[None]:
-    """Hold ``folder``'s lock while the block writes into it; a second writer fails at once with one line."""
+    """Hold ``folder``'s lock while the block writes into it; a second writer fails at once with one line.
+
+    ``flock`` by hand rather than ``filelock`` (which the review store uses): the error names the holder's pid,
+    and the lock file is removed afterwards, so nothing of ours stays in a user's output folder."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from unetseg.core.lazy import lazy
 
 __all__ = ["evaluate"]
 
@@ -11,9 +13,4 @@ if TYPE_CHECKING:
     from unetseg.evaluation.evaluate_split import evaluate
 
 
-def __getattr__(name: str) -> Any:
-    if name == "evaluate":
-        from unetseg.evaluation.evaluate_split import evaluate
-
-        return evaluate
-    raise AttributeError(name)
+__getattr__ = lazy(__name__, {"evaluate": "evaluate_split"})

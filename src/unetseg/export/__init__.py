@@ -3,7 +3,9 @@ Loaded lazily."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from unetseg.core.lazy import lazy
 
 __all__ = ["export"]
 
@@ -11,9 +13,4 @@ if TYPE_CHECKING:
     from unetseg.export.exporter import export
 
 
-def __getattr__(name: str) -> Any:
-    if name == "export":
-        from unetseg.export.exporter import export
-
-        return export
-    raise AttributeError(name)
+__getattr__ = lazy(__name__, {"export": "exporter"})

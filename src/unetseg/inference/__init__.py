@@ -9,8 +9,9 @@ export: audio turns its maps into events, predict into files, export writes the 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from unetseg.core.lazy import lazy
 from unetseg.inference.options import InferenceOptions
 
 __all__ = ["Engine", "ImageDataset", "InferenceOptions", "activate", "to_classes"]
@@ -20,14 +21,6 @@ if TYPE_CHECKING:
     from unetseg.inference.engine import Engine, ImageDataset
 
 
-def __getattr__(name: str) -> Any:
-    # Lazy: the command line imports the options (no torch) to build its flags.
-    if name in ("Engine", "ImageDataset"):
-        from unetseg.inference import engine
-
-        return getattr(engine, name)
-    if name in ("activate", "to_classes"):
-        from unetseg.inference import classes
-
-        return getattr(classes, name)
-    raise AttributeError(name)
+# Lazy: the command line imports the options (no torch) to build its flags.
+__getattr__ = lazy(__name__, {"Engine": "engine", "ImageDataset": "engine", "activate": "classes",
+                               "to_classes": "classes"})

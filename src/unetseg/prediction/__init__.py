@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from unetseg.core.lazy import lazy
 
 __all__ = ["PostProcess", "PredictOutputs", "predict", "to_mask"]
 
@@ -12,13 +14,5 @@ if TYPE_CHECKING:
     from unetseg.prediction.predict_images import PredictOutputs, predict
 
 
-def __getattr__(name: str) -> Any:
-    if name in ("predict", "PredictOutputs"):
-        from unetseg.prediction import predict_images
-
-        return getattr(predict_images, name)
-    if name in ("PostProcess", "to_mask"):
-        from unetseg.prediction import postprocess
-
-        return getattr(postprocess, name)
-    raise AttributeError(name)
+__getattr__ = lazy(__name__, {"predict": "predict_images", "PredictOutputs": "predict_images",
+                               "PostProcess": "postprocess", "to_mask": "postprocess"})

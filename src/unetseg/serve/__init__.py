@@ -4,7 +4,9 @@ limits without FastAPI."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from unetseg.core.lazy import lazy
 
 __all__ = ["ServeOptions", "create_app", "load_models", "serve"]
 
@@ -13,12 +15,5 @@ if TYPE_CHECKING:
     from unetseg.serve.limits import ServeOptions
     from unetseg.serve.models import load_models
 
-_HOMES = {"create_app": "app", "serve": "app", "ServeOptions": "limits", "load_models": "models"}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(name)
-    import importlib
-
-    return getattr(importlib.import_module(f"unetseg.serve.{_HOMES[name]}"), name)
+__getattr__ = lazy(__name__, {"create_app": "app", "serve": "app", "ServeOptions": "limits",
+                               "load_models": "models"})
