@@ -12,7 +12,6 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from scipy.signal import get_window
 
 from unetseg.audio.settings import MAX_FFT, MAX_MELS, MAX_RATE
 from unetseg.core.config import check_fields, option
@@ -20,6 +19,7 @@ from unetseg.core.errors import UnetsegError, schema_error
 
 SCALES = ("db", "magnitude", "power")
 AXES = ("linear", "mel")
+COMMON_WINDOWS = ("hann", "hamming", "blackman", "boxcar", "bartlett", "triang", "blackmanharris", "nuttall")
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,10 @@ class SpectrogramConfig:
         if self.scale == "db" and not -300 <= self.db_floor < 0:
             raise UnetsegError(f"spectrogram db_floor {self.db_floor} must lie in [-300, 0) dB")
         try:
-            get_window(self.window, 16)
+            if self.window not in COMMON_WINDOWS:  # scipy.signal takes a second to import: only for the rest
+                from scipy.signal import get_window
+
+                get_window(self.window, 16)
         except (ValueError, TypeError):
             raise UnetsegError(f"unknown STFT window {str(self.window)[:40]!r} (hann, hamming, blackman, ...)"
                                ) from None
@@ -123,6 +126,8 @@ def preset(name: str, **changes: Any) -> SpectrogramConfig:
 
 
 def window_array(cfg: SpectrogramConfig) -> np.ndarray:
+    from scipy.signal import get_window
+
     return get_window(cfg.window, cfg.win, fftbins=not cfg.symmetric_window).astype(np.float64)
 
 
