@@ -38,7 +38,7 @@ def test_detect_events_and_denoise_then_evaluate(finch_model: Path, birds: Path,
     assert mask.shape[0] == 256 and set(np.unique(mask)) <= {0, 255}
     code, _, err = run(["audio", "detect", "--model", str(finch_model), "--input", str(wav), "--output", str(out),
                         "--format", "csv"], capsys)  # the folder holds a run: its record and events.csv stay
-    assert_one_line_error(code, err, "inference.json", "already exists")
+    assert_one_line_error(code, err, "events.csv", "already exists", "--overwrite")
     for fmt, suffix in (("audacity", ".labels.txt"), ("csv", ".events.csv")):
         code, _, err = run(["audio", "detect", "--model", str(finch_model), "--input", str(wav), "--output",
                             str(tmp_path / fmt), "--format", fmt], capsys)

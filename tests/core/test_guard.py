@@ -36,7 +36,7 @@ LOSS = {
         "is also an input"),
     "predict masks over the input images": (
         ["predict", "--model", "pad.safetensors", "--input", "imgs", "--output", "imgs", "--overwrite"], ["imgs"],
-        "is also an input"),
+        "lies inside the input folder imgs"),
     "predict coco results over the coco json": (
         ["predict", "--model", "pad.safetensors", "--input", "imgs", "--output", "p1", "--coco-json", "truth.txt",
          "--coco-results", "truth.txt", "--overwrite"], ["truth.txt"], "is also an input"),

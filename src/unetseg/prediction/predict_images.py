@@ -21,6 +21,7 @@ from unetseg.core.fileio import (
     write_mask,
     write_png,
 )
+from unetseg.core.guard import check_outputs
 from unetseg.core.output_folder import Plan, finish, output_mode, shared_run
 from unetseg.data.images import IMAGE_EXTENSIONS, read_image
 from unetseg.evaluation.figures import overlay, to_uint8_rgb
@@ -100,6 +101,7 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
     kinds = [k for k in KINDS if extras[k.name]]
     targets = {f.stem: [*(k.path(out, f.stem, loaded.binary) for k in kinds), out / f"{f.stem}.png"] for f in files}
     plan = Plan(targets, inputs, input_folders(inputs_given, files), [Path(coco_results)] if coco_results else [])
+    check_outputs(plan.extra, plan.inputs, overwrite=True)  # a COCO results file that is an input: before reading
     image_ids, category_ids = _coco_ids(files, loaded.classes, coco_json)
     pp = postprocess or PostProcess()
     opts = engine.options if engine else options or InferenceOptions()
