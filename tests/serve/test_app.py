@@ -297,3 +297,31 @@ def test_a_png_declaring_100000_pixels_a_side_is_413(models: list[Path]) -> None
     with client(models) as c:
         r = c.post("/predict?model=pad", content=bomb)
     assert r.status_code == 413 and "--max-pixels" in r.json()["detail"]
+
+
+def test_requests_at_work_share_one_memory_budget(models: list[Path]) -> None:
+    """Each /predict takes its image's share of the memory budget (decoding, probabilities, outputs) while it
+    works; one that would pass what is left is turned away at once (503, Retry-After) instead of growing the
+    server (16 images of 6000x6000 at once took it from 0.8 to 4.6 GB)."""
+    from unetseg.serve.batcher import Budget, Busy
+
+    budget = Budget(100)
+    with budget.take(60):
+        with pytest.raises(Busy), budget.take(50):
+            pass
+        with budget.take(40):
+            assert budget.used == 100
+    assert budget.used == 0
+    with budget.take(500):  # alone, a request always runs (its size was checked against the limits already)
+        pass
+    big = np.random.default_rng(1).integers(0, 255, (600, 600, 3), dtype=np.uint8)
+    with client(models) as c:
+        server = c.app.state.server  # type: ignore[attr-defined]
+        need = server.models["pad"].engine.image_bytes(600, 600)
+        server.memory = Budget(need + need // 2)
+        with server.memory.take(need // 2 + 1):  # another request holds a third of the budget
+            busy = c.post("/predict?model=pad", content=png_bytes(big))
+            assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+            assert c.post("/predict?model=pad", content=png_bytes(IMAGE)).status_code == 200  # a small one fits
+        assert c.post("/predict?model=pad", content=png_bytes(big)).status_code == 200
+        assert server.memory.used == 0

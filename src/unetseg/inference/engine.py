@@ -149,19 +149,23 @@ class Engine:
                           num_workers=self.options.workers, collate_fn=_collate)
 
     @torch.inference_mode()
+    def image_bytes(self, height: int, width: int, outputs_per_pixel: float = 0.0) -> int:
+        """Memory one image of ``height`` x ``width`` takes through the engine: its decoding, full-size
+        probabilities and outputs (``outputs_per_pixel`` bytes more), beside the forward pass of one tile."""
+        classes = 1 if self.loaded.binary else len(self.loaded.classes)
+        per_pixel = FULL_SIZE_BYTES + CLASS_BYTES * (classes - 1) + outputs_per_pixel
+        side = self.options.tile or self.guard.tile() or self.guard.divisor
+        return int(height * width * per_pixel) + self.guard.estimate(1, side, side)
+
     def check_sizes(self, images: list[Path], outputs_per_pixel: float = 0.0) -> None:
         """Refuse, from the headers and before any work, an image whose decoding, full-size probabilities and
         outputs (``outputs_per_pixel`` bytes more: overlays, figures) would not fit the memory budget beside
         the forward pass (which tiles when it must)."""
         from unetseg.data.images import read_header
 
-        classes = 1 if self.loaded.binary else len(self.loaded.classes)
-        per_pixel = FULL_SIZE_BYTES + CLASS_BYTES * (classes - 1) + outputs_per_pixel
-        side = self.options.tile or self.guard.tile() or self.guard.divisor
-        network = self.guard.estimate(1, side, side)
         for path in images:
             header = read_header(path)
-            need = header.height * header.width * per_pixel + network
+            need = self.image_bytes(header.height, header.width, outputs_per_pixel)
             if need > self.guard.budget:
                 raise UnetsegError(f"{path}: a {header.width}x{header.height} image needs about {gib(need)} for its "
                                    f"pixels, probabilities and outputs, over the memory budget of "

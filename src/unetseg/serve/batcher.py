@@ -5,8 +5,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,27 @@ class Admission:
     def __exit__(self, *exc: object) -> None:
         with self.lock:
             self.count -= 1
+
+
+class Budget:
+    """At most ``limit`` bytes of request work at once (the images being decoded, run and encoded): a request
+    that would pass it is turned away at once (503, Retry-After) rather than queued in memory. One request
+    alone always runs (its image was checked against --max-pixels and the memory budget already)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used, self.lock = limit, 0, threading.Lock()
+
+    @contextmanager
+    def take(self, need: int) -> Iterator[None]:
+        with self.lock:
+            if self.used and self.used + need > self.limit:
+                raise Busy
+            self.used += need
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.used -= need
 
 
 class Batcher:

@@ -21,7 +21,7 @@ from unetseg.core.fileio import encode_mask
 from unetseg.prediction.postprocess import PostProcess, mask_to_polygons, threshold_for, to_mask
 from unetseg.serve.batcher import shape_key
 from unetseg.serve.models import ServedModel
-from unetseg.serve.state import ServerState, bad, read_upload_image, shown_name
+from unetseg.serve.state import ServerState, bad, read_upload_image, shown_name, upload_size
 
 router = APIRouter()
 
@@ -73,9 +73,10 @@ async def predict(request: Request, pp: Annotated[PostProcess, Depends(postproce
         raise bad(400, f"tile {view.tile} is not divisible by the model's stride {spec.divisor}")
     with tempfile.TemporaryDirectory(prefix="unetseg-upload-") as tmp:
         path = await server.upload(request, Path(tmp))
-        with server.admission:  # a place among the requests at work, once the body is here (503 when none is free)
-            read = functools.partial(read_upload_image, path, spec.channels, server.options.max_pixels,
-                                     shown_name(name))
+        height, width = await asyncio.to_thread(upload_size, path, server.options.max_pixels, shown_name(name))
+        # a place among the requests at work, once the body is here, and its share of the memory (503 when none)
+        with server.admission, server.memory.take(served.engine.image_bytes(height, width)):
+            read = functools.partial(read_upload_image, path, spec.channels, shown_name(name))
             if view.tile or view.tta:  # an engine of its own for these settings, one image at a time
                 image = await asyncio.to_thread(read)
                 engine = served.engine_for(view.tile, view.tta)

@@ -11,8 +11,9 @@ import numpy as np
 from fastapi import HTTPException, Request
 from starlette.requests import ClientDisconnect
 
+from unetseg.core.budget import memory_budget
 from unetseg.core.errors import UnetsegError
-from unetseg.serve.batcher import Admission
+from unetseg.serve.batcher import Admission, Budget
 from unetseg.serve.models import FileStore, ServedModel, ServeOptions
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class ServerState:
         self.models, self.options = models, options
         self.admission = Admission(options.queue)  # requests at work (503 when none is free)
         self.uploading = Admission(4 * options.queue)  # bodies being read: their memory is bounded too
+        self.memory = Budget(memory_budget())  # what the requests at work may take together
         self.store = FileStore()
         self.limit = int(options.max_upload_mb * 2**20)
 
@@ -103,10 +105,10 @@ def shown_name(name: str | None) -> str:
     return " ".join(Path(name).name.split())[:200] if name else "upload"
 
 
-def read_upload_image(path: Path, channels: int, max_pixels: int, shown: str = "upload") -> np.ndarray:
-    """The uploaded image, refusing more than ``max_pixels`` from its header before decoding (413); errors
-    name it ``shown``."""
-    from unetseg.data.images import ImageTooLarge, read_header, read_image
+def upload_size(path: Path, max_pixels: int, shown: str = "upload") -> tuple[int, int]:
+    """The uploaded image's height and width from its header, refusing more than ``max_pixels`` before
+    anything is decoded (413); errors name it ``shown``."""
+    from unetseg.data.images import ImageTooLarge, read_header
 
     try:
         try:
@@ -114,9 +116,19 @@ def read_upload_image(path: Path, channels: int, max_pixels: int, shown: str = "
         except ImageTooLarge:
             raise bad(413, f"image header declares more pixels than can be decoded safely; the limit is {max_pixels} "
                        "pixels (--max-pixels)") from None
-        if header.height * header.width > max_pixels:
-            raise bad(413, f"image of {header.width}x{header.height} pixels is over the limit of {max_pixels} "
-                       "pixels (--max-pixels)")
+    except UnetsegError as e:
+        raise bad(400, str(e).replace(str(path), shown)) from None
+    if header.height * header.width > max_pixels:
+        raise bad(413, f"image of {header.width}x{header.height} pixels is over the limit of {max_pixels} "
+                   "pixels (--max-pixels)")
+    return header.height, header.width
+
+
+def read_upload_image(path: Path, channels: int, shown: str = "upload") -> np.ndarray:
+    """The uploaded image (its size checked by ``upload_size`` first); errors name it ``shown``."""
+    from unetseg.data.images import read_image
+
+    try:
         return read_image(path, channels)
     except UnetsegError as e:
         raise bad(400, str(e).replace(str(path), shown)) from None
