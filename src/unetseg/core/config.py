@@ -93,6 +93,9 @@ class TrainConfig:
     name: str = option("", "run name; the run folder is <runs_dir>/<name>[-N] (default: dataset folder name)",
                        check=lambda v: v == "" or check_run_name(v))
     runs_dir: str = option("runs", "parent folder of run folders")
+    init: str | None = option(None, "a unetseg model file to start from (its architecture and weights; layers "
+                              "that do not fit, such as a classifier of other classes, start fresh)",
+                              metavar="MODEL")
     plan: bool = option(True, "choose the options you leave unset from the dataset's fingerprint, the machine "
                         "and --max-time; the plan and its reasons are saved as plan.json")
     loss: str = option("auto", "bce, dice, jaccard, focal, ce, lovasz, tversky or a weighted sum "
@@ -162,6 +165,11 @@ class Config:
         return cls.from_dict(data, str(path))
 
     @property
+    def sources(self) -> dict[str, str]:
+        """Where each ``explicit`` option came from (a YAML file, ``command line``, ``--init MODEL``)."""
+        return self.__dict__.setdefault("_sources", {})
+
+    @property
     def explicit(self) -> set[str]:
         """The ``section.key`` names set through ``update`` (YAML, flags, dicts), not left at their defaults."""
         return self.__dict__.setdefault("_explicit", set())
@@ -182,6 +190,7 @@ class Config:
                     )
                 setattr(obj, key, coerce(type(obj), names[key], value, f"{source}: {section}.{key}"))
                 self.explicit.add(f"{section}.{key}")
+                self.sources[f"{section}.{key}"] = source
 
 
 SECTIONS: dict[str, type] = {

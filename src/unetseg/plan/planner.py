@@ -87,7 +87,8 @@ class Plan:
         lines = ["training plan" + (f" for {self.budget_minutes:g} minutes" if self.budget_minutes else "") + ":"]
         for c in self.choices:
             value = "x".join(map(str, c.value)) if isinstance(c.value, list) else c.value
-            lines.append(f"  {c.key} = {value}  ({'set by you' if c.user else c.reason})")
+            shown = c.reason if not c.user or c.reason.startswith("from --init") else "set by you"
+            lines.append(f"  {c.key} = {value}  ({shown})")
         return "\n".join(lines)
 
 
@@ -99,19 +100,25 @@ class _Planner:
     def user(self, key: str) -> bool:
         return key in self.cfg.explicit
 
+    def given(self, key: str, reason: str) -> str:
+        """Why a value the plan did not choose is what it is: where it came from when not the user's flags."""
+        source = self.cfg.sources.get(key, "")
+        return f"from {source}" if source.startswith("--init") else reason
+
     def keep(self, keys: tuple[str, ...], reason: str) -> None:
         """Record a group of options as they are: the user set at least one of them."""
         for key in keys:
             section, name = key.split(".")
             value = getattr(getattr(self.cfg, section), name)
-            self.plan.choices.append(Choice(key, value, reason if self.user(key) else "default, kept with "
-                                            "the options you set", user=self.user(key)))
+            why = self.given(key, reason) if self.user(key) else "default, kept with the options you set"
+            self.plan.choices.append(Choice(key, value, why, user=self.user(key)))
 
     def set(self, key: str, value: Any, reason: str) -> None:
         """Set ``section.key`` unless the user did; record either way."""
         section, name = key.split(".")
         if self.user(key):
-            self.plan.choices.append(Choice(key, getattr(getattr(self.cfg, section), name), reason, user=True))
+            self.plan.choices.append(Choice(key, getattr(getattr(self.cfg, section), name), self.given(key, reason),
+                                            user=True))
             return
         setattr(getattr(self.cfg, section), name, value)
         self.plan.choices.append(Choice(key, value, reason))

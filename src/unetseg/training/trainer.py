@@ -40,6 +40,7 @@ from unetseg.training.callbacks import RunRecorder, StopOnTerminate, WarmupCosin
 from unetseg.training.losses import parse_class_weights, parse_loss
 from unetseg.training.run import check_checkpoint, load_run, make_run_dir, mark_failed, write_config
 from unetseg.training.task import SegmentationTask
+from unetseg.training.warm_start import init_input, init_settings, load_init_weights
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ def _new(config: Config | dict | None, overrides: dict[str, dict[str, Any]] | No
     counts = stats.total
     log.info("classes: %s", ", ".join(f"{c} {n / max(counts.sum(), 1):.1%}"
                                       for c, n in zip(info.classes, counts, strict=True)))
+    init = init_settings(cfg, info)  # --init: the model file's architecture, before the plan
     resolve_instances(cfg, info)
     plan = None
     if cfg.train.plan:
@@ -133,7 +135,7 @@ def _new(config: Config | dict | None, overrides: dict[str, dict[str, Any]] | No
         log.info("%s", plan.summary())
     else:
         audio_model_defaults(cfg, info)
-    return _Setup(cfg, info, resolve_input(cfg, info, channels), stats=stats, plan=plan)
+    return _Setup(cfg, info, init_input(resolve_input(cfg, info, channels), init), stats=stats, plan=plan)
 
 
 def _fit(setup: _Setup, locks: ExitStack, callbacks: list[Callback] | None, main: bool) -> TrainResult:
@@ -153,7 +155,10 @@ def _fit(setup: _Setup, locks: ExitStack, callbacks: list[Callback] | None, main
         check_meta(meta, f"{info.source} (the model file this run would write)")
         check_training_memory(model, spec.channels, spec.divisor, cfg.train.batch_size,
                               *_step_size(cfg, spec, setup.stats), cfg.train.max_memory)
-        load_encoder_weights(model, model_cfg, spec.channels)
+        if cfg.train.init:
+            load_init_weights(model, cfg.train.init)
+        else:
+            load_encoder_weights(model, model_cfg, spec.channels)
         # The run folder appears only once data and model are known to be good.
         setup.run_dir = make_run_dir(cfg, info, spec, setup.plan.to_dict() if setup.plan else None)
         locks.enter_context(folder_lock(setup.run_dir))
