@@ -27,10 +27,11 @@ import numpy as np
 import soundfile as sf
 
 from unetseg.audio.annotations import events_by_file, read_annotations
-from unetseg.audio.datasets import _noise_stream, mix_at_snr, split_recordings
+from unetseg.audio.datasets import _noise_stream, mix_at_snr
 from unetseg.audio.detect import Detector
 from unetseg.audio.event_scores import event_scores
 from unetseg.audio.recordings import load_audio
+from unetseg.audio.splits import split_recordings
 from unetseg.cli import main as cli
 from unetseg.cli.common import configure_logging
 from unetseg.core.fileio import new_run_dir, write_json

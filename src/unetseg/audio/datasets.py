@@ -34,6 +34,13 @@ from unetseg.audio.spectrogram import (
     spectrogram_rows,
     stft,
 )
+from unetseg.audio.splits import (
+    ANNOTATED,
+    MIN_RECORDINGS,
+    TimeSplit,
+    annotated_columns,
+    split_recordings,
+)
 from unetseg.core.errors import UnetsegError
 from unetseg.core.fileio import list_inputs, staged_dir, write_json, write_png, write_text
 from unetseg.inference.windows import window_starts
@@ -46,18 +53,6 @@ ANNOTATION_SUFFIXES = (".selections.txt", ".Table.1.selections.txt", ".txt", ".c
 def list_recordings(source: str | Path | list) -> list[Path]:
     """A recording, a folder of recordings (subfolders too), a glob pattern or a list -> recordings."""
     return list_inputs(source, AUDIO_EXTENSIONS, "audio files", recursive=True)
-
-
-def split_recordings(names: list[str], seed: int, val_fraction: float, test_fraction: float) -> dict[str, str]:
-    """Recording -> split, seeded; every split gets a recording when there are three or more."""
-    order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
-    n = len(order)
-    n_test = max(1, round(n * test_fraction)) if n >= 3 and test_fraction > 0 else 0
-    n_val = max(1, round(n * val_fraction)) if n >= 3 and val_fraction > 0 else 0
-    out = {name: "test" for name in order[:n_test]}
-    out.update({name: "valid" for name in order[n_test:n_test + n_val]})
-    out.update({name: "train" for name in order[n_test + n_val:]})
-    return out
 
 
 def _write_dataset_yaml(out: Path, name: str, classes: list[str], cfg: SpectrogramConfig,
@@ -117,17 +112,22 @@ def _unknown_recordings(table: dict[str | None, list[Event]] | None, files: list
 
 @dataclass(frozen=True)
 class Windows:
-    """How recordings are cut into windows (``window`` columns, ``overlap`` shared) and split by recording."""
+    """How recordings are cut into windows (``window`` columns, ``overlap`` shared) and split (``audio.splits``:
+    by recording, or in time when there are fewer than three); ``annotated``: ``whole`` recordings, or each
+    only ``until-last-box``."""
 
     window: int = 256
     overlap: int = 64
     seed: int = 0
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    annotated: str = "whole"
 
     def __post_init__(self) -> None:
         if not 0 <= self.overlap < self.window:
             raise UnetsegError(f"--overlap {self.overlap} must be smaller than --window {self.window}")
+        if self.annotated not in ANNOTATED:
+            raise UnetsegError(f"--annotated {self.annotated!r} is not one of {', '.join(ANNOTATED)}")
         if self.val_fraction + self.test_fraction >= 1:
             raise UnetsegError(f"--val-fraction {self.val_fraction:g} and --test-fraction {self.test_fraction:g} "
                                "leave no recording to train on")
@@ -200,9 +200,17 @@ def build_annotated_dataset(recordings: str | Path | list, annotations: str | Pa
     check_labels([e for evs in per_file.values() for e in evs], classes, source)
     names = classes if classes else ["call"]
     with staged_dir(out) as stage:  # renamed to out only when complete
-        assignment = split_recordings([f.stem for f in files], seed, val_fraction, test_fraction)
+        by_time = TimeSplit(val_fraction, test_fraction) if len(files) < MIN_RECORDINGS else None
+        if by_time:
+            log.info("%d recording(s): too few to split by recording; each is split in time instead (the first "
+                     "%.0f%% trains, then %.0f%% validates, the last %.0f%% tests; windows across two parts are "
+                     "left out)", len(files), 100 * (1 - val_fraction - test_fraction), 100 * val_fraction,
+                     100 * test_fraction)
+        assignment = ({f.stem: "time" for f in files} if by_time else
+                      split_recordings([f.stem for f in files], seed, val_fraction, test_fraction))
         noise_split = split_recordings([f.stem for f in noise_files], seed + 1, val_fraction, test_fraction)
-        pools = {s: [f for f in noise_files if noise_split[f.stem] == s] or noise_files for s in counts_template()}
+        pools = {s: [f for f in noise_files if noise_split[f.stem] == s and not by_time] or noise_files
+                 for s in [*counts_template(), "time"]}
         rng, cache = np.random.default_rng(seed), {}
         counts = counts_template()
         for f in files:
@@ -226,7 +234,16 @@ def build_annotated_dataset(recordings: str | Path | list, annotations: str | Pa
                 if not suffix:  # the clean recording: its energetic pixels and bands hold for the noisy copies
                     mask = events_to_mask(per_file[f], mapping, image.shape, classes, image if energetic else None)
                     ids = events_to_instances(per_file[f], mapping, image.shape, classes, image)
+                    span = annotated_columns(per_file[f], mapping, image.shape[1], w.annotated)
+                starts = [s for s in starts if s + window <= span]  # nothing unannotated is trained as background
+                if not starts:
+                    raise UnetsegError(f"{f}: its annotated part ({span} columns, to its last box) is shorter than "
+                                       f"one window of {window} columns; lower --window")
                 for s in starts:
+                    if by_time:
+                        split = by_time.split_of(s, s + window, span)
+                        if split is None:
+                            continue
                     sidecar = {"recording": str(f.resolve()), **facts, **_window_mapping(mapping, s).to_dict()}
                     _write_window(stage, split, f"{f.stem}{suffix}_{s:07d}", image[:, s:s + window],
                                   mask[:, s:s + window], classes is None, sidecar, ids[:, s:s + window])

@@ -84,6 +84,10 @@ def add_audio_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", help="comma-separated labels that become classes 1..N (default: every label "
                    "merged into one class)")
     p.add_argument("--energetic", action="store_true", help="keep only energetic pixels inside each box")
+    p.add_argument("--annotated", default="whole", choices=("whole", "until-last-box"),
+                   help="how much of each recording its table covers: the whole recording, or only up to the end of "
+                   "its last box (a partly annotated recording: what follows is not trained as background) "
+                   "[default: whole]")
     p.add_argument("--noise", nargs="+", help="background recordings or folders: each recording is also mixed "
                    "with them at every SNR of --snrs, keeping its annotations")
     p.add_argument("--snrs", default="10,5,0", help="SNRs in dB of the --noise copies [default: 10,5,0]")
@@ -140,9 +144,11 @@ def _window_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=number(int, ge=0, le=MAX_SEED), default=0,
                    help="seed of the split by recording [default: 0]")
     p.add_argument("--val-fraction", type=number(float, ge=0.0, lt=1.0), default=0.15,
-                   help="share of the recordings in the validation split [default: 0.15]")
+                   help="share of the recordings in the validation split (of each recording's time when there "
+                   "are fewer than three) [default: 0.15]")
     p.add_argument("--test-fraction", type=number(float, ge=0.0, lt=1.0), default=0.15,
-                   help="share of the recordings in the test split [default: 0.15]")
+                   help="share of the recordings in the test split (of each recording's time when there are "
+                   "fewer than three) [default: 0.15]")
 
 
 def _written_by_us(path: Path, *keys: str) -> bool:
@@ -200,7 +206,8 @@ def _spectrogram_given(args: argparse.Namespace) -> bool:
 def _windows(args: argparse.Namespace) -> Any:
     from unetseg.audio.datasets import Windows
 
-    return Windows(args.window, args.overlap, args.seed, args.val_fraction, args.test_fraction)
+    return Windows(args.window, args.overlap, args.seed, args.val_fraction, args.test_fraction,
+                   getattr(args, "annotated", "whole"))
 
 
 def _snrs(text: str) -> tuple[float, ...]:

@@ -1,0 +1,90 @@
+"""Tests of ``unetseg.audio.splits``: a split by recording, a split in time when there are fewer than three
+recordings, and the annotated span of a partly annotated recording."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from unetseg.audio.annotations import Event
+from unetseg.audio.datasets import Windows, build_annotated_dataset
+from unetseg.audio.spectrogram import SpectrogramConfig, SpectrogramMapping
+from unetseg.audio.splits import TimeSplit, annotated_columns, split_recordings
+from unetseg.core.errors import UnetsegError
+
+SR = 22050
+
+
+def _calls(path: Path, seconds: float, at: list[float]) -> tuple[Path, list[Event]]:
+    """A recording of noise with a 3 kHz whistle of 0.2 s at each of ``at`` (s), and its boxes."""
+    rng = np.random.default_rng(len(at))
+    t = np.arange(int(seconds * SR)) / SR
+    y = 0.01 * rng.standard_normal(len(t))
+    for a in at:
+        y += 0.3 * np.sin(2 * np.pi * 3000 * t) * ((t >= a) & (t < a + 0.2))
+    sf.write(path, y.astype(np.float32), SR)
+    return path, [Event(a, a + 0.2, 2500.0, 3500.0, "call") for a in at]
+
+
+def _windows(root: Path) -> dict[str, list[tuple[float, float]]]:
+    """Each split's windows as (begin, end) seconds of their recording."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    for split in ("train", "valid", "test"):
+        for side in sorted((root / split / "images").glob("*.json")):
+            m = json.loads(side.read_text())
+            first = m["first_column_s"]
+            out.setdefault(split, []).append((first, first + 255 * m["column_s"]))
+    return out
+
+
+def test_three_recordings_split_by_recording_and_fewer_in_time() -> None:
+    assert set(split_recordings(["a", "b", "c"], 0, 0.15, 0.15).values()) == {"train", "valid", "test"}
+    assert set(split_recordings(["a", "b"], 0, 0.15, 0.15).values()) == {"train"}  # the caller splits in time
+    time = TimeSplit(0.2, 0.1)
+    assert [time.split_of(a, a + 10, 100) for a in (0, 60, 65, 70, 75, 85, 90)] == \
+        ["train", "train", None, "valid", "valid", None, "test"]
+
+
+def test_the_annotated_span_ends_at_the_last_box() -> None:
+    mapping = SpectrogramMapping(1000, 0, 10, 20, [1.0, 0.0], {})  # column j centred at (10 j + 10) ms
+    events = [Event(0.1, 0.2, None, None, "a"), Event(0.5, 0.605, None, None, "a")]
+    assert annotated_columns(events, mapping, 100, "whole") == 100
+    assert annotated_columns(events, mapping, 100, "until-last-box") == 61  # the column holding 0.605 s, and before
+    assert annotated_columns([], mapping, 100, "until-last-box") == 0
+    assert mapping.column_time(60) - mapping.column_seconds / 2 <= 0.605 <= mapping.column_time(60) + 0.005
+
+
+def test_one_recording_is_split_in_time_and_no_window_crosses_two_parts(tmp_path: Path, caplog) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO)
+    wav, events = _calls(tmp_path / "field.wav", 30.0, [1.0 + 2.5 * k for k in range(12)])
+    built = build_annotated_dataset([wav], {wav: events}, tmp_path / "ds", SpectrogramConfig(),
+                                    Windows(val_fraction=0.2, test_fraction=0.2))
+    assert built.windows["train"] and built.windows["valid"] and built.windows["test"]
+    assert built.recordings == {"field": "time"}
+    spans = _windows(tmp_path / "ds")
+    assert max(e for _, e in spans["train"]) <= 0.6 * 30 + 0.05
+    assert min(b for b, _ in spans["valid"]) >= 0.6 * 30 - 0.05 and max(e for _, e in spans["valid"]) <= 0.8 * 30 + 0.05
+    assert min(b for b, _ in spans["test"]) >= 0.8 * 30 - 0.05
+    assert any("split in time" in r.getMessage() for r in caplog.records)
+
+
+def test_a_partly_annotated_recording_trains_nothing_after_its_last_box(tmp_path: Path) -> None:
+    wav, events = _calls(tmp_path / "part.wav", 30.0, [1.0, 3.0, 5.0, 7.0, 9.0])  # calls go on, unannotated
+    given = {wav: events}
+    whole = build_annotated_dataset([wav], given, tmp_path / "whole", SpectrogramConfig(), Windows())
+    part = build_annotated_dataset([wav], given, tmp_path / "part", SpectrogramConfig(),
+                                   Windows(annotated="until-last-box"))
+    assert sum(part.windows.values()) < sum(whole.windows.values())
+    ends = [e for spans in _windows(tmp_path / "part").values() for _, e in spans]
+    assert max(ends) <= 9.2 + 0.02  # no window reaches past the end of the last box
+    with pytest.raises(UnetsegError, match="annotated part .* shorter than one window"):
+        build_annotated_dataset([wav], {wav: events[:1]}, tmp_path / "short", SpectrogramConfig(),
+                                Windows(annotated="until-last-box"))
+    with pytest.raises(UnetsegError, match="--annotated 'half' is not one of whole, until-last-box"):
+        Windows(annotated="half")
