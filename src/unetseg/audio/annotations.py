@@ -190,8 +190,10 @@ def check_within(events: list[Event], duration: float, nyquist: float, source: s
             raise UnetsegError(f"{source}: event {e.label!r} at {e.begin:g}-{e.end:g} s lies beyond the recording's "
                                f"end ({duration:.3f} s)")
         if e.low is not None and e.low >= nyquist:
-            raise UnetsegError(f"{source}: event {e.label!r} at {e.begin:g} s starts at {e.low:g} Hz, above the "
-                               f"recording's Nyquist frequency ({nyquist:g} Hz)")
+            top = (f"the spectrogram's top ({nyquist:g} Hz: it resamples to {2 * nyquist:g} Hz); keep the file's rate "
+                   f"of {2 * limit:g} Hz with --sample-rate 0, or let --preset auto choose"
+                   if limit > nyquist * 1.001 else f"the recording's Nyquist frequency ({nyquist:g} Hz)")
+            raise UnetsegError(f"{source}: event {e.label!r} at {e.begin:g} s starts at {e.low:g} Hz, above {top}")
         if e.high is not None and e.high > limit * 1.001:
             raise UnetsegError(f"{source}: event {e.label!r} at {e.begin:g} s reaches {e.high:g} Hz, above the "
                                f"recording's Nyquist frequency ({limit:g} Hz)")

@@ -34,6 +34,7 @@ from unetseg.audio.spectrogram import (
     spectrogram_rows,
     stft,
 )
+from unetseg.audio.spectrogram_plan import AutoSpectrogram, plan_spectrogram
 from unetseg.audio.splits import (
     ANNOTATED,
     MIN_RECORDINGS,
@@ -159,7 +160,7 @@ class Mixing:
 
 def build_annotated_dataset(recordings: str | Path | list, annotations: str | Path | dict[Path, list[Event]] | None,
                             output: str | Path,
-                            cfg: SpectrogramConfig, windows: Windows | None = None,
+                            cfg: SpectrogramConfig | AutoSpectrogram, windows: Windows | None = None,
                             labels: Labels | None = None) -> BuiltDataset:
     """Recordings + annotations -> a train/valid/test folder dataset of spectrogram windows.
 
@@ -199,6 +200,10 @@ def build_annotated_dataset(recordings: str | Path | list, annotations: str | Pa
                      if isinstance(recordings, list) else recordings)
     check_labels([e for evs in per_file.values() for e in evs], classes, source)
     names = classes if classes else ["call"]
+    planned = None
+    if isinstance(cfg, AutoSpectrogram):  # --preset auto: the spectrogram from the recordings and their boxes
+        cfg, planned = plan_spectrogram(per_file, {f: audio_info(f).sample_rate for f in files}, cfg)
+        log.info("spectrogram plan:\n%s", "\n".join(f"  {c.key} = {c.value}  ({c.reason})" for c in planned))
     with staged_dir(out) as stage:  # renamed to out only when complete
         by_time = TimeSplit(val_fraction, test_fraction) if len(files) < MIN_RECORDINGS else None
         if by_time:
@@ -251,6 +256,9 @@ def build_annotated_dataset(recordings: str | Path | list, annotations: str | Pa
         # Time-only annotations (onset/offset) paint whole columns: such models are decoded per column.
         kind = "time" if all(e.low is None and e.high is None for evs in per_file.values() for e in evs) else "box"
         _write_dataset_yaml(stage, out.name, ["background", *names], cfg, {"events": kind})
+        if planned:
+            write_json(stage / "spectrogram_plan.json", {c.key: {"value": c.value, "reason": c.reason}
+                                                         for c in planned})
     return BuiltDataset(out, ["background", *names], counts, assignment)
 
 

@@ -23,8 +23,9 @@ def add_spectrogram_args(p: argparse.ArgumentParser) -> None:
     from unetseg.audio.spectrogram import SpectrogramConfig
 
     g = p.add_argument_group("spectrogram (a preset, then any setting changed)")
-    g.add_argument("--preset", default="default", help="default (22.05 kHz, n_fft 512, hop 128, dB) or "
-                   "birdsoundsdenoising (the dataset's images exactly)")
+    g.add_argument("--preset", default="default", help="default (22.05 kHz, n_fft 512, hop 128, dB), "
+                   "birdsoundsdenoising (the dataset's images exactly) or, for audio dataset, auto (rate, hop, "
+                   "n_fft and band chosen from the recordings and their boxes, each with its reason)")
     add_dataclass_arguments(g, SpectrogramConfig, SPECTROGRAM)
     g.add_argument("--channel", type=number(int, ge=0, le=1023), default=None,
                    help="channel to read (default: mix to mono)")
@@ -49,9 +50,17 @@ def _spectrogram_changes(args: argparse.Namespace) -> dict[str, Any]:
     return changes
 
 
-def spectrogram_from_args(args: argparse.Namespace) -> Any:
+def spectrogram_from_args(args: argparse.Namespace, auto: bool = False) -> Any:
+    """The spectrogram settings of the flags; ``--preset auto`` (where ``auto`` is allowed: a dataset of
+    annotated recordings) leaves the rest to the data (``audio.spectrogram_plan``)."""
     from unetseg.audio.spectrogram import preset
 
+    if args.preset == "auto":
+        if not auto:
+            raise UnetsegError("--preset auto chooses the spectrogram from annotated recordings: audio dataset only")
+        from unetseg.audio.spectrogram_plan import AutoSpectrogram
+
+        return AutoSpectrogram(_spectrogram_changes(args))
     return preset(args.preset, **_spectrogram_changes(args))
 
 
@@ -187,13 +196,13 @@ def cmd_dataset(args: argparse.Namespace) -> int:
             raise UnetsegError("--review brings its own annotations; drop --annotations")
         from unetseg.audio.review_store import dataset_from_review
 
-        cfg = spectrogram_from_args(args) if _spectrogram_given(args) else None  # None: the reviewed model's
+        cfg = spectrogram_from_args(args, auto=True) if _spectrogram_given(args) else None  # None: the reviewed model's
         built = dataset_from_review(args.review, args.output, labels, windows, cfg, args.reviewed_only)
     else:
         if args.reviewed_only:
             raise UnetsegError("--reviewed-only goes with --review")
-        built = build_annotated_dataset(args.audio, args.annotations, args.output, spectrogram_from_args(args),
-                                        windows, labels)
+        cfg = spectrogram_from_args(args, auto=True)  # checked before any file is read
+        built = build_annotated_dataset(args.audio, args.annotations, args.output, cfg, windows, labels)
     print(f"dataset {built.root}: classes {', '.join(built.classes)}; images per split {built.windows}")
     return 0
 
