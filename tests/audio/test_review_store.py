@@ -79,3 +79,20 @@ def test_two_processes_on_one_review_keep_all_80_edits(tmp_path: Path) -> None:
     final = {e["id"]: e["label"] for e in Review.load(review.folder).events}
     want = {i: f"{tag}{k}" for tag, part in halves.items() for k, i in enumerate(part)}
     assert final == want
+
+
+def test_a_review_trains_from_the_model_that_made_it_while_that_model_is_unchanged(tmp_path: Path) -> None:
+    from tests.fixtures import audio_model, write_wav
+    from unetseg.audio.annotations import Event
+    from unetseg.audio.review_store import create_review, reviewed_model
+    from unetseg.models.modelfile import load_model
+
+    model = audio_model(tmp_path)
+    meta = {"name": "birds", "sha256": load_model(model).digest, "path": str(model)}
+    create_review(tmp_path / "reviews", "song", write_wav(tmp_path / "song.wav"), [Event(0.2, 0.5, None, None, "bird")],
+                  meta, {"sample_rate": 22050}, ["background", "bird"])
+    assert reviewed_model(tmp_path / "reviews") == model
+    audio_model(tmp_path, bias=1.0)  # the same file, other weights: not the model that made the review
+    assert reviewed_model(tmp_path / "reviews") is None
+    model.unlink()
+    assert reviewed_model(tmp_path / "reviews") is None

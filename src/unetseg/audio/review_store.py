@@ -72,6 +72,7 @@ class ReviewedRecordings:
     events: dict[Path, list[Event]]
     spectrogram: dict[str, Any]
     classes: list[str]
+    model: dict[str, Any]  # the detecting model's name, sha256 and (from ``audio detect --review``) its path
 
 
 def review_annotations(root: str | Path, reviewed_only: bool = False) -> ReviewedRecordings:
@@ -94,7 +95,27 @@ def review_annotations(root: str | Path, reviewed_only: bool = False) -> Reviewe
                                f"{stems[r.recording.stem]} too; rename one")
         stems[r.recording.stem] = r.recording
         events[r.recording] = r.annotations(reviewed_only)
-    return ReviewedRecordings(events, reviews[0].data["spectrogram"], list(reviews[0].data["classes"]))
+    return ReviewedRecordings(events, reviews[0].data["spectrogram"], list(reviews[0].data["classes"]),
+                              dict(reviews[0].data.get("model") or {}))
+
+
+def reviewed_model(root: str | Path) -> Path | None:
+    """The model file that detected the events of the reviews in ``root``, when it is still where it was and
+    unchanged (its SHA-256): a run on the corrections starts from it (``train --data <review>``)."""
+    from unetseg.models.modelfile import load_model
+
+    model = review_annotations(root).model
+    path = Path(model["path"]) if isinstance(model.get("path"), str) else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        same = load_model(path).digest == model.get("sha256")
+    except UnetsegError:
+        same = False
+    if not same:
+        log.warning("%s: the reviewed model %s has changed since the review; the run starts from scratch", root, path)
+        return None
+    return path
 
 
 def reviews_from_tables(root: str | Path, recordings: list[Path], tables: dict[str, Path], model: dict[str, Any],

@@ -269,7 +269,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
         from unetseg.audio.review_store import reviews_from_tables
 
         tables = {f.name: done.output / f"{f.stem}{SUFFIXES[args.format]}" for f in files}
-        meta = {"name": loaded.name, "sha256": loaded.digest}
+        meta = {"name": loaded.name, "sha256": loaded.digest,
+                "path": str(loaded.path.resolve()) if loaded.path else None}  # to train on from it (--init)
         for folder, review in reviews_from_tables(done.output / "review", files, tables, meta,
                                                   detector.cfg.to_dict(), list(loaded.classes)):
             print(f"{folder}: {'new review' if review else 'review kept as it was (not replaced)'}")

@@ -123,7 +123,7 @@ def _dataset_of_reviews(path: str, overrides: dict, cfg: Config) -> str:
     if not is_review(path):
         return path
     from unetseg.audio.review import safe_name
-    from unetseg.audio.review_store import dataset_from_review
+    from unetseg.audio.review_store import dataset_from_review, reviewed_model
     from unetseg.core.fileio import new_run_dir
 
     runs = overrides.get("train", {}).get("runs_dir", cfg.train.runs_dir)
@@ -132,6 +132,11 @@ def _dataset_of_reviews(path: str, overrides: dict, cfg: Config) -> str:
     if not overrides.get("train", {}).get("name") and not cfg.train.name:
         cfg.train.name = label  # the run is named after the review, not after its "dataset" folder
     target = new_run_dir(runs, f"{label}-data")
+    if not overrides.get("train", {}).get("init") and not cfg.train.init:
+        start = reviewed_model(path)
+        if start is not None:  # the corrections refine the model that made them
+            cfg.update({"train": {"init": str(start)}}, "the review")
+            print(f"review {path}: the run starts from the reviewed model {start} (as --init)")
     built = dataset_from_review(path, target / "dataset")
     print(f"review {path} -> dataset {built.root}: images per split {built.windows}")
     return str(built.root)
