@@ -335,3 +335,17 @@ def write_binary_dataset(root: Path, counts: dict[str, int], size: int = 64, see
             write_png(root / split / "images" / f"{split}{i}.png", image)
             write_png(root / split / "masks" / f"{split}{i}.png", mask * 255)
     return root
+
+
+WHISTLE_RATE = 22050
+
+
+def whistles(path: Path, seconds: float, at: list[float]) -> tuple[Path, list[Event]]:
+    """A recording of noise with a 3 kHz whistle of 0.2 s at each of ``at`` (s), and its boxes."""
+    rng = np.random.default_rng(len(at))
+    t = np.arange(int(seconds * WHISTLE_RATE)) / WHISTLE_RATE
+    y = 0.01 * rng.standard_normal(len(t))
+    for a in at:
+        y += 0.3 * np.sin(2 * np.pi * 3000 * t) * ((t >= a) & (t < a + 0.2))
+    sf.write(path, y.astype(np.float32), WHISTLE_RATE)
+    return path, [Event(a, a + 0.2, 2500.0, 3500.0, "call") for a in at]

@@ -6,28 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
+from tests.fixtures import whistles
 from unetseg.audio.annotations import Event
 from unetseg.audio.datasets import Windows, build_annotated_dataset
 from unetseg.audio.spectrogram import SpectrogramConfig, SpectrogramMapping
 from unetseg.audio.splits import TimeSplit, annotated_columns, split_recordings
 from unetseg.core.errors import UnetsegError
-
-SR = 22050
-
-
-def _calls(path: Path, seconds: float, at: list[float]) -> tuple[Path, list[Event]]:
-    """A recording of noise with a 3 kHz whistle of 0.2 s at each of ``at`` (s), and its boxes."""
-    rng = np.random.default_rng(len(at))
-    t = np.arange(int(seconds * SR)) / SR
-    y = 0.01 * rng.standard_normal(len(t))
-    for a in at:
-        y += 0.3 * np.sin(2 * np.pi * 3000 * t) * ((t >= a) & (t < a + 0.2))
-    sf.write(path, y.astype(np.float32), SR)
-    return path, [Event(a, a + 0.2, 2500.0, 3500.0, "call") for a in at]
 
 
 def _windows(root: Path) -> dict[str, list[tuple[float, float]]]:
@@ -62,7 +48,7 @@ def test_one_recording_is_split_in_time_and_no_window_crosses_two_parts(tmp_path
     import logging
 
     caplog.set_level(logging.INFO)
-    wav, events = _calls(tmp_path / "field.wav", 30.0, [1.0 + 2.5 * k for k in range(12)])
+    wav, events = whistles(tmp_path / "field.wav", 30.0, [1.0 + 2.5 * k for k in range(12)])
     built = build_annotated_dataset([wav], {wav: events}, tmp_path / "ds", SpectrogramConfig(),
                                     Windows(val_fraction=0.2, test_fraction=0.2))
     assert built.windows["train"] and built.windows["valid"] and built.windows["test"]
@@ -75,7 +61,7 @@ def test_one_recording_is_split_in_time_and_no_window_crosses_two_parts(tmp_path
 
 
 def test_a_partly_annotated_recording_trains_nothing_after_its_last_box(tmp_path: Path) -> None:
-    wav, events = _calls(tmp_path / "part.wav", 30.0, [1.0, 3.0, 5.0, 7.0, 9.0])  # calls go on, unannotated
+    wav, events = whistles(tmp_path / "part.wav", 30.0, [1.0, 3.0, 5.0, 7.0, 9.0])  # calls go on, unannotated
     given = {wav: events}
     whole = build_annotated_dataset([wav], given, tmp_path / "whole", SpectrogramConfig(), Windows())
     part = build_annotated_dataset([wav], given, tmp_path / "part", SpectrogramConfig(),

@@ -25,6 +25,7 @@ import yaml
 
 from unetseg.audio.annotations import Event, check_labels, check_within, events_by_file, read_annotations
 from unetseg.audio.masks import events_to_instances, events_to_mask
+from unetseg.audio.paste import paste_calls
 from unetseg.audio.recordings import AUDIO_EXTENSIONS, audio_info, check_not_silent, load_audio
 from unetseg.audio.spectrogram import (
     SpectrogramConfig,
@@ -144,6 +145,7 @@ class Labels:
     channel: int | None = None
     noise: str | Path | list | None = None
     snrs: tuple[float, ...] = (10.0, 5.0, 0.0)
+    paste: int = 0  # copies of each recording with its calls pasted into its gaps (``audio.paste``)
 
 
 @dataclass(frozen=True)
@@ -225,21 +227,29 @@ def build_annotated_dataset(recordings: str | Path | list, annotations: str | Pa
             check_not_silent(y, f)
             check_within(per_file[f], len(y) / sr, sr / 2, f, info.sample_rate / 2)
             split = assignment[f.stem]
-            variants: list[tuple[str, np.ndarray, dict]] = [("", y, {})]
+            given = per_file[f]
+            variants: list[tuple[str, np.ndarray, dict, list[Event]]] = [("", y, {}, given)]
             for snr in snrs if noise_files else ():
                 background, used = _noise_stream(pools[split], sr, len(y), rng, cache)
                 _, _, noisy = mix_at_snr(y, background, snr)
-                variants.append((f"_snr{snr:+g}", noisy, {"snr_db": snr, "noise": used}))
-            for suffix, audio, facts in variants:
+                variants.append((f"_snr{snr:+g}", noisy, {"snr_db": snr, "noise": used}, given))
+            # pasted copies: calls into the recording's gaps, within what trains (no call crosses into valid/test)
+            reach = max((e.end for e in given), default=0.0) if w.annotated != "whole" else len(y) / sr
+            reach *= (1 - val_fraction - test_fraction) if by_time else 1.0
+            for k in range(lab.paste):
+                pasted, moved = paste_calls(y, sr, given, len(given), rng, reach)
+                variants.append((f"_paste{k + 1}", pasted, {"pasted": len(moved) - len(given)}, moved))
+            for suffix, audio, facts, evs in variants:
                 image, mapping = spectrogram_image(audio, sr, cfg)
                 starts = window_starts(image.shape[1], window, window - overlap) if image.shape[1] >= window else []
                 if not starts:
                     raise UnetsegError(f"{f}: {len(y) / sr:.2f} s is shorter than one window of {window} columns "
                                        f"({((window - 1) * cfg.hop_length + cfg.win) / sr:.2f} s)")
-                if not suffix:  # the clean recording: its energetic pixels and bands hold for the noisy copies
-                    mask = events_to_mask(per_file[f], mapping, image.shape, classes, image if energetic else None)
-                    ids = events_to_instances(per_file[f], mapping, image.shape, classes, image)
-                    span = annotated_columns(per_file[f], mapping, image.shape[1], w.annotated)
+                if not suffix or evs is not given:  # the clean recording's masks hold for its noisy copies
+                    mask = events_to_mask(evs, mapping, image.shape, classes, image if energetic else None)
+                    ids = events_to_instances(evs, mapping, image.shape, classes, image)
+                if not suffix:
+                    span = annotated_columns(given, mapping, image.shape[1], w.annotated)
                 starts = [s for s in starts if s + window <= span]  # nothing unannotated is trained as background
                 if not starts:
                     raise UnetsegError(f"{f}: its annotated part ({span} columns, to its last box) is shorter than "

@@ -93,6 +93,9 @@ def add_audio_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", help="comma-separated labels that become classes 1..N (default: every label "
                    "merged into one class)")
     p.add_argument("--energetic", action="store_true", help="keep only energetic pixels inside each box")
+    p.add_argument("--paste", type=number(int, ge=0, le=100), default=0, metavar="N",
+                   help="also N copies of each recording with its annotated calls pasted into its gaps at other "
+                   "times and gains (few boxes: more positives) [default: 0]")
     p.add_argument("--annotated", default="whole", choices=("whole", "until-last-box"),
                    help="how much of each recording its table covers: the whole recording, or only up to the end of "
                    "its last box (a partly annotated recording: what follows is not trained as background) "
@@ -188,7 +191,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     if classes is not None and (len(classes) > 255 or len(set(classes)) != len(classes) or not all(classes)):
         raise UnetsegError(f"--classes: give 1-255 distinct, non-empty labels (masks are 8-bit), not {len(classes)}")
     noise = [f for src in args.noise for f in list_recordings(src)] if args.noise else None
-    labels = Labels(classes, args.energetic, args.channel, noise, _snrs(args.snrs))
+    labels = Labels(classes, args.energetic, args.channel, noise, _snrs(args.snrs), args.paste)
     if (args.review is None) == (args.audio is None):
         raise UnetsegError("give --audio (with --annotations) or --review")
     if args.review is not None:
