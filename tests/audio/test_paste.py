@@ -36,7 +36,7 @@ def test_pasted_calls_land_in_gaps_with_their_boxes_and_sound(tmp_path: Path) ->
     assert 3 < len(crowd) < 1000
 
 
-def test_audio_dataset_paste_adds_copies_whose_masks_hold_the_pastedwhistles(tmp_path: Path) -> None:
+def test_audio_dataset_paste_adds_copies_whose_masks_hold_the_pasted_calls(tmp_path: Path) -> None:
     wav, events = whistles(tmp_path / "five.wav", 20.0, [1.0, 2.5, 4.0, 5.5, 7.0])
     plain = build_annotated_dataset([wav], {wav: events}, tmp_path / "plain", SpectrogramConfig(), Windows())
     pasted = build_annotated_dataset([wav], {wav: events}, tmp_path / "pasted", SpectrogramConfig(), Windows(),
