@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from unetseg.audio.settings import DetectOptions, EventOptions
+from unetseg.audio.settings import MAX_RATE, DetectOptions, EventOptions
 from unetseg.cli import common
 from unetseg.cli.common import number
 from unetseg.core.config import MAX_SEED, add_dataclass_arguments, dataclass_from_args
@@ -120,6 +120,17 @@ def add_audio_commands(sub: argparse._SubParsersAction) -> None:
     add_spectrogram_args(p)
     p.set_defaults(func=cmd_mix)
 
+    p = asub.add_parser("synth", help="synthetic calls in real backgrounds, with their Raven tables (exact truth)")
+    p.add_argument("--output", required=True, help="new folder of recordings and tables")
+    p.add_argument("--count", type=number(int, ge=1, le=10000), default=20, help="recordings [default: 20]")
+    p.add_argument("--rate", type=number(int, ge=8000, le=MAX_RATE), default=44100,
+                   help="sample rate in Hz; calls stay below its Nyquist frequency [default: 44100]")
+    p.add_argument("--seconds", type=number(float, ge=1.0, le=600.0), default=10.0,
+                   help="length of each recording [default: 10]")
+    p.add_argument("--noise", nargs="+", help="background recordings or folders, resampled [default: pink noise]")
+    p.add_argument("--seed", type=number(int, ge=0, le=MAX_SEED), default=0, help="[default: 0]")
+    p.set_defaults(func=cmd_synth)
+
     p = asub.add_parser("detect", help="model + recordings -> events (Raven/Audacity/CSV), denoised audio")
     common.add_batch_args(p, "a recording or a folder of recordings", "recordings")
     p.add_argument("--format", default="raven", choices=("raven", "audacity", "csv"), help="[default: raven]")
@@ -230,6 +241,16 @@ def _snrs(text: str) -> tuple[float, ...]:
     if not all(-60 <= v <= 60 for v in snrs):
         raise UnetsegError(f"--snrs {text!r}: SNRs must lie between -60 and 60 dB")
     return snrs
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from unetseg.audio.datasets import list_recordings
+    from unetseg.audio.synth import write_recordings
+
+    noise = [f for src in args.noise for f in list_recordings(src)] if args.noise else None
+    written = write_recordings(args.output, args.count, args.rate, args.seconds, noise, args.seed)
+    print(f"{len(written)} recordings with their Raven tables in {args.output}")
+    return 0
 
 
 def cmd_mix(args: argparse.Namespace) -> int:
