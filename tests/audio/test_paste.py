@@ -41,9 +41,12 @@ def test_audio_dataset_paste_adds_copies_whose_masks_hold_the_pasted_calls(tmp_p
     plain = build_annotated_dataset([wav], {wav: events}, tmp_path / "plain", SpectrogramConfig(), Windows())
     pasted = build_annotated_dataset([wav], {wav: events}, tmp_path / "pasted", SpectrogramConfig(), Windows(),
                                      Labels(paste=2))
-    assert sum(pasted.windows.values()) == 3 * sum(plain.windows.values())
+    # one recording: split in time; the pasted copies only train, their calls pasted within what trains
+    assert pasted.windows["train"] == 3 * plain.windows["train"]
+    assert (pasted.windows["valid"], pasted.windows["test"]) == (plain.windows["valid"], plain.windows["test"])
     sides = sorted((tmp_path / "pasted").glob("*/images/five_paste1_*.json"))
-    assert sides and all(json.loads(s.read_text())["pasted"] == 5 for s in sides)
+    assert sides and all(s.parent.parent.name == "train" for s in sides)
+    assert all(json.loads(s.read_text())["pasted"] == 5 for s in sides)
     from PIL import Image
 
     def foreground(name: str) -> int:

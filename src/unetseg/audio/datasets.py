@@ -259,6 +259,8 @@ def build_annotated_dataset(recordings: str | Path | list, annotations: str | Pa
                         split = by_time.split_of(s, s + window, span)
                         if split is None:
                             continue
+                    if evs is not given and split != "train":  # pasted copies only train
+                        continue
                     sidecar = {"recording": str(f.resolve()), **facts, **_window_mapping(mapping, s).to_dict()}
                     _write_window(stage, split, f"{f.stem}{suffix}_{s:07d}", image[:, s:s + window],
                                   mask[:, s:s + window], classes is None, sidecar, ids[:, s:s + window])
