@@ -10,7 +10,8 @@ from typing import Any
 from unetseg.audio.settings import MAX_RATE, DetectOptions, EventOptions
 from unetseg.cli import common
 from unetseg.cli.common import number
-from unetseg.core.config import MAX_SEED, add_dataclass_arguments, dataclass_from_args
+from unetseg.cli.flags import add_dataclass_arguments, dataclass_from_args
+from unetseg.core.config import MAX_SEED
 from unetseg.core.errors import UnetsegError
 
 WINDOWS, EVENTS = "windows", "events"

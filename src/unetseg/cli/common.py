@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from unetseg.core.config import add_dataclass_arguments, dataclass_from_args
+from unetseg.cli.flags import add_dataclass_arguments, dataclass_from_args
 
 INFERENCE = "inference"
 POSTPROCESS = "postprocess"

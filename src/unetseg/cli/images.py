@@ -17,7 +17,8 @@ from unetseg.cli.common import (
     postprocess_from_args,
     print_metrics,
 )
-from unetseg.core.config import Config, add_config_arguments, overrides_from_args
+from unetseg.cli.flags import add_config_arguments, overrides_from_args
+from unetseg.core.config import Config
 from unetseg.core.errors import UnetsegError
 
 

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from unetseg.cli.common import number
-from unetseg.core.config import add_dataclass_arguments, dataclass_from_args
+from unetseg.cli.flags import add_dataclass_arguments, dataclass_from_args
 from unetseg.core.errors import UnetsegError
 from unetseg.serve.limits import ServeOptions
 
