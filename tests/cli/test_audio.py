@@ -109,3 +109,8 @@ def test_detect_review_train_detect_loop_on_spinetail(tmp_path: Path) -> None:
     assert main(["audio", "detect", "--model", str(best), "--input", str(folder / "spinetail.wav"), "--output",
                  str(tmp_path / "again")]) == 0
     assert (tmp_path / "again" / "spinetail.selections.txt").is_file()
+    # without model options, the run on the corrections starts from the model that made the review
+    assert main(["train", "--data", str(tmp_path / "out" / "review"), "--epochs", "1", "--no-progress", "--workers",
+                 "0", "--runs-dir", str(tmp_path / "runs"), "--name", "refined", "--no-test"]) == 0
+    plan = json.loads((tmp_path / "runs" / "refined" / "plan.json").read_text())
+    assert plan["choices"]["model.base_width"] == {"value": 4, "reason": f"from --init {model}", "set_by": "user"}

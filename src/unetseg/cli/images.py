@@ -135,7 +135,10 @@ def _dataset_of_reviews(path: str, overrides: dict, cfg: Config) -> str:
     target = new_run_dir(runs, f"{label}-data")
     if not overrides.get("train", {}).get("init") and not cfg.train.init:
         start = reviewed_model(path)
-        if start is not None:  # the corrections refine the model that made them
+        if start is not None and overrides.get("model"):  # another architecture asked for: a new model
+            print(f"review {path}: model options given, so the run starts from scratch, not from the reviewed "
+                  f"model {start} (--init {start} to start from it)")
+        elif start is not None:  # the corrections refine the model that made them
             cfg.update({"train": {"init": str(start)}}, "the review")
             print(f"review {path}: the run starts from the reviewed model {start} (as --init)")
     built = dataset_from_review(path, target / "dataset")
