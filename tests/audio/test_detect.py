@@ -58,6 +58,7 @@ def test_detect_events_and_denoise_then_evaluate(finch_model: Path, birds: Path,
     assert report["reference_events"] == len(rows)
 
 
+@pytest.mark.slow  # 17 s: the fast tier keeps its 3 minutes with room
 def test_detection_is_the_same_whatever_the_block_size(finch_model: Path, birds: Path, tmp_path: Path) -> None:
     from unetseg.audio.detect import DetectOptions, detect_recording
     from unetseg.models.modelfile import load_model
