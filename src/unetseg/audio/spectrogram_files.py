@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from unetseg.audio.spectrogram import (
 from unetseg.core.errors import UnetsegError
 from unetseg.core.fileio import atomic_write, check_output_dir, write_json, write_png
 from unetseg.core.guard import check_outputs
+from unetseg.core.output_folder import written_by_us
 
 SOFTWARE = "unetseg"  # the WAV's software tag: how a later --overwrite knows a denoised file for ours
 
@@ -48,7 +48,7 @@ def write_spectrograms(files: list[Path], output: str | Path, cfg: SpectrogramCo
         raise UnetsegError("--mask is used with --denoise; give --denoise OUT.wav too")
     out = check_output_dir(output)
     outputs = [out / f"{f.stem}{ext}" for f in files for ext in (".png", ".json")] + [denoise]
-    owned = [f.with_suffix(ext) for f in outputs[:-1:2] if _ours(f.with_suffix(".json"))
+    owned = [f.with_suffix(ext) for f in outputs[:-1:2] if written_by_us(f.with_suffix(".json"), "recording")
              for ext in (".png", ".json")]
     check_outputs(outputs, [*files, mask], overwrite, owned=owned + _denoised_by_us(denoise))
     written = []
@@ -91,15 +91,6 @@ def write_wav(path: Path, y: Any, sr: int) -> None:
             f.write(y)
 
     atomic_write(path, write)
-
-
-def _ours(path: Path) -> bool:
-    """A spectrogram's JSON an earlier ``audio spectrogram`` wrote (so that ``--overwrite`` may replace it)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError, UnicodeDecodeError):
-        return False
-    return isinstance(data, dict) and "recording" in data
 
 
 def _denoised_by_us(path: str | Path | None) -> list[Path]:

@@ -175,16 +175,6 @@ def _window_args(p: argparse.ArgumentParser) -> None:
                    "fewer than three) [default: 0.15]")
 
 
-def _written_by_us(path: Path, *keys: str) -> bool:
-    """Whether ``path`` is a JSON record an earlier unetseg command wrote (it holds one of ``keys``), so that
-    ``--overwrite`` may replace it; a user's file of that name never is."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError, UnicodeDecodeError):
-        return False
-    return isinstance(data, dict) and any(k in data for k in keys)
-
-
 def cmd_spectrogram(args: argparse.Namespace) -> int:
     from unetseg.audio.datasets import list_recordings
     from unetseg.audio.spectrogram_files import Cut, write_spectrograms
@@ -318,12 +308,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from unetseg.audio.recordings import audio_info, load_audio
     from unetseg.core.fileio import check_output_dir, write_json
     from unetseg.core.guard import check_outputs
+    from unetseg.core.output_folder import written_by_us
 
     report: dict[str, Any] = {}
     if args.output:
         check_output_dir(Path(args.output).parent)
         check_outputs([args.output], [args.reference, args.estimate, args.audio, args.clean, args.denoised],
-                      args.overwrite, owned=[args.output] if _written_by_us(Path(args.output), "events", "sdr_db")
+                      args.overwrite, owned=[args.output] if written_by_us(Path(args.output), "events", "sdr_db")
                       else [])
     if args.reference or args.estimate:
         if not (args.reference and args.estimate):

@@ -61,6 +61,16 @@ def recorded_outputs(folder: Path) -> set[Path]:
     return {(folder / p).resolve() for p in listed if isinstance(p, str)} | {(folder / MANIFEST).resolve()}
 
 
+def written_by_us(path: Path, *keys: str) -> bool:
+    """Whether ``path`` is a JSON record an earlier unetseg command wrote (it holds one of ``keys``), so that
+    ``--overwrite`` may replace it; a user's file of that name never is."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and any(k in data for k in keys)
+
+
 def relative_outputs(folder: Path, files: Iterable[Path]) -> list[str]:
     """Output paths as a manifest records them: relative to ``folder`` (absolute when outside it)."""
     root = folder.resolve()

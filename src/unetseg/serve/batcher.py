@@ -17,43 +17,47 @@ class Busy(Exception):
     """The queue is full: the caller answers 503 with Retry-After."""
 
 
-class Admission:
-    """At most ``limit`` requests inside the server (running or waiting) at a time."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.count, self.lock = limit, 0, threading.Lock()
-
-    def __enter__(self) -> Admission:
-        with self.lock:
-            if self.count >= self.limit:
-                raise Busy
-            self.count += 1
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with self.lock:
-            self.count -= 1
-
-
 class Budget:
-    """At most ``limit`` bytes of request work at once (the images being decoded, run and encoded): a request
-    that would pass it is turned away at once (503, Retry-After) rather than queued in memory. One request
-    alone always runs (its image was checked against --max-pixels and the memory budget already)."""
+    """At most ``limit`` units of work at once; a request that would pass it is turned away at once (``Busy``:
+    503, Retry-After) rather than queued in memory. One request alone always runs. The server's memory
+    budget counts bytes (the images being decoded, run and encoded; each checked against --max-pixels and
+    the memory budget already); ``Admission`` counts requests."""
 
     def __init__(self, limit: int) -> None:
         self.limit, self.used, self.lock = limit, 0, threading.Lock()
 
-    @contextmanager
-    def take(self, need: int) -> Iterator[None]:
+    def acquire(self, need: int) -> None:
         with self.lock:
             if self.used and self.used + need > self.limit:
                 raise Busy
             self.used += need
+
+    def release(self, need: int) -> None:
+        with self.lock:
+            self.used -= need
+
+    @contextmanager
+    def take(self, need: int) -> Iterator[None]:
+        self.acquire(need)
         try:
             yield
         finally:
-            with self.lock:
-                self.used -= need
+            self.release(need)
+
+
+class Admission(Budget):
+    """At most ``limit`` requests inside the server (running or waiting) at a time."""
+
+    @property
+    def count(self) -> int:
+        return self.used
+
+    def __enter__(self) -> Admission:
+        self.acquire(1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release(1)
 
 
 class Batcher:
