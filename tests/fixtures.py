@@ -79,10 +79,14 @@ def limit_memory() -> None:
 
 
 def cli(argv: list[str], cwd: Path) -> tuple[int, str, float]:
-    """Exit code, stderr and peak RSS (bytes) of ``unetseg ARGV`` in a fresh process."""
-    script = ("import resource, sys\nfrom unetseg.cli import main\ntry:\n    code = main(sys.argv[1:])\n"
+    """Exit code, stderr and peak RSS (bytes) of ``unetseg ARGV`` in a fresh process.
+
+    The peak is the process's own VmHWM: ``ru_maxrss`` carries the parent's resident size over fork and exec,
+    so under a pytest process grown past 1.5 GB every case read as 1.5 GB."""
+    script = ("import sys\nfrom unetseg.cli import main\ntry:\n    code = main(sys.argv[1:])\n"
               "except SystemExit as e:\n    code = e.code\n"
-              "sys.stderr.write('\\nPEAK %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\nsys.exit(code)")
+              "peak = next(ln for ln in open('/proc/self/status') if ln.startswith('VmHWM:')).split()[1]\n"
+              "sys.stderr.write('\\nPEAK %s\\n' % peak)\nsys.exit(code)")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-c", script, "-q", *argv], cwd=cwd, env=env, capture_output=True, text=True,
                        timeout=180, preexec_fn=limit_memory)
