@@ -75,3 +75,20 @@ def test_audio_dataset_with_the_auto_preset_on_bat_calls(tmp_path: Path, capsys)
         edges = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(int), [0]])))
         widths += [b - a for a, b in zip(edges[::2], edges[1::2], strict=True) if a > 0 and b < len(on)]
     assert widths and min(widths) >= 8  # every call whole in a window spans at least 8 columns
+
+
+def test_few_boxes_get_the_call_priors_spectrogram(tmp_path: Path, monkeypatch) -> None:
+    from unetseg.audio import settings
+    from unetseg.audio.spectrogram import PRESETS
+    from unetseg.audio.spectrogram_plan import FEW_BOXES
+
+    wav, events = _bats(tmp_path)
+    monkeypatch.setattr(settings, "PRIOR_FILE", tmp_path / "bats.wav")  # a prior is installed
+    cfg, choices = plan_spectrogram({wav: events}, {wav: BAT_RATE}, AutoSpectrogram())
+    assert cfg == PRESETS["prior"] and len(events) < FEW_BOXES
+    assert all("8 boxes" in c.reason and "prior" in c.reason for c in choices)
+    many = [Event(0.01 * k, 0.01 * k + 0.002, 40_000.0, 60_000.0, "bat") for k in range(FEW_BOXES)]
+    assert plan_spectrogram({wav: many}, {wav: BAT_RATE}, AutoSpectrogram())[0] != PRESETS["prior"]
+    assert plan_spectrogram({wav: events}, {wav: BAT_RATE}, AutoSpectrogram({"n_fft": 256}))[0].n_fft == 256
+    monkeypatch.setattr(settings, "PRIOR_FILE", tmp_path / "absent.safetensors")
+    assert plan_spectrogram({wav: events}, {wav: BAT_RATE}, AutoSpectrogram())[0] != PRESETS["prior"]

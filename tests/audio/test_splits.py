@@ -74,3 +74,11 @@ def test_a_partly_annotated_recording_trains_nothing_after_its_last_box(tmp_path
                                 Windows(annotated="until-last-box"))
     with pytest.raises(UnetsegError, match="--annotated 'half' is not one of whole, until-last-box"):
         Windows(annotated="half")
+
+
+def test_few_boxes_in_three_recordings_are_split_in_time() -> None:
+    from unetseg.audio.splits import MIN_BOXES, time_split_reason
+
+    assert "2 recording(s)" in time_split_reason(2, 500)
+    assert "15 boxes in 3 recordings" in time_split_reason(3, 15)  # five shots each: a third would train
+    assert time_split_reason(3, MIN_BOXES) is None

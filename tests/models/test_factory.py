@@ -59,3 +59,19 @@ def test_encoder_weights_from_a_local_file(tmp_path: Path) -> None:
         assert torch.equal(a, b), name
     with pytest.raises(UnetsegError, match="encoder weights file not found"):
         load_encoder_weights(target, smp_cfg("unet", "resnet18", str(tmp_path / "missing.pth")), 3)
+
+
+def test_band_norm_hears_every_band_against_its_own_level() -> None:
+    """``input_norm: band``: a level added to any row (a louder band, another gain in dB) changes nothing."""
+    from unetseg.core.config import Config
+    from unetseg.models.factory import BandNorm
+
+    torch.manual_seed(0)
+    model = create_model(vars(Config().model) | CLASSIC | {"input_norm": "band"}, 1, 1).eval()
+    assert isinstance(model, BandNorm) and list(model.state_dict()) == \
+        ["net." + k for k in create_model(vars(Config().model) | CLASSIC, 1, 1).state_dict()]
+    x = torch.rand(2, 1, 32, 64)
+    levels = torch.randn(2, 1, 32, 1) * 3  # each row (band) of each image its own offset
+    with torch.no_grad():
+        assert torch.allclose(model(x), model(x + levels), atol=1e-5)
+        assert not torch.allclose(model(x), model(x + torch.randn(2, 1, 32, 64)), atol=1e-3)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tests.fixtures import CLASSIC, TINY_CFG, run, tiny_model_file
+from tests.fixtures import CLASSIC, SMALL, TINY_CFG, assert_one_line_error, run, tiny_model_file
 from unetseg.cli import main
 from unetseg.core.errors import UnetsegError
 from unetseg.data.inputspec import InputSpec
@@ -115,3 +115,18 @@ def test_model_file_fields_found_by_fuzzing(field: str, value: object, needle: s
     target[last] = value
     with pytest.raises(UnetsegError, match=needle):
         check_meta(meta, "m.safetensors")
+
+
+def test_builtin_names_the_call_prior_and_a_missing_one_is_a_clear_error(tmp_path: Path, monkeypatch,
+                                                                         capsys) -> None:
+    from unetseg.core.config import Config
+    from unetseg.models import modelfile
+
+    band = vars(Config().model) | SMALL | {"depth": 2, "base_width": 4, "input_norm": "band"}
+    shipped = tiny_model_file(tmp_path, "pad", name="calls", channels=1, cfg=band)
+    monkeypatch.setattr(modelfile, "PRIOR_FILE", shipped)
+    assert modelfile.model_path("builtin") == shipped and modelfile.model_path("x.safetensors").name == "x.safetensors"
+    assert load_model("builtin").path == shipped
+    monkeypatch.setattr(modelfile, "PRIOR_FILE", tmp_path / "absent.safetensors")
+    code, _, err = run(["info", "builtin"], capsys)
+    assert_one_line_error(code, err, "builtin", "not in this install", "make prior")

@@ -81,3 +81,28 @@ def test_a_spectrogram_model_needs_the_spectrogram_it_saw(tmp_path: Path) -> Non
     assert meta is not None and cfg.model.base_width == 4 and "model.base_width" in cfg.explicit
     spec = init_input(load_model(model).input_spec, meta)
     assert spec.mean == (0.5,) and spec.std == (0.25,)
+
+
+def test_a_dataset_on_the_priors_spectrogram_starts_from_the_prior(tmp_path: Path, monkeypatch, caplog) -> None:
+    from unetseg.audio import settings
+    from unetseg.audio.spectrogram import PRESETS, SpectrogramConfig
+    from unetseg.data.discover import DatasetInfo
+    from unetseg.training.warm_start import choose_prior
+
+    caplog.set_level(logging.INFO)
+    prior = tiny_model_file(tmp_path, "pad", name="prior", channels=1, spectrogram=PRESETS["prior"].to_dict(),
+                            events="box")
+    monkeypatch.setattr(settings, "PRIOR_FILE", prior)
+    info = DatasetInfo(name="d", source=tmp_path, classes=["background", "call"], splits={}, decoder=None,  # type: ignore[arg-type]
+                       spectrogram=PRESETS["prior"].to_dict())
+    cfg = Config()
+    assert choose_prior(cfg, info) and cfg.train.init == "builtin" and cfg.sources["train.init"] == "the plan"
+    assert any("starts from the prior" in r.getMessage() for r in caplog.records)
+    given = Config()
+    given.update({"model": {"base_width": 16}}, "command line")  # an architecture asked for: a new model
+    assert not choose_prior(given, info) and given.train.init is None
+    info.spectrogram = SpectrogramConfig().to_dict()  # another spectrogram: the prior would not fit
+    assert not choose_prior(Config(), info)
+    info.spectrogram = PRESETS["prior"].to_dict()
+    monkeypatch.setattr(settings, "PRIOR_FILE", tmp_path / "absent.safetensors")
+    assert not choose_prior(Config(), info)

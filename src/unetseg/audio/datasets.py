@@ -38,10 +38,10 @@ from unetseg.audio.spectrogram import (
 from unetseg.audio.spectrogram_plan import AutoSpectrogram, plan_spectrogram
 from unetseg.audio.splits import (
     ANNOTATED,
-    MIN_RECORDINGS,
     TimeSplit,
     annotated_columns,
     split_recordings,
+    time_split_reason,
 )
 from unetseg.core.errors import UnetsegError
 from unetseg.core.fileio import list_inputs, staged_dir, write_json, write_png, write_text
@@ -207,12 +207,12 @@ def build_annotated_dataset(recordings: str | Path | list, annotations: str | Pa
         cfg, planned = plan_spectrogram(per_file, {f: audio_info(f).sample_rate for f in files}, cfg)
         log.info("spectrogram plan:\n%s", "\n".join(f"  {c.key} = {c.value}  ({c.reason})" for c in planned))
     with staged_dir(out) as stage:  # renamed to out only when complete
-        by_time = TimeSplit(val_fraction, test_fraction) if len(files) < MIN_RECORDINGS else None
+        why = time_split_reason(len(files), sum(len(v) for v in per_file.values()))
+        by_time = TimeSplit(val_fraction, test_fraction) if why else None
         if by_time:
-            log.info("%d recording(s): too few to split by recording; each is split in time instead (the first "
-                     "%.0f%% trains, then %.0f%% validates, the last %.0f%% tests; windows across two parts are "
-                     "left out)", len(files), 100 * (1 - val_fraction - test_fraction), 100 * val_fraction,
-                     100 * test_fraction)
+            log.info("%s; each is split in time instead (the first %.0f%% trains, then %.0f%% validates, the last "
+                     "%.0f%% tests; windows across two parts are left out)", why,
+                     100 * (1 - val_fraction - test_fraction), 100 * val_fraction, 100 * test_fraction)
         assignment = ({f.stem: "time" for f in files} if by_time else
                       split_recordings([f.stem for f in files], seed, val_fraction, test_fraction))
         noise_split = split_recordings([f.stem for f in noise_files], seed + 1, val_fraction, test_fraction)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 from unetseg.core.config import check_fields, option
 from unetseg.core.errors import UnetsegError
 from unetseg.instances.centres import PEAK_THRESHOLD
 
 MAX_FFT, MAX_MELS, MAX_RATE = 65536, 1024, 384_000  # samples; mel bands; Hz (spectrogram settings and flags)
+BUILTIN = "builtin"  # the name of the built-in call prior wherever a model file is asked for (--model, --init)
+PRIOR_FILE = Path(__file__).resolve().parent / "prior" / "calls.safetensors"  # rebuilt by 'make prior'
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,10 @@ PRESETS: dict[str, SpectrogramConfig] = {
     "birdsoundsdenoising": SpectrogramConfig(sample_rate=None, n_fft=1024, win_length=128, hop_length=64,
                                              window="hamming", symmetric_window=True, two_sided=True,
                                              scale="magnitude"),
+    # The built-in call prior's (audio/prior): each file's own rate, so rows are shares of the Nyquist frequency
+    # and columns 128 samples; calls of any rate (a bat's 2 ms at 384 kHz, a thrush's 200 ms at 44.1 kHz) span
+    # a few to a few hundred columns.
+    "prior": SpectrogramConfig(sample_rate=None, n_fft=512, hop_length=128),
 }
 
 

@@ -9,7 +9,8 @@ the sample rate, hop, FFT length and band, each printed with its reason and reco
   hop, at most ``MAX_OVERLAP`` hops: time resolution is not traded away entirely);
 - band: the boxes' span of frequencies with a margin, so rows are not spent on empty bands.
 
-Any setting given as a flag is kept, with "set by you".
+Any setting given as a flag is kept, with "set by you". With fewer than ``FEW_BOXES`` boxes and no setting
+given, the built-in call prior's spectrogram is chosen instead (``train`` then starts from the prior).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ CALL_COLUMNS = 8
 BAND_ROWS = 3
 MAX_OVERLAP = 8  # n_fft at most this many hops
 MARGIN = 0.2  # of the band's edges
+FEW_BOXES = 50  # fewer: the call prior's spectrogram (five shots in a few recordings)
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,28 @@ def _pow2_above(x: float, low: int, high: int) -> int:
     return int(min(high, max(low, 2 ** math.ceil(math.log2(max(x, 1))))))
 
 
+def _prior_choice(boxes: int, auto: AutoSpectrogram) -> tuple[SpectrogramConfig, list[SpectrogramChoice]] | None:
+    """Few boxes and no setting given: the built-in call prior's spectrogram, so that training starts from the
+    prior (``train`` picks it for a dataset on its spectrogram)."""
+    from unetseg.audio.settings import PRIOR_FILE
+    from unetseg.audio.spectrogram import PRESETS
+
+    if boxes >= FEW_BOXES or auto.fixed or not PRIOR_FILE.is_file():
+        return None
+    cfg = PRESETS["prior"]
+    why = f"{boxes} boxes (fewer than {FEW_BOXES}): the built-in call prior's, so training starts from the prior"
+    return cfg, [SpectrogramChoice("sample_rate", None, f"{why}: each file's own rate"),
+                 SpectrogramChoice("hop_length", cfg.hop_length, why), SpectrogramChoice("n_fft", cfg.n_fft, why),
+                 SpectrogramChoice("fmin", cfg.fmin, why), SpectrogramChoice("fmax", cfg.fmax, why)]
+
+
 def plan_spectrogram(events: dict[Path, list[Event]], rates: dict[Path, int],
                      auto: AutoSpectrogram) -> tuple[SpectrogramConfig, list[SpectrogramChoice]]:
     """The settings for recordings at ``rates`` (Hz) with ``events``, and why each was chosen."""
     boxes = [e for evs in events.values() for e in evs]
+    prior = _prior_choice(len(boxes), auto)
+    if prior:
+        return prior
     highs = [e.high for e in boxes if e.high is not None]
     lows = [e.low for e in boxes if e.low is not None]
     bands = [e.high - e.low for e in boxes if e.high is not None and e.low is not None and e.high > e.low]

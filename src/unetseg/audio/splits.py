@@ -1,7 +1,8 @@
 """Which split a recording's windows go to.
 
-Three or more recordings are split by recording (``split_recordings``): no recording feeds two splits. With
-fewer (a field recording and its few boxes), each recording is split in time instead (``TimeSplit``): its
+Three or more recordings with 30 or more boxes are split by recording (``split_recordings``): no recording feeds
+two splits. With fewer (a field recording and its few boxes, five shots in each of a few recordings), each
+recording is split in time instead (``TimeSplit``): its
 first part trains, the next validates, the last tests, and a window that would straddle two parts is left
 out, so no stretch of sound feeds two splits. A partly annotated recording (``until-last-box``) yields windows
 only up to the end of its last box: what follows was not looked at, so it is not trained as background.
@@ -17,6 +18,18 @@ from unetseg.audio.annotations import Event
 from unetseg.audio.spectrogram import SpectrogramMapping
 
 MIN_RECORDINGS = 3  # for a split by recording (one each for train, valid and test)
+MIN_BOXES = 30  # for a split by recording: with fewer boxes in all (five shots in each of three recordings), a
+# split by recording would train on a third of them
+
+
+def time_split_reason(recordings: int, boxes: int) -> str | None:
+    """Why each recording is split in time rather than the recordings split among train, valid and test;
+    None when there are enough recordings and boxes for the latter."""
+    if recordings < MIN_RECORDINGS:
+        return f"{recordings} recording(s): too few to split by recording"
+    if boxes < MIN_BOXES:
+        return f"{boxes} boxes in {recordings} recordings: too few to split by recording (at least {MIN_BOXES})"
+    return None
 ANNOTATED = ("whole", "until-last-box")
 
 

@@ -25,7 +25,8 @@ def add_spectrogram_args(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("spectrogram (a preset, then any setting changed)")
     g.add_argument("--preset", default="default", help="default (22.05 kHz, n_fft 512, hop 128, dB), "
-                   "birdsoundsdenoising (the dataset's images exactly) or, for audio dataset, auto (rate, hop, "
+                   "birdsoundsdenoising (the dataset's images exactly), prior (the built-in call prior's: each file's "
+                   "own rate, n_fft 512, hop 128; to fine-tune it) or, for audio dataset, auto (rate, hop, "
                    "n_fft and band chosen from the recordings and their boxes, each with its reason)")
     add_dataclass_arguments(g, SpectrogramConfig, SPECTROGRAM)
     g.add_argument("--channel", type=number(int, ge=0, le=1023), default=None,

@@ -238,10 +238,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     from safetensors import safe_open
 
-    from unetseg.models.modelfile import validate_model_file
+    from unetseg.models.modelfile import model_path, validate_model_file
 
     meta, _ = validate_model_file(args.model)  # the same checks as every command that loads it
-    with safe_open(str(args.model), framework="pt") as f:
+    with safe_open(str(model_path(args.model)), framework="pt") as f:
         parameters = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118 - not a dict
         for k in f.keys():  # noqa: SIM118 - one tensor at a time: NaN or inf weights are refused as load_model does
             t = f.get_tensor(k)

@@ -72,6 +72,10 @@ class ModelConfig:
     instances: str = option("auto", "instance head (a centre heatmap and box edges beside the class maps, so "
                             "touching objects and calls come apart): auto turns it on where the dataset has "
                             "instance targets", ("auto", "on", "off"))
+    input_norm: str = option("none", "band: subtract each input row's mean over the window before the network (a "
+                             "spectrogram's every frequency band loses its background level, so the model hears calls "
+                             "whatever the recorder's gain and noise colour; the built-in call prior's)",
+                             ("none", "band"))
 
 
 @dataclass

@@ -37,6 +37,18 @@ def output_stride(model_cfg: dict[str, Any]) -> int:
 MAX_CHANNELS = 4096  # bottleneck width of the classic U-Net: base width x 2^depth (the default: 32 x 16 = 512)
 
 
+class BandNorm(nn.Module):
+    """``input_norm: band``: each input row less its mean over the window's width, then the network. On a
+    spectrogram (dB) every frequency band is measured against its own background level."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.net(x - x.mean(dim=-1, keepdim=True))
+
+
 def create_model(model_cfg: dict[str, Any], in_channels: int, outputs: int) -> nn.Module:
     """Build an untrained model of ``outputs`` class maps (and, with ``instances: on``, the instance head's
     channels after them); ``model_cfg`` holds the fields of ``ModelConfig``.
@@ -44,6 +56,11 @@ def create_model(model_cfg: dict[str, Any], in_channels: int, outputs: int) -> n
     Encoder weights are not loaded here (see ``load_encoder_weights``), so a model file always
     rebuilds without touching the network.
     """
+    model = _create_with_head(model_cfg, in_channels, outputs)
+    return BandNorm(model) if model_cfg.get("input_norm", "none") == "band" else model
+
+
+def _create_with_head(model_cfg: dict[str, Any], in_channels: int, outputs: int) -> nn.Module:
     if not has_head(model_cfg):
         return _create(model_cfg, in_channels, outputs)
     # The head's channels come from the model's own last layer, after the class maps: a separate branch
@@ -91,7 +108,7 @@ def load_encoder_weights(model: nn.Module, model_cfg: dict[str, Any], in_channel
         return
     if model_cfg["arch"] == CLASSIC:
         raise UnetsegError("encoder weights apply to segmentation_models_pytorch encoders, not the classic U-Net")
-    encoder = model.encoder  # type: ignore[attr-defined]
+    encoder = getattr(model, "net", model).encoder  # under a BandNorm, the network is .net
     path = Path(str(source)).expanduser()
     if path.is_file():
         state = _read_state_dict(path)

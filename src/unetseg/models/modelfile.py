@@ -20,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from unetseg.audio.settings import BUILTIN, PRIOR_FILE
 from unetseg.core.errors import UnetsegError
 from unetseg.core.fileio import atomic_write
 from unetseg.data.inputspec import InputSpec
@@ -130,8 +131,18 @@ def save_model_file(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
     return atomic_write(path, lambda p: save_file(tensors, str(p), metadata=header))
 
 
+def model_path(path: str | Path) -> Path:
+    """The file a ``--model``/``--init`` value names: ``builtin`` is the call prior shipped in the package."""
+    if str(path) != BUILTIN:
+        return Path(path)
+    if not PRIOR_FILE.is_file():
+        raise UnetsegError(f"{BUILTIN}: the built-in call prior ({PRIOR_FILE}) is not in this install; "
+                           "'make prior' rebuilds it")
+    return PRIOR_FILE
+
+
 def read_meta(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+    path = model_path(path)
     if not path.is_file():
         raise UnetsegError(f"{path}: model file not found")
     try:
@@ -167,6 +178,7 @@ def validate_model_file(path: str | Path) -> tuple[dict[str, Any], nn.Module | N
 
     from unetseg.core.budget import gib, memory_budget
 
+    path = model_path(path)
     meta = read_meta(path)
     outputs = 1 if meta["binary"] else len(meta["classes"])
     with safe_open(str(path), framework="pt") as f:
@@ -343,6 +355,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     """Rebuild the model from its metadata and load its weights (no code from the file runs)."""
     from safetensors.torch import load_file
 
+    path = model_path(path)
     meta, _ = validate_model_file(path)
     outputs = 1 if meta["binary"] else len(meta["classes"])
     model = create_model(meta["model"], int(meta["input"]["channels"]), outputs)

@@ -40,7 +40,7 @@ from unetseg.training.callbacks import RunRecorder, StopOnTerminate, WarmupCosin
 from unetseg.training.losses import parse_class_weights, parse_loss
 from unetseg.training.run import check_checkpoint, load_run, make_run_dir, mark_failed, write_config
 from unetseg.training.task import SegmentationTask
-from unetseg.training.warm_start import init_input, init_settings, load_init_weights
+from unetseg.training.warm_start import choose_prior, init_input, init_settings, load_init_weights
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,7 @@ def _new(config: Config | dict | None, overrides: dict[str, dict[str, Any]] | No
     counts = stats.total
     log.info("classes: %s", ", ".join(f"{c} {n / max(counts.sum(), 1):.1%}"
                                       for c, n in zip(info.classes, counts, strict=True)))
+    choose_prior(cfg, info)  # the built-in prior for a dataset on its spectrogram
     init = init_settings(cfg, info)  # --init: the model file's architecture, before the plan
     resolve_instances(cfg, info)
     plan = None

@@ -22,7 +22,25 @@ from unetseg.data.inputspec import InputSpec
 log = logging.getLogger(__name__)
 
 # Model fields a run takes from the model file it starts from (encoder weights are in the file already).
-TAKEN = ("arch", "encoder", "depth", "base_width", "batch_norm", "dropout", "attention", "instances")
+TAKEN = ("arch", "encoder", "depth", "base_width", "batch_norm", "dropout", "attention", "instances", "input_norm")
+
+
+def choose_prior(cfg: Config, info: DatasetInfo) -> bool:
+    """With no ``--init`` and no model option given, a dataset made on the built-in call prior's spectrogram
+    (``audio dataset --preset prior``, or ``--preset auto`` on few boxes) starts from the prior: said in the log
+    and recorded as the run's ``--init``. An architecture option given means a new model. True when it does."""
+    from unetseg.audio.settings import BUILTIN, PRIOR_FILE
+    from unetseg.audio.spectrogram import PRESETS
+
+    architecture = {f"model.{k}" for k in (*TAKEN, "encoder_weights")} - {"model.instances", "model.dropout"}
+    if cfg.train.init or not info.spectrogram or architecture & cfg.explicit:
+        return False
+    if info.spectrogram != PRESETS["prior"].to_dict() or not PRIOR_FILE.is_file():
+        return False
+    cfg.update({"train": {"init": BUILTIN}}, "the plan")
+    log.info("%s has the built-in call prior's spectrogram: the run starts from the prior (--init %s; give a model "
+             "option such as --arch to start from random weights)", info.source, BUILTIN)
+    return True
 
 
 def init_settings(cfg: Config, info: DatasetInfo) -> dict[str, Any] | None:
