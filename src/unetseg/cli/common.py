@@ -49,13 +49,13 @@ def group_threads(options: Any, group: Any) -> Any:
 
 def add_postprocess_args(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """The flags of ``PostProcess`` (threshold, morphology, small regions, holes)."""
-    from unetseg.prediction.postprocess import PostProcess
+    from unetseg.prediction.settings import PostProcess
 
     add_dataclass_arguments(p.add_argument_group("post-processing"), PostProcess, POSTPROCESS, skip=skip)
 
 
 def postprocess_from_args(args: argparse.Namespace) -> Any:
-    from unetseg.prediction.postprocess import PostProcess
+    from unetseg.prediction.settings import PostProcess
 
     return dataclass_from_args(PostProcess, args, POSTPROCESS)
 
