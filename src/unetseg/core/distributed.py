@@ -70,6 +70,9 @@ class Group:
 def launched_group(timeout_minutes: float = 60 * 24) -> Group:
     """The group the launcher started this process in: ``torchrun`` (RANK, WORLD_SIZE, MASTER_ADDR/PORT) or
     SLURM (SLURM_PROCID, SLURM_NTASKS, the first node of the job); else one process."""
+    launched = "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) > 1  # as they detect
+    if not launched:  # one process: Lightning (seconds to import) is not needed to say so
+        return Group()
     from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 
     env: Any = None
