@@ -61,10 +61,49 @@ def machine_line() -> dict:
             "capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__}
 
 
+def model_card(card: dict) -> str:
+    f, m, secs = card["figures"], card["machine"], card["wall_seconds"]
+    real = "\n".join(f"  - `{r}`" for r in card["training_recordings"]["real"])
+    synth = "\n".join(f"  - `unetseg {c}`" for c in card["training_recordings"]["synthetic"])
+    return f"""# The built-in call prior (`--model builtin`, `--init builtin`)
+
+A spectrogram U-Net (classic, with the instance head) that marks animal calls of any kind: one class, `call`.
+Its input is rate-normalised: the `prior` spectrogram preset keeps each file's own rate (n_fft 512, hop 128),
+so rows are shares of the Nyquist frequency and a call spans the same columns whatever the rate of a
+recorder that scales with the animal; `input_norm: band` measures every frequency band against its own
+background level (each row less its mean over the window), so gain and noise colour do not matter.
+
+## Data
+- Synthetic vocalisations (whistles, FM sweeps, harmonic stacks, trills, clicks, pulse trains of 1 ms to 2 s)
+  in the 14 shared soundscapes (`../shared/data/soundscapes`) at -5 to 20 dB, with unboxed transients:
+{synth}
+- Real recordings, every call boxed (`../shared/data`):
+{real}
+- Kept out, because `benchmarks/fewshot.py` scores on them (the script refuses a recording listed here):
+  {", ".join(card["kept_out_for_benchmarks"])}.
+
+## Rebuild
+`make prior` (`benchmarks/prior.py --minutes 30 --install`):
+- `{card["commands"]["dataset"]}`
+- `{card["commands"]["train"]}`
+
+Wall time on {m["cores"]} cores ({m["cpu"]}, {m["capability"]}, torch {m["torch"]}): data {secs["data"]:.0f} s,
+training {secs["train"]:.0f} s.
+
+## Figures
+On the build's own test split (synthetic and bat windows it did not train on): call IoU {f["test_call_iou"]:.3f}
+(precision {f["test_call_precision"]:.3f}, recall {f["test_call_recall"]:.3f}) over {f["test_windows"]} windows;
+box F1 of its events on the validation split {f["valid_box_f1"]:.3f} (`detect_tuning.json`). On recordings it
+never heard (five shots, zero shots, beside scikit-maad, template matching and batdetect2):
+`benchmarks/results/fewshot.json`, summarised in `docs/benchmarks.md`.
+"""
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--minutes", type=float, default=25.0, help="training time (wall minutes)")
-    p.add_argument("--work", default=str(ROOT / "runs" / "build-prior"), help="new folder for the data and run")
+    p.add_argument("--work", default=str(ROOT / "runs" / "build-prior"), help="folder for the data and run (-N "
+                   "added when taken)")
     p.add_argument("--synth-count", type=int, help="synthetic recordings per rate (a trial; default: the recipe's)")
     p.add_argument("--install", action="store_true", help="copy the model into the package (src/unetseg/audio/prior)")
     args = p.parse_args()
@@ -73,8 +112,9 @@ def main() -> None:
     from unetseg.cli.common import configure_logging
 
     configure_logging(False)
-    work = Path(args.work)
-    work.mkdir(parents=True)
+    from unetseg.core.fileio import new_run_dir
+
+    work = new_run_dir(Path(args.work).parent, Path(args.work).name)  # never over an earlier build
     t0 = time.perf_counter()
     synth = tuple((r, args.synth_count or n, s) for r, n, s in SYNTH)
     real = gather(work, cli, synth)
@@ -102,16 +142,19 @@ def main() -> None:
                                               f"soundscapes --seed {s}" for r, n, s in synth]},
         "kept_out_for_benchmarks": ["bat-calls-whombat (the other three)", "bird-audio/spinetail", "field-boxes",
                                     "bird-audio/bengalese-finch-gy6or6"],
-        "commands": {"dataset": " ".join(["unetseg", *dataset_argv]), "train": " ".join(["unetseg", *train_argv])},
+        "commands": {k: " ".join(["unetseg", *argv]).replace(str(work), "<work>")
+                     for k, argv in (("dataset", dataset_argv), ("train", train_argv))},
         "rebuild": "make prior", "wall_seconds": {"data": round(t1 - t0, 1), "train": round(t2 - t1, 1)},
         "figures": figures, "machine": machine_line(),
     }
     (work / "calls.json").write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps(card, indent=2))
+    (work / "MODEL_CARD.md").write_text(model_card(card))
     if args.install:
         PRIOR_DIR.mkdir(exist_ok=True)
         shutil.copyfile(run / "weights" / "best.safetensors", PRIOR_DIR / "calls.safetensors")
         shutil.copyfile(work / "calls.json", PRIOR_DIR / "calls.json")
+        shutil.copyfile(work / "MODEL_CARD.md", PRIOR_DIR / "MODEL_CARD.md")
         print(f"installed {PRIOR_DIR / 'calls.safetensors'}", file=sys.stderr)
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 import yaml
 from PIL import Image
@@ -15,6 +16,15 @@ from unetseg.audio.annotations import Event, format_raven
 from unetseg.audio.spectrogram_plan import AutoSpectrogram, plan_spectrogram
 
 BAT_RATE = 384_000
+
+
+@pytest.fixture(autouse=True)
+def no_prior(tmp_path: Path, monkeypatch) -> None:
+    """The plan fitted to the data, as on an install without the built-in prior (a test that wants the prior's
+    spectrogram for few boxes installs one)."""
+    from unetseg.audio import settings
+
+    monkeypatch.setattr(settings, "PRIOR_FILE", tmp_path / "no-prior.safetensors")
 
 
 def _bats(folder: Path, calls: int = 8) -> tuple[Path, list[Event]]:

@@ -144,12 +144,12 @@ PEAK_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 
 def tune_instance_events(model_path: str | Path, info: DatasetInfo, limit: int = 200) -> dict[str, Any] | None:
-    """Models with an instance head: tune the peak threshold and minimum duration of instance decoding on up to
-    ``limit`` validation windows, scored against the windows' instance boxes (box F1, IoU >= 0.3) or, for
-    time-only annotations, their syllables (onset/offset F1 within ``COLLAR``)."""
+    """Models with an instance head: tune the peak threshold, minimum duration and (boxes) granularity of
+    instance decoding on up to ``limit`` validation windows, scored against the windows' instance boxes (box
+    F1, IoU >= 0.3) or, for time-only annotations, their syllables (onset/offset F1 within ``COLLAR``)."""
     from unetseg.audio.event_scores import box_scores
     from unetseg.audio.events import box_events, instances_to_events
-    from unetseg.audio.settings import RAW_REGIONS, EventOptions
+    from unetseg.audio.settings import GRANULARITY, RAW_REGIONS, EventOptions
     from unetseg.data.images import read_instance_ids
     from unetseg.inference import to_classes
     from unetseg.instances.centres import box_class, instance_boxes
@@ -173,14 +173,15 @@ def tune_instance_events(model_path: str | Path, info: DatasetInfo, limit: int =
     else:
         masks = [to_classes(o[:loaded.outputs], loaded.binary, loaded.threshold) for o in outputs]
         best = None
-        for peak, min_duration in itertools.product(PEAK_THRESHOLDS, MIN_DURATIONS):
-            options = EventOptions(granularity="syllable", min_duration=min_duration, peak_threshold=peak)
+        # granularity too: a head trained briefly puts several peaks on one long call, which call joins
+        for granularity, peak, min_duration in itertools.product(GRANULARITY, PEAK_THRESHOLDS, MIN_DURATIONS):
+            options = EventOptions(granularity=granularity, min_duration=min_duration, peak_threshold=peak)
             f1 = pooled_f1(box_scores(ref, instances_to_events(o[loaded.outputs:], m, mapping, names, options,
                                                                 m.shape[1]), BOX_IOU)
                            for o, m, (_, _, mapping, _), ref in zip(outputs, masks, windows, truth, strict=True))
             if best is None or f1 > best["f1"]:
                 best = {"threshold": loaded.threshold, "peak_threshold": peak, "min_duration": min_duration,
-                        "granularity": "syllable", "f1": round(f1, 4)}
+                        "granularity": granularity, "f1": round(f1, 4)}
     assert best is not None
     metric = f"onset/offset F1 (+-{COLLAR * 1000:g} ms)" if info.events == "time" else f"box F1 (IoU >= {BOX_IOU})"
     best.update({"tuned_on": "valid", "windows": len(windows), "metric": metric, "decoding": "instances",
