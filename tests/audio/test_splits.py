@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.fixtures import whistles
@@ -69,8 +70,20 @@ def test_a_partly_annotated_recording_trains_nothing_after_its_last_box(tmp_path
     assert sum(part.windows.values()) < sum(whole.windows.values())
     ends = [e for spans in _windows(tmp_path / "part").values() for _, e in spans]
     assert max(ends) <= 9.2 + 0.02  # no window reaches past the end of the last box
-    with pytest.raises(UnetsegError, match="annotated part .* shorter than one window"):
-        build_annotated_dataset([wav], {wav: events[:1]}, tmp_path / "short", SpectrogramConfig(),
+    # one box at 1 s: the annotated part (to 1.2 s) is shorter than a window, so it is repeated to fill one
+    short = build_annotated_dataset([wav], {wav: events[:1]}, tmp_path / "short", SpectrogramConfig(),
+                                    Windows(annotated="until-last-box"))
+    assert short.windows == {"train": 1, "valid": 0, "test": 0}
+    from PIL import Image
+
+    image = np.asarray(Image.open(next((tmp_path / "short" / "train" / "images").glob("*.png"))))
+    mask = np.asarray(Image.open(next((tmp_path / "short" / "train" / "masks").glob("*.png")))) > 0
+    span = next(p for p in range(1, 257) if np.array_equal(image[:, p:], image[:, :256 - p]))  # its period
+    end = int(np.ceil((events[0].end * 22050 - 256) / 128)) + 1  # the column after the one holding the box's end
+    assert image.shape[1] == 256 and span == end < 256
+    assert mask[:, :span].any() and np.array_equal(mask[:, span:], mask[:, :256 - span])  # the call, repeated
+    with pytest.raises(UnetsegError, match="has no box, so --annotated until-last-box leaves nothing"):
+        build_annotated_dataset([wav], {wav: []}, tmp_path / "none", SpectrogramConfig(),
                                 Windows(annotated="until-last-box"))
     with pytest.raises(UnetsegError, match="--annotated 'half' is not one of whole, until-last-box"):
         Windows(annotated="half")

@@ -40,6 +40,7 @@ from unetseg.audio.splits import (
     ANNOTATED,
     TimeSplit,
     annotated_columns,
+    fill_window,
     split_recordings,
     time_split_reason,
 )
@@ -250,13 +251,16 @@ def build_annotated_dataset(recordings: str | Path | list, annotations: str | Pa
                     ids = events_to_instances(evs, mapping, image.shape, classes, image)
                 if not suffix:
                     span = annotated_columns(given, mapping, image.shape[1], w.annotated)
-                starts = [s for s in starts if s + window <= span]  # nothing unannotated is trained as background
+                short = 0 < span < window  # a support clip: repeated to fill one window, which trains
+                if short:
+                    image, mask, ids = fill_window((image, mask, ids), span, window)
+                starts = [0] if short else [s for s in starts if s + window <= span]  # nothing unannotated trains
                 if not starts:
-                    raise UnetsegError(f"{f}: its annotated part ({span} columns, to its last box) is shorter than "
-                                       f"one window of {window} columns; lower --window")
+                    raise UnetsegError(f"{f}: has no box, so --annotated until-last-box leaves nothing of it; give it "
+                                       "boxes or leave it out")
                 for s in starts:
-                    if by_time:
-                        split = by_time.split_of(s, s + window, span)
+                    if short or by_time:
+                        split = "train" if short else by_time.split_of(s, s + window, span)
                         if split is None:
                             continue
                     if evs is not given and split != "train":  # pasted copies only train

@@ -5,7 +5,8 @@ two splits. With fewer (a field recording and its few boxes, five shots in each 
 recording is split in time instead (``TimeSplit``): its
 first part trains, the next validates, the last tests, and a window that would straddle two parts is left
 out, so no stretch of sound feeds two splits. A partly annotated recording (``until-last-box``) yields windows
-only up to the end of its last box: what follows was not looked at, so it is not trained as background.
+only up to the end of its last box: what follows was not looked at, so it is not trained as background; when
+that part is shorter than one window, it is repeated to fill one (``fill_window``), which trains.
 """
 
 from __future__ import annotations
@@ -78,3 +79,11 @@ def annotated_columns(events: list[Event], mapping: SpectrogramMapping, columns:
     last = int(np.ceil((end * mapping.sample_rate - mapping.start_sample - mapping.win_length / 2)
                        / mapping.hop_length)) + 1
     return max(0, min(columns, last))
+
+
+def fill_window(arrays: tuple[np.ndarray, ...], span: int, window: int) -> list[np.ndarray]:
+    """Columns ``[0, span)`` of each array repeated to ``window`` columns: a partly annotated recording whose
+    annotated part is shorter than one window (a few-shot support clip of a few calls) still gives one training
+    window, and nothing unannotated is in it."""
+    reps = -(-window // span)
+    return [np.tile(a[..., :span], (1,) * (a.ndim - 1) + (reps,))[..., :window] for a in arrays]
