@@ -8,9 +8,10 @@ IoU >= 0.3; both one-to-one (``scipy.optimize.linear_sum_assignment`` on IoU), p
 recordings.
 
 Methods, side by side:
-- ``prior_5shot``: ``audio dataset --preset prior --annotated until-last-box --paste 4`` on the shots, ``train``
-  (which starts from the built-in call prior) ``--max-time MINUTES``, ``audio detect``;
-- ``scratch_5shot``: the same dataset, ``train --arch classic`` (random weights: what unetseg did before);
+- ``prior_5shot``: ``audio dataset --preset prior --annotated until-last-box --paste 4`` on the shots, ``train
+  --init builtin --max-time MINUTES`` (what ``train`` does by itself on boxes), ``audio detect``;
+- ``scratch_5shot``: the same dataset, ``train --arch classic`` (random weights: what unetseg did before, and
+  what ``train`` does by itself on time-only labels);
 - ``prior_self_train``: ``prior_5shot``'s surest query detections (score >= 0.7) added to the shots as labels,
   then half as long again from that model (self-training, kept in unetseg only if it measures better);
 - ``prior_zero_shot``: ``audio detect --model builtin``, no shots;
@@ -195,7 +196,7 @@ def unetseg_methods(cli, tasks: list[Task], work: Path, minutes: float, with_sel
     assert cli(["audio", "dataset", "--audio", str(shots), "--output", str(work / "dataset"), "--preset", "prior",
                 "--annotated", "until-last-box", "--paste", "4"]) == 0
     seconds = {}
-    for method, extra in (("prior_5shot", []), ("scratch_5shot", ["--arch", "classic"])):
+    for method, extra in (("prior_5shot", ["--init", "builtin"]), ("scratch_5shot", ["--arch", "classic"])):
         t0 = time.perf_counter()
         assert cli(["train", "--data", str(work / "dataset"), "--max-time", f"{minutes:g}", "--runs-dir",
                     str(work / "runs"), "--name", method, "--no-progress", *extra]) == 0

@@ -94,13 +94,16 @@ def test_a_dataset_on_the_priors_spectrogram_starts_from_the_prior(tmp_path: Pat
                             events="box")
     monkeypatch.setattr(settings, "PRIOR_FILE", prior)
     info = DatasetInfo(name="d", source=tmp_path, classes=["background", "call"], splits={}, decoder=None,  # type: ignore[arg-type]
-                       spectrogram=PRESETS["prior"].to_dict())
+                       spectrogram=PRESETS["prior"].to_dict(), events="box")
     cfg = Config()
     assert choose_prior(cfg, info) and cfg.train.init == "builtin" and cfg.sources["train.init"] == "the plan"
     assert any("starts from the prior" in r.getMessage() for r in caplog.records)
     given = Config()
     given.update({"model": {"base_width": 16}}, "command line")  # an architecture asked for: a new model
     assert not choose_prior(given, info) and given.train.init is None
+    info.events = "time"  # onset/offset labels: from scratch measured better
+    assert not choose_prior(Config(), info)
+    info.events = "box"
     info.spectrogram = SpectrogramConfig().to_dict()  # another spectrogram: the prior would not fit
     assert not choose_prior(Config(), info)
     info.spectrogram = PRESETS["prior"].to_dict()

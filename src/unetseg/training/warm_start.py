@@ -26,14 +26,17 @@ TAKEN = ("arch", "encoder", "depth", "base_width", "batch_norm", "dropout", "att
 
 
 def choose_prior(cfg: Config, info: DatasetInfo) -> bool:
-    """With no ``--init`` and no model option given, a dataset made on the built-in call prior's spectrogram
-    (``audio dataset --preset prior``, or ``--preset auto`` on few boxes) starts from the prior: said in the log
-    and recorded as the run's ``--init``. An architecture option given means a new model. True when it does."""
+    """With no ``--init`` and no model option given, a dataset of boxes made on the built-in call prior's
+    spectrogram (``audio dataset --preset prior``, or ``--preset auto`` on few boxes) starts from the prior: said
+    in the log and recorded as the run's ``--init``. An architecture option given means a new model; time-only
+    (onset/offset) labels train from scratch, which measured better on five finch syllables. True when it does."""
     from unetseg.audio.settings import BUILTIN, PRIOR_FILE
     from unetseg.audio.spectrogram import PRESETS
 
     architecture = {f"model.{k}" for k in (*TAKEN, "encoder_weights")} - {"model.instances", "model.dropout"}
     if cfg.train.init or not info.spectrogram or architecture & cfg.explicit:
+        return False
+    if info.events != "box":  # time-only labels: from scratch measured better (benchmarks/fewshot.py, finch)
         return False
     if info.spectrogram != PRESETS["prior"].to_dict() or not PRIOR_FILE.is_file():
         return False
