@@ -100,5 +100,7 @@ def test_few_boxes_get_the_call_priors_spectrogram(tmp_path: Path, monkeypatch) 
     many = [Event(0.01 * k, 0.01 * k + 0.002, 40_000.0, 60_000.0, "bat") for k in range(FEW_BOXES)]
     assert plan_spectrogram({wav: many}, {wav: BAT_RATE}, AutoSpectrogram())[0] != PRESETS["prior"]
     assert plan_spectrogram({wav: events}, {wav: BAT_RATE}, AutoSpectrogram({"n_fft": 256}))[0].n_fft == 256
+    times = [Event(e.begin, e.end, None, None, "bat") for e in events]  # time-only labels train from scratch
+    assert plan_spectrogram({wav: times}, {wav: BAT_RATE}, AutoSpectrogram())[0] != PRESETS["prior"]
     monkeypatch.setattr(settings, "PRIOR_FILE", tmp_path / "absent.safetensors")
     assert plan_spectrogram({wav: events}, {wav: BAT_RATE}, AutoSpectrogram())[0] != PRESETS["prior"]

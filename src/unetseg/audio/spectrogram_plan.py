@@ -55,16 +55,20 @@ def _pow2_above(x: float, low: int, high: int) -> int:
     return int(min(high, max(low, 2 ** math.ceil(math.log2(max(x, 1))))))
 
 
-def _prior_choice(boxes: int, auto: AutoSpectrogram) -> tuple[SpectrogramConfig, list[SpectrogramChoice]] | None:
-    """Few boxes and no setting given: the built-in call prior's spectrogram, so that training starts from the
-    prior (``train`` picks it for a dataset on its spectrogram)."""
+def _prior_choice(boxes: list[Event], auto: AutoSpectrogram
+                  ) -> tuple[SpectrogramConfig, list[SpectrogramChoice]] | None:
+    """Few boxes (each with its band) and no setting given: the built-in call prior's spectrogram, so that
+    training starts from the prior (``train`` picks it for a dataset of boxes on its spectrogram; time-only
+    labels train from scratch, so they get the fitted spectrogram)."""
     from unetseg.audio.settings import PRIOR_FILE
     from unetseg.audio.spectrogram import PRESETS
 
-    if boxes >= FEW_BOXES or auto.fixed or not PRIOR_FILE.is_file():
+    banded = all(e.low is not None and e.high is not None for e in boxes)
+    if not boxes or len(boxes) >= FEW_BOXES or not banded or auto.fixed or not PRIOR_FILE.is_file():
         return None
     cfg = PRESETS["prior"]
-    why = f"{boxes} boxes (fewer than {FEW_BOXES}): the built-in call prior's, so training starts from the prior"
+    why = (f"{len(boxes)} boxes (fewer than {FEW_BOXES}): the built-in call prior's, so training starts from the "
+           "prior")
     return cfg, [SpectrogramChoice("sample_rate", None, f"{why}: each file's own rate"),
                  SpectrogramChoice("hop_length", cfg.hop_length, why), SpectrogramChoice("n_fft", cfg.n_fft, why),
                  SpectrogramChoice("fmin", cfg.fmin, why), SpectrogramChoice("fmax", cfg.fmax, why)]
@@ -74,7 +78,7 @@ def plan_spectrogram(events: dict[Path, list[Event]], rates: dict[Path, int],
                      auto: AutoSpectrogram) -> tuple[SpectrogramConfig, list[SpectrogramChoice]]:
     """The settings for recordings at ``rates`` (Hz) with ``events``, and why each was chosen."""
     boxes = [e for evs in events.values() for e in evs]
-    prior = _prior_choice(len(boxes), auto)
+    prior = _prior_choice(boxes, auto)
     if prior:
         return prior
     highs = [e.high for e in boxes if e.high is not None]
