@@ -139,11 +139,20 @@ def instances_to_events(head: np.ndarray, mask: np.ndarray, mapping: Spectrogram
     dropped (and ``recent`` is updated in place). Granularity call or song joins instances of a class whose bands
     overlap and that lie within ``merge_gap``; syllable keeps every instance."""
     o = options.resolved()
+    kept = head_boxes(head, mask, mapping, len(class_names), o.peak_threshold, cut, column_offset, recent)
+    return box_events(kept, mapping, class_names, o)
+
+
+def head_boxes(head: np.ndarray, mask: np.ndarray, mapping: SpectrogramMapping, n_classes: int,
+                   peak_threshold: float, cut: int, column_offset: int = 0, recent: list[Box] | None = None
+                   ) -> list[tuple[Box, int]]:
+    """The boxes of ``instances_to_events`` with their classes, before they become events: they depend on the
+    peak threshold only, so detect's tuning decodes them once per threshold for every granularity."""
     hz = np.asarray(mapping.row_hz)
     positive = np.nonzero(hz >= 0)[0]
     top, bottom = int(positive.min()), int(positive.max()) + 1  # the positive rows are contiguous
     span = min(cut + 1, head.shape[-1])
-    boxes = decode_centres(head[0, top:bottom, :span], head[1:, top:bottom, :span], o.peak_threshold,
+    boxes = decode_centres(head[0, top:bottom, :span], head[1:, top:bottom, :span], peak_threshold,
                            peak_columns=cut)
     previous = recent if recent is not None else []
     kept: list[tuple[Box, int]] = []
@@ -151,12 +160,12 @@ def instances_to_events(head: np.ndarray, mask: np.ndarray, mapping: Spectrogram
         placed = Box(b.x0 + column_offset, b.y0 + top, b.x1 + column_offset, b.y1 + top, b.score)
         if any(placed.iou(r) > 0.5 or nested(placed, r) for r in previous):
             continue
-        kept.append((placed, box_class(mask[top:bottom], b, len(class_names)) or 1))
+        kept.append((placed, box_class(mask[top:bottom], b, n_classes) or 1))
     kept = suppress_nested(kept)
     if recent is not None:
         start = column_offset + cut
         recent[:] = [r for r in previous if r.x1 > start] + [b for b, _ in kept if b.x1 > start]
-    return box_events(kept, mapping, class_names, o)
+    return kept
 
 
 def split_segments(heat: np.ndarray, labels: np.ndarray, pooled: np.ndarray, mapping: SpectrogramMapping,

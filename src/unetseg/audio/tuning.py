@@ -148,7 +148,7 @@ def tune_instance_events(model_path: str | Path, info: DatasetInfo, limit: int =
     instance decoding on up to ``limit`` validation windows, scored against the windows' instance boxes (box
     F1, IoU >= 0.3) or, for time-only annotations, their syllables (onset/offset F1 within ``COLLAR``)."""
     from unetseg.audio.event_scores import box_scores
-    from unetseg.audio.events import box_events, instances_to_events
+    from unetseg.audio.events import box_events, head_boxes
     from unetseg.audio.settings import GRANULARITY, RAW_REGIONS, EventOptions
     from unetseg.data.images import read_instance_ids
     from unetseg.inference import to_classes
@@ -173,12 +173,15 @@ def tune_instance_events(model_path: str | Path, info: DatasetInfo, limit: int =
     else:
         masks = [to_classes(o[:loaded.outputs], loaded.binary, loaded.threshold) for o in outputs]
         best = None
-        # granularity too: a head trained briefly puts several peaks on one long call, which call joins
+        # granularity too: a head trained briefly puts several peaks on one long call, which call joins. The
+        # boxes depend on the peak threshold only: decoded once per threshold, then grouped each way.
+        decoded = {peak: [head_boxes(o[loaded.outputs:], m, mapping, len(names), peak, m.shape[1])
+                          for o, m, (_, _, mapping, _) in zip(outputs, masks, windows, strict=True)]
+                   for peak in PEAK_THRESHOLDS}
         for granularity, peak, min_duration in itertools.product(GRANULARITY, PEAK_THRESHOLDS, MIN_DURATIONS):
-            options = EventOptions(granularity=granularity, min_duration=min_duration, peak_threshold=peak)
-            f1 = pooled_f1(box_scores(ref, instances_to_events(o[loaded.outputs:], m, mapping, names, options,
-                                                                m.shape[1]), BOX_IOU)
-                           for o, m, (_, _, mapping, _), ref in zip(outputs, masks, windows, truth, strict=True))
+            options = EventOptions(granularity=granularity, min_duration=min_duration, peak_threshold=peak).resolved()
+            f1 = pooled_f1(box_scores(ref, box_events(kept, mapping, names, options), BOX_IOU)
+                           for kept, (_, _, mapping, _), ref in zip(decoded[peak], windows, truth, strict=True))
             if best is None or f1 > best["f1"]:
                 best = {"threshold": loaded.threshold, "peak_threshold": peak, "min_duration": min_duration,
                         "granularity": granularity, "f1": round(f1, 4)}
