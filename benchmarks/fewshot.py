@@ -41,6 +41,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from unetseg.audio.annotations import Event, events_by_file, format_raven, read_annotations
+from unetseg.audio.event_scores import box_iou
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -138,16 +139,6 @@ def _iou_time(a: Event, b: Event) -> float:
     return max(inter, 0.0) / union if union > 0 else 0.0
 
 
-def _iou_box(a: Event, b: Event) -> float:
-    if None in (a.low, a.high, b.low, b.high):
-        return 0.0
-    t = max(0.0, min(a.end, b.end) - max(a.begin, b.begin))
-    f = max(0.0, min(a.high, b.high) - max(a.low, b.low))
-    inter = t * f
-    union = (a.end - a.begin) * (a.high - a.low) + (b.end - b.begin) * (b.high - b.low) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def matches(reference: list[Event], estimated: list[Event], iou) -> int:
     """Pairs matched one-to-one with IoU >= ``IOU`` (the most total IoU)."""
     if not reference or not estimated:
@@ -243,7 +234,7 @@ def across_recordings(cli, work: Path, minutes: float) -> dict:
         events = sum(len(t.predicted[method]) for t in tasks)
         out[method] = {"events": events, "events_per_call": round(events / out["calls"], 2),
                        "event_f": pooled_f(tasks, method, _iou_time)["f"],
-                       "box_f1": pooled_f(tasks, method, _iou_box)["f"]}
+                       "box_f1": pooled_f(tasks, method, box_iou)["f"]}
     return out
 
 
@@ -362,16 +353,6 @@ def check_kept_out(tasks: list[Task]) -> None:
         raise SystemExit(f"{clash[0]} is in the prior's training data (calls.json): it cannot be scored")
 
 
-def machine() -> dict:
-    import platform
-
-    import torch
-
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    return {"cores": os.cpu_count(), "cpu": platform.machine(), "capability": torch.backends.cpu.get_cpu_capability(),
-            "amx": "amx_bf16" in flags, "torch": torch.__version__}
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--minutes", type=float, default=2.5, help="fine-tuning time per set (wall minutes)")
@@ -392,7 +373,10 @@ def main() -> None:
     work = new_run_dir(Path(args.work).parent, Path(args.work).name)
     makers = {"bats": bat_tasks, "spinetail": spinetail_tasks, "field": field_tasks,
               "finch": lambda: finch_tasks(args.finch_songs)}
-    result = {"protocol": __doc__.split("\n\n")[1], "machine": machine(), "minutes": args.minutes, "sets": {}}
+    from unetseg.plan import machine
+
+    result = {"protocol": __doc__.split("\n\n")[1], "machine": {**machine(), "cpu_count": os.cpu_count()},
+              "minutes": args.minutes, "sets": {}}
     for name in args.sets.split(","):
         if name == "bats_across":
             result["across_recordings"] = across_recordings(cli, work / name, args.across_minutes)
@@ -407,7 +391,7 @@ def main() -> None:
         entry = {"recordings": [t.wav.name for t in tasks], "shots": sum(len(t.shots) for t in tasks),
                  "query_boxes": sum(len(t.query) for t in tasks),
                  "event_f": {m: pooled_f(tasks, m, _iou_time)["f"] for m in methods},
-                 "box_f1": ({m: pooled_f(tasks, m, _iou_box)["f"] for m in methods} if tasks[0].bands else None),
+                 "box_f1": ({m: pooled_f(tasks, m, box_iou)["f"] for m in methods} if tasks[0].bands else None),
                  "events_found": {m: sum(len(t.predicted[m]) for t in tasks) for m in methods},
                  "detail": {m: pooled_f(tasks, m, _iou_time) for m in methods},
                  "fine_tune_s": seconds["prior_5shot"], "scratch_train_s": seconds["scratch_5shot"],

@@ -52,16 +52,9 @@ def gather(work: Path, cli, synth: tuple) -> list[str]:
     return [f"bat-calls-whombat/{s}.wav" for s in PRIOR_BATS]
 
 
-def machine_line() -> dict:
-    import platform
-
-    import torch
-
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__}
-
-
 def model_card(card: dict) -> str:
+    from unetseg.core.machine import host_features
+
     f, m, secs = card["figures"], card["machine"], card["wall_seconds"]
     real = "\n".join(f"  - `{r}`" for r in card["training_recordings"]["real"])
     synth = "\n".join(f"  - `unetseg {c}`" for c in card["training_recordings"]["synthetic"])
@@ -87,7 +80,7 @@ background level (each row less its mean over the window), so gain and noise col
 - `{card["commands"]["dataset"]}`
 - `{card["commands"]["train"]}`
 
-Wall time on {m["cores"]} cores ({m["cpu"]}, {m["capability"]}, torch {m["torch"]}): data {secs["data"]:.0f} s,
+Wall time on {m["cpu_count"]} cores ({m["cpu"]}, {host_features(m)}, torch {m["torch"]}): data {secs["data"]:.0f} s,
 training {secs["train"]:.0f} s.
 
 ## Figures
@@ -110,6 +103,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from unetseg.cli import main as cli
     from unetseg.cli.common import configure_logging
+    from unetseg.plan import machine
 
     configure_logging(False)
     from unetseg.core.fileio import new_run_dir
@@ -145,7 +139,7 @@ def main() -> None:
         "commands": {k: " ".join(["unetseg", *argv]).replace(str(work), "<work>")
                      for k, argv in (("dataset", dataset_argv), ("train", train_argv))},
         "rebuild": "make prior", "wall_seconds": {"data": round(t1 - t0, 1), "train": round(t2 - t1, 1)},
-        "figures": figures, "machine": machine_line(),
+        "figures": figures, "machine": {**machine(), "cpu_count": os.cpu_count()},
     }
     (work / "calls.json").write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps(card, indent=2))

@@ -52,14 +52,13 @@ def main() -> None:
         measured = {name: wall(argv, args.repeat, cwd) for name, argv in commands.items()}
         imports = {m: wall([sys.executable, "-c", f"import {m}"], args.repeat, cwd)[0] for m in MODULES}
         python = wall([sys.executable, "-c", "pass"], args.repeat, cwd)[0]
-    import torch
+    from unetseg.plan import machine
 
     result = {"seconds": {k: v[0] for k, v in measured.items()}, "exit_codes": {k: v[1] for k, v in measured.items()},
               "import_seconds": imports, "python_seconds": python,
               "aims": {k: {"aim_s": a, "measured_s": measured[k][0], "met": measured[k][0] <= a}
                        for k, a in AIMS.items()},
-              "machine": {"cores": os.cpu_count(), "capability": torch.backends.cpu.get_cpu_capability(),
-                          "amx": "amx_bf16" in Path("/proc/cpuinfo").read_text()}, "repeat": args.repeat}
+              "machine": {**machine(), "cpu_count": os.cpu_count()}, "repeat": args.repeat}
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
