@@ -242,10 +242,8 @@ def build_annotated_dataset(recordings: str | Path | list, annotations: str | Pa
                 variants.append((f"_paste{k + 1}", pasted, {"pasted": len(moved) - len(given)}, moved))
             for suffix, audio, facts, evs in variants:
                 image, mapping = spectrogram_image(audio, sr, cfg)
+                # a recording shorter than one window is repeated to fill one, as a short annotated part is
                 starts = window_starts(image.shape[1], window, window - overlap) if image.shape[1] >= window else []
-                if not starts:
-                    raise UnetsegError(f"{f}: {len(y) / sr:.2f} s is shorter than one window of {window} columns "
-                                       f"({((window - 1) * cfg.hop_length + cfg.win) / sr:.2f} s)")
                 if not suffix or evs is not given:  # the clean recording's masks hold for its noisy copies
                     mask = events_to_mask(evs, mapping, image.shape, classes, image if energetic else None)
                     ids = events_to_instances(evs, mapping, image.shape, classes, image)

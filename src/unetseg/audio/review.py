@@ -23,51 +23,21 @@ from pathlib import Path
 from typing import Any
 
 from unetseg.audio.annotations import Event, format_audacity, format_csv, format_raven
+from unetseg.audio.review_files import REVIEW_FILE
 from unetseg.core.errors import UnetsegError
 from unetseg.core.fileio import write_json, write_text
 
 log = logging.getLogger(__name__)
-REVIEW_FILE = "review.json"
-LOCK_FILE = ".review.lock"
 LOCK_TIMEOUT = 30.0  # seconds a writer waits for another
 STATES = ("unreviewed", "accepted", "corrected", "added", "deleted")
 KEPT = ("unreviewed", "accepted", "corrected", "added")  # what a corrected table holds
 REVIEWED = ("accepted", "corrected", "added")  # what a person has looked at
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MAX_LABEL = 100
 VERSION = 1
 MAX_DURATION = 7 * 24 * 3600.0  # a week of audio
 MAX_RATE = 1_536_000
-
-
-def check_name(name: str) -> str:
-    """A review's name as given by a client: a plain folder name (letters, digits, ``._-``), never a path."""
-    if not isinstance(name, str) or not NAME.match(name) or ".." in name:
-        raise UnetsegError(f"review name {str(name)[:40]!r} is not a plain name (letters, digits, '.', '_', '-'; "
-                           "at most 100)")
-    return name
-
-
-def safe_name(text: str) -> str:
-    """A folder name made from a file name: other characters become ``_``."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(text).stem).strip("._-")[:100]
-    return stem or "recording"
-
-
-def reviews_in(root: str | Path) -> list[Path]:
-    """Review folders of ``root`` (or ``root`` itself when it is one), sorted by name."""
-    root = Path(root)
-    if (root / REVIEW_FILE).is_file():
-        return [root]
-    if not root.is_dir():
-        raise UnetsegError(f"{root}: no such review folder")
-    return sorted(p.parent for p in root.glob(f"*/{REVIEW_FILE}"))
-
-
-def is_review(path: str | Path) -> bool:
-    """Whether ``path`` is a review folder or a folder of them."""
-    path = Path(path)
-    return path.is_dir() and ((path / REVIEW_FILE).is_file() or any(path.glob(f"*/{REVIEW_FILE}")))
+MAX_HISTORY = 1000  # edits that can be undone
+MAX_LAYER_EVENTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -133,6 +103,50 @@ class Review:
             if e.get("state") not in STATES:
                 raise UnetsegError(f"{where} has state {e.get('state')!r}, not one of {', '.join(STATES)}")
             self._checked_box(e, where)
+        self._check_extras(path)
+
+    def _check_extras(self, path: Path) -> None:
+        """The history (boxes checked when replayed), the reference layers and the page's view settings."""
+        d = self.data
+        for key in ("history", "future"):
+            stack = d.get(key, [])
+            if not isinstance(stack, list) or not all(
+                    isinstance(edit, list) and all(isinstance(c, dict) and isinstance(c.get("id"), str)
+                                                   and all(c.get(s) is None or isinstance(c[s], dict)
+                                                           for s in ("before", "after")) for c in edit)
+                    for edit in stack):
+                raise UnetsegError(f"{path}: field {key!r} must be a list of edits (lists of id, before, after)")
+        layers = d.get("layers", [])
+        if not isinstance(layers, list) or not all(isinstance(x, dict) and isinstance(x.get("name"), str)
+                                                   and isinstance(x.get("events"), list) for x in layers):
+            raise UnetsegError(f"{path}: field 'layers' must be a list of tables (name, events)")
+        for layer in layers:
+            for i, e in enumerate(layer["events"]):
+                if not isinstance(e, dict):
+                    raise UnetsegError(f"{path}: layer {layer['name'][:40]!r} row {i + 1} is not an object")
+                self._checked_box(e, f"{path}: layer {layer['name'][:40]!r} row {i + 1}")
+        score = d.get("view", {}).get("min_score", 0.0) if isinstance(d.get("view", {}), dict) else None
+        if not _finite(score) or not 0 <= score <= 1:
+            raise UnetsegError(f"{path}: field 'view' must be an object whose min_score lies in [0, 1]")
+
+    def set_view(self, min_score: float) -> None:
+        """The page's score threshold, kept with the review."""
+        if not _finite(min_score) or not 0 <= min_score <= 1:
+            raise UnetsegError(f"min_score must lie in [0, 1], not {min_score!r}")
+        self.data.setdefault("view", {})["min_score"] = float(min_score)
+        self.save()
+
+    def add_layer(self, name: str, events: list[Event]) -> dict[str, Any]:
+        """Another person's table as a reference layer (drawn, never edited or trained on)."""
+        if len(events) > MAX_LAYER_EVENTS:
+            raise UnetsegError(f"{name}: {len(events)} rows, over {MAX_LAYER_EVENTS} for a layer")
+        layer = {"name": name[:100], "events": [{"begin": e.begin, "end": e.end, "low": e.low, "high": e.high,
+                                                 "label": e.label} for e in events]}
+        for i, e in enumerate(layer["events"]):
+            self._checked_box(e, f"{name}: row {i + 1}")
+        self.data["layers"] = [x for x in self.data.get("layers", []) if x["name"] != layer["name"]] + [layer]
+        self.save()
+        return layer
 
     @property
     def name(self) -> str:
@@ -174,14 +188,26 @@ class Review:
         keep = REVIEWED if reviewed_only else KEPT
         return [_event(e) for e in sorted(self.events, key=lambda e: (e["begin"], e["end"])) if e["state"] in keep]
 
+    def model_band(self) -> tuple[float, float]:
+        """The band (Hz) the model's spectrogram holds: what a time-only event spans."""
+        spec = self.data["spectrogram"]
+        rate = spec.get("sample_rate") or self.data["sample_rate"]
+        top = min(spec.get("fmax") or rate / 2, rate / 2, self.nyquist)
+        return float(min(spec.get("fmin") or 0.0, top)), float(top)
+
     def export(self, fmt: str = "raven", deleted: bool = False) -> str:
         """The corrected table (Raven, Audacity or CSV), with a ``Review`` column of each event's state (Raven
-        and CSV; Audacity labels have no columns); deleted events only when ``deleted``."""
+        and CSV; Audacity labels have no columns); deleted events only when ``deleted``. Raven's Selection is
+        the event's number on the page, and a time-only event's band is the model's (Raven draws every row as
+        a box)."""
         rows = sorted((e for e in self.events if deleted or e["state"] != "deleted"), key=lambda e: e["begin"])
         events = [_event(e) for e in rows]
         states = [e["state"] for e in rows]
         if fmt == "raven":
-            return _with_column(format_raven(events), "\t", "Review", states)
+            low, high = self.model_band()
+            boxed = [e if e.low is not None else Event(e.begin, e.end, low, high, e.label, e.score) for e in events]
+            table = _with_column(format_raven(boxed), "\t", "Review", states)
+            return _renumbered(table, [number_of(e, i) for i, e in enumerate(rows, 1)])
         if fmt == "audacity":
             return format_audacity(events)
         if fmt == "csv":
@@ -225,7 +251,7 @@ class Review:
             raise UnetsegError(f"state {updated['state']!r} is not one of {', '.join(STATES)}")
         self._checked_box(updated, f"event {event_id}")
         overwrote = seen is not None and seen != event["revision"]
-        return self._commit(event, updated, overwrote)
+        return self._commit(event, updated, overwrote, dict(event))
 
     def add(self, fields: dict[str, Any]) -> Change:
         """A new event drawn by a person (state ``added``)."""
@@ -237,7 +263,7 @@ class Review:
                  "score": None, "state": "added", "detected": None, "revision": 0, **fields}
         self._checked_box(event, "new event")
         self.events.append(event)
-        return self._commit(event, event, False)
+        return self._commit(event, event, False, None)
 
     def _find(self, event_id: str) -> dict[str, Any]:
         event = next((e for e in self.events if e["id"] == event_id), None)
@@ -245,13 +271,68 @@ class Review:
             raise KeyError(event_id)
         return event
 
-    def _commit(self, old: dict[str, Any], new: dict[str, Any], overwrote: bool) -> Change:
+    def add_many(self, boxes: list[dict[str, Any]], state: str = "unreviewed") -> list[dict[str, Any]]:
+        """New events (detected by a fine-tuned model, or read from a table) in one edit, undone as one."""
+        number = 1 + max((number_of(e, 0) for e in self.events), default=0)
+        added = []
+        for i, box in enumerate(boxes):
+            event = {"id": f"e{number + i}", "low": None, "high": None, "label": "", "score": None, **box,
+                     "state": state, "revision": self.data["revision"] + 1}
+            event["detected"] = {k: event[k] for k in ("begin", "end", "low", "high", "label", "score")}
+            self._checked_box(event, f"new event {i + 1}")
+            added.append(event)
+        if added:
+            self.events.extend(added)
+            self._remember([{"id": e["id"], "before": None, "after": dict(e)} for e in added])
+            self.data["revision"] += 1
+            self.save()
+        return added
+
+    def _commit(self, old: dict[str, Any], new: dict[str, Any], overwrote: bool,
+                before: dict[str, Any] | None) -> Change:
         self.data["revision"] += 1
         new = {**new, "revision": self.data["revision"]}
         old.clear()
         old.update(new)
+        self._remember([{"id": new["id"], "before": before, "after": dict(new)}])
         self.save()
         return Change(dict(old), self.data["revision"], overwrote)
+
+    # ------------------------------------------------------------------------------------------ history
+
+    def _remember(self, changes: list[dict[str, Any]]) -> None:
+        history = self.data.setdefault("history", [])
+        history.append(changes)
+        del history[:-MAX_HISTORY]
+        self.data["future"] = []  # a new edit ends what could be redone
+
+    def undo(self) -> list[dict[str, Any]]:
+        """Take back the last edit (kept in ``review.json``, so also after a reload); returns the events it
+        touched as they are now (an undone addition is gone)."""
+        return self._replay("history", "future", "before")
+
+    def redo(self) -> list[dict[str, Any]]:
+        """Make the last undone edit again."""
+        return self._replay("future", "history", "after")
+
+    def _replay(self, source: str, target: str, side: str) -> list[dict[str, Any]]:
+        stack = self.data.get(source) or []
+        if not stack:
+            raise UnetsegError(f"nothing to {'undo' if source == 'history' else 'redo'}")
+        changes = stack.pop()
+        self.data["revision"] += 1
+        touched = []
+        for c in reversed(changes) if side == "before" else changes:
+            state = c[side]
+            self.data["events"] = [e for e in self.events if e["id"] != c["id"]]
+            if state is not None:
+                state = {**state, "revision": self.data["revision"]}
+                self._checked_box(state, f"event {c['id']} in the review's history")
+                self.events.append(state)
+            touched.append(state or {"id": c["id"], "removed": True})
+        self.data.setdefault(target, []).append(changes)
+        self.save()
+        return touched
 
     def save(self) -> None:
         """``review.json`` and the corrected Raven table, each written atomically."""
@@ -279,17 +360,25 @@ def inside_review(folder: Path, recording: str) -> Path:
     return path
 
 
+def number_of(event: dict[str, Any], fallback: int) -> int:
+    """An event's number as the page shows it: that of its id ``e<N>`` (stable: an added event takes the next
+    number, nothing is renumbered)."""
+    match = re.fullmatch(r"e(\d{1,9})", str(event.get("id", "")))
+    return int(match.group(1)) if match else fallback
+
+
+def _renumbered(table: str, numbers: list[int]) -> str:
+    lines = table.splitlines()
+    rows = [f"{n}\t{line.split(chr(9), 1)[1]}" for line, n in zip(lines[1:], numbers, strict=True)]
+    return "\n".join([lines[0], *rows]) + "\n"
+
+
 def _with_column(table: str, sep: str, name: str, values: list[str]) -> str:
     """A table (header line, then one line per value) with one more column (Raven keeps extra columns as
     annotations)."""
     lines = table.splitlines()
     rows = [f"{line}{sep}{v}" for line, v in zip(lines[1:], values, strict=True)]
     return "\n".join([lines[0] + sep + name, *rows]) + "\n"
-
-
-def extension(fmt: str) -> str:
-    return {"WAV": ".wav", "WAVEX": ".wav", "FLAC": ".flac", "OGG": ".ogg", "MP3": ".mp3", "AIFF": ".aiff"}.get(
-        fmt.upper(), ".audio")
 
 
 def _finite(value: Any) -> bool:

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from unetseg.audio.annotations import Event, read_annotations
-from unetseg.audio.review import (
+from unetseg.audio.review import LOCK_TIMEOUT, VERSION, Review
+from unetseg.audio.review_files import (
     LOCK_FILE,
-    LOCK_TIMEOUT,
     REVIEW_FILE,
-    VERSION,
-    Review,
+    TRASH,
     check_name,
     extension,
+    file_sha256,
     reviews_in,
     safe_name,
 )
@@ -51,6 +51,7 @@ def create_review(root: str | Path, name: str, recording: Path, events: list[Eve
             shutil.copyfile(recording.resolve(), target)
     where = target.name
     data = {"version": VERSION, "recording": where, "source": None if move else str(recording.resolve()),
+            "sha256": file_sha256(target),
             "duration": info.duration, "sample_rate": info.sample_rate,
             "channels": info.channels, "model": model, "spectrogram": spectrogram, "classes": classes,
             "revision": 0, "events": []}
@@ -178,6 +179,29 @@ class ReviewStore:
             except UnetsegError as e:  # one damaged review never hides the others
                 log.warning("review %s left out of the list: %s", folder.name, self.hide(str(e)))
         return out
+
+    def same_recording(self, sha256: str) -> str | None:
+        """The name of a review of the recording whose SHA-256 is ``sha256`` (a re-upload), or None."""
+        for folder in reviews_in(self.root):
+            try:
+                if folder.resolve().parent == self.root and Review.load(folder).data.get("sha256") == sha256:
+                    return folder.name
+            except UnetsegError:
+                continue
+        return None
+
+    def delete(self, name: str) -> str:
+        """Move a review out of the list, into ``<root>/.deleted/`` (a person's work is never erased); returns
+        where it went, relative to the root."""
+        import time
+
+        with self.lock(name):
+            folder = self.folder(name)
+            trash = self.root / TRASH
+            trash.mkdir(exist_ok=True)
+            target = trash / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+            folder.replace(target)
+        return str(target.relative_to(self.root))
 
     def hide(self, text: str) -> str:
         """``text`` (an error's) without the server's folders: paths inside the root are shown relative."""

@@ -126,3 +126,33 @@ def clip_wav(path: str | Path, begin: float, end: float, low: float | None = Non
     buf = io.BytesIO()
     sf.write(buf, np.clip(y, -1, 1), rate, format="WAV", subtype="PCM_16")
     return buf.getvalue()
+
+
+def loudness_line(path: str | Path, width: int, channel: int | None = None, block: int = 1 << 20) -> list[float]:
+    """A recording's loudness over ``width`` equal spans of time: in each, the loudest 10 ms (RMS, dB re full
+    scale, floored at -120 dB; longer frames for a long recording); read ``block`` samples at a time, so an
+    hour costs what a block costs."""
+    info = audio_info(path)
+    rate, total = info.sample_rate, max(1, round(info.duration * info.sample_rate))
+    frame = max(1, rate // 100, -(-total // (width * 100)))  # at most 100 frames per bin
+    frames = -(-total // frame)
+    energy = np.zeros(frames, np.float64)
+    done = 0
+    try:
+        with sf.SoundFile(str(path)) as f:
+            for data in f.blocks(blocksize=block - block % frame or frame, dtype="float32", always_2d=True):
+                y = select_channel(data, channel).astype(np.float64)
+                first = done // frame
+                part = np.bincount((done + np.arange(len(y))) // frame - first, weights=y * y)
+                energy[first:first + len(part)] += part[:frames - first]
+                done += len(y)
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise UnetsegError(f"{path}: cannot decode audio ({_reason(e)})") from e
+    counts = np.full(frames, frame, np.float64)
+    counts[-1] = done - frame * (frames - 1) if done > frame * (frames - 1) else frame
+    db = 10 * np.log10(np.maximum(energy / counts, 1e-12))
+    edges = np.linspace(0, frames, width + 1).astype(np.int64)
+    edges[1:] = np.maximum(edges[1:], edges[:-1] + 1)
+    edges = np.minimum(edges, frames)
+    line = [float(db[a:b].max()) if b > a else -120.0 for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    return [round(max(-120.0, v), 1) for v in line]

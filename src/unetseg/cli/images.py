@@ -29,6 +29,8 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML with any of the options below, by section (data, model, ...)")
     p.add_argument("--resume", metavar="RUN", help="continue the interrupted run in this folder")
     p.add_argument("--no-test", action="store_true", help="skip evaluating the best model on the test split")
+    p.add_argument("--reviewed-only", action="store_true", help="with --data <review folder>: leave out the events "
+                   "nobody reviewed (deleted ones are always left out)")
     add_config_arguments(p)
     p.set_defaults(func=cmd_train)
 
@@ -94,7 +96,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.data:
             cfg.data.path = args.data
         if cfg.data.path:
-            cfg.data.path = _dataset_of_reviews(cfg.data.path, overrides, cfg)
+            cfg.data.path = _dataset_of_reviews(cfg.data.path, overrides, cfg, args.reviewed_only)
+        elif args.reviewed_only:
+            raise UnetsegError("--reviewed-only goes with --data <review folder>")
         result = train(cfg, overrides=overrides)
     if not result.main:  # another process of a multi-process run: rank 0 reports and tests
         return 0
@@ -115,17 +119,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dataset_of_reviews(path: str, overrides: dict, cfg: Config) -> str:
+def _dataset_of_reviews(path: str, overrides: dict, cfg: Config, reviewed_only: bool = False) -> str:
     """A review folder (``serve --review``) as training data: its recordings and corrected events become a
     new dataset folder under the runs folder (as ``audio dataset --review`` makes it), whose path is
-    returned; any other path is returned as it is."""
-    from unetseg.audio.review import is_review
+    returned; any other path is returned as it is. Reviews with no events are refused before any folder is
+    made, and the folder is removed again when the dataset cannot be made."""
+    from unetseg.audio.review_files import is_review
 
     if not is_review(path):
+        if reviewed_only:
+            raise UnetsegError(f"--reviewed-only: {path} is not a review folder")
         return path
-    from unetseg.audio.review import safe_name
-    from unetseg.audio.review_store import dataset_from_review, reviewed_model
+    import shutil
+
+    from unetseg.audio.review_files import safe_name
+    from unetseg.audio.review_store import dataset_from_review, review_annotations, reviewed_model
     from unetseg.core.fileio import new_run_dir
+
+    reviewed = review_annotations(path, reviewed_only)
+    if not any(reviewed.events.values()):
+        which = "reviewed (accepted, corrected or added)" if reviewed_only else "kept (not deleted)"
+        raise UnetsegError(f"review {path}: no {which} events to train on; draw or accept some in the page first")
 
     runs = overrides.get("train", {}).get("runs_dir", cfg.train.runs_dir)
     folder = Path(path).resolve()  # detect --review makes <output>/review: name it after <output>
@@ -141,7 +155,11 @@ def _dataset_of_reviews(path: str, overrides: dict, cfg: Config) -> str:
         elif start is not None:  # the corrections refine the model that made them
             cfg.update({"train": {"init": str(start)}}, "the review")
             print(f"review {path}: the run starts from the reviewed model {start} (as --init)")
-    built = dataset_from_review(path, target / "dataset")
+    try:
+        built = dataset_from_review(path, target / "dataset", reviewed_only=reviewed_only)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)  # the folder made above for this dataset: nothing of the user's
+        raise
     print(f"review {path} -> dataset {built.root}: images per split {built.windows}")
     return str(built.root)
 

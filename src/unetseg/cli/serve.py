@@ -26,6 +26,8 @@ def add_serve_command(sub: argparse._SubParsersAction) -> None:
     add_dataclass_arguments(p.add_argument_group("limits"), ServeOptions, LIMITS)
     p.add_argument("--review", metavar="DIR", help="review folder: recordings reviewed in the page are kept here "
                    "(made by 'audio detect --review' or by uploads) [default: a temporary folder, gone at exit]")
+    p.add_argument("--recordings", metavar="DIR", help="a folder of recordings the page lists and opens for review "
+                   "without uploading them")
     p.set_defaults(func=cmd_serve)
 
 
@@ -39,6 +41,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.warning("serving on %s without --token: anyone who can reach this address can use the models", args.host)
     if args.review and Path(args.review).exists() and not Path(args.review).is_dir():
         raise UnetsegError(f"--review {args.review}: not a folder")
-    options = dataclass_from_args(ServeOptions, args, LIMITS, review=args.review, token=token, cors=args.cors)
+    if args.recordings and not Path(args.recordings).is_dir():
+        raise UnetsegError(f"--recordings {args.recordings}: not a folder")
+    options = dataclass_from_args(ServeOptions, args, LIMITS, review=args.review, token=token, cors=args.cors,
+                                  recordings=args.recordings)
     serve(args.model, args.host, args.port, options)
     return 0

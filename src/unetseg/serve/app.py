@@ -25,7 +25,7 @@ from starlette.background import BackgroundTask
 
 from unetseg.audio.review_store import ReviewStore
 from unetseg.core.recent import Recent
-from unetseg.serve import audio, images, review
+from unetseg.serve import audio, find_rest, images, recordings, review, review_edits
 from unetseg.serve.batcher import Busy
 from unetseg.serve.models import ServedModel, ServeOptions, load_models
 from unetseg.serve.state import ServerState, bad
@@ -46,6 +46,7 @@ def create_app(models: dict[str, ServedModel], options: ServeOptions | None = No
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        app.state.searches.close()
         server.close()
         if scratch is not None:
             scratch.cleanup()
@@ -57,10 +58,11 @@ def create_app(models: dict[str, ServedModel], options: ServeOptions | None = No
     app.state.server = server
     app.state.models = models
     app.state.reviews, app.state.tiles = reviews, Recent(256)  # the last 256 tiles (PNG bytes)
+    app.state.searches = find_rest.Searches(reviews, options.find_minutes)
     if options.cors:
         from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=options.cors, allow_methods=["GET", "POST"],
+        app.add_middleware(CORSMiddleware, allow_origins=options.cors, allow_methods=["GET", "POST", "PATCH", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])
     public = {"/health", "/", "/favicon.ico"}
 
@@ -94,7 +96,7 @@ def create_app(models: dict[str, ServedModel], options: ServeOptions | None = No
         """Liveness: always public."""
         return {"status": "ok", "version": __version__, "models": len(models), "auth": bool(options.token),
                 "in_progress": server.admission.count, "queue": options.queue,
-                "reviews": "kept" if kept else "temporary"}
+                "reviews": "kept" if kept else "temporary", "recordings": bool(options.recordings)}
 
     @app.get("/models")
     def list_models() -> list[dict[str, Any]]:
@@ -104,6 +106,9 @@ def create_app(models: dict[str, ServedModel], options: ServeOptions | None = No
     app.include_router(images.router)
     app.include_router(audio.router)
     app.include_router(review.router)
+    app.include_router(review_edits.router)
+    app.include_router(find_rest.router)
+    app.include_router(recordings.router)
 
     @app.get("/files/{key}")
     def fetch(key: str) -> FileResponse:

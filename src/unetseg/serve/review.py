@@ -18,7 +18,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from unetseg.audio.annotations import SUFFIXES
-from unetseg.audio.review import MAX_LABEL, STATES, Review, safe_name
+from unetseg.audio.review import MAX_LABEL, STATES, Review
+from unetseg.audio.review_files import safe_name
 from unetseg.audio.review_store import ReviewStore, create_review
 from unetseg.core.errors import UnetsegError
 from unetseg.core.recent import Recent
@@ -55,22 +56,24 @@ class NewEvent(BaseModel):
     label: str = Field("", max_length=MAX_LABEL)
 
 
-def _store(request: Request) -> ReviewStore:
+def review_store(request: Request) -> ReviewStore:
+    """The server's review folder."""
     return request.app.state.reviews
 
 
-def _review(request: Request, name: str) -> Review:
+def open_review(request: Request, name: str) -> Review:
+    """The review named ``name``, or a one-line 4xx."""
     try:
-        return _store(request).load(name)
+        return review_store(request).load(name)
     except KeyError:
         raise bad(404, f"no review named {name!r}; GET /reviews lists them") from None
     except UnetsegError as e:  # a bad name, or a review.json that is damaged or names a file outside
-        raise bad(400 if "not a plain name" in str(e) else 422, f"review {name!r}: {_hide(request, e)}") from None
+        raise bad(400 if "not a plain name" in str(e) else 422, f"review {name!r}: {hide_paths(request, e)}") from None
 
 
-def _hide(request: Request, error: Exception) -> str:
+def hide_paths(request: Request, error: Exception) -> str:
     """An error's text without the server's folders."""
-    return _store(request).hide(str(error))
+    return review_store(request).hide(str(error))
 
 
 def document(review: Review) -> dict[str, Any]:
@@ -85,55 +88,85 @@ def document(review: Review) -> dict[str, Any]:
             "classes": d["classes"], "row_hz": [round(float(v), 1) for v in row_frequencies(cfg, sr)],
             "column_s": cfg.hop_length / sr, "revision": d["revision"], "updated": d.get("updated"),
             "denoised": (review.folder / "denoised.wav").is_file(), "states": review.counts(),
+            "model_band": review.model_band(), "view": {"min_score": 0.0, **d.get("view", {})},
+            "layers": d.get("layers", []), "undo": len(d.get("history", [])), "redo": len(d.get("future", [])),
             "events": review.events}
 
 
 @router.get("")
 def list_reviews(request: Request) -> list[dict[str, Any]]:
     """Every review in the review folder: name, recording, duration, model, events and counts per state."""
-    return _store(request).list()
+    return review_store(request).list()
 
 
 @router.post("")
 async def new_review(request: Request, model: str | None = None, name: str | None = Query(None, max_length=200),
-                     denoise: bool = False) -> JSONResponse:
+                     denoise: bool = False, detect: bool = True) -> JSONResponse:
     """Upload a recording: the model detects its events and a new review of them is made (``name``, e.g. the
-    file's name, names the review folder; a taken name gets ``-2``, ``-3``...)."""
+    file's name, names the review folder; a taken name gets ``-2``, ``-3``...). ``detect=false`` makes an
+    empty review to annotate from scratch (on the built-in prior's spectrogram, so that "find the rest" can
+    start from it). A recording reviewed before (the same bytes) opens its review instead: 200 with
+    ``existing: true``."""
     server: ServerState = request.app.state.server
-    served = server.pick(model, "audio")
+    served = server.pick(model, "audio") if detect else None
     shown = shown_name(name)
     with tempfile.TemporaryDirectory(prefix="unetseg-upload-") as tmp:
         path = await server.upload(request, Path(tmp))
+        from unetseg.audio.review_files import file_sha256
+
+        same = await asyncio.to_thread(review_store(request).same_recording, file_sha256(path))
+        if same is not None:
+            return JSONResponse({**document(review_store(request).load(same)), "existing": True}, status_code=200)
         with server.admission:
-            denoised = Path(tmp) / "denoised.wav" if denoise else None
-            result = await detect_upload(server, served, path, denoised, shown)
-            meta = served.loaded.meta
-            review = await asyncio.to_thread(
-                create_review, _store(request).root, safe_name(shown), path, result.events,
-                {"name": served.name, "sha256": served.loaded.digest}, served.detector.cfg.to_dict(),
-                list(meta["classes"]), True)
-            if denoised is not None:
-                denoised.replace(review.folder / "denoised.wav")
+            if served is None:
+                review = await asyncio.to_thread(empty_review, request, path, shown)
+            else:
+                denoised = Path(tmp) / "denoised.wav" if denoise else None
+                result = await detect_upload(server, served, path, denoised, shown)
+                meta = served.loaded.meta
+                review = await asyncio.to_thread(
+                    create_review, review_store(request).root, safe_name(shown), path, result.events,
+                    {"name": served.name, "sha256": served.loaded.digest}, served.detector.cfg.to_dict(),
+                    list(meta["classes"]), True)
+                if denoised is not None:
+                    denoised.replace(review.folder / "denoised.wav")
     return JSONResponse(document(review), status_code=201)
+
+
+def empty_review(request: Request, path: Path, shown: str, move: bool = True) -> Review:
+    """A review with no events, on the prior's spectrogram (each file's own rate)."""
+    from unetseg.audio.recordings import audio_info
+    from unetseg.audio.spectrogram import PRESETS
+
+    server: ServerState = request.app.state.server
+    try:
+        info = audio_info(path)
+    except UnetsegError as e:
+        raise bad(400, str(e).replace(str(path), shown)) from None
+    if info.duration > server.options.max_seconds:
+        raise bad(413, f"{shown}: recording of {info.duration:.0f} s is over the limit of "
+                  f"{server.options.max_seconds:g} s (--max-seconds)")
+    return create_review(review_store(request).root, safe_name(shown), path, [], {"name": None},
+                         PRESETS["prior"].to_dict(), ["background", "call"], move)
 
 
 @router.get("/{name}")
 def get_review(request: Request, name: str) -> dict[str, Any]:
     """One review: its recording's facts, the spectrogram's rows (Hz, top first), and every event with its
     state (unreviewed, accepted, corrected, added, deleted) and revision."""
-    return document(_review(request, name))
+    return document(open_review(request, name))
 
 
 def _changed(request: Request, name: str, action: Any) -> JSONResponse:
-    store = _store(request)
+    store = review_store(request)
     with store.lock(name):
-        review = _review(request, name)
+        review = open_review(request, name)
         try:
             change = action(review)
         except KeyError as e:
             raise bad(404, f"review {name!r} has no event {e.args[0]!r}") from None
         except UnetsegError as e:
-            raise bad(400, _hide(request, e)) from None
+            raise bad(400, hide_paths(request, e)) from None
     return JSONResponse({"event": change.event, "revision": change.revision, "overwrote": change.overwrote,
                          "states": review.counts()})
 
@@ -164,47 +197,83 @@ def export(request: Request, name: str, format: str = Query("raven", pattern="^(
            deleted: bool = False) -> PlainTextResponse:
     """The corrected table as Raven (with a ``Review`` column), Audacity labels or CSV (with a ``review``
     column); deleted events only with ``deleted=true``."""
-    review = _review(request, name)
+    review = open_review(request, name)
     text = review.export(format, deleted)
     filename = f"{review.name}.reviewed{SUFFIXES[format]}"
     return PlainTextResponse(text, media_type="text/csv" if format == "csv" else "text/plain",
                              headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
+COLOURS = ("grey", "viridis", "magma", "inferno")
+
+
 @router.get("/{name}/tile")
 async def tile(request: Request, name: str, begin: float = Query(..., ge=0),
                seconds: float = Query(..., gt=0, le=MAX_TILE_SECONDS),
-               width: int = Query(512, ge=1, le=MAX_TILE)) -> Response:
-    """A PNG of the spectrogram of ``[begin, begin + seconds)``, ``width`` pixels wide and as many rows as
-    the model's image (the loudest column per pixel when zoomed out)."""
-    review = _review(request, name)
+               width: int = Query(512, ge=1, le=MAX_TILE),
+               view: Literal["model", "file"] = Query("model", description="the model's image, or the file's "
+                                                      "whole band at its own rate"),
+               fft: int = Query(1024, ge=64, le=16384, description="FFT length of view=file (a power of two)"),
+               colours: Literal[COLOURS] = "grey") -> Response:  # type: ignore[valid-type]
+    """A PNG of the spectrogram of ``[begin, begin + seconds)``, ``width`` pixels wide (the loudest column
+    per pixel when zoomed out): as many rows as the model's image (``view=model``), or ``fft / 2 + 1`` rows
+    from 0 Hz to the file's Nyquist frequency (``view=file``, hop ``fft / 4``), top row highest."""
+    if fft & (fft - 1):
+        raise bad(400, f"fft must be a power of two, not {fft}")
+    review = open_review(request, name)
     if begin >= review.duration:
         raise bad(400, f"begin {begin:g} s is past the recording's end ({review.duration:.3f} s)")
-    key = (review.name, review.data["recording"], round(begin, 6), round(seconds, 6), width)
+    key = (review.name, review.data["recording"], round(begin, 6), round(seconds, 6), width, view, fft, colours)
     cache: Recent[bytes] = request.app.state.tiles
     png = cache.get(key)
     if png is None:
         server: ServerState = request.app.state.server
         try:
             with server.admission:  # a tile's STFT is work like a detection: it takes a place in the queue
-                png = await asyncio.to_thread(_tile_png, review, begin, seconds, width)
+                png = await asyncio.to_thread(_tile_png, review, begin, seconds, width, view, fft, colours)
         except UnetsegError as e:
             raise bad(404 if "not found" in str(e) else 400,
-                      _hide(request, e).replace(str(review.recording), review.recording.name)) from None
+                      hide_paths(request, e).replace(str(review.recording), review.recording.name)) from None
         cache.put(key, png)
     return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
 
-def _tile_png(review: Review, begin: float, seconds: float, width: int) -> bytes:
+def _tile_png(review: Review, begin: float, seconds: float, width: int, view: str = "model", fft: int = 1024,
+              colours: str = "grey") -> bytes:
     import cv2
 
     from unetseg.audio.spectrogram import SpectrogramConfig
     from unetseg.audio.view import spectrogram_tile
 
-    image = spectrogram_tile(review.recording, SpectrogramConfig.from_dict(review.data["spectrogram"]), begin,
-                             seconds, width)
+    cfg = (SpectrogramConfig.from_dict(review.data["spectrogram"]) if view == "model"
+           else SpectrogramConfig(sample_rate=None, n_fft=fft, hop_length=fft // 4))
+    image = spectrogram_tile(review.recording, cfg, begin, seconds, width)
+    if colours != "grey":
+        maps = {"viridis": cv2.COLORMAP_VIRIDIS, "magma": cv2.COLORMAP_MAGMA, "inferno": cv2.COLORMAP_INFERNO}
+        image = cv2.applyColorMap(image, maps[colours])
     ok, png = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     return png.tobytes()
+
+
+@router.get("/{name}/overview")
+async def overview(request: Request, name: str, width: int = Query(800, ge=16, le=MAX_TILE)) -> dict[str, Any]:
+    """The whole recording's loudness in ``width`` bins (dB re full scale, the loudest 10 ms in each), for the
+    page's overview strip; read a block at a time (bounded memory)."""
+    from unetseg.audio.view import loudness_line
+
+    review = open_review(request, name)
+    key = ("overview", review.name, review.data["recording"], width)
+    cache: Recent[Any] = request.app.state.tiles
+    line = cache.get(key)
+    if line is None:
+        server: ServerState = request.app.state.server
+        try:
+            with server.admission:
+                line = await asyncio.to_thread(loudness_line, review.recording, width)
+        except UnetsegError as e:
+            raise bad(400, hide_paths(request, e).replace(str(review.recording), review.recording.name)) from None
+        cache.put(key, line)
+    return {"width": width, "seconds": review.duration, "db": line}
 
 
 @router.get("/{name}/audio")
@@ -215,7 +284,7 @@ async def clip(request: Request, name: str, begin: float = Query(..., ge=0), end
     ``low``-``high`` Hz when given; ``denoised=true`` takes the denoised recording (at the model's rate)."""
     from unetseg.audio.view import clip_wav
 
-    review = _review(request, name)
+    review = open_review(request, name)
     source = review.folder / "denoised.wav" if denoised else review.recording
     if denoised and not source.is_file():
         raise bad(404, f"review {name!r} has no denoised recording (upload with denoise=true)")
@@ -224,5 +293,5 @@ async def clip(request: Request, name: str, begin: float = Query(..., ge=0), end
         with server.admission:  # filtering a long clip costs memory: it takes a place in the queue
             wav = await asyncio.to_thread(clip_wav, source, begin, min(end, review.duration), low, high)
     except UnetsegError as e:
-        raise bad(400, _hide(request, e).replace(str(source), source.name)) from None
+        raise bad(400, hide_paths(request, e).replace(str(source), source.name)) from None
     return Response(wav, media_type="audio/wav")

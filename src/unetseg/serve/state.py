@@ -17,6 +17,7 @@ from unetseg.serve.batcher import Admission, Budget
 from unetseg.serve.models import FileStore, ServedModel, ServeOptions
 
 log = logging.getLogger(__name__)
+MAX_FORM = 256 * 2**20  # bytes of a multipart upload, parsed in memory
 
 
 def bad(status: int, message: str) -> HTTPException:
@@ -56,38 +57,45 @@ class ServerState:
             return await self._receive(request, folder)
 
     async def _receive(self, request: Request, folder: Path) -> Path:
+        """The body written to ``folder/upload.bin`` as it arrives (a long recording never sits in memory);
+        a multipart form (at most ``MAX_FORM`` bytes) is parsed after."""
         options, limit = self.options, self.limit
-        body = bytearray()
+        path = folder / "upload.bin"  # never the client's name
+        size = 0
         pieces = request.stream().__aiter__()
-        while True:
-            try:
-                chunk = await asyncio.wait_for(pieces.__anext__(), options.read_timeout)
-            except StopAsyncIteration:
-                break
-            except asyncio.TimeoutError:
-                log.info("upload from %s stalled for %g s; dropped", client(request), options.read_timeout)
-                raise bad(408, f"upload stalled: nothing arrived for {options.read_timeout:g} s") from None
-            except ClientDisconnect:
-                log.info("client %s went away during its upload", client(request))
-                raise bad(400, "the client went away during the upload") from None
-            body += chunk
-            if len(body) > limit + 65536:
-                raise bad(413, f"upload is over the limit of {options.max_upload_mb:g} MB (--max-upload-mb)")
-        data = bytes(body)
+        with open(path, "wb") as out:
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(pieces.__anext__(), options.read_timeout)
+                except StopAsyncIteration:
+                    break
+                except asyncio.TimeoutError:
+                    log.info("upload from %s stalled for %g s; dropped", client(request), options.read_timeout)
+                    raise bad(408, f"upload stalled: nothing arrived for {options.read_timeout:g} s") from None
+                except ClientDisconnect:
+                    log.info("client %s went away during its upload", client(request))
+                    raise bad(400, "the client went away during the upload") from None
+                size += len(chunk)
+                if size > limit + 65536:
+                    raise bad(413, f"upload is over the limit of {options.max_upload_mb:g} MB (--max-upload-mb)")
+                out.write(chunk)
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            request._body = data  # noqa: SLF001 - Starlette parses the form from the body already read
+            if size > MAX_FORM:
+                raise bad(413, f"a multipart upload of {size / 2**20:.0f} MB is over {MAX_FORM // 2**20} MB; send a "
+                          "large file as the request body")
+            request._body = path.read_bytes()  # noqa: SLF001 - Starlette parses the form from the body already read
             form = await request.form()
             files = [v for v in form.values() if hasattr(v, "read")]
             if not files:
                 raise bad(400, "multipart upload without a file field")
             data = await files[0].read()
-        if len(data) > limit:
-            raise bad(413, f"upload of {len(data) / 2**20:.1f} MB is over the limit of {options.max_upload_mb:g} MB "
+            path.write_bytes(data)
+            size = len(data)
+        if size > limit:
+            raise bad(413, f"upload of {size / 2**20:.1f} MB is over the limit of {options.max_upload_mb:g} MB "
                       "(--max-upload-mb)")
-        if not data:
+        if not size:
             raise bad(400, "empty upload: send the file as the request body or a multipart file field")
-        path = folder / "upload.bin"  # never the client's name
-        path.write_bytes(data)
         return path
 
     def close(self) -> None:

@@ -3,10 +3,11 @@
 import { $ } from "./api.js";
 import { objectKeys } from "./objects.js";
 import { activeView } from "./page.js";
+import { setDrawMode } from "./review/boxes.js";
 import { playSelection } from "./review/player.js";
-import { change, remove, review, selectedEvent } from "./review/store.js";
-import { step } from "./review/table.js";
-import { refresh, zoom } from "./review/view.js";
+import { change, remove, review, selectedEvent, undoRedo } from "./review/store.js";
+import { nextUnreviewed, step } from "./review/table.js";
+import { fit, refresh, zoom } from "./review/view.js";
 
 function reviewKeys() {
   const e = selectedEvent();
@@ -18,16 +19,27 @@ function reviewKeys() {
     " ": () => { const player = $("player"); if (!player.paused) player.pause(); else playSelection(false); },
     b: () => playSelection(true),
     l: () => { if (e) $("label").focus(); },
-    "+": () => zoom(1), "=": () => zoom(1), "-": () => zoom(-1),
+    "+": () => zoom(1), "=": () => zoom(1), "-": () => zoom(-1), f: fit, N: nextUnreviewed,
+    w: () => setDrawMode(!review.drawMode),
     Escape: () => { review.selected = null; $("player").pause(); $("viewport").focus(); refresh(); },
   };
   keys.Delete = keys.d; keys.Backspace = keys.d; keys.Enter = keys.a;
   return keys;
 }
 
+function undoKeys(ev, typing) {  // Ctrl+Z, Ctrl+Shift+Z and Ctrl+Y in a review (not while typing a label)
+  if (activeView() !== "audio" || !review.doc || typing || ev.altKey) return false;
+  const key = ev.key.toLowerCase();
+  if (key === "z") { ev.preventDefault(); undoRedo(ev.shiftKey ? "redo" : "undo"); return true; }
+  if (key === "y") { ev.preventDefault(); undoRedo("redo"); return true; }
+  return false;
+}
+
 export function onKey(ev) {
-  if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
-  const focus = document.activeElement.tagName, typing = ["INPUT", "SELECT", "TEXTAREA"].includes(focus);
+  const focus = document.activeElement.tagName, typing = ["INPUT", "SELECT", "TEXTAREA"].includes(focus) &&
+    document.activeElement.type !== "checkbox";
+  if (ev.ctrlKey || ev.metaKey) { undoKeys(ev, typing && !["range", "select-one"].includes(document.activeElement.type)); return; }
+  if (ev.altKey) return;
   let keys;
   if (activeView() === "image") {
     if (typing) return;

@@ -6,23 +6,34 @@ import { downloadMask, downloadPolygons, drawOverlay, objectAt, predictImage } f
 import { onKey } from "./keys.js";
 import { exportObjects, reviewObject, selectObject } from "./objects.js";
 import { loadModels, page, run } from "./page.js";
-import { onDown, onMove, onUp } from "./review/boxes.js";
+import { onDown, onMove, onUp, setDrawMode } from "./review/boxes.js";
+import { cancelFind, findRest } from "./review/find.js";
 import { exportTable, follow, playSelection, playView, stopped } from "./review/player.js";
-import { change, openReview, reload, remove, selectedEvent } from "./review/store.js";
-import { select } from "./review/table.js";
-import { refresh, zoom } from "./review/view.js";
+import { change, deleteReview, loadTable, openRecording, openReview, reload, remove, review, saveThreshold,
+  selectedEvent, undoRedo } from "./review/store.js";
+import { nextUnreviewed, select, sortBy } from "./review/table.js";
+import { applyLook, drawFreqAxis, dropTiles, fit, overviewTo, refresh, zoom } from "./review/view.js";
 
 // a file, a model, a review
-$("file").addEventListener("change", (e) => { if (e.target.files[0]) run(e.target.files[0]); e.target.value = ""; });
+const isTable = (file) => /\.(txt|csv|tsv)$/i.test(file.name);
+$("file").addEventListener("change", (e) => {
+  const file = e.target.files[0];
+  if (file && isTable(file) && review.doc && !$("audio-view").hidden) loadTable(file, "reference");
+  else if (file) run(file);
+  e.target.value = "";
+});
 $("drop").addEventListener("dragover", (e) => { e.preventDefault(); $("drop").classList.add("over"); });
 $("drop").addEventListener("dragleave", () => $("drop").classList.remove("over"));
 $("drop").addEventListener("drop", (e) => {
   e.preventDefault();
   $("drop").classList.remove("over");
-  if (e.dataTransfer.files[0]) run(e.dataTransfer.files[0]);
+  const file = e.dataTransfer.files[0];
+  if (file && isTable(file) && review.doc && !$("audio-view").hidden) loadTable(file, "reference");
+  else if (file) run(file);
 });
 $("model").addEventListener("change", () => { if (page.file) run(page.file); });
 $("review-list").addEventListener("change", () => { if ($("review-list").value) openReview($("review-list").value); });
+$("recordings").addEventListener("change", () => { if ($("recordings").value) openRecording($("recordings").value); });
 $("token").addEventListener("change", () => { localStorage.setItem("unetseg-token", $("token").value); loadModels(); });
 
 // images and their objects
@@ -56,6 +67,46 @@ $("boxes").addEventListener("wheel", (ev) => {
 }, { passive: false });
 $("zoom-in").addEventListener("click", () => zoom(1));
 $("zoom-out").addEventListener("click", () => zoom(-1));
+$("fit").addEventListener("click", fit);
+$("draw-mode").addEventListener("click", () => setDrawMode(!review.drawMode));
+$("undo").addEventListener("click", () => undoRedo("undo"));
+$("redo").addEventListener("click", () => undoRedo("redo"));
+$("find").addEventListener("click", findRest);
+$("find-cancel").addEventListener("click", cancelFind);
+$("next-unreviewed").addEventListener("click", nextUnreviewed);
+$("delete-review").addEventListener("click", deleteReview);
+$("brightness").addEventListener("input", applyLook);
+$("contrast").addEventListener("input", applyLook);
+for (const id of ["colours", "fft"]) {
+  $(id).addEventListener("change", () => {
+    localStorage.setItem("unetseg-" + id, $(id).value);
+    if (review.doc) { dropTiles(); drawFreqAxis(); refresh(); }
+  });
+  if (localStorage.getItem("unetseg-" + id)) $(id).value = localStorage.getItem("unetseg-" + id);
+}
+let scoreSave = null;
+$("min-score").addEventListener("input", () => {
+  $("min-score-value").textContent = Number($("min-score").value).toFixed(2);
+  refresh();
+  clearTimeout(scoreSave);
+  scoreSave = setTimeout(saveThreshold, 300);  // kept with the review
+});
+$("filter-state").addEventListener("change", refresh);
+$("filter-label").addEventListener("change", refresh);
+$("table-file").addEventListener("change", (e) => {
+  if (e.target.files[0] && review.doc) loadTable(e.target.files[0], $("table-as").value);
+  e.target.value = "";
+});
+$("events").querySelector("thead").addEventListener("click", (ev) => {
+  const th = ev.target.closest("th[data-key]");
+  if (th) sortBy(th.dataset.key);
+});
+let overviewDrag = false;
+$("overview").addEventListener("mousedown", (ev) => { overviewDrag = true; overviewTo(ev); });
+window.addEventListener("mousemove", (ev) => { if (overviewDrag) overviewTo(ev); });
+window.addEventListener("mouseup", () => { overviewDrag = false; });
+// a click on a button leaves the keys to the spectrogram (a button with the focus would take space and Enter)
+$("audio-view").addEventListener("click", (ev) => { if (ev.target.closest("button")) $("viewport").focus({ preventScroll: true }); });
 $("play-selection").addEventListener("click", () => playSelection($("band-pass").checked));
 $("play-view").addEventListener("click", playView);
 $("player").addEventListener("play", () => requestAnimationFrame(follow));
@@ -75,9 +126,9 @@ $("label").addEventListener("keydown", (ev) => {
   ev.stopPropagation();  // the key is the label's, not a shortcut for the box (Enter would accept it too)
   $("viewport").focus();
 });
-$("events").addEventListener("click", (ev) => {
+$("events").querySelector("tbody").addEventListener("click", (ev) => {
   const row = ev.target.closest("tr[data-id]");
-  if (row) select(row.dataset.id, true);
+  if (row) { select(row.dataset.id, true); $("viewport").focus({ preventScroll: true }); }
 });
 
 document.addEventListener("keydown", onKey);

@@ -24,10 +24,27 @@ export function hzOf(y, rows, height = HEIGHT) {
   return rows[i] + (rows[i + 1] - rows[i]) * (r - i);
 }
 
-export function boxOf(e, view) {  // an event's box in track pixels; view: {pxs, rows, height}
-  const h = view.height || HEIGHT;
-  const y0 = e.high == null ? 0 : yOf(e.high, view.rows, h), y1 = e.low == null ? h : yOf(e.low, view.rows, h);
+export function fileRows(nyquist, n) {  // the rows of the file's own spectrogram: 0 Hz to Nyquist, top first
+  const rows = [];
+  for (let i = 0; i < n; i++) rows.push(nyquist * (n - 1 - i) / (n - 1));
+  return rows;
+}
+
+export function fitPxs(duration, width) {  // pixels per second that show a whole recording (within bounds)
+  return Math.min(4000, Math.max(0.05, width / Math.max(duration, 1e-3)));
+}
+
+export function boxOf(e, view) {  // an event's box in track pixels; view: {pxs, rows, height, band}
+  // an event with no band spans the band the model saw (view.band, [low, high] Hz), else the whole height
+  const h = view.height || HEIGHT, band = view.band;
+  const high = e.high != null ? e.high : band ? band[1] : null, low = e.low != null ? e.low : band ? band[0] : null;
+  const y0 = high == null ? 0 : yOf(high, view.rows, h), y1 = low == null ? h : yOf(low, view.rows, h);
   return { x0: xOf(e.begin, view.pxs), x1: xOf(e.end, view.pxs), y0: Math.min(y0, y1), y1: Math.max(y0, y1) };
+}
+
+export function numberOf(e) {  // the event's number on the page and in exports: its id's (e12 -> 12), never renumbered
+  const m = /^e(\d+)$/.exec(e.id);
+  return m ? Number(m[1]) : 0;
 }
 
 export function sortEvents(events) {

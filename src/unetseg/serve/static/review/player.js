@@ -1,9 +1,11 @@
 // Listening (a clip of the recording, band-passed or denoised, with a playhead the view follows) and exports.
 
-import { $, api, download, showError } from "../api.js";
+import { $, api, download, showError, status } from "../api.js";
 import { drawBoxes } from "./boxes.js";
 import { round, xOf } from "./geometry.js";
-import { review, selectedEvent } from "./store.js";
+import { numberOf, review, selectedEvent } from "./store.js";
+
+const LEAD_IN = 0.25;  // seconds heard before a call: its onset is not cut
 import { inView, refresh } from "./view.js";
 
 async function play(begin, end, band) {
@@ -34,7 +36,8 @@ export function stopped() { review.playing = null; drawBoxes(); }
 export function playSelection(band) {
   const e = selectedEvent();
   if (!e) { playView(); return; }
-  play(e.begin, e.end, band ? e : null);
+  if (band && e.low == null) status("event #" + numberOf(e) + " has no band of its own: playing the whole band");
+  play(Math.max(0, e.begin - LEAD_IN), Math.min(review.doc.duration, e.end + LEAD_IN / 2), band ? e : null);
 }
 
 export function playView() {
