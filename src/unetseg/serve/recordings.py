@@ -31,7 +31,10 @@ def _root(request: Request) -> Path:
 def recording_in(root: Path, relative: str) -> Path:
     """``relative`` as a recording inside ``root``, or a one-line error."""
     given = Path(relative)
-    if given.is_absolute() or ".." in given.parts or "\0" in relative or not given.parts:
+    if given.is_absolute():
+        raise UnetsegError(f"recording {given.name[:80]!r}: give its path inside the recordings folder, not an "
+                           "absolute path")
+    if ".." in given.parts or "\0" in relative or not given.parts:
         raise UnetsegError(f"recording {relative[:80]!r}: give a path inside the recordings folder")
     path = (root / given).resolve()
     if root not in path.parents or not path.is_file() or path.suffix.lower() not in AUDIO:

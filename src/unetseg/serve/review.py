@@ -216,8 +216,9 @@ async def tile(request: Request, name: str, begin: float = Query(..., ge=0),
                fft: int = Query(1024, ge=64, le=16384, description="FFT length of view=file (a power of two)"),
                colours: Literal[COLOURS] = "grey") -> Response:  # type: ignore[valid-type]
     """A PNG of the spectrogram of ``[begin, begin + seconds)``, ``width`` pixels wide (the loudest column
-    per pixel when zoomed out): as many rows as the model's image (``view=model``), or ``fft / 2 + 1`` rows
-    from 0 Hz to the file's Nyquist frequency (``view=file``, hop ``fft / 4``), top row highest."""
+    per pixel when zoomed out): as many rows as the model's image (``view=model``), or ``fft / 2`` rows of
+    the file's own band, 0 Hz to its Nyquist frequency less a bin (``view=file``, hop ``fft / 4``), top row
+    highest."""
     if fft & (fft - 1):
         raise bad(400, f"fft must be a power of two, not {fft}")
     review = open_review(request, name)

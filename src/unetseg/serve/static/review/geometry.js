@@ -24,9 +24,9 @@ export function hzOf(y, rows, height = HEIGHT) {
   return rows[i] + (rows[i + 1] - rows[i]) * (r - i);
 }
 
-export function fileRows(nyquist, n) {  // the rows of the file's own spectrogram: 0 Hz to Nyquist, top first
-  const rows = [];
-  for (let i = 0; i < n; i++) rows.push(nyquist * (n - 1 - i) / (n - 1));
+export function fileRows(nyquist, fft) {  // the rows of the file's own spectrogram (tile view=file), top first:
+  const n = fft / 2, step = 2 * nyquist / fft, rows = [];  // bins 0 .. fft/2 - 1 (the Nyquist bin left out)
+  for (let i = 0; i < n; i++) rows.push((n - 1 - i) * step);
   return rows;
 }
 

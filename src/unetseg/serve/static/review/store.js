@@ -15,7 +15,7 @@ export function display() {  // the spectrogram's display settings (kept in this
   return { fft: Number($("fft").value), colours: $("colours").value };
 }
 
-export function rows() { return fileRows(review.doc.sample_rate / 2, display().fft / 2 + 1); }
+export function rows() { return fileRows(review.doc.sample_rate / 2, display().fft); }
 
 export function view() { return { pxs: review.pxs, rows: rows(), height: HEIGHT, band: review.doc.model_band }; }
 

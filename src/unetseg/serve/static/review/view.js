@@ -10,6 +10,7 @@ import { drawTable } from "./table.js";
 
 const TILE = 512;  // pixels per tile
 const MIN_PXS = 0.05, MAX_PXS = 8000;
+const FIT_SECONDS = 1200;  // a longer recording opens showing its first 10 minutes (the overview shows it all)
 const STATE_COLOURS = { unreviewed: "#999", accepted: "#3c3", corrected: "#f90", added: "#39f", deleted: "#555" };
 
 function dropTile(k, tile) {
@@ -27,7 +28,11 @@ export function keepView() {  // this recording's zoom and place, kept in this b
   localStorage.setItem(viewKey(), JSON.stringify({ pxs: review.pxs, left: tOf($("viewport").scrollLeft, review.pxs) }));
 }
 
-export function fit() { setZoom(fitPxs(review.doc.duration, $("viewport").clientWidth), 0); $("viewport").scrollLeft = 0; refresh(); }
+export function fit() {  // the whole recording in view
+  setZoom(fitPxs(review.doc.duration, $("viewport").clientWidth), 0);
+  $("viewport").scrollLeft = 0;
+  refresh();
+}
 
 export function openView() {  // as this recording was left, else the whole recording in view
   let kept = null;
@@ -36,8 +41,11 @@ export function openView() {  // as this recording was left, else the whole reco
   if (kept && kept.pxs >= MIN_PXS && kept.pxs <= MAX_PXS) {
     setZoom(kept.pxs, 0);
     $("viewport").scrollLeft = xOf(kept.left || 0, kept.pxs);
-  } else {
+  } else if (review.doc.duration <= FIT_SECONDS) {
     fit();
+  } else {
+    setZoom(fitPxs(FIT_SECONDS / 2, $("viewport").clientWidth), 0);
+    $("viewport").scrollLeft = 0;
   }
 }
 
@@ -48,6 +56,7 @@ export function setZoom(pxs, anchorX) {
   const anchor = tOf(viewport.scrollLeft + anchorX, review.pxs);
   review.pxs = Math.min(MAX_PXS, Math.max(MIN_PXS, pxs));
   $("zoom-value").textContent = shownPxs(review.pxs) + " px/s";
+  $("zoom-value").dataset.pxs = review.pxs;  // exact, for scripts
   $("track").style.width = Math.ceil(review.doc.duration * review.pxs) + "px";
   dropTiles();
   viewport.scrollLeft = Math.max(0, xOf(anchor, review.pxs) - anchorX);
