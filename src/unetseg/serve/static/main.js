@@ -132,5 +132,9 @@ $("events").querySelector("tbody").addEventListener("click", (ev) => {
 });
 
 document.addEventListener("keydown", onKey);
+window.addEventListener("hashchange", () => {  // a link to another review (#review=NAME) opens it
+  const wanted = new URLSearchParams(location.hash.slice(1)).get("review");
+  if (wanted && (!review.doc || review.doc.name !== wanted)) openReview(wanted);
+});
 setInterval(reload, 4000);  // other tabs' edits
 loadModels();
