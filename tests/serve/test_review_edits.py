@@ -188,3 +188,29 @@ def test_train_on_the_pages_review_folder(tmp_path: Path, capsys: pytest.Capture
     assert main(["train", "--data", str(root), "--reviewed-only", "--runs-dir", str(runs), "--epochs", "1"]) == 2
     assert "no reviewed (accepted, corrected or added) events" in capsys.readouterr().err
     assert not runs.exists() or not any(runs.iterdir())
+
+
+@pytest.mark.slow
+def test_train_on_reviews_the_page_made_with_a_1_s_recording(tmp_path: Path) -> None:
+    """What the page makes with no model (the prior's spectrogram, each file's own rate): a 1.01 s bat
+    recording and spinetail, each with a few drawn boxes, train."""
+    from tests.fixtures import shared
+    from unetseg.audio.annotations import read_annotations
+    from unetseg.audio.review_store import create_review
+    from unetseg.audio.spectrogram import PRESETS
+    from unetseg.cli import main
+
+    bats = shared("bat-calls-whombat")
+    bat = "XC824040-Carollia_castanea-2013.01.17-CL00312_A_15"
+    spinetail = shared("bird-audio") / "spinetail"
+    root = tmp_path / "reviews"
+    for name, wav, table in (("bat", bats / f"{bat}.wav", bats / f"{bat}.Table.1.selections.txt"),
+                             ("spinetail", spinetail / "spinetail.wav", spinetail / "spinetail.txt")):
+        boxes = sorted(read_annotations(table), key=lambda e: e.begin)[:5]
+        review = create_review(root, name, wav, [], {"name": None}, PRESETS["prior"].to_dict(), ["background", "call"])
+        review.add_many([{"begin": e.begin, "end": e.end, "low": e.low, "high": e.high, "label": "call"}
+                         for e in boxes], state="added")
+    runs = tmp_path / "runs"
+    assert main(["train", "--data", str(root), "--reviewed-only", "--runs-dir", str(runs), "--epochs", "1",
+                 "--no-test", "--no-progress"]) == 0
+    assert list(runs.glob("*/weights/best.safetensors"))

@@ -41,8 +41,9 @@ export function drawOverlay() {
   if (!original.complete || !image.mask || !image.result) { original.onload = drawOverlay; return; }
   const canvas = $("overlay");
   const w = image.result.width, h = image.result.height;
-  canvas.width = w; canvas.height = h;
-  const ctx = canvas.getContext("2d");
+  const work = document.createElement("canvas");  // the blend at the image's own size
+  work.width = w; work.height = h;
+  const ctx = work.getContext("2d");
   ctx.drawImage(original, 0, 0, w, h);
   const base = ctx.getImageData(0, 0, w, h);
   const m = document.createElement("canvas");
@@ -72,7 +73,17 @@ export function drawOverlay() {
     }
   }
   ctx.putImageData(base, 0, 0);
-  drawObjectBoxes(ctx, w, h, model.classes);
+  // shown enlarged by a whole factor (pixels kept sharp), so that boxes and tags are drawn at the size a person
+  // sees, whatever the image's size: a 128 px image's tags are not 6 times too big
+  const shown = canvas.getBoundingClientRect().width || w, k = Math.max(1, Math.ceil(shown / w));
+  canvas.width = w * k; canvas.height = h * k;
+  const out = canvas.getContext("2d");
+  out.imageSmoothingEnabled = false;
+  out.drawImage(work, 0, 0, w * k, h * k);
+  out.save();
+  out.scale(k, k);
+  drawObjectBoxes(out, w / shown, model.classes);
+  out.restore();
   canvas.dataset.ready = "1";
 }
 
@@ -90,14 +101,14 @@ function drawLegend() {
   }
 }
 
-export function downloadMask() {
+export function downloadMask() {  // never the input's own name: a saved mask must not replace the image
   const bytes = Uint8Array.from(atob(image.result.mask_png), (c) => c.charCodeAt(0));
-  download(stem() + ".png", new Blob([bytes], { type: "image/png" }));
+  download(stem() + ".mask.png", new Blob([bytes], { type: "image/png" }));
 }
 
 export function downloadPolygons() {
   const { mask_png, ...rest } = image.result;
-  download(stem() + ".json", new Blob([JSON.stringify(rest, null, 1)], { type: "application/json" }));
+  download(stem() + ".polygons.json", new Blob([JSON.stringify(rest, null, 1)], { type: "application/json" }));
 }
 
 export function objectAt(ev) {  // the object under a click on the overlay, or null

@@ -4,7 +4,7 @@
 import { $ } from "./api.js";
 import { downloadMask, downloadPolygons, drawOverlay, objectAt, predictImage } from "./images.js";
 import { onKey } from "./keys.js";
-import { exportObjects, reviewObject, selectObject } from "./objects.js";
+import { exportObjects, objects, reviewObject, selectObject } from "./objects.js";
 import { loadModels, page, run } from "./page.js";
 import { onDown, onMove, onUp, setDrawMode } from "./review/boxes.js";
 import { cancelFind, findRest } from "./review/find.js";
@@ -38,12 +38,20 @@ $("token").addEventListener("change", () => { localStorage.setItem("unetseg-toke
 
 // images and their objects
 $("opacity").addEventListener("input", drawOverlay);
-let pending = null;
-$("threshold").addEventListener("input", () => {
-  $("threshold-value").textContent = Number($("threshold").value).toFixed(2);
+let pending = null, threshold = $("threshold").value;
+$("threshold").addEventListener("change", () => {  // a new threshold gives new objects: a review of them is lost
+  const reviewed = objects.list.filter((o) => o.state !== "unreviewed").length;
+  if (reviewed && !confirm("A new threshold finds the objects again: the review of " + reviewed +
+      " object(s) is lost (download it first with \"objects JSON\"). Go on?")) {
+    $("threshold").value = threshold;
+    $("threshold-value").textContent = Number(threshold).toFixed(2);
+    return;
+  }
+  threshold = $("threshold").value;
   clearTimeout(pending);
-  pending = setTimeout(predictImage, 250);
+  pending = setTimeout(predictImage, 100);
 });
+$("threshold").addEventListener("input", () => { $("threshold-value").textContent = Number($("threshold").value).toFixed(2); });
 $("download-mask").addEventListener("click", downloadMask);
 $("download-polygons").addEventListener("click", downloadPolygons);
 $("overlay").addEventListener("click", (ev) => selectObject(objectAt(ev)));

@@ -23,8 +23,8 @@ export function setObjects(result, classes) {
   drawObjects();
 }
 
-export function drawObjectBoxes(ctx, w, h, classes) {
-  const scale = Math.max(1, Math.max(w, h) / 700);  // lines and tags readable whatever the image's size
+export function drawObjectBoxes(ctx, scale, classes) {  // scale: image pixels per pixel on the screen
+  const w = image.result.width, h = image.result.height;
   ctx.font = "bold " + Math.round(12 * scale) + "px sans-serif";
   objects.list.forEach((o, k) => {
     if (o.state === "deleted") return;
