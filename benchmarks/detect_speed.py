@@ -275,12 +275,15 @@ def main() -> None:
                    "end to end (a few minutes), not each backend and window with its accuracy")
     p.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "detect_speed.json"))
     args = p.parse_args()
-    model = Path(args.model) if args.model else latest_model()
+    from unetseg.models.modelfile import model_path
+
+    model = model_path(args.model) if args.model else latest_model()  # any audio model file, or builtin
     if model is None or not model.is_file():
         sys.exit("no model: run benchmarks/birdsound.py first or pass --model")
     mix = Path(args.mix) if args.mix else model.parents[2] / "mix"
-    if not (mix / "test" / "audio").is_dir():
-        sys.exit(f"{mix}: no bird-mixture dataset (test/audio); pass --mix")
+    if not args.skip_configurations and not (mix / "test" / "audio").is_dir():  # only the accuracy needs it
+        sys.exit(f"{mix}: no bird-mixture dataset (test/audio); pass --mix, or --skip-configurations to time "
+                 "the stages of any audio model")
     machine = {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                "capability": torch.backends.cpu.get_cpu_capability(),
                "amx": "amx_bf16" in Path("/proc/cpuinfo").read_text(), "torch_threads": torch.get_num_threads(),

@@ -3,6 +3,8 @@ without the heavy modules."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from unetseg.cli import main
@@ -39,3 +41,23 @@ def test_help_imports_neither_torch_nor_opencv() -> None:
               "if m in sys.modules), file=sys.stderr)")
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stderr.strip().splitlines()[-1] == "[]", r.stderr[-2000:]
+
+
+def test_a_missing_model_input_or_dataset_is_refused_before_torch(tmp_path: Path) -> None:
+    """Issue 32: a refusal of a missing file costs no torch or Lightning import (seconds on 2 cores)."""
+    import subprocess
+    import sys
+
+    model = tmp_path / "m.safetensors"
+    model.write_bytes(b"x")  # exists: the input is what is missing
+    script = ("import sys\nfrom unetseg.cli import main\ncodes = []\n"
+              f"for argv in (['predict', '--model', {str(model)!r}, '--input', 'missing', '--output', 'o'], "
+              "['predict', '--model', 'missing.safetensors', '--input', '.', '--output', 'o'], "
+              f"['audio', 'detect', '--model', {str(model)!r}, '--input', 'missing.wav', '--output', 'o'], "
+              "['train', '--data', 'missing']):\n    codes.append(main(argv))\n"
+              "print(codes, sorted(m for m in ('torch', 'lightning', 'cv2') if m in sys.modules), file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1] == "[2, 2, 2, 2] []", r.stderr[-2000:]
+    assert lines[:4] == ["error: missing: no such file or folder", "error: missing.safetensors: model file not found",
+                         "error: missing.wav: no such file or folder", "error: missing: dataset not found"]

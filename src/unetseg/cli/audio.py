@@ -262,6 +262,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     inference, postprocess = common.inference_from_args(args), common.postprocess_from_args(args)
     windows = dataclass_from_args(DetectOptions, args, WINDOWS)
     dataclass_from_args(EventOptions, args, EVENTS)  # checked before the model loads; its tuned defaults below
+    common.check_paths(model=args.model, inputs=args.input)
     from unetseg.audio.datasets import list_recordings
     from unetseg.audio.detect import Detector, check_recordings, spectrogram_config, tuned_events
     from unetseg.audio.runner import FolderOutputs, detect_folder

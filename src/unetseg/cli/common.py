@@ -154,3 +154,18 @@ def add_batch_args(p: argparse.ArgumentParser, inputs: str, items: str) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace the outputs an earlier run wrote there")
     p.add_argument("--resume", action="store_true", help="finish an interrupted --output folder (same model and "
                    f"options; {items} whose outputs exist are skipped)")
+
+
+def check_paths(model: str | None = None, inputs: str | None = None, data: str | None = None) -> None:
+    """Refuse a missing model file, input or dataset at once, before torch or Lightning is imported (the
+    full checks follow where the work starts; these give the same one line, in a fraction of a second)."""
+    import glob
+
+    from unetseg.core.errors import UnetsegError
+
+    if model is not None and model != "builtin" and not Path(model).is_file():
+        raise UnetsegError(f"{model}: model file not found")
+    if inputs and not Path(inputs).exists() and not glob.has_magic(inputs):
+        raise UnetsegError(f"{inputs}: no such file or folder")
+    if data and not Path(data).exists():
+        raise UnetsegError(f"{data}: dataset not found")

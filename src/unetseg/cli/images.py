@@ -11,6 +11,7 @@ from unetseg.cli.common import (
     add_batch_args,
     add_inference_args,
     add_postprocess_args,
+    check_paths,
     group_threads,
     inference_from_args,
     number,
@@ -83,6 +84,7 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    check_paths(data=args.data)  # before Lightning is imported
     from unetseg import train
 
     overrides = overrides_from_args(args)
@@ -177,6 +179,7 @@ def _test_after_training(result: Any, cfg: Config) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     options, postprocess = inference_from_args(args), postprocess_from_args(args)  # checked before the imports
+    check_paths(model=args.model, data=args.data)
     from unetseg.evaluation.evaluate_split import evaluate
 
     ev = evaluate(args.model, args.data, args.split, args.output, options=options, postprocess=postprocess,
@@ -187,6 +190,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     options, postprocess = inference_from_args(args), postprocess_from_args(args)  # checked before the imports
+    check_paths(model=args.model, inputs=args.input)
     from unetseg.core.distributed import launched_group
     from unetseg.prediction.predict_images import PredictOutputs, predict
 

@@ -117,6 +117,11 @@ async function showReview(doc) {
   if (doc.model && doc.model.name && doc.spectrogram_rate !== doc.sample_rate) {
     note += " (it resamples to " + (doc.spectrogram_rate / 1000).toFixed(2) + " kHz; the denoised audio is at that rate)";
   }
+  if (doc.model && doc.model.name && !doc.events.length) {
+    note += ". The model found no event in this recording: nothing it hears in its band rose above its " +
+      "threshold (a recording outside the band or the kind of sound it learned finds nothing); draw a few boxes " +
+      "and use \"find the rest\", or open it with another model";
+  }
   note += ". " + (page.reviewsKept ? "Every change is saved in the review folder at once."
     : "Reviews are not kept after the server stops: start it with --review DIR to keep them.");
   $("audio-note").textContent = note;
