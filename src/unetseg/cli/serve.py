@@ -18,7 +18,8 @@ LIMITS = "limits"
 
 def add_serve_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="HTTP API and web page for image and recording models")
-    p.add_argument("--model", action="append", required=True, help="model file (repeat for several)")
+    p.add_argument("--model", action="append", help="model file (repeat for several) [default: builtin, the built-in "
+                   "call prior: detect calls in any recording, and annotate, review and find the rest]")
     p.add_argument("--host", default="127.0.0.1", help="address to bind [default: 127.0.0.1, this machine only]")
     p.add_argument("--port", type=number(int, ge=1, le=65535), default=8000, help="[default: 8000]")
     p.add_argument("--cors", action="append", default=[], metavar="ORIGIN", help="allow browser calls from ORIGIN "
@@ -45,5 +46,5 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UnetsegError(f"--recordings {args.recordings}: not a folder")
     options = dataclass_from_args(ServeOptions, args, LIMITS, review=args.review, token=token, cors=args.cors,
                                   recordings=args.recordings)
-    serve(args.model, args.host, args.port, options)
+    serve(args.model or ["builtin"], args.host, args.port, options)
     return 0

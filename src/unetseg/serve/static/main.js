@@ -16,10 +16,15 @@ import { applyLook, drawFreqAxis, dropTiles, fit, overviewTo, refresh, zoom } fr
 
 // a file, a model, a review
 const isTable = (file) => /\.(txt|csv|tsv)$/i.test(file.name);
+function openFile(file) {  // an image or a recording runs; a table is drawn over the open review
+  if (!isTable(file)) { run(file); return; }
+  if (review.doc && !$("audio-view").hidden) { loadTable(file, "reference"); return; }
+  showError(file.name + ": a table (Raven, Audacity or CSV); open a recording first, then drop the table on the " +
+    "page to draw it as a reference layer");
+}
 $("file").addEventListener("change", (e) => {
   const file = e.target.files[0];
-  if (file && isTable(file) && review.doc && !$("audio-view").hidden) loadTable(file, "reference");
-  else if (file) run(file);
+  if (file) openFile(file);
   e.target.value = "";
 });
 $("drop").addEventListener("dragover", (e) => { e.preventDefault(); $("drop").classList.add("over"); });
@@ -27,9 +32,7 @@ $("drop").addEventListener("dragleave", () => $("drop").classList.remove("over")
 $("drop").addEventListener("drop", (e) => {
   e.preventDefault();
   $("drop").classList.remove("over");
-  const file = e.dataTransfer.files[0];
-  if (file && isTable(file) && review.doc && !$("audio-view").hidden) loadTable(file, "reference");
-  else if (file) run(file);
+  if (e.dataTransfer.files[0]) openFile(e.dataTransfer.files[0]);
 });
 $("model").addEventListener("change", () => { if (page.file) run(page.file); });
 $("review-list").addEventListener("change", () => { if ($("review-list").value) openReview($("review-list").value); });
@@ -70,7 +73,7 @@ window.addEventListener("mousemove", onMove);
 window.addEventListener("mouseup", onUp);
 $("boxes").addEventListener("wheel", (ev) => {
   ev.preventDefault();
-  if (ev.ctrlKey) { zoom(ev.deltaY < 0 ? 1 : -1, ev.clientX - $("boxes").getBoundingClientRect().left); return; }
+  if (ev.ctrlKey) { zoom(ev.deltaY < 0 ? 0.25 : -0.25, ev.clientX - $("boxes").getBoundingClientRect().left); return; }
   $("viewport").scrollLeft += ev.deltaX || ev.deltaY;
 }, { passive: false });
 $("zoom-in").addEventListener("click", () => zoom(1));
@@ -100,6 +103,7 @@ $("min-score").addEventListener("input", () => {
   scoreSave = setTimeout(saveThreshold, 300);  // kept with the review
 });
 $("filter-state").addEventListener("change", refresh);
+$("show-layers").addEventListener("change", refresh);
 $("filter-label").addEventListener("change", refresh);
 $("table-file").addEventListener("change", (e) => {
   if (e.target.files[0] && review.doc) loadTable(e.target.files[0], $("table-as").value);
