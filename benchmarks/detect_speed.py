@@ -101,7 +101,8 @@ if args.get("mode") == "model_only":  # the engine alone on detect's windows and
         for b in batches:
             detector.engine.native(b)
         took = min(took, time.perf_counter() - start)
-    seconds = len(batches) * detector.batch * step * detector.cfg.hop_length / detector.cfg.sample_rate
+    rate = detector.cfg.sample_rate or audio_info(p).sample_rate  # a model at each file's own rate: the file's
+    seconds = len(batches) * detector.batch * step * detector.cfg.hop_length / rate
     print(json.dumps(out | {"audio_seconds": seconds, "seconds": took, "window": detector.width,
                             "overlap": detector.overlap, "batch": detector.batch, "peak_rss_mb": peak_mb()}))
     sys.exit(0)

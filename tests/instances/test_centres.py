@@ -124,3 +124,16 @@ def test_suppression_keeps_what_the_pairwise_rules_keep_and_scales_to_thousands_
     start = time.perf_counter()
     decoded = decode_centres(heat, rng.uniform(0, 3, (4, 256, 1024)), threshold=0.1)
     assert len(decoded) > 100 and time.perf_counter() - start < 5.0
+
+
+def test_neighbourhood_max_is_scipys_maximum_filter() -> None:
+    from scipy import ndimage
+
+    from unetseg.instances.centres import neighbourhood_max
+
+    rng = np.random.default_rng(1)
+    for shape in ((1, 1), (1, 7), (5, 1), (33, 48)):
+        heat = rng.random(shape).astype(np.float32)
+        heat[rng.random(shape) < 0.2] = 0.5  # ties
+        expected = ndimage.maximum_filter(heat, size=3, mode="constant", cval=-np.inf)
+        assert np.array_equal(neighbourhood_max(heat), expected)

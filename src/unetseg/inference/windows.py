@@ -127,7 +127,8 @@ class ColumnStream:
             chunk = starts[i:i + self.batch]
             x = np.stack([self.image[:, s - self.base:s - self.base + width] for s in chunk])
             for s, probs in zip(chunk, self.predict(x), strict=True):
-                self.acc[..., s - self.base:s - self.base + width] += probs * weights
+                weighted = np.multiply(probs, weights, out=probs if probs.flags.writeable else None)  # no copy
+                self.acc[..., s - self.base:s - self.base + width] += weighted
                 self.wsum[s - self.base:s - self.base + width] += weights
 
     def _emit(self, upto: int) -> np.ndarray:
