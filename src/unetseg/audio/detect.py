@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -267,9 +267,9 @@ class Detector:
 
     def run_many(self, paths: list[Path], denoise: Callable[[Path], Path | None] = lambda _: None,
                  keep_mask: bool = False) -> Iterator[tuple[Path, DetectResult]]:
-        """(recording, result) of each of ``paths`` in order; the next recording's front end starts while this
-        one's model work runs, so a folder of short recordings streams without a pause between them. An
-        error opening a recording is raised at its turn."""
+        """(recording, result) of each of ``paths`` in order: the next one's front end runs during this one's
+        model work, and its model work during this one's last events (a folder of short recordings streams
+        without a pause). An error opening a recording is raised at its turn."""
         def opened(i: int) -> _Opened | Exception | None:
             if i >= len(paths):
                 return None
@@ -278,14 +278,28 @@ class Detector:
             except UnetsegError as e:
                 return e
 
-        ahead = opened(0)
+        ahead, previous = opened(0), None
         try:
             for i, path in enumerate(paths):
                 current, ahead = ahead, opened(i + 1)
-                if isinstance(current, Exception):
-                    raise current
-                yield path, self.run(path, denoise(path), keep_mask, current)
+                try:
+                    if isinstance(current, Exception):
+                        raise current
+                    running = self._start(path, denoise(path), keep_mask, current)
+                except UnetsegError:  # at its turn: after the result of the recording before it
+                    if previous is not None:
+                        done, previous = previous, None
+                        yield done.path, done.result()
+                    raise
+                if previous is not None:
+                    yield previous.path, previous.result()
+                previous = running
+            if previous is not None:
+                done, previous = previous, None
+                yield done.path, done.result()
         finally:
+            if previous is not None:
+                previous.abort()
             if isinstance(ahead, _Opened):
                 ahead.front.close()
 
@@ -293,10 +307,14 @@ class Detector:
             opened: _Opened | None = None) -> DetectResult:
         """Events (and optionally denoised audio and the full mask) of one recording of any length; ``opened``:
         its front end, started before (``run_many``)."""
+        return self._start(path, denoise, keep_mask, opened).result()
+
+    def _start(self, path: str | Path, denoise: str | Path | None, keep_mask: bool,
+               opened: _Opened | None) -> _Running:
+        """The model's work on one recording, done; its last events may still be decoding behind."""
         loaded, cfg = self.loaded, self.cfg
         opened = opened or self._open(path, denoise is not None, keep_mask)
-        path, info = opened.path, opened.info
-        sr = cfg.sample_rate or info.sample_rate
+        sr = cfg.sample_rate or opened.info.sample_rate
         mapping = SpectrogramMapping(sr, 0, cfg.hop_length, cfg.win, row_frequencies(cfg, sr).round(3).tolist(),
                                      cfg.to_dict())
         tracker = EventTracker(mapping, loaded.classes, self.events, columns=self.columns, threshold=self.threshold)
@@ -304,12 +322,9 @@ class Detector:
         channels = loaded.outputs + (HEAD_CHANNELS if loaded.head else 0)
         stream = ColumnStream(self.engine.native, channels, self.width, self.overlap, self.batch, blend="linear",
                               pad_to=loaded.input_spec.divisor, min_width=self.trained)
-        mask_parts: list[np.ndarray] = []
-        pending_stft: list[np.ndarray] = []
-        done = 0  # recording columns finished
+        running = _Running(opened, tracker, denoiser, keep_mask, sr)
 
         def finished(outputs: np.ndarray) -> None:
-            nonlocal done, pending_stft
             k = outputs.shape[-1]
             if not k:
                 return
@@ -317,36 +332,64 @@ class Detector:
             mask = to_classes(probs, loaded.binary, self.threshold)
             tracker.push(mask, probs[0] if loaded.binary else probs, head)
             if denoiser is not None:
-                stfts = np.concatenate(pending_stft, axis=1)
-                denoiser.push(stfts[:, :k], mask > 0, done)
-                pending_stft = [stfts[:, k:]]
+                stfts = np.concatenate(running.pending_stft, axis=1)
+                denoiser.push(stfts[:, :k], mask > 0, running.done)
+                running.pending_stft = [stfts[:, k:]]
             if keep_mask:
-                mask_parts.append(mask)
-            done += k
+                running.mask_parts.append(mask)
+            running.done += k
 
-        decoded = opened.decoded
         # events are decoded behind the model, in a thread; the denoiser keeps its STFT columns in order itself
-        behind = Behind(finished) if denoiser is None else None
-        after = behind.put if behind is not None else finished
+        running.behind = Behind(finished) if denoiser is None else None
+        after = running.behind.put if running.behind is not None else finished
         try:
             for columns, S in opened.front:
                 if S is not None:
-                    pending_stft.append(S)
+                    running.pending_stft.append(S)
                 after(stream.push(columns))
             after(stream.finish())
-            if behind is not None:
-                behind.finish()
         except BaseException:
-            opened.front.close()
-            if behind is not None:
-                behind.close()
-            if denoiser is not None:
-                denoiser.abort()
+            running.abort()
             raise
-        if denoiser is not None:
-            denoiser.finish()
-        mask = np.concatenate(mask_parts, axis=1) if keep_mask and mask_parts else None
-        return DetectResult(tracker.finish(), decoded[0] / info.sample_rate, sr, done, mask)
+        return running
+
+
+@dataclass
+class _Running:
+    """One recording whose model work is done: its events decoding behind, its denoised audio being written."""
+
+    opened: _Opened
+    tracker: EventTracker
+    denoiser: Denoiser | None
+    keep_mask: bool
+    sample_rate: int
+    behind: Behind | None = None
+    done: int = 0  # recording columns finished
+    pending_stft: list[np.ndarray] = field(default_factory=list)
+    mask_parts: list[np.ndarray] = field(default_factory=list)
+
+    path = property(lambda self: self.opened.path)
+
+    def result(self) -> DetectResult:
+        """Wait for the last events, and finish the denoised audio."""
+        try:
+            if self.behind is not None:
+                self.behind.finish()
+        except BaseException:
+            self.abort()
+            raise
+        if self.denoiser is not None:
+            self.denoiser.finish()
+        mask = np.concatenate(self.mask_parts, axis=1) if self.keep_mask and self.mask_parts else None
+        return DetectResult(self.tracker.finish(), self.opened.decoded[0] / self.opened.info.sample_rate,
+                            self.sample_rate, self.done, mask)
+
+    def abort(self) -> None:
+        self.opened.front.close()
+        if self.behind is not None:
+            self.behind.close()
+        if self.denoiser is not None:
+            self.denoiser.abort()
 
 
 def detect_recording(loaded: LoadedModel, path: str | Path, options: DetectOptions | None = None,
