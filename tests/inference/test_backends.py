@@ -116,3 +116,11 @@ def test_auto_falls_back_to_torch_with_one_warning(trained: Path, cache: Path, m
     engine = Engine(load_model(trained), InferenceOptions())
     assert engine.backend_name.startswith("torch")
     assert "backend onnxruntime unavailable" in caplog.text
+
+
+@pytest.mark.slow
+def test_int8_is_quantized_in_a_child_process(trained: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 32: calibration and quantization never add to the predicting process's peak memory."""
+    monkeypatch.setattr(graphs_module, "quantize_checked", lambda *a, **k: pytest.fail("quantized in this process"))
+    path = graphs_module.int8_graph(load_model(trained))
+    assert path.is_file() and json.loads(path.with_name("int8.onnx.json").read_text())["agreement_iou"] > 0.5

@@ -6,6 +6,7 @@ review started from a table or with no model, and "find the rest" from five draw
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.request
 from pathlib import Path
@@ -301,4 +302,7 @@ def test_find_the_rest_from_five_drawn_boxes(tmp_path: Path) -> None:
         assert page.locator("#events tbody tr.unreviewed").count() == len(found)
         assert "found" in page.locator("#find-status").text_content()
         assert spent < 240
+        if os.environ.get("UNETSEG_SCREENSHOTS"):  # the docs' picture of the review page (docs/serve.md)
+            page.locator("#events tbody tr.unreviewed").first.click()
+            page.screenshot(path=str(Path(os.environ["UNETSEG_SCREENSHOTS"]) / "serve-review.png"), full_page=True)
         assert not errors, errors

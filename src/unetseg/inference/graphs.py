@@ -228,6 +228,9 @@ def int8_graph(loaded: LoadedModel, calibration: str | Path | None = None, threa
     with fp32 at IoU below ``AGREEMENT_FLOOR`` on those images."""
     path = graph_folder(loaded) / "int8.onnx"
     info = _cached(path, loaded)
+    if info is None and loaded.path is not None and not _IN_CHILD:
+        _quantize_in_child(loaded.path, calibration, threads)  # calibration and quantization: the child's memory
+        info = _cached(path, loaded)
     if info is None:
         samples = calibration_batches(loaded, calibration)
         agreement = quantize_checked(fp32_graph(loaded), path, samples, loaded, threads)
@@ -238,3 +241,33 @@ def int8_graph(loaded: LoadedModel, calibration: str | Path | None = None, threa
                            f"on {info['calibration_images']} calibration images, below the floor {AGREEMENT_FLOOR}; "
                            "use --backend onnxruntime or torch")
     return path
+
+
+_IN_CHILD = False
+
+
+def _quantize_in_child(model: Path, calibration: str | Path | None, threads: int | None) -> None:
+    """Build the int8 graph of the model file ``model`` in a child process (``python -m
+    unetseg.inference.graphs``): the caller's peak memory never holds the calibration and quantization."""
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "unetseg.inference.graphs", str(model), str(calibration or ""), str(threads or 0)]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()] or [f"exit {done.returncode}"]
+        raise UnetsegError(lines[-1].removeprefix("error: "))
+
+
+if __name__ == "__main__":  # the child of _quantize_in_child
+    import sys
+
+    from unetseg.models.modelfile import load_model
+
+    _IN_CHILD = True
+    given, calib, count = sys.argv[1:4]
+    try:
+        int8_graph(load_model(given), calib or None, int(count) or None)
+    except UnetsegError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
