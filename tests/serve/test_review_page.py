@@ -304,5 +304,6 @@ def test_find_the_rest_from_five_drawn_boxes(tmp_path: Path) -> None:
         assert spent < 240
         if os.environ.get("UNETSEG_SCREENSHOTS"):  # the docs' picture of the review page (docs/serve.md)
             page.locator("#events tbody tr.unreviewed").first.click()
+            page.evaluate("window.scrollTo(0, 0)")
             page.screenshot(path=str(Path(os.environ["UNETSEG_SCREENSHOTS"]) / "serve-review.png"), full_page=True)
         assert not errors, errors

@@ -27,6 +27,7 @@ async function poll(name) {
     show(job);
     if (job.done) {
       clearInterval(polling); polling = null;
+      status($("find-status").textContent);
       if (job.phase === "done") replaced(await (await api("/reviews/" + encodeURIComponent(name))).json());
     }
   } catch (err) { clearInterval(polling); polling = null; showError(err.message); }
