@@ -69,7 +69,7 @@ async def review_recording(request: Request, path: str = Query(..., max_length=1
     except UnetsegError as e:
         raise bad(400, str(e)) from None
     store = review_store(request)
-    same = await asyncio.to_thread(store.same_recording, file_sha256(recording))
+    same = await asyncio.to_thread(lambda: store.same_recording(file_sha256(recording)))  # off the event loop
     if same is not None:
         return JSONResponse({**document(store.load(same)), "existing": True})
     served = server.pick(model, "audio") if detect else None

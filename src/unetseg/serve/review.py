@@ -114,7 +114,8 @@ async def new_review(request: Request, model: str | None = None, name: str | Non
         path = await server.upload(request, Path(tmp))
         from unetseg.audio.review_files import file_sha256
 
-        same = await asyncio.to_thread(review_store(request).same_recording, file_sha256(path))
+        store = review_store(request)
+        same = await asyncio.to_thread(lambda: store.same_recording(file_sha256(path)))  # off the event loop
         if same is not None:
             return JSONResponse({**document(review_store(request).load(same)), "existing": True}, status_code=200)
         with server.admission:
