@@ -83,7 +83,8 @@ class Engine:
             side = self.options.tile or (spec.size if spec.size else (spec.divisor * 16, spec.divisor * 16))
             size = (side, side) if isinstance(side, int) else tuple(side)
             shape = (self.options.batch_size, spec.channels, *size)
-        self.guard = MemoryGuard(loaded.model, spec.channels, spec.divisor, self.options.max_memory)
+        self.guard = MemoryGuard(loaded.model, spec.channels, spec.divisor, self.options.max_memory,
+                                 self.options.backend)
         if given and not self.guard.fits(shape[0], shape[2], shape[3]):
             raise UnetsegError(f"{loaded.path}: a batch of {shape[0]} at {shape[3]}x{shape[2]} needs about "
                                f"{gib(self.guard.estimate(shape[0], shape[2], shape[3]))}, over the memory budget of "
@@ -98,6 +99,12 @@ class Engine:
         while probe > 1 and not self.guard.fits(4 * probe, shape[2], shape[3]):
             probe //= 2
         self.backend: Backend = create_backend(loaded, self.options, shape, (probe, *shape[1:]))
+        self.guard.use(self.backend.name)  # from here on, the chosen backend's estimate (ONNX Runtime's arena)
+        if given and not self.guard.fits(shape[0], shape[2], shape[3]):
+            raise UnetsegError(f"{loaded.path}: a batch of {shape[0]} at {shape[3]}x{shape[2]} needs about "
+                               f"{gib(self.guard.estimate(shape[0], shape[2], shape[3]))} with {self.backend.name}, "
+                               f"over the memory budget of {gib(self.guard.budget)}; lower --batch-size or --window, "
+                               "raise --max-memory, or choose another --backend")
         self._auto_tile: int | None = None
 
     @property
