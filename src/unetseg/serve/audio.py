@@ -46,14 +46,22 @@ async def detect_upload(server: ServerState, served: ServedModel, path: Path, de
                         shown: str) -> Any:
     """The uploaded recording's ``DetectResult`` (and its denoised audio at ``denoised``), refusing one over
     ``--max-seconds`` from its header (413); errors name it ``shown`` (400). For ``/detect`` and ``/reviews``."""
+    check_recording(server, path, shown)
     try:
-        info = audio_info(path)
-        if info.duration > server.options.max_seconds:
-            raise bad(413, f"{shown}: recording of {info.duration:.0f} s is over the limit of "
-                      f"{server.options.max_seconds:g} s (--max-seconds)")
         return await asyncio.to_thread(_detect, served, path, denoised)
     except UnetsegError as e:
         raise bad(400, str(e).replace(str(path), shown)) from None
+
+
+def check_recording(server: ServerState, path: Path, shown: str) -> None:
+    """A readable recording within ``--max-seconds`` (413), from its header; errors name it ``shown`` (400)."""
+    try:
+        info = audio_info(path)
+    except UnetsegError as e:
+        raise bad(400, str(e).replace(str(path), shown)) from None
+    if info.duration > server.options.max_seconds:
+        raise bad(413, f"{shown}: recording of {info.duration:.0f} s is over the limit of "
+                  f"{server.options.max_seconds:g} s (--max-seconds)")
 
 
 async def _detect_response(server: ServerState, served: ServedModel, path: Path, folder: Path, format: str,

@@ -4,16 +4,14 @@ folder, checked as a review's name is: no ``..``, no absolute path, no link out 
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from unetseg.audio.review_files import file_sha256, safe_name
-from unetseg.audio.review_store import create_review
 from unetseg.core.errors import UnetsegError
+from unetseg.serve.review import review_response
 from unetseg.serve.state import ServerState, bad
 
 router = APIRouter(tags=["review"])
@@ -60,26 +58,10 @@ async def review_recording(request: Request, path: str = Query(..., max_length=1
                            detect: bool = True) -> JSONResponse:
     """Open a served recording for review: its review when one exists (the same bytes), else a new one, with
     the model's events (``detect=false``: none, to annotate from scratch)."""
-    from unetseg.serve.audio import detect_upload
-    from unetseg.serve.review import document, empty_review, review_store
-
     server: ServerState = request.app.state.server
     try:
         recording = recording_in(_root(request), path)
     except UnetsegError as e:
         raise bad(400, str(e)) from None
-    store = review_store(request)
-    same = await asyncio.to_thread(lambda: store.same_recording(file_sha256(recording)))  # off the event loop
-    if same is not None:
-        return JSONResponse({**document(store.load(same)), "existing": True})
     served = server.pick(model, "audio") if detect else None
-    with server.admission:
-        if served is None:
-            review = await asyncio.to_thread(empty_review, request, recording, recording.name, False)
-        else:
-            result = await detect_upload(server, served, recording, None, recording.name)
-            review = await asyncio.to_thread(
-                create_review, store.root, safe_name(recording.name), recording, result.events,
-                {"name": served.name, "sha256": served.loaded.digest}, served.detector.cfg.to_dict(),
-                list(served.loaded.meta["classes"]))
-    return JSONResponse(document(review), status_code=201)
+    return await review_response(request, recording, recording.name, served, None, move=False)

@@ -23,7 +23,8 @@ from unetseg.audio.review_files import safe_name
 from unetseg.audio.review_store import ReviewStore, create_review
 from unetseg.core.errors import UnetsegError
 from unetseg.core.recent import Recent
-from unetseg.serve.audio import detect_upload
+from unetseg.serve.audio import check_recording, detect_upload
+from unetseg.serve.models import ServedModel
 from unetseg.serve.state import ServerState, bad, shown_name
 
 router = APIRouter(prefix="/reviews", tags=["review"])
@@ -109,46 +110,40 @@ async def new_review(request: Request, model: str | None = None, name: str | Non
     ``existing: true``."""
     server: ServerState = request.app.state.server
     served = server.pick(model, "audio") if detect else None
-    shown = shown_name(name)
     with tempfile.TemporaryDirectory(prefix="unetseg-upload-") as tmp:
         path = await server.upload(request, Path(tmp))
-        from unetseg.audio.review_files import file_sha256
-
-        store = review_store(request)
-        same = await asyncio.to_thread(lambda: store.same_recording(file_sha256(path)))  # off the event loop
-        if same is not None:
-            return JSONResponse({**document(review_store(request).load(same)), "existing": True}, status_code=200)
-        with server.admission:
-            if served is None:
-                review = await asyncio.to_thread(empty_review, request, path, shown)
-            else:
-                denoised = Path(tmp) / "denoised.wav" if denoise else None
-                result = await detect_upload(server, served, path, denoised, shown)
-                meta = served.loaded.meta
-                review = await asyncio.to_thread(
-                    create_review, review_store(request).root, safe_name(shown), path, result.events,
-                    {"name": served.name, "sha256": served.loaded.digest}, served.detector.cfg.to_dict(),
-                    list(meta["classes"]), True)
-                if denoised is not None:
-                    denoised.replace(review.folder / "denoised.wav")
-    return JSONResponse(document(review), status_code=201)
+        return await review_response(request, path, shown_name(name), served,
+                                     Path(tmp) / "denoised.wav" if denoise else None, move=True)
 
 
-def empty_review(request: Request, path: Path, shown: str, move: bool = True) -> Review:
-    """A review with no events, on the prior's spectrogram (each file's own rate)."""
-    from unetseg.audio.recordings import audio_info
+async def review_response(request: Request, path: Path, shown: str, served: ServedModel | None,
+                          denoised: Path | None, move: bool) -> JSONResponse:
+    """The review of the recording at ``path`` (an upload, or one of ``--recordings``): its existing review
+    when the same bytes were reviewed before (200, ``existing``), else a new one (201) of ``served``'s events,
+    or with none on the prior's spectrogram (each file's own rate) when ``served`` is None; ``move`` moves
+    the recording into the review folder. Errors name it ``shown``."""
+    from unetseg.audio.review_files import file_sha256
     from unetseg.audio.spectrogram import PRESETS
 
     server: ServerState = request.app.state.server
-    try:
-        info = audio_info(path)
-    except UnetsegError as e:
-        raise bad(400, str(e).replace(str(path), shown)) from None
-    if info.duration > server.options.max_seconds:
-        raise bad(413, f"{shown}: recording of {info.duration:.0f} s is over the limit of "
-                  f"{server.options.max_seconds:g} s (--max-seconds)")
-    return create_review(review_store(request).root, safe_name(shown), path, [], {"name": None},
-                         PRESETS["prior"].to_dict(), ["background", "call"], move)
+    store = review_store(request)
+    same = await asyncio.to_thread(lambda: store.same_recording(file_sha256(path)))  # off the event loop
+    if same is not None:
+        return JSONResponse({**document(store.load(same)), "existing": True})
+    with server.admission:
+        if served is None:
+            check_recording(server, path, shown)
+            review = await asyncio.to_thread(create_review, store.root, safe_name(shown), path, [], {"name": None},
+                                             PRESETS["prior"].to_dict(), ["background", "call"], move)
+        else:
+            result = await detect_upload(server, served, path, denoised, shown)
+            review = await asyncio.to_thread(
+                create_review, store.root, safe_name(shown), path, result.events,
+                {"name": served.name, "sha256": served.loaded.digest}, served.detector.cfg.to_dict(),
+                list(served.loaded.meta["classes"]), move)
+            if denoised is not None:
+                denoised.replace(review.folder / "denoised.wav")
+    return JSONResponse(document(review), status_code=201)
 
 
 @router.get("/{name}")
