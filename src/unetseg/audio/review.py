@@ -258,8 +258,7 @@ class Review:
         unknown = set(fields) - {"begin", "end", "low", "high", "label"}
         if unknown:
             raise UnetsegError(f"unknown event field(s) {', '.join(sorted(unknown))}")
-        number = 1 + max((int(e["id"][1:]) for e in self.events if re.fullmatch(r"e\d+", e["id"])), default=0)
-        event = {"id": f"e{number}", "begin": None, "end": None, "low": None, "high": None, "label": "",
+        event = {"id": f"e{self._next_number()}", "begin": None, "end": None, "low": None, "high": None, "label": "",
                  "score": None, "state": "added", "detected": None, "revision": 0, **fields}
         self._checked_box(event, "new event")
         self.events.append(event)
@@ -271,9 +270,13 @@ class Review:
             raise KeyError(event_id)
         return event
 
+    def _next_number(self) -> int:
+        """The number a new event takes: one past the highest (numbers are never reused while taken)."""
+        return 1 + max((number_of(e, 0) for e in self.events), default=0)
+
     def add_many(self, boxes: list[dict[str, Any]], state: str = "unreviewed") -> list[dict[str, Any]]:
         """New events (detected by a fine-tuned model, or read from a table) in one edit, undone as one."""
-        number = 1 + max((number_of(e, 0) for e in self.events), default=0)
+        number = self._next_number()
         added = []
         for i, box in enumerate(boxes):
             event = {"id": f"e{number + i}", "low": None, "high": None, "label": "", "score": None, **box,
