@@ -24,12 +24,13 @@ async function poll(name) {
   try {
     const job = await (await api("/reviews/" + encodeURIComponent(name) + "/find")).json();
     if (!review.doc || review.doc.name !== name) { clearInterval(polling); polling = null; return; }
-    show(job);
     if (job.done) {
       clearInterval(polling); polling = null;
-      status($("find-status").textContent);
+      // the review's new events are drawn before the status says "done", so what it says is on the page
       if (job.phase === "done") replaced(await (await api("/reviews/" + encodeURIComponent(name))).json());
-    }
+      show(job);
+      status($("find-status").textContent);
+    } else show(job);
   } catch (err) { clearInterval(polling); polling = null; showError(err.message); }
 }
 
