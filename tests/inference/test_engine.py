@@ -38,3 +38,19 @@ def torch_equal(a: object, b: object) -> bool:
     import torch
 
     return bool(torch.equal(a, b))  # type: ignore[arg-type]
+
+
+def test_activation_in_place_gives_the_values_of_activate() -> None:
+    """The engine's in-place activation (one buffer) equals ``activate`` bit for bit: binary and multi-class,
+    with and without the instance head, on a cropped (strided) view as the engine passes it."""
+    import torch
+
+    from unetseg.inference.classes import activate, activate_
+
+    for binary, head in ((True, True), (True, False), (False, True), (False, False)):
+        logits = torch.randn(2, (1 if binary else 3) + (5 * head), 40, 72) * 8
+        view = logits[:, :, :33, :70]
+        expected = activate(view, binary, axis=1, head=head)
+        got = activate_(view, binary, axis=1, head=head)
+        assert torch.equal(got, expected), (binary, head)
+        assert got.data_ptr() == logits.data_ptr()  # no copy

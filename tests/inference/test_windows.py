@@ -10,6 +10,7 @@ import torch
 
 from tests.fixtures import CLASSIC, tiny_model_file
 from unetseg.inference import Engine, InferenceOptions
+from unetseg.inference.windows import blend_weights
 from unetseg.models.modelfile import load_model
 
 
@@ -52,3 +53,58 @@ def test_flip_tta_averages_three_views(native_model: Path) -> None:
     flipped = Engine(loaded, InferenceOptions(backend="torch")).probabilities([image[:, ::-1].copy()])[0].flip(2)
     assert tta.shape == plain.shape and not torch.allclose(tta, plain)
     assert ((tta - plain).abs().mean() < (flipped - plain).abs().mean() + 1e-6)
+
+
+def _expected_stream(image: np.ndarray, predict, width: int, overlap: int, pad_to: int, min_width: int) -> np.ndarray:
+    """What ``ColumnStream`` must give, the plain way: every window over the whole image at once (full windows
+    every step, then one last window as wide as the columns left need, aligned to the end), each window's
+    outputs weighted by ``blend_weights`` and divided by the weights' sum."""
+    total, step = image.shape[1], width - overlap
+    windows, s = [], 0
+    while s + width <= total:
+        windows.append((s, width))
+        s += step
+    covered = windows[-1][0] + width if windows else 0
+    if covered < total:
+        need = total - max(0, covered - overlap)
+        last = min(width, max(-(-min(min_width, width) // pad_to) * pad_to, -(-need // pad_to) * pad_to))
+        if total < last:
+            x = np.zeros((1, image.shape[0], last), image.dtype)
+            x[0, :, :total] = image
+            return predict(x)[0][..., :total]
+        windows.append((total - last, last))
+    acc = np.zeros((2, image.shape[0], total), np.float32)
+    wsum = np.zeros(total, np.float32)
+    for start, w in windows:
+        weights = blend_weights((w,), "linear").numpy()
+        acc[..., start:start + w] += predict(image[None, :, start:start + w])[0] * weights
+        wsum[start:start + w] += weights
+    return acc / wsum
+
+
+@pytest.mark.parametrize(("total", "blocks", "width", "overlap", "pad_to"), [
+    (1000, 1, 128, 32, 1), (1000, 7, 128, 32, 1), (1000, 13, 128, 100, 8), (960, 4, 128, 0, 32),
+    (130, 3, 128, 32, 32), (70, 2, 128, 32, 32), (5, 1, 128, 16, 32), (2000, 9, 256, 64, 32)])
+def test_column_stream_is_the_plain_blend_of_its_windows(total: int, blocks: int, width: int, overlap: int,
+                                                         pad_to: int) -> None:
+    """Blocks of any size give, column for column, the weighted mean of the windows over the whole image; a
+    column only one window covers is that window's output as it came (not weighted and divided back)."""
+    from unetseg.inference.windows import ColumnStream
+
+    rng = np.random.default_rng(total + blocks)
+    image = rng.integers(0, 256, (6, total), dtype=np.uint8)
+
+    def predict(x: np.ndarray) -> np.ndarray:  # depends on the column's place in its window: blending shows
+        place = np.arange(x.shape[-1], dtype=np.float32) / x.shape[-1]
+        return np.stack([x / np.float32(255) + place, np.sqrt(x.astype(np.float32)) * place], axis=1)
+
+    stream = ColumnStream(predict, 2, width, overlap, batch_size=2, blend="linear", pad_to=pad_to, min_width=64)
+    cuts = np.sort(rng.choice(np.arange(1, total), size=min(blocks - 1, total - 1), replace=False))
+    parts = [stream.push(block) for block in np.split(image, cuts, axis=1)] + [stream.finish()]
+    got = np.concatenate(parts, axis=2)
+    expected = _expected_stream(image, predict, width, overlap, pad_to, 64)
+    assert got.shape == expected.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    if total >= 2 * width:  # the middle of the first window: no other window there
+        middle = slice(overlap, width - overlap)
+        assert np.array_equal(got[..., middle], predict(image[None, :, :width])[0][..., middle])

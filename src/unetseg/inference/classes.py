@@ -25,6 +25,21 @@ def activate(logits: Array, binary: bool, axis: int = 1, head: bool = False) -> 
     return torch.sigmoid(logits) if binary else torch.softmax(logits, dim=axis)
 
 
+def activate_(logits: torch.Tensor, binary: bool, axis: int = 1, head: bool = False) -> torch.Tensor:
+    """``activate`` in place on ``logits``, which it returns: the engine's hot path, one buffer and no copies
+    (the same values as ``activate``)."""
+    n = logits.shape[axis] - (HEAD_CHANNELS if head else 0)
+    classes = logits.narrow(axis, 0, n)
+    if binary:
+        classes.sigmoid_()
+    else:
+        classes.copy_(torch.softmax(classes, dim=axis))
+    if head:
+        logits.narrow(axis, n, 1).sigmoid_()
+        logits.narrow(axis, n + 1, HEAD_CHANNELS - 1).clamp_(0, 20).expm1_()
+    return logits
+
+
 def to_classes(probs: Array, binary: bool, threshold: float, axis: int = 0) -> Array:
     """Probabilities -> class indices, the class ``axis`` removed: foreground above ``threshold`` for binary
     models (one channel), the most probable class otherwise. Arrays give uint8 arrays; tensors give long

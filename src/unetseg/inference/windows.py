@@ -63,10 +63,12 @@ class ColumnStream:
     """Full-height windows over image columns that arrive in blocks, in bounded memory.
 
     ``push`` takes the next columns and returns the blended outputs of the columns no later window can
-    touch; ``finish`` returns the rest. The last window is only as wide as the columns left need (with the
-    overlap, rounded up to ``pad_to``, at least ``min_width``), so short recordings cost little more than
-    their length; a stream shorter than that is one window padded with zeros (silence in a spectrogram
-    image) and cropped back.
+    touch; ``finish`` returns the rest. Each window's outputs are kept as the model gave them until their
+    columns are emitted: a column one window covers is that window's output, and only the overlaps are
+    blended (weighted by ``blend_weights``), so most columns are copied once. The last window is only as wide
+    as the columns left need (with the overlap, rounded up to ``pad_to``, at least ``min_width``), so short
+    recordings cost little more than their length; a stream shorter than that is one window padded with zeros
+    (silence in a spectrogram image) and cropped back.
     """
 
     def __init__(self, predict: Callable[[np.ndarray], np.ndarray], channels: int, width: int, overlap: int,
@@ -76,22 +78,15 @@ class ColumnStream:
         self.predict, self.channels, self.width, self.batch = predict, channels, width, batch_size
         self.overlap, self.step, self.pad_to, self.blend = overlap, width - overlap, pad_to, blend
         self.min_width = -(-min(min_width, width) // pad_to) * pad_to
-        self.weights = blend_weights((width,), blend).numpy()
+        self.weights = {width: blend_weights((width,), blend).numpy()}
         self.image: np.ndarray | None = None  # pending columns (rows, k)
-        self.acc = np.zeros((channels, 0, 0), np.float32)
-        self.wsum = np.zeros(0, np.float32)
-        self.base = 0  # stream column of image[:, 0]
+        self.outputs: list[tuple[int, np.ndarray]] = []  # (start column, outputs (C, rows, w)) not yet emitted
+        self.base = 0  # stream column of image[:, 0]: every column before it is emitted
         self.next_start = 0  # stream column where the next window starts
         self.covered = 0  # columns [0, covered) have been seen by some window
 
     def push(self, columns: np.ndarray) -> np.ndarray:
-        if self.image is None:
-            self.image = columns
-            self.acc = np.zeros((self.channels, columns.shape[0], 0), np.float32)
-        else:
-            self.image = np.concatenate([self.image, columns], axis=1)
-        self.acc = np.concatenate([self.acc, np.zeros((self.channels, *columns.shape), np.float32)], axis=2)
-        self.wsum = np.concatenate([self.wsum, np.zeros(columns.shape[1], np.float32)])
+        self.image = columns if self.image is None else np.concatenate([self.image, columns], axis=1)
         end = self.base + self.image.shape[1]
         starts = []
         while self.next_start + self.width <= end:
@@ -110,30 +105,51 @@ class ColumnStream:
             return self._emit(total)
         need = total - max(0, self.covered - self.overlap)  # the columns left, and the overlap before them
         width = min(self.width, max(self.min_width, -(-need // self.pad_to) * self.pad_to))
-        if total < width:  # shorter than one window: one padded window
+        if total < width:  # shorter than one window: one padded window, cropped back
             k = self.image.shape[1]
             x = np.zeros((1, self.image.shape[0], width), self.image.dtype)
             x[0, :, :k] = self.image
-            self.acc[...] = self.predict(x)[0][..., :k]
-            self.wsum[:] = 1
+            self.outputs.append((0, self.predict(x)[0][..., :k]))
         else:  # one last window, aligned to the end
             self._run([total - width], width)
         return self._emit(total)
 
     def _run(self, starts: list[int], width: int | None = None) -> None:
         width = width or self.width
-        weights = self.weights if width == self.width else blend_weights((width,), self.blend).numpy()
         for i in range(0, len(starts), self.batch):
             chunk = starts[i:i + self.batch]
             x = np.stack([self.image[:, s - self.base:s - self.base + width] for s in chunk])
-            for s, probs in zip(chunk, self.predict(x), strict=True):
-                weighted = np.multiply(probs, weights, out=probs if probs.flags.writeable else None)  # no copy
-                self.acc[..., s - self.base:s - self.base + width] += weighted
-                self.wsum[s - self.base:s - self.base + width] += weights
+            self.outputs.extend(zip(chunk, self.predict(x), strict=True))
+
+    def _weights(self, width: int) -> np.ndarray:
+        if width not in self.weights:
+            self.weights[width] = blend_weights((width,), self.blend).numpy()
+        return self.weights[width]
 
     def _emit(self, upto: int) -> np.ndarray:
-        k = max(0, upto - self.base)
-        out = self.acc[..., :k] / np.maximum(self.wsum[:k], 1e-8)
-        self.image, self.acc, self.wsum = self.image[:, k:], self.acc[..., k:], self.wsum[k:]
+        """The outputs of columns [base, upto): a column under one window is its output; under several, their
+        weighted mean (in the order the windows ran)."""
+        first = self.base
+        k = max(0, upto - first)
+        rows = self.image.shape[0] if self.image is not None else 0
+        out = np.empty((self.channels, rows, k), np.float32)
+        if k:
+            ends = {e for s, o in self.outputs for e in (s, s + o.shape[-1])}
+            edges = sorted({first, upto} | {e for e in ends if first < e < upto})
+            for a, b in zip(edges[:-1], edges[1:], strict=False):
+                under = [(s, o) for s, o in self.outputs if s <= a and b <= s + o.shape[-1]]
+                if len(under) == 1:
+                    s, o = under[0]
+                    out[..., a - first:b - first] = o[..., a - s:b - s]
+                    continue
+                acc = np.zeros((self.channels, rows, b - a), np.float32)
+                wsum = np.zeros(b - a, np.float32)
+                for s, o in under:
+                    w = self._weights(o.shape[-1])[a - s:b - s]
+                    acc += o[..., a - s:b - s] * w
+                    wsum += w
+                out[..., a - first:b - first] = acc / np.maximum(wsum, 1e-8)
+        self.outputs = [(s, o) for s, o in self.outputs if s + o.shape[-1] > upto]
+        self.image = self.image[:, k:] if self.image is not None else None
         self.base += k
         return out
