@@ -16,11 +16,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from unetseg.core.budget import gib
 from unetseg.core.errors import UnetsegError
+from unetseg.core.threads import Prefetch
 from unetseg.data.images import MaskDecoder, read_image, read_mask_raw
 from unetseg.data.inputspec import InputSpec
 from unetseg.data.transforms import normalize, prepare_input, restore
 from unetseg.inference.backends import Backend, create_backend
-from unetseg.inference.classes import activate, unflip
+from unetseg.inference.classes import activate, activate_, unflip
 from unetseg.inference.footprint import MemoryGuard
 from unetseg.inference.options import InferenceOptions
 from unetseg.inference.windows import sliding_window
@@ -164,12 +165,13 @@ class Engine:
         side = self.options.tile or self.guard.tile() or self.guard.divisor
         return int(height * width * per_pixel) + self.guard.estimate(1, side, side)
 
-    def check_sizes(self, images: list[Path], outputs_per_pixel: float = 0.0) -> None:
+    def check_sizes(self, images: list[Path], outputs_per_pixel: float = 0.0) -> int:
         """Refuse, from the headers and before any work, an image whose decoding, full-size probabilities and
         outputs (``outputs_per_pixel`` bytes more: overlays, figures) would not fit the memory budget beside
-        the forward pass (which tiles when it must)."""
+        the forward pass (which tiles when it must); the most any one image needs."""
         from unetseg.data.images import read_header
 
+        most = 0
         for path in images:
             header = read_header(path)
             need = self.image_bytes(header.height, header.width, outputs_per_pixel)
@@ -177,12 +179,17 @@ class Engine:
                 raise UnetsegError(f"{path}: a {header.width}x{header.height} image needs about {gib(need)} for its "
                                    f"pixels, probabilities and outputs, over the memory budget of "
                                    f"{gib(self.guard.budget)} (--max-memory); cut it into smaller images")
+            most = max(most, need)
+        return most
 
-    def run(self, dataset: Dataset) -> Iterator[tuple[dict[str, Any], torch.Tensor]]:
+    def run(self, dataset: Dataset, read_ahead: bool = False) -> Iterator[tuple[dict[str, Any], torch.Tensor]]:
         """Yield (item, class probabilities (C, H, W) at the image's original size) for each image, in order;
         a model with the instance head adds ``item["head"]``: (5, H, W) heat and edge distances in the
         image's own pixels."""
-        for batch in self.loader(dataset):
+        batches = self.loader(dataset)
+        # ``read_ahead`` (with no reading processes): the next batches are read and decoded in a thread while
+        # the model runs this one, for images small enough that three batches fit the memory budget
+        for batch in Prefetch(batches) if read_ahead and self.options.workers == 0 else batches:
             logits = self.logits(batch["image"])
             for j in range(logits.shape[0]):
                 probs, head = self._activated(logits[j], batch["placement"][j])
@@ -228,4 +235,5 @@ class Engine:
         if (ph, pw) != (h, w):
             x = np.pad(x, ((0, 0), (0, ph - h), (0, pw - w)), constant_values=float(-spec.mean[0] / spec.std[0]))
         logits = self.backend(torch.from_numpy(np.ascontiguousarray(x[:, None])))
-        return activate(logits[:, :, :h, :w].float(), self.loaded.binary, axis=1, head=self.loaded.head).cpu().numpy()
+        # the backend's logits are this call's own: activated in place (the bf16 backend's are a float32 copy)
+        return activate_(logits[:, :, :h, :w].float(), self.loaded.binary, axis=1, head=self.loaded.head).cpu().numpy()

@@ -23,6 +23,7 @@ from unetseg.core.fileio import (
 )
 from unetseg.core.guard import check_outputs
 from unetseg.core.output_folder import Plan, finish, output_mode, shared_run
+from unetseg.core.threads import Behind
 from unetseg.data.images import IMAGE_EXTENSIONS, read_image
 from unetseg.evaluation.figures import overlay, to_uint8_rgb
 from unetseg.inference import Engine, ImageDataset, InferenceOptions
@@ -114,11 +115,15 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
            "coco_json": str(coco_json) if coco_json else None}
     group = group or Group()
     engine = engine or Engine(loaded, opts)
-    engine.check_sizes(files, 6.0 * o.overlays + 2.0 * o.probabilities)  # measured: +5 B/px with both
+    most = engine.check_sizes(files, 6.0 * o.overlays + 2.0 * o.probabilities)  # measured: +5 B/px with both
+    # images small enough that three batches fit the budget are read ahead of the model and written behind it
+    ahead = 3 * engine.options.batch_size * most <= engine.guard.budget
     with shared_run(group, out, key, plan, mode, engine.describe()) as done:
         todo = group.shard([stems[s] for s in sorted(stems) if s not in done])
         palette = [list(c) for c in loaded.colours]
-        for item, probs in engine.run(ImageDataset(todo, loaded.input_spec)):
+
+        def write(result: tuple[dict, torch.Tensor]) -> None:
+            item, probs = result
             src = todo[item["index"]]
             mask = to_mask(probs, engine.loaded, pp)
             objects = None
@@ -129,6 +134,16 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
             for kind in kinds:  # the COCO part first, the mask last: a mask file means every output is there
                 kind.write(kind.path(out, src.stem, loaded.binary), made)
             write_mask(out / f"{src.stem}.png", mask, loaded.binary, palette)
+
+        writer = Behind(write) if ahead else None
+        try:
+            for result in engine.run(ImageDataset(todo, loaded.input_spec), read_ahead=ahead):
+                (writer.put if writer else write)(result)
+        finally:
+            if writer is not None:
+                writer.close()  # the images given are written (an interrupted run resumes after them)
+        if writer is not None:
+            writer.finish()  # an error writing is raised here
         predicted = sum(group.gather(len(todo)))  # every process is done
         if group.main:
             if coco_results:
