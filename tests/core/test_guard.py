@@ -264,3 +264,33 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_written_file(work: Path, tmp
     assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and "File too large" in lines[0], \
         r.stderr
     assert not [f for f in (tmp_path / "p").rglob(".*") if f.name != ".unetseg.lock"]  # no temporary file left
+
+
+def test_the_output_plan_is_checked_in_time_linear_in_the_files(tmp_path: Path, monkeypatch) -> None:
+    """A folder of N images and its N outputs cost O(N) stats, not N x N (10,000 images were 10^8), and an output
+    that is an input by another path (a hard link) is still refused."""
+    from unetseg.core.errors import UnetsegError
+    from unetseg.core.guard import check_outputs
+
+    n = 400
+    images = tmp_path / "images"
+    images.mkdir()
+    inputs = [images / f"{i:04d}.png" for i in range(n)]
+    for p in inputs:
+        p.write_bytes(b"x")
+    outputs = [tmp_path / "out" / f"{i:04d}.png" for i in range(n)]
+    calls = [0]
+    real = os.stat
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counted)
+    check_outputs(outputs, inputs)
+    monkeypatch.setattr(os, "stat", real)
+    assert calls[0] < 20 * n, calls[0]
+    link = tmp_path / "link.png"
+    os.link(inputs[7], link)
+    with pytest.raises(UnetsegError, match="is also an input"):
+        check_outputs([link], inputs)

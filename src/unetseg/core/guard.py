@@ -70,13 +70,14 @@ def remove_stale_temps(folders: Iterable[Path]) -> int:
     return removed
 
 
-def _same(a: Path, b: Path) -> bool:
+def _identity(path: Path) -> tuple:
+    """What makes two paths one file: its device and inode when it exists (hard links, bind mounts), else its
+    resolved path."""
     try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
+        st = path.stat()
+        return ("inode", st.st_dev, st.st_ino)
     except OSError:
-        pass
-    return a.resolve() == b.resolve()
+        return ("path", path.resolve())
 
 
 def within(path: Path, folder: Path) -> bool:
@@ -95,8 +96,9 @@ def check_outputs(outputs: Iterable[str | Path | None], inputs: Iterable[str | P
     caller knows every output is its own (e.g. inside a folder it made).
     """
     ins = [Path(p) for p in inputs if p is not None]
-    in_files = [p for p in ins if not p.is_dir()]
-    in_dirs = [p for p in ins if p.is_dir()] + [Path(p) for p in input_dirs]
+    # each input's identity once: a folder of N images checked against N outputs costs N + N stats, not N x N
+    in_files = {_identity(p): p for p in ins if not p.is_dir()}
+    in_dirs = [(p, _identity(p), p.resolve()) for p in [p for p in ins if p.is_dir()] + [Path(p) for p in input_dirs]]
     mine = None if owned is None else {Path(p).resolve() for p in owned}
     planned: dict[Path, Path] = {}
     for raw in outputs:
@@ -110,12 +112,12 @@ def check_outputs(outputs: Iterable[str | Path | None], inputs: Iterable[str | P
             raise UnetsegError(f"{out}: two outputs of this command would be written to this path ({planned[key]} "
                                "and this one); choose other paths")
         planned[key] = out
-        for src in in_files:
-            if _same(out, src):
-                raise UnetsegError(f"{out}: is also an input of this command ({src}); choose another output "
-                                   "(refused even with --overwrite)")
-        for src in in_dirs:
-            if _same(out, src) or within(out, src):
+        identity = _identity(out)
+        if identity in in_files:
+            raise UnetsegError(f"{out}: is also an input of this command ({in_files[identity]}); choose another "
+                               "output (refused even with --overwrite)")
+        for src, folder, resolved in in_dirs:
+            if identity == folder or key == resolved or resolved in key.parents:
                 raise UnetsegError(f"{out}: is inside the input folder {src}; write the outputs elsewhere "
                                    "(refused even with --overwrite)")
         if out.is_dir():
