@@ -9,9 +9,10 @@
 
 Each configuration runs in a fresh process, so its peak resident memory is its own, in ``--rounds`` rounds
 over all configurations whose best rate is kept (the machine is shared: a passing load then weighs on
-each configuration alike, not on one). int8's masks are
-compared with fp32's (IoU). Weights are random: speed does not depend on them. Prints a table and writes
-benchmarks/results/infer.json.
+each configuration alike, not on one). Then the budget check: ``predict`` at the largest size through each
+backend under ``--max-memory`` ``--budget`` GB, its peak's growth over the loaded engine beside the budget.
+int8's masks are compared with fp32's (IoU). Weights are random: speed does not depend on them. Prints a
+table and writes benchmarks/results/infer.json.
 
     .venv/bin/python benchmarks/infer.py
 """
@@ -90,7 +91,7 @@ with torch.inference_mode():
         rate = timed(loop, len(files))
     elif mode == "predict_command":
         from unetseg.prediction.predict_images import PredictOutputs, predict
-        out = Path(sys.argv[6])
+        out = Path(sys.argv[6]) / "predict"  # not the naive loop's folder: its files are not unetseg's
         from unetseg.inference import InferenceOptions
         options = InferenceOptions(batch_size=batch, calibration=str(folder))
         used = []
@@ -98,6 +99,25 @@ with torch.inference_mode():
         rate = timed(lambda: used.append(predict(model_path, folder, out, outputs=again, options=options).backend),
                      len(files))
         extra["backend"] = used[-1]
+    elif mode.startswith("budget:"):  # predict under --max-memory: the peak's growth over the loaded engine
+        from unetseg.core.errors import UnetsegError
+        from unetseg.inference import Engine, InferenceOptions
+        from unetseg.prediction.predict_images import PredictOutputs, predict
+        options = InferenceOptions(backend=mode.split(":")[1], device="cpu", batch_size=batch,
+                                   calibration=str(folder), max_memory=float(sys.argv[7]))
+        try:
+            engine = Engine(loaded, options)
+        except UnetsegError as e:  # refused before any work: the budget holds
+            print(json.dumps({"images_per_s": None, "peak_rss_mb": peak_mb(), "refused": str(e), "growth_mb": 0}))
+            sys.exit(0)
+        with open("/proc/self/status") as f:
+            before = next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS")) / 1024
+        start = time.perf_counter()
+        predict(loaded, folder, Path(sys.argv[6]) / mode.replace(":", "-"), engine=engine,
+                outputs=PredictOutputs(overwrite=True))
+        rate = len(files) / (time.perf_counter() - start)
+        extra |= {"max_memory_gb": float(sys.argv[7]), "rss_before_mb": round(before),
+                  "growth_mb": round(peak_mb() - before), "tile": engine._auto_tile}
 print(json.dumps({"images_per_s": rate, "peak_rss_mb": extra.pop("peak_before_check_mb", None) or peak_mb(),
                   **extra}))
 """
@@ -136,9 +156,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="256,1024")
     p.add_argument("--rounds", type=int, default=3, help="runs of every mode; the best rate of each is kept")
+    p.add_argument("--budget", type=float, default=4.0, help="--max-memory (GB) of the budget check: predict at the "
+                   "largest size through each backend, its peak's growth over the loaded engine against the budget")
     p.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "infer.json"))
     args = p.parse_args()
-    rows = []
+    rows, budget = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for size in (int(s) for s in args.sizes.split(",")):
             batch, count, repeats = (8, 64, 2) if size <= 256 else (2, 8, 1)
@@ -161,6 +183,17 @@ def main() -> None:
                         best[mode] = {**r, "peak_rss_mb": max(r["peak_rss_mb"], kept["peak_rss_mb"])}
                     else:
                         kept["peak_rss_mb"] = max(r["peak_rss_mb"], kept["peak_rss_mb"])
+            if size == max(int(v) for v in args.sizes.split(",")):  # --max-memory holds for every backend
+                for backend in MODEL_ONLY[1:]:
+                    proc = subprocess.run([sys.executable, "-c", CHILD, f"budget:{backend}", str(model), str(images),
+                                           str(batch), "1", str(out), str(args.budget)],
+                                          capture_output=True, text=True, env=env)
+                    if proc.returncode:
+                        sys.exit(proc.stderr[-3000:])
+                    r = json.loads(proc.stdout.strip().splitlines()[-1])
+                    r = {"size": size, "backend": backend, **r, "within": r["growth_mb"] <= args.budget * 1024}
+                    print(json.dumps(r), flush=True)
+                    budget.append(r)
             for mode in MODES:
                 r = best[mode]
                 rows.append({"size": size, "mode": mode, "batch": 1 if mode == "naive_loop" else batch,
@@ -182,9 +215,10 @@ def main() -> None:
     machine = {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                "capability": torch.backends.cpu.get_cpu_capability(),
                "amx": "amx_bf16" in Path("/proc/cpuinfo").read_text()}
-    write = {"benchmark": "infer", "command": f"python benchmarks/infer.py --rounds {args.rounds}", "machine": machine,
+    command = f"python benchmarks/infer.py --rounds {args.rounds} --budget {args.budget}"
+    write = {"benchmark": "infer", "command": command, "machine": machine,
              "model": "classic U-Net depth 4 width 32 (the default), 3 channels, binary", "runs": rows,
-             "summary": summary}
+             "summary": summary, "budget": budget}
     from unetseg.core.fileio import write_json
 
     write_json(args.output, write)

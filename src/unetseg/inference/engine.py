@@ -160,15 +160,19 @@ class Engine:
     def image_bytes(self, height: int, width: int, outputs_per_pixel: float = 0.0) -> int:
         """Memory one image of ``height`` x ``width`` takes through the engine: its decoding, full-size
         probabilities and outputs (``outputs_per_pixel`` bytes more), beside the forward pass of one tile."""
+        side = self.options.tile or self.guard.tile() or self.guard.divisor
+        return self.pixel_bytes(height, width, outputs_per_pixel) + self.guard.estimate(1, side, side)
+
+    def pixel_bytes(self, height: int, width: int, outputs_per_pixel: float = 0.0) -> int:
+        """``image_bytes`` less the forward pass: what one more image held ahead or behind the model costs."""
         classes = 1 if self.loaded.binary else len(self.loaded.classes)
         per_pixel = FULL_SIZE_BYTES + CLASS_BYTES * (classes - 1) + outputs_per_pixel
-        side = self.options.tile or self.guard.tile() or self.guard.divisor
-        return int(height * width * per_pixel) + self.guard.estimate(1, side, side)
+        return int(height * width * per_pixel)
 
     def check_sizes(self, images: list[Path], outputs_per_pixel: float = 0.0) -> int:
         """Refuse, from the headers and before any work, an image whose decoding, full-size probabilities and
         outputs (``outputs_per_pixel`` bytes more: overlays, figures) would not fit the memory budget beside
-        the forward pass (which tiles when it must); the most any one image needs."""
+        the forward pass (which tiles when it must); the most any one image's pixels need (``pixel_bytes``)."""
         from unetseg.data.images import read_header
 
         most = 0
@@ -179,7 +183,7 @@ class Engine:
                 raise UnetsegError(f"{path}: a {header.width}x{header.height} image needs about {gib(need)} for its "
                                    f"pixels, probabilities and outputs, over the memory budget of "
                                    f"{gib(self.guard.budget)} (--max-memory); cut it into smaller images")
-            most = max(most, need)
+            most = max(most, self.pixel_bytes(header.height, header.width, outputs_per_pixel))
         return most
 
     def run(self, dataset: Dataset, read_ahead: bool = False) -> Iterator[tuple[dict[str, Any], torch.Tensor]]:
@@ -188,7 +192,7 @@ class Engine:
         image's own pixels."""
         batches = self.loader(dataset)
         # ``read_ahead`` (with no reading processes): the next batches are read and decoded in a thread while
-        # the model runs this one, for images small enough that three batches fit the memory budget
+        # the model runs this one
         for batch in Prefetch(batches) if read_ahead and self.options.workers == 0 else batches:
             logits = self.logits(batch["image"])
             for j in range(logits.shape[0]):

@@ -116,8 +116,9 @@ def predict(model: str | Path | LoadedModel, inputs: str | Path | list, output: 
     group = group or Group()
     engine = engine or Engine(loaded, opts)
     most = engine.check_sizes(files, 6.0 * o.overlays + 2.0 * o.probabilities)  # measured: +5 B/px with both
-    # images small enough that three batches fit the budget are read ahead of the model and written behind it
-    ahead = 3 * engine.options.batch_size * most <= engine.guard.budget
+    # images are read ahead of the model and written behind it (up to two batches each way) where those
+    # batches take at most half the memory budget; larger ones go one batch at a time
+    ahead = 4 * engine.options.batch_size * most <= engine.guard.budget // 2
     with shared_run(group, out, key, plan, mode, engine.describe()) as done:
         todo = group.shard([stems[s] for s in sorted(stems) if s not in done])
         palette = [list(c) for c in loaded.colours]
