@@ -85,6 +85,43 @@ def test_model_file_round_trip(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*tmp*")), "temporary file left behind"
 
 
+@pytest.mark.parametrize("cfg", [CLASSIC | {"attention": True},
+                                 CLASSIC | {"arch": "deeplabv3plus", "encoder": "resnet18"},
+                                 CLASSIC | {"arch": "unet", "encoder": "mobilenet_v2"}])
+def test_a_loaded_model_is_the_built_model_with_the_files_weights(cfg: dict, tmp_path: Path) -> None:
+    """``load_model`` gives the checked skeleton the file's tensors (no weights initialised only to be replaced):
+    every tensor, its dtype and the outputs equal those of a model built and loaded the plain way, also from a
+    half-precision file (cast to float32 as a plain load casts), and nothing is left on the meta device."""
+    from safetensors.torch import load_file
+
+    torch.manual_seed(0)
+    model = create_model(cfg, 1, 1).eval()
+    spec = InputSpec(1, (64, 64), "resize", 8 if cfg["arch"] == "classic" else 32, (0.5,), (0.25,))
+    meta = build_meta(cfg, ["background", "call"], True, [(0, 0, 0), (255, 0, 0)], spec, 0.4)
+    path = save_model_file(tmp_path / "m.safetensors", model, meta)
+    half = tmp_path / "half.safetensors"
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}, str(half),
+              metadata=_raw_metadata(path))
+    x = torch.randn(1, 1, 64, 64)
+    for file in (path, half):
+        plain = create_model(cfg, 1, 1)
+        plain.load_state_dict(load_file(str(file)))
+        loaded = load_model(file).model
+        want, got = plain.eval().state_dict(), loaded.state_dict()
+        assert want.keys() == got.keys()
+        assert all(torch.equal(want[k], got[k]) and want[k].dtype == got[k].dtype for k in want), file.name
+        assert not any(t.is_meta for t in (*loaded.parameters(), *loaded.buffers()))
+        with torch.no_grad():
+            assert torch.equal(plain(x), loaded(x))
+
+
+def _raw_metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata()
+
+
 def test_foreign_files_are_rejected(tmp_path: Path) -> None:
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(UnetsegError, match=r"junk\.safetensors: not a unetseg model file"):

@@ -356,12 +356,18 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     from safetensors.torch import load_file
 
     path = model_path(path)
-    meta, _ = validate_model_file(path)
+    meta, model = validate_model_file(path)
     outputs = 1 if meta["binary"] else len(meta["classes"])
-    model = create_model(meta["model"], int(meta["input"]["channels"]), outputs)
     try:
         state = load_file(str(path), device=str(device))
-        model.load_state_dict(state, strict=True)
+        if model is not None:  # the checked skeleton takes the file's tensors: no weights made only to be replaced
+            model.load_state_dict(state, strict=True, assign=True)
+            model = model.float()  # as loading into a built model casts half-precision files
+            if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+                model = None  # a buffer the file does not hold (not persistent): made by building the model
+        if model is None:
+            model = create_model(meta["model"], int(meta["input"]["channels"]), outputs)
+            model.load_state_dict(state, strict=True)
     except (RuntimeError, SafetensorError) as e:
         raise UnetsegError(f"{path}: weights do not match the {meta['model']['arch']} model it describes "
                            f"({' '.join(str(e).split())[:200]})") from e
