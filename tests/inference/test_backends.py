@@ -127,7 +127,7 @@ def test_int8_is_quantized_in_a_child_process(trained: Path, cache: Path, monkey
 
 
 def test_the_memory_estimate_is_the_backends(trained: Path) -> None:
-    """Issue 32: ONNX Runtime's arena keeps more of the layer outputs alive than torch (measured 0.34 of them
+    """Issue 32: ONNX Runtime's arena keeps more of the layer outputs alive than torch (measured 0.34-0.49 of them
     against 0.16-0.19 for the built-in prior): its estimate is larger, so --max-memory holds for it too."""
     from unetseg.inference.footprint import LIVE_SHARE, MemoryGuard
 
