@@ -8,6 +8,7 @@ columns that arrive block by block (``ColumnStream``). Both take their window po
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -64,8 +65,9 @@ class ColumnStream:
 
     ``push`` takes the next columns and returns the blended outputs of the columns no later window can
     touch; ``finish`` returns the rest. Each window's outputs are kept as the model gave them until their
-    columns are emitted: a column one window covers is that window's output, and only the overlaps are
-    blended (weighted by ``blend_weights``), so most columns are copied once. The last window is only as wide
+    columns are emitted, straight into the emitted block: a column is the weighted mean of the windows over it
+    (``blend_weights``), with no running sums over the whole block, in the same operations and order as a
+    plain weighted sum (the same bits as before). The last window is only as wide
     as the columns left need (with the overlap, rounded up to ``pad_to``, at least ``min_width``), so short
     recordings cost little more than their length; a stream shorter than that is one window padded with zeros
     (silence in a spectrogram image) and cropped back.
@@ -80,7 +82,8 @@ class ColumnStream:
         self.min_width = -(-min(min_width, width) // pad_to) * pad_to
         self.weights = {width: blend_weights((width,), blend).numpy()}
         self.image: np.ndarray | None = None  # pending columns (rows, k)
-        self.outputs: list[tuple[int, np.ndarray]] = []  # (start column, outputs (C, rows, w)) not yet emitted
+        # (start column, outputs (C, rows, w), weights (w,)) of the windows whose columns are not all emitted
+        self.outputs: list[tuple[int, np.ndarray, np.ndarray]] = []
         self.base = 0  # stream column of image[:, 0]: every column before it is emitted
         self.next_start = 0  # stream column where the next window starts
         self.covered = 0  # columns [0, covered) have been seen by some window
@@ -109,7 +112,7 @@ class ColumnStream:
             k = self.image.shape[1]
             x = np.zeros((1, self.image.shape[0], width), self.image.dtype)
             x[0, :, :k] = self.image
-            self.outputs.append((0, self.predict(x)[0][..., :k]))
+            self.outputs.append((0, self.predict(x)[0][..., :k], np.ones(k, np.float32)))  # as it came
         else:  # one last window, aligned to the end
             self._run([total - width], width)
         return self._emit(total)
@@ -119,37 +122,35 @@ class ColumnStream:
         for i in range(0, len(starts), self.batch):
             chunk = starts[i:i + self.batch]
             x = np.stack([self.image[:, s - self.base:s - self.base + width] for s in chunk])
-            self.outputs.extend(zip(chunk, self.predict(x), strict=True))
-
-    def _weights(self, width: int) -> np.ndarray:
-        if width not in self.weights:
-            self.weights[width] = blend_weights((width,), self.blend).numpy()
-        return self.weights[width]
+            if width not in self.weights:
+                self.weights[width] = blend_weights((width,), self.blend).numpy()
+            self.outputs += [(s, o, self.weights[width]) for s, o in zip(chunk, self.predict(x), strict=True)]
 
     def _emit(self, upto: int) -> np.ndarray:
-        """The outputs of columns [base, upto): a column under one window is its output; under several, their
-        weighted mean (in the order the windows ran)."""
+        """The outputs of columns [base, upto): under one window, its output times its weight over the weight;
+        under several, their weighted sum (in the order the windows ran) over the weights' sum."""
         first = self.base
         k = max(0, upto - first)
         rows = self.image.shape[0] if self.image is not None else 0
         out = np.empty((self.channels, rows, k), np.float32)
         if k:
-            ends = {e for s, o in self.outputs for e in (s, s + o.shape[-1])}
+            ends = {e for s, o, _ in self.outputs for e in (s, s + o.shape[-1])}
             edges = sorted({first, upto} | {e for e in ends if first < e < upto})
-            for a, b in zip(edges[:-1], edges[1:], strict=False):
-                under = [(s, o) for s, o in self.outputs if s <= a and b <= s + o.shape[-1]]
-                if len(under) == 1:
-                    s, o = under[0]
-                    out[..., a - first:b - first] = o[..., a - s:b - s]
+            for a, b in pairwise(edges):
+                under = [(o[..., a - s:b - s], w[a - s:b - s]) for s, o, w in self.outputs
+                         if s <= a and b <= s + o.shape[-1]]
+                target = out[..., a - first:b - first]
+                if len(under) == 1:  # in place: no temporaries
+                    o, w = under[0]
+                    np.divide(np.multiply(o, w, out=target), np.maximum(w, 1e-8), out=target)
                     continue
                 acc = np.zeros((self.channels, rows, b - a), np.float32)
                 wsum = np.zeros(b - a, np.float32)
-                for s, o in under:
-                    w = self._weights(o.shape[-1])[a - s:b - s]
-                    acc += o[..., a - s:b - s] * w
+                for o, w in under:
+                    acc += o * w
                     wsum += w
-                out[..., a - first:b - first] = acc / np.maximum(wsum, 1e-8)
-        self.outputs = [(s, o) for s, o in self.outputs if s + o.shape[-1] > upto]
+                np.divide(acc, np.maximum(wsum, 1e-8), out=target)
+        self.outputs = [(s, o, w) for s, o, w in self.outputs if s + o.shape[-1] > upto]
         self.image = self.image[:, k:] if self.image is not None else None
         self.base += k
         return out
