@@ -156,7 +156,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="256,1024")
     p.add_argument("--rounds", type=int, default=3, help="runs of every mode; the best rate of each is kept")
-    p.add_argument("--budget", type=float, default=4.0, help="--max-memory (GB) of the budget check: predict at the "
+    p.add_argument("--budget", type=float, default=4.5, help="--max-memory (GB) of the budget check: predict at the "
                    "largest size through each backend, its peak's growth over the loaded engine against the budget")
     p.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "infer.json"))
     args = p.parse_args()
