@@ -86,10 +86,8 @@ class Engine:
             shape = (self.options.batch_size, spec.channels, *size)
         self.guard = MemoryGuard(loaded.model, spec.channels, spec.divisor, self.options.max_memory,
                                  self.options.backend)
-        if given and not self.guard.fits(shape[0], shape[2], shape[3]):
-            raise UnetsegError(f"{loaded.path}: a batch of {shape[0]} at {shape[3]}x{shape[2]} needs about "
-                               f"{gib(self.guard.estimate(shape[0], shape[2], shape[3]))}, over the memory budget of "
-                               f"{gib(self.guard.budget)}; lower --batch-size or --window, or raise --max-memory")
+        if given:
+            self._check_batch(shape)
         if spec.mode != "pad" and spec.size and not self.guard.fits(shape[0], *spec.size):
             need = self.guard.estimate(shape[0], *spec.size)
             raise UnetsegError(f"{loaded.path}: a batch of {shape[0]} at {spec.size[1]}x{spec.size[0]} needs about "
@@ -101,12 +99,20 @@ class Engine:
             probe //= 2
         self.backend: Backend = create_backend(loaded, self.options, shape, (probe, *shape[1:]))
         self.guard.use(self.backend.name)  # from here on, the chosen backend's estimate (ONNX Runtime's arena)
-        if given and not self.guard.fits(shape[0], shape[2], shape[3]):
-            raise UnetsegError(f"{loaded.path}: a batch of {shape[0]} at {shape[3]}x{shape[2]} needs about "
-                               f"{gib(self.guard.estimate(shape[0], shape[2], shape[3]))} with {self.backend.name}, "
-                               f"over the memory budget of {gib(self.guard.budget)}; lower --batch-size or --window, "
-                               "raise --max-memory, or choose another --backend")
+        if given:
+            self._check_batch(shape, self.backend.name)
         self._auto_tile: int | None = None
+
+    def _check_batch(self, shape: tuple[int, ...], backend: str | None = None) -> None:
+        """Refuse a given batch of ``shape`` (N, C, H, W) whose forward pass would not fit the budget, by the
+        estimate of ``backend`` once it is chosen."""
+        n, _, h, w = shape
+        if self.guard.fits(n, h, w):
+            return
+        advice = "raise --max-memory, or choose another --backend" if backend else "or raise --max-memory"
+        raise UnetsegError(f"{self.loaded.path}: a batch of {n} at {w}x{h} needs about "
+                           f"{gib(self.guard.estimate(n, h, w))}{f' with {backend}' if backend else ''}, over the "
+                           f"memory budget of {gib(self.guard.budget)}; lower --batch-size or --window, {advice}")
 
     @property
     def backend_name(self) -> str:
@@ -160,8 +166,12 @@ class Engine:
     def image_bytes(self, height: int, width: int, outputs_per_pixel: float = 0.0) -> int:
         """Memory one image of ``height`` x ``width`` takes through the engine: its decoding, full-size
         probabilities and outputs (``outputs_per_pixel`` bytes more), beside the forward pass of one tile."""
+        return self.pixel_bytes(height, width, outputs_per_pixel) + self._tile_bytes()
+
+    def _tile_bytes(self) -> int:
+        """The forward pass of one tile (the given tile, the largest that fits, or one stride)."""
         side = self.options.tile or self.guard.tile() or self.guard.divisor
-        return self.pixel_bytes(height, width, outputs_per_pixel) + self.guard.estimate(1, side, side)
+        return self.guard.estimate(1, side, side)
 
     def pixel_bytes(self, height: int, width: int, outputs_per_pixel: float = 0.0) -> int:
         """``image_bytes`` less the forward pass: what one more image held ahead or behind the model costs."""
@@ -175,15 +185,15 @@ class Engine:
         the forward pass (which tiles when it must); the most any one image's pixels need (``pixel_bytes``)."""
         from unetseg.data.images import read_header
 
-        most = 0
+        most, tile = 0, self._tile_bytes()  # the tile's forward pass once, not per image
         for path in images:
             header = read_header(path)
-            need = self.image_bytes(header.height, header.width, outputs_per_pixel)
-            if need > self.guard.budget:
-                raise UnetsegError(f"{path}: a {header.width}x{header.height} image needs about {gib(need)} for its "
-                                   f"pixels, probabilities and outputs, over the memory budget of "
+            pixels = self.pixel_bytes(header.height, header.width, outputs_per_pixel)
+            if pixels + tile > self.guard.budget:
+                raise UnetsegError(f"{path}: a {header.width}x{header.height} image needs about {gib(pixels + tile)} "
+                                   f"for its pixels, probabilities and outputs, over the memory budget of "
                                    f"{gib(self.guard.budget)} (--max-memory); cut it into smaller images")
-            most = max(most, self.pixel_bytes(header.height, header.width, outputs_per_pixel))
+            most = max(most, pixels)
         return most
 
     def run(self, dataset: Dataset, read_ahead: bool = False) -> Iterator[tuple[dict[str, Any], torch.Tensor]]:
