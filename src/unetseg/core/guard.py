@@ -82,7 +82,11 @@ def _identity(path: Path) -> tuple:
 
 def within(path: Path, folder: Path) -> bool:
     """Whether ``path`` is ``folder`` or lies inside it (links resolved)."""
-    path, folder = path.resolve(), folder.resolve()
+    return _inside(path.resolve(), folder.resolve())
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """``within`` of paths already resolved."""
     return path == folder or folder in path.parents
 
 
@@ -117,7 +121,7 @@ def check_outputs(outputs: Iterable[str | Path | None], inputs: Iterable[str | P
             raise UnetsegError(f"{out}: is also an input of this command ({in_files[identity]}); choose another "
                                "output (refused even with --overwrite)")
         for src, folder, resolved in in_dirs:
-            if identity == folder or key == resolved or resolved in key.parents:
+            if identity == folder or _inside(key, resolved):
                 raise UnetsegError(f"{out}: is inside the input folder {src}; write the outputs elsewhere "
                                    "(refused even with --overwrite)")
         if out.is_dir():
