@@ -131,7 +131,7 @@ class ColumnStream:
         under several, their weighted sum (in the order the windows ran) over the weights' sum."""
         first = self.base
         k = max(0, upto - first)
-        rows = self.image.shape[0] if self.image is not None else 0
+        rows = self.image.shape[0]
         out = np.empty((self.channels, rows, k), np.float32)
         if k:
             ends = {e for s, o, _ in self.outputs for e in (s, s + o.shape[-1])}
@@ -151,6 +151,6 @@ class ColumnStream:
                     wsum += w
                 np.divide(acc, np.maximum(wsum, 1e-8), out=target)
         self.outputs = [(s, o, w) for s, o, w in self.outputs if s + o.shape[-1] > upto]
-        self.image = self.image[:, k:] if self.image is not None else None
+        self.image = self.image[:, k:]
         self.base += k
         return out
