@@ -152,6 +152,14 @@ def make_images(folder: Path, size: int, count: int) -> None:
         Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8)).save(folder / f"{i:03d}.png")
 
 
+def run_child(argv: list, env: dict) -> dict:
+    """One configuration in a fresh process (its peak memory its own): the last JSON line it prints."""
+    proc = subprocess.run([sys.executable, "-c", CHILD, *map(str, argv)], capture_output=True, text=True, env=env)
+    if proc.returncode:
+        sys.exit(proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="256,1024")
@@ -172,11 +180,7 @@ def main() -> None:
             best: dict[str, dict] = {}
             for round_ in range(args.rounds):  # rounds over all modes: a passing load hits each alike
                 for mode in MODES:
-                    proc = subprocess.run([sys.executable, "-c", CHILD, mode, str(model), str(images), str(batch),
-                                           str(repeats), str(out)], capture_output=True, text=True, env=env)
-                    if proc.returncode:
-                        sys.exit(proc.stderr[-3000:])
-                    r = json.loads(proc.stdout.strip().splitlines()[-1])
+                    r = run_child([mode, model, images, batch, repeats, out], env)
                     print(json.dumps({"round": round_ + 1, "size": size, "mode": mode, **r}), flush=True)
                     kept = best.setdefault(mode, r)
                     if (r["images_per_s"] or 0) > (kept["images_per_s"] or 0):
@@ -185,12 +189,7 @@ def main() -> None:
                         kept["peak_rss_mb"] = max(r["peak_rss_mb"], kept["peak_rss_mb"])
             if size == max(int(v) for v in args.sizes.split(",")):  # --max-memory holds for every backend
                 for backend in MODEL_ONLY[1:]:
-                    proc = subprocess.run([sys.executable, "-c", CHILD, f"budget:{backend}", str(model), str(images),
-                                           str(batch), "1", str(out), str(args.budget)],
-                                          capture_output=True, text=True, env=env)
-                    if proc.returncode:
-                        sys.exit(proc.stderr[-3000:])
-                    r = json.loads(proc.stdout.strip().splitlines()[-1])
+                    r = run_child([f"budget:{backend}", model, images, batch, 1, out, args.budget], env)
                     r = {"size": size, "backend": backend, **r, "within": r["growth_mb"] <= args.budget * 1024}
                     print(json.dumps(r), flush=True)
                     budget.append(r)
