@@ -98,10 +98,17 @@ def test_column_stream_is_the_plain_blend_of_its_windows(total: int, blocks: int
         place = np.arange(x.shape[-1], dtype=np.float32) / x.shape[-1]
         return np.stack([x / np.float32(255) + place, np.sqrt(x.astype(np.float32)) * place], axis=1)
 
-    stream = ColumnStream(predict, 2, width, overlap, batch_size=2, blend="linear", pad_to=pad_to, min_width=64)
+    def stream() -> ColumnStream:
+        return ColumnStream(predict, 2, width, overlap, batch_size=2, blend="linear", pad_to=pad_to, min_width=64)
+
     cuts = np.sort(rng.choice(np.arange(1, total), size=min(blocks - 1, total - 1), replace=False))
-    parts = [stream.push(block) for block in np.split(image, cuts, axis=1)] + [stream.finish()]
+    now = stream()
+    parts = [now.push(block) for block in np.split(image, cuts, axis=1)] + [now.finish()]
     got = np.concatenate(parts, axis=2)
     expected = _expected_stream(image, predict, width, overlap, pad_to, 64)
     assert got.shape == expected.shape and got.dtype == np.float32
     assert np.array_equal(got, expected)  # bit for bit: events cannot move with the blocks or the stream's code
+    # blended later (as detect does, in its events thread, while the stream runs on): the same bits
+    later = stream()
+    blends = [later.advance(block) for block in np.split(image, cuts, axis=1)] + [later.end()]
+    assert np.array_equal(np.concatenate([blend() for blend in blends], axis=2), expected)

@@ -1,14 +1,13 @@
 """Detection on recordings of any length in bounded memory, on the inference engine.
 
 Audio is read in blocks, resampled as a stream, and turned into spectrogram columns (the front end, in
-float32, in a thread of its own one block ahead of the model: ``Prefetch``); the engine's
-``ColumnStream`` runs overlapping full-height windows over the columns and blends them. Columns no
-later window can touch are final: they go to the event tracker (regions -> events, cut at silent gaps;
-decoded in a thread behind the model: ``Behind``) and, optionally, to the denoiser (mask the complex
-STFT, overlap-add). Every buffer holds at most one block of audio plus one window of columns, whatever
-the recording's length. A ``Detector`` loads the model's backend once for any number of recordings, and
-``run_many`` starts the next recording's front end while the model runs this one.
-"""
+float32, in a thread of its own one block ahead of the model: ``Prefetch``); the engine's ``ColumnStream``
+runs overlapping full-height windows over the columns. Columns no later window can touch are final: in a
+thread behind the model (``Behind``) they are blended, go to the event tracker (regions -> events, cut at
+silent gaps) and, optionally, to the denoiser (mask the complex STFT, overlap-add). Every buffer holds at
+most one block of audio plus one window of columns, whatever the recording's length. A ``Detector`` loads
+the model's backend once for any number of recordings, and ``run_many`` starts the next recording's front
+end while the model runs this one."""
 
 from __future__ import annotations
 
@@ -41,7 +40,7 @@ from unetseg.core.errors import UnetsegError
 from unetseg.core.guard import temp_path
 from unetseg.core.threads import Behind, Prefetch
 from unetseg.inference import Engine, InferenceOptions, to_classes
-from unetseg.inference.windows import ColumnStream
+from unetseg.inference.windows import Blend, ColumnStream
 from unetseg.instances.centres import HEAD_CHANNELS
 from unetseg.models.modelfile import LoadedModel
 from unetseg.prediction.postprocess import PostProcess, threshold_for
@@ -267,9 +266,9 @@ class Detector:
 
     def run_many(self, paths: list[Path], denoise: Callable[[Path], Path | None] = lambda _: None,
                  keep_mask: bool = False) -> Iterator[tuple[Path, DetectResult]]:
-        """(recording, result) of each of ``paths`` in order: the next one's front end runs during this one's
-        model work, and its model work during this one's last events (a folder of short recordings streams
-        without a pause). An error opening a recording is raised at its turn."""
+        """(recording, result) of each of ``paths`` in order: the next one's front end runs during this one's model
+        work, and its model work during this one's last events (a folder streams without a pause). An error
+        opening a recording is raised at its turn."""
         def opened(i: int) -> _Opened | Exception | None:
             if i >= len(paths):
                 return None
@@ -311,7 +310,7 @@ class Detector:
 
     def _start(self, path: str | Path, denoise: str | Path | None, keep_mask: bool,
                opened: _Opened | None) -> _Running:
-        """The model's work on one recording, done; its last events may still be decoding behind."""
+        """The model's work on one recording, done; its last columns may still be blending and decoding behind."""
         loaded, cfg = self.loaded, self.cfg
         opened = opened or self._open(path, denoise is not None, keep_mask)
         sr = cfg.sample_rate or opened.info.sample_rate
@@ -324,7 +323,11 @@ class Detector:
                               pad_to=loaded.input_spec.divisor, min_width=self.trained)
         running = _Running(opened, tracker, denoiser, keep_mask, sr)
 
-        def finished(outputs: np.ndarray) -> None:
+        def finished(item: tuple[Blend, np.ndarray | None]) -> None:
+            blend, S = item
+            if S is not None:
+                running.pending_stft.append(S)
+            outputs = blend()
             k = outputs.shape[-1]
             if not k:
                 return
@@ -339,15 +342,13 @@ class Detector:
                 running.mask_parts.append(mask)
             running.done += k
 
-        # events are decoded behind the model, in a thread; the denoiser keeps its STFT columns in order itself
-        running.behind = Behind(finished) if denoiser is None else None
-        after = running.behind.put if running.behind is not None else finished
+        # columns are blended, their events decoded and their audio denoised behind the model, in a thread (so the
+        # model's thread goes from window to window)
+        running.behind = Behind(finished)
         try:
             for columns, S in opened.front:
-                if S is not None:
-                    running.pending_stft.append(S)
-                after(stream.push(columns))
-            after(stream.finish())
+                running.behind.put((stream.advance(columns), S))
+            running.behind.put((stream.end(), None))
         except BaseException:
             running.abort()
             raise
@@ -356,14 +357,14 @@ class Detector:
 
 @dataclass
 class _Running:
-    """One recording whose model work is done: its events decoding behind, its denoised audio being written."""
+    """One recording whose model work is done: its last columns blending behind, events decoding, audio denoising."""
 
     opened: _Opened
     tracker: EventTracker
     denoiser: Denoiser | None
     keep_mask: bool
     sample_rate: int
-    behind: Behind | None = None
+    behind: Behind = field(init=False)  # set by Detector._start, before any work
     done: int = 0  # recording columns finished
     pending_stft: list[np.ndarray] = field(default_factory=list)
     mask_parts: list[np.ndarray] = field(default_factory=list)
@@ -373,8 +374,7 @@ class _Running:
     def result(self) -> DetectResult:
         """Wait for the last events, and finish the denoised audio."""
         try:
-            if self.behind is not None:
-                self.behind.finish()
+            self.behind.finish()
         except BaseException:
             self.abort()
             raise
@@ -386,8 +386,7 @@ class _Running:
 
     def abort(self) -> None:
         self.opened.front.close()
-        if self.behind is not None:
-            self.behind.close()
+        self.behind.close()
         if self.denoiser is not None:
             self.denoiser.abort()
 

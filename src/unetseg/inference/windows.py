@@ -60,6 +60,42 @@ def sliding_window(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Ten
     return out / norm
 
 
+class Blend:
+    """Columns ``[first, upto)`` of a ``ColumnStream``, to be blended from the windows over them: a column under
+    one window is its output times its weight over the weight; under several, their weighted sum (in the order
+    the windows ran) over the weights' sum. It holds its windows' outputs (never changed after the model gave
+    them), so it can be blended later and in another thread than the stream's (``ColumnStream.advance``)."""
+
+    def __init__(self, first: int, upto: int, shape: tuple[int, int],
+                 windows: list[tuple[int, np.ndarray, np.ndarray]]) -> None:
+        self.first, self.upto, self.shape, self.windows = first, upto, shape, windows
+
+    def __call__(self) -> np.ndarray:
+        first, upto = self.first, self.upto
+        channels, rows = self.shape
+        k = max(0, upto - first)
+        out = np.empty((channels, rows, k), np.float32)
+        if not k:
+            return out
+        ends = {e for s, o, _ in self.windows for e in (s, s + o.shape[-1])}
+        edges = sorted({first, upto} | {e for e in ends if first < e < upto})
+        for a, b in pairwise(edges):
+            under = [(o[..., a - s:b - s], w[a - s:b - s]) for s, o, w in self.windows
+                     if s <= a and b <= s + o.shape[-1]]
+            target = out[..., a - first:b - first]
+            if len(under) == 1:  # in place: no temporaries
+                o, w = under[0]
+                np.divide(np.multiply(o, w, out=target), np.maximum(w, 1e-8), out=target)
+                continue
+            acc = np.zeros((channels, rows, b - a), np.float32)
+            wsum = np.zeros(b - a, np.float32)
+            for o, w in under:
+                acc += o * w
+                wsum += w
+            np.divide(acc, np.maximum(wsum, 1e-8), out=target)
+        return out
+
+
 class ColumnStream:
     """Full-height windows over image columns that arrive in blocks, in bounded memory.
 
@@ -67,7 +103,9 @@ class ColumnStream:
     touch; ``finish`` returns the rest. Each window's outputs are kept as the model gave them until their
     columns are emitted, straight into the emitted block: a column is the weighted mean of the windows over it
     (``blend_weights``), with no running sums over the whole block, in the same operations and order as a
-    plain weighted sum (the same bits as before). The last window is only as wide
+    plain weighted sum (the same bits as before). ``advance`` and ``end`` are ``push`` and ``finish`` with the
+    blending left to the caller (a ``Blend``, run where the caller likes: detect runs it in its events thread,
+    so the model's thread goes from window to window). The last window is only as wide
     as the columns left need (with the overlap, rounded up to ``pad_to``, at least ``min_width``), so short
     recordings cost little more than their length; a stream shorter than that is one window padded with zeros
     (silence in a spectrogram image) and cropped back.
@@ -89,6 +127,13 @@ class ColumnStream:
         self.covered = 0  # columns [0, covered) have been seen by some window
 
     def push(self, columns: np.ndarray) -> np.ndarray:
+        return self.advance(columns)()
+
+    def finish(self) -> np.ndarray:
+        return self.end()()
+
+    def advance(self, columns: np.ndarray) -> Blend:
+        """Run the windows the next ``columns`` complete; the columns no later window can touch, to blend."""
         self.image = columns if self.image is None else np.concatenate([self.image, columns], axis=1)
         end = self.base + self.image.shape[1]
         starts = []
@@ -98,14 +143,15 @@ class ColumnStream:
             self.next_start += self.step
         self._run(starts)
         # Keep the last window's worth of columns: the final window may reach back into them.
-        return self._emit(min(self.next_start, end - self.width))
+        return self._take(min(self.next_start, end - self.width))
 
-    def finish(self) -> np.ndarray:
+    def end(self) -> Blend:
+        """Run the last window; the columns left, to blend."""
         if self.image is None:
-            return np.zeros((self.channels, 0, 0), np.float32)
+            return Blend(0, 0, (self.channels, 0), [])
         total = self.base + self.image.shape[1]
         if self.covered >= total:
-            return self._emit(total)
+            return self._take(total)
         need = total - max(0, self.covered - self.overlap)  # the columns left, and the overlap before them
         width = min(self.width, max(self.min_width, -(-need // self.pad_to) * self.pad_to))
         if total < width:  # shorter than one window: one padded window, cropped back
@@ -115,7 +161,7 @@ class ColumnStream:
             self.outputs.append((0, self.predict(x)[0][..., :k], np.ones(k, np.float32)))  # as it came
         else:  # one last window, aligned to the end
             self._run([total - width], width)
-        return self._emit(total)
+        return self._take(total)
 
     def _run(self, starts: list[int], width: int | None = None) -> None:
         width = width or self.width
@@ -126,31 +172,14 @@ class ColumnStream:
                 self.weights[width] = blend_weights((width,), self.blend).numpy()
             self.outputs += [(s, o, self.weights[width]) for s, o in zip(chunk, self.predict(x), strict=True)]
 
-    def _emit(self, upto: int) -> np.ndarray:
-        """The outputs of columns [base, upto): under one window, its output times its weight over the weight;
-        under several, their weighted sum (in the order the windows ran) over the weights' sum."""
+    def _take(self, upto: int) -> Blend:
+        """Columns [base, upto) with the windows over them; the stream forgets them and every window that ends
+        by ``upto``."""
         first = self.base
         k = max(0, upto - first)
-        rows = self.image.shape[0]
-        out = np.empty((self.channels, rows, k), np.float32)
-        if k:
-            ends = {e for s, o, _ in self.outputs for e in (s, s + o.shape[-1])}
-            edges = sorted({first, upto} | {e for e in ends if first < e < upto})
-            for a, b in pairwise(edges):
-                under = [(o[..., a - s:b - s], w[a - s:b - s]) for s, o, w in self.outputs
-                         if s <= a and b <= s + o.shape[-1]]
-                target = out[..., a - first:b - first]
-                if len(under) == 1:  # in place: no temporaries
-                    o, w = under[0]
-                    np.divide(np.multiply(o, w, out=target), np.maximum(w, 1e-8), out=target)
-                    continue
-                acc = np.zeros((self.channels, rows, b - a), np.float32)
-                wsum = np.zeros(b - a, np.float32)
-                for o, w in under:
-                    acc += o * w
-                    wsum += w
-                np.divide(acc, np.maximum(wsum, 1e-8), out=target)
+        windows = [(s, o, w) for s, o, w in self.outputs if s < upto and s + o.shape[-1] > first] if k else []
         self.outputs = [(s, o, w) for s, o, w in self.outputs if s + o.shape[-1] > upto]
+        blend = Blend(first, upto, (self.channels, self.image.shape[0]), windows)
         self.image = self.image[:, k:]
         self.base += k
-        return out
+        return blend
