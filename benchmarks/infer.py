@@ -3,9 +3,13 @@
 
 - every backend of the engine, model only (batches of normalised tensors): torch eager contiguous and
   channels_last, torch bf16 autocast, onnxruntime fp32 and int8 (calibrated on the benchmark's images),
-- a naive loop as course notebooks write it (per image: PIL -> tensor -> model -> PNG),
-- the full ``unetseg predict`` command path on a folder with its defaults (``--backend auto``: reading,
-  batching, restoring, writing PNGs), after one run that pays the one-time probe and graph export.
+  as many batches as the folder holds, after warm-up runs (steady state);
+- a naive loop as course notebooks write it (per image: PIL -> tensor -> model -> PNG), on the first images;
+- the full ``unetseg predict`` command path on the folder (256 images at 256 px, 24 at 1024: about 8 s of
+  work) with its defaults (``--backend auto``: reading, batching, restoring, writing PNGs), each call loading
+  the model and its engine as a command does, after one call on one batch's images that pays the one-time
+  probe and graph export; then one more call on that batch: ``predict_fixed_seconds`` in the summary is its
+  time less the batch's at the fastest model-only rate (what a command pays once).
 
 Each configuration runs in a fresh process, so its peak resident memory is its own, in ``--rounds`` rounds
 over all configurations whose best rate is kept (the machine is shared: a passing load then weighs on
@@ -40,25 +44,27 @@ import numpy as np, torch
 from PIL import Image
 from unetseg.models.modelfile import load_model
 mode, model_path, folder = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-batch, repeats = int(sys.argv[4]), int(sys.argv[5])
+batch, naive = int(sys.argv[4]), int(sys.argv[5])  # the naive loop times the first ``naive`` images
 files = sorted(folder.glob("*.png"))
 loaded = load_model(model_path)
 spec = loaded.input_spec
 size = spec.size
 x = torch.randn(batch, 3, *size)
 
-def timed(fn, n_images):
-    fn()  # warm-up
+def timed(fn, n_images, passes=1, warm=None):
+    (warm or fn)()  # warm-up: a backend's first runs fault in its memory (one-time)
     start = time.perf_counter()
-    for _ in range(repeats):
+    for _ in range(passes):
         fn()
-    return repeats * n_images / (time.perf_counter() - start)
+    return passes * n_images / (time.perf_counter() - start)
+
+per_folder = max(1, len(files) // batch)  # model only: as many batches as the folder holds, in steady state
 
 with torch.inference_mode():
     extra = {}
     if mode == "eager_contiguous":
         model = loaded.model.eval()
-        rate = timed(lambda: model(x), batch)
+        rate = timed(lambda: model(x), batch, per_folder)
     elif mode in ("torch", "torch-bf16", "onnxruntime", "onnxruntime-int8"):
         from unetseg.core.errors import UnetsegError
         from unetseg.inference import Engine, InferenceOptions
@@ -67,7 +73,8 @@ with torch.inference_mode():
         except UnetsegError as e:  # int8 refused below its agreement floor: reported, not timed
             print(json.dumps({"images_per_s": None, "peak_rss_mb": 0, "refused": str(e)}))
             sys.exit(0)
-        rate = timed(lambda: engine.backend(x), batch)
+        engine.backend(x)  # ONNX Runtime's arena grows over its first runs
+        rate = timed(lambda: engine.backend(x), batch, per_folder)
         extra["peak_before_check_mb"] = peak_mb()  # the agreement check below runs fp32 too
         if mode in ("torch-bf16", "onnxruntime-int8"):
             from unetseg.data.images import read_image
@@ -82,13 +89,13 @@ with torch.inference_mode():
         model = loaded.model.eval()
         mean = torch.tensor(spec.mean).view(3, 1, 1); std = torch.tensor(spec.std).view(3, 1, 1)
         out = Path(sys.argv[6])
-        def loop():
+        def loop(files=files[:naive]):
             for f in files:
                 img = Image.open(f).convert("RGB").resize((size[1], size[0]))
                 t = (torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1) - mean) / std
                 prob = torch.sigmoid(model(t[None]))[0, 0]
                 Image.fromarray(((prob > 0.5).numpy() * 255).astype(np.uint8)).save(out / f.name)
-        rate = timed(loop, len(files))
+        rate = timed(loop, naive, warm=lambda: loop(files[:1]))
     elif mode == "predict_command":
         from unetseg.prediction.predict_images import PredictOutputs, predict
         out = Path(sys.argv[6]) / "predict"  # not the naive loop's folder: its files are not unetseg's
@@ -96,9 +103,18 @@ with torch.inference_mode():
         options = InferenceOptions(batch_size=batch, calibration=str(folder))
         used = []
         again = PredictOutputs(overwrite=True)
+        warm = folder.parent / f"{folder.name}-warm"  # the probe and graph export, paid once before timing
+        warm.mkdir(exist_ok=True)
+        for f in files[:batch]:
+            (warm / f.name).write_bytes(f.read_bytes())
+        predict(model_path, warm, out, outputs=again, options=options)
         rate = timed(lambda: used.append(predict(model_path, folder, out, outputs=again, options=options).backend),
-                     len(files))
+                     len(files), warm=lambda: None)
         extra["backend"] = used[-1]
+        # what one command pays once (model load, the engine, the first runs' memory): one batch's folder
+        start = time.perf_counter()
+        predict(model_path, warm, out, outputs=again, options=options)
+        extra["one_batch_seconds"] = round(time.perf_counter() - start, 3)
     elif mode.startswith("budget:"):  # predict under --max-memory: the peak's growth over the loaded engine
         from unetseg.core.errors import UnetsegError
         from unetseg.inference import Engine, InferenceOptions
@@ -171,7 +187,9 @@ def main() -> None:
     rows, budget = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for size in (int(s) for s in args.sizes.split(",")):
-            batch, count, repeats = (8, 64, 2) if size <= 256 else (2, 8, 1)
+            # folders of about 8 s of the fastest backend's work, so a command's one-time costs (about 0.3 s:
+            # loading, the engine, the first runs' memory; ``one_batch_seconds``) are not most of the figure
+            batch, count, naive = (8, 256, 64) if size <= 256 else (2, 24, 4)
             model, images, out = Path(tmp) / f"m{size}.safetensors", Path(tmp) / f"img{size}", Path(tmp) / "out"
             out.mkdir(exist_ok=True)
             make_model(model, size)
@@ -180,7 +198,7 @@ def main() -> None:
             best: dict[str, dict] = {}
             for round_ in range(args.rounds):  # rounds over all modes: a passing load hits each alike
                 for mode in MODES:
-                    r = run_child([mode, model, images, batch, repeats, out], env)
+                    r = run_child([mode, model, images, batch, naive, out], env)
                     print(json.dumps({"round": round_ + 1, "size": size, "mode": mode, **r}), flush=True)
                     kept = best.setdefault(mode, r)
                     if (r["images_per_s"] or 0) > (kept["images_per_s"] or 0):
@@ -202,9 +220,12 @@ def main() -> None:
     summary = {}
     for size in sorted({r["size"] for r in rows}):
         by = {r["mode"]: r["images_per_s"] for r in rows if r["size"] == size}
+        one = next(r for r in rows if r["size"] == size and r["mode"] == "predict_command")
         fastest = max((m for m in MODEL_ONLY if by[m]), key=by.__getitem__)
         summary[size] = {"fastest_model_only": fastest,
                          "predict_over_fastest_model_only": round(by["predict_command"] / by[fastest], 3),
+                         # a command's one-time cost: its one-batch run less that batch at the fastest rate
+                         "predict_fixed_seconds": round(one["one_batch_seconds"] - one["batch"] / by[fastest], 2),
                          "int8_over_onnxruntime_fp32": by["onnxruntime-int8"] and
                          round(by["onnxruntime-int8"] / by["onnxruntime"], 3),
                          "bf16_over_torch_fp32": round(by["torch-bf16"] / by["torch"], 3)}

@@ -8,7 +8,7 @@ import torch
 
 from unetseg.core.errors import UnetsegError
 from unetseg.data.images import IGNORE
-from unetseg.data.transforms import check_size, fit_image, fit_mask, plan_placement, restore
+from unetseg.data.transforms import check_size, fit_image, fit_mask, normalize, plan_placement, restore
 
 
 @pytest.mark.parametrize("mode,size", [("resize", (64, 96)), ("letterbox", (64, 64)), ("pad", None)])
@@ -29,3 +29,15 @@ def test_placement_round_trip(mode: str, size: tuple[int, int] | None) -> None:
 def test_size_check_suggests_a_valid_size() -> None:
     with pytest.raises(UnetsegError, match="use --size 256x384"):
         check_size([250, 380], "resize", 32)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_normalize_gives_the_plain_formula_bit_for_bit(channels: int) -> None:
+    """Written straight into the CxHxW array, ``normalize`` keeps the plain ``(image - mean) / std``'s bits (the
+    masks of every backend are compared against outputs made before it was)."""
+    image = np.random.default_rng(channels).random((37, 53, channels), dtype=np.float32)
+    mean, std = [0.485, 0.456, 0.406][:channels], [0.229, 0.224, 0.225][:channels]
+    plain = (image - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    got = normalize(image, mean, std)
+    assert got.dtype == torch.float32 and got.is_contiguous()
+    assert np.array_equal(got.numpy(), plain.transpose(2, 0, 1))

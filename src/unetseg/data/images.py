@@ -123,7 +123,8 @@ def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
     elif image.shape[2] == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    image = image.astype(np.float32) / scale
+    image = image.astype(np.float32)
+    image /= scale  # in place: one float image, not two (the same bits)
     if channels is not None:
         image = convert_channels(image, channels)
     return image
