@@ -190,7 +190,7 @@ def main() -> None:
             # folders of about 8 s of the fastest backend's work, so a command's one-time costs (about 0.3 s:
             # loading, the engine, the first runs' memory; ``one_batch_seconds``) are not most of the figure
             batch, count, naive = (8, 256, 64) if size <= 256 else (2, 24, 4)
-            model, images, out = Path(tmp) / f"m{size}.safetensors", Path(tmp) / f"img{size}", Path(tmp) / "out"
+            model, images, out = Path(tmp) / f"m{size}.safetensors", Path(tmp) / f"img{size}", Path(tmp) / f"out{size}"
             out.mkdir(exist_ok=True)
             make_model(model, size)
             make_images(images, size, count)
@@ -235,7 +235,9 @@ def main() -> None:
     machine = {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                "capability": torch.backends.cpu.get_cpu_capability(),
                "amx": "amx_bf16" in Path("/proc/cpuinfo").read_text()}
-    command = f"python benchmarks/infer.py --rounds {args.rounds} --budget {args.budget}"
+    output = Path(args.output).resolve()
+    shown = output.relative_to(ROOT) if output.is_relative_to(ROOT) else output
+    command = f"python benchmarks/infer.py --rounds {args.rounds} --budget {args.budget} --output {shown}"
     write = {"benchmark": "infer", "command": command, "machine": machine,
              "model": "classic U-Net depth 4 width 32 (the default), 3 channels, binary", "runs": rows,
              "summary": summary, "budget": budget}
