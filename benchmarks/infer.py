@@ -187,7 +187,7 @@ def main() -> None:
     rows, budget = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for size in (int(s) for s in args.sizes.split(",")):
-            # folders of about 8 s of the fastest backend's work, so a command's one-time costs (about 0.3 s:
+            # folders of about 8 s of the fastest backend's work, so a command's one-time costs (0.2-0.5 s here:
             # loading, the engine, the first runs' memory; ``one_batch_seconds``) are not most of the figure
             batch, count, naive = (8, 256, 64) if size <= 256 else (2, 24, 4)
             model, images, out = Path(tmp) / f"m{size}.safetensors", Path(tmp) / f"img{size}", Path(tmp) / f"out{size}"

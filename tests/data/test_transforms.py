@@ -33,8 +33,8 @@ def test_size_check_suggests_a_valid_size() -> None:
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_normalize_gives_the_plain_formula_bit_for_bit(channels: int) -> None:
-    """Written straight into the CxHxW array, ``normalize`` keeps the plain ``(image - mean) / std``'s bits (the
-    masks of every backend are compared against outputs made before it was)."""
+    """Written straight into the CxHxW array, ``normalize`` keeps the plain ``(image - mean) / std``'s bits, so no
+    prediction moves with it."""
     image = np.random.default_rng(channels).random((37, 53, channels), dtype=np.float32)
     mean, std = [0.485, 0.456, 0.406][:channels], [0.229, 0.224, 0.225][:channels]
     plain = (image - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
