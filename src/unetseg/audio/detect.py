@@ -3,8 +3,8 @@
 Audio is read in blocks, resampled as a stream, and turned into spectrogram columns (the front end, in
 float32, in a thread of its own one block ahead of the model: ``Prefetch``); the engine's ``ColumnStream``
 runs overlapping full-height windows over the columns. Columns no later window can touch are final: in a
-thread behind the model (``Behind``) they are blended, go to the event tracker (regions -> events, cut at
-silent gaps) and, optionally, to the denoiser (mask the complex STFT, overlap-add). Every buffer holds at
+thread behind the model (``Behind``) they are blended and go to the event tracker (regions -> events, cut at
+silent gaps); with a denoiser (mask the complex STFT, overlap-add), on the model's thread. Every buffer holds at
 most one block of audio plus one window of columns, whatever the recording's length. A ``Detector`` loads
 the model's backend once for any number of recordings, and ``run_many`` starts the next recording's front
 end while the model runs this one."""
@@ -267,8 +267,7 @@ class Detector:
     def run_many(self, paths: list[Path], denoise: Callable[[Path], Path | None] = lambda _: None,
                  keep_mask: bool = False) -> Iterator[tuple[Path, DetectResult]]:
         """(recording, result) of each of ``paths`` in order: the next one's front end runs during this one's model
-        work, and its model work during this one's last events (a folder streams without a pause). An error
-        opening a recording is raised at its turn."""
+        work, and its model work during this one's last events. An error opening one is raised at its turn."""
         def opened(i: int) -> _Opened | Exception | None:
             if i >= len(paths):
                 return None
@@ -342,13 +341,13 @@ class Detector:
                 running.mask_parts.append(mask)
             running.done += k
 
-        # columns are blended, their events decoded and their audio denoised behind the model, in a thread (so the
-        # model's thread goes from window to window)
-        running.behind = Behind(finished)
+        # blending and events behind the model, in a thread; a denoiser's audio on the model's thread, block by block
+        running.behind = Behind(finished) if denoiser is None else None
+        after = running.behind.put if running.behind is not None else finished
         try:
             for columns, S in opened.front:
-                running.behind.put((stream.advance(columns), S))
-            running.behind.put((stream.end(), None))
+                after((stream.advance(columns), S))
+            after((stream.end(), None))
         except BaseException:
             running.abort()
             raise
@@ -357,14 +356,14 @@ class Detector:
 
 @dataclass
 class _Running:
-    """One recording whose model work is done: its last columns blending behind, events decoding, audio denoising."""
+    """One recording whose model work is done: its last columns blending and events decoding behind."""
 
     opened: _Opened
     tracker: EventTracker
     denoiser: Denoiser | None
     keep_mask: bool
     sample_rate: int
-    behind: Behind = field(init=False)  # set by Detector._start, before any work
+    behind: Behind | None = None  # set by Detector._start: blending and events behind the model
     done: int = 0  # recording columns finished
     pending_stft: list[np.ndarray] = field(default_factory=list)
     mask_parts: list[np.ndarray] = field(default_factory=list)
@@ -374,7 +373,8 @@ class _Running:
     def result(self) -> DetectResult:
         """Wait for the last events, and finish the denoised audio."""
         try:
-            self.behind.finish()
+            if self.behind is not None:
+                self.behind.finish()
         except BaseException:
             self.abort()
             raise
@@ -386,7 +386,8 @@ class _Running:
 
     def abort(self) -> None:
         self.opened.front.close()
-        self.behind.close()
+        if self.behind is not None:
+            self.behind.close()
         if self.denoiser is not None:
             self.denoiser.abort()
 
