@@ -207,7 +207,7 @@ def main() -> None:
                         kept["peak_rss_mb"] = max(r["peak_rss_mb"], kept["peak_rss_mb"])
             if size == max(int(v) for v in args.sizes.split(",")):  # --max-memory holds for every backend
                 for backend in MODEL_ONLY[1:]:
-                    r = run_child([f"budget:{backend}", model, images, batch, 1, out, args.budget], env)
+                    r = run_child([f"budget:{backend}", model, images, batch, naive, out, args.budget], env)
                     r = {"size": size, "backend": backend, **r, "within": r["growth_mb"] <= args.budget * 1024}
                     print(json.dumps(r), flush=True)
                     budget.append(r)
