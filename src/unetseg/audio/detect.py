@@ -363,7 +363,7 @@ class _Running:
     denoiser: Denoiser | None
     keep_mask: bool
     sample_rate: int
-    behind: Behind | None = None  # set by Detector._start: blending and events behind the model
+    behind: Behind | None = None  # set by Detector._start: blending and events behind the model (none to denoise)
     done: int = 0  # recording columns finished
     pending_stft: list[np.ndarray] = field(default_factory=list)
     mask_parts: list[np.ndarray] = field(default_factory=list)
